@@ -1,0 +1,3 @@
+from fbt_engine.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,394 @@
+"""fbt's headless command line (SPEC §2). Imports stay lazy: `fbt --help` and the history
+commands never import torch, timm or textual; only `run` and `doctor` import torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
+
+DESCRIPTION = """\
+fbt: cross-architecture knowledge distillation (Fuse Before Transfer) with an experiment manager.
+Run `fbt` with no command to open the terminal app."""
+
+EPILOG = """\
+RUN is a run id, a unique id prefix, a run name, or `last`.
+Exit codes: 0 ok, 1 run failed, 2 usage or config error, 3 environment, 130 interrupted.
+Examples:
+  fbt run presets/mlp_to_cnn.toml
+  fbt run mlp_to_cnn --set train.epochs=2 --set data.subset=1000 --json
+  fbt runs ls --status finished
+  fbt export last --format csv -o metrics.csv"""
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fbt", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="one run, headless")
+    run.add_argument("preset", nargs="?", help="preset file or name (omit with --resume)")
+    run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a preset key; the value is TOML (bare words are strings)")
+    run.add_argument("--name", help="run name")
+    run.add_argument("--tag", dest="tags", action="append", default=[], help="tag (repeatable)")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override run.device")
+    run.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+    run.add_argument("--resume", metavar="RUN", help="continue an interrupted or crashed run")
+    run.add_argument("--id", dest="run_id", help=argparse.SUPPRESS)  # the TUI picks the id it will tail
+    run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+    runs = sub.add_parser("runs", help="run history").add_subparsers(dest="runs_command", metavar="ACTION")
+    ls = runs.add_parser("ls", help="list runs")
+    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--status", choices=("running", "finished", "failed", "interrupted", "crashed"))
+    ls.add_argument("--tag")
+    ls.add_argument("--trash", action="store_true", help="list the trash instead")
+    show = runs.add_parser("show", help="one run's summary, config and last metrics")
+    show.add_argument("run")
+    show.add_argument("--json", action="store_true")
+    for name, text in (("rm", "move runs to the trash"), ("restore", "bring runs back from the trash")):
+        runs.add_parser(name, help=text).add_argument("runs", nargs="+", metavar="RUN")
+    runs.add_parser("purge", help="delete the trash for good").add_argument("--yes", action="store_true")
+    tag = runs.add_parser("tag", help="add (or --remove) a tag")
+    tag.add_argument("run")
+    tag.add_argument("tag")
+    tag.add_argument("--remove", action="store_true")
+    note = runs.add_parser("note", help="set a run's note")
+    note.add_argument("run")
+    note.add_argument("text")
+    runs.add_parser("close", help="mark a run whose process is gone as crashed").add_argument("run")
+    runs.add_parser("reindex", help="rebuild index.sqlite from the run folders")
+
+    cmp_ = sub.add_parser("compare", help="summaries and the config keys that differ")
+    cmp_.add_argument("runs", nargs="+", metavar="RUN")
+    cmp_.add_argument("--csv", action="store_true")
+
+    exp = sub.add_parser("export", help="metrics (csv/json/jsonl/md) or the distilled student")
+    exp.add_argument("runs", nargs="+", metavar="RUN")
+    exp.add_argument("--format", choices=("csv", "json", "jsonl", "md"))
+    exp.add_argument("-o", "--output", default="-", help="file, or - for stdout")
+    exp.add_argument("--student", metavar="FILE.safetensors", help="write the student's weights and a sidecar TOML")
+
+    presets = sub.add_parser("presets", help="built-in and user presets").add_subparsers(dest="presets_command",
+                                                                                       metavar="ACTION")
+    pls = presets.add_parser("ls", help="list presets")
+    pls.add_argument("--json", action="store_true")
+    presets.add_parser("validate", help="report every problem of each preset").add_argument(
+        "presets", nargs="+", metavar="PRESET")
+
+    sub.add_parser("paths", help="where fbt keeps its data")
+    doctor = sub.add_parser("doctor", help="what this environment has")
+    doctor.add_argument("--json", action="store_true")
+    return p
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+def _store():
+    from fbt_engine.store.runs import RunStore
+
+    return RunStore()
+
+
+def _resolve(store, ref: str, include_trashed: bool = False) -> str:
+    from fbt_engine.store.runs import RunNotFound
+
+    try:
+        return store.resolve(ref, include_trashed=include_trashed)
+    except RunNotFound as exc:
+        raise CliError(str(exc)) from None
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "–"
+
+
+def _write(text: str, output: str) -> None:
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(output).expanduser().write_text(text, encoding="utf-8")
+        print(f"wrote {output}", file=sys.stderr)
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+def cmd_run(args) -> int:
+    from fbt_engine.train.engine import RunOptions, run
+
+    return run(RunOptions(preset=args.preset, sets=args.sets, name=args.name, tags=args.tags, device=args.device,
+                          json=args.json, resume=args.resume, run_id=args.run_id, quiet=args.quiet))
+
+
+def cmd_runs(args) -> int:
+    store = _store()
+    action = args.runs_command
+    if action in (None, "ls"):
+        return _runs_ls(store, args)
+    if action == "show":
+        return _runs_show(store, args)
+    if action == "rm":
+        for ref in args.runs:
+            rid = _resolve(store, ref)
+            try:
+                store.trash(rid)
+            except RuntimeError as exc:
+                raise CliError(str(exc)) from None
+            print(f"moved {rid} to the trash (fbt runs restore {rid})")
+    elif action == "restore":
+        for ref in args.runs:
+            rid = _resolve(store, ref, include_trashed=True)
+            store.restore(rid)
+            print(f"restored {rid}")
+    elif action == "purge":
+        trashed = [s.id for s in store.list(include_trashed=True) if s.trashed]
+        if not trashed:
+            print("the trash is empty")
+        elif not args.yes and not _confirm(f"delete {len(trashed)} run(s) for good?"):
+            return EXIT_USAGE
+        else:
+            print(f"deleted {len(store.purge())} run(s)")
+    elif action == "tag":
+        rid = _resolve(store, args.run)
+        tags = store.remove_tag(rid, args.tag) if args.remove else store.add_tag(rid, args.tag)
+        print(f"{rid}: tags {', '.join(tags) or '(none)'}")
+    elif action == "note":
+        rid = _resolve(store, args.run)
+        store.set_note(rid, args.text)
+        print(f"{rid}: note saved")
+    elif action == "close":
+        rid = _resolve(store, args.run)
+        try:
+            status = store.close_run(rid)
+        except RuntimeError as exc:
+            raise CliError(str(exc)) from None
+        print(f"{rid}: {status}")
+    elif action == "reindex":
+        print(f"indexed {store.reindex()} run(s) into {store.index.path}")
+    return EXIT_OK
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        print(f"{question} Refusing without a terminal; pass --yes.", file=sys.stderr)
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _runs_ls(store, args) -> int:
+    trash = getattr(args, "trash", False)
+    rows = store.list(status=getattr(args, "status", None), tag=getattr(args, "tag", None), include_trashed=trash)
+    if trash:
+        rows = [r for r in rows if r.trashed]
+    if getattr(args, "json", False):
+        print(json.dumps([{**r.as_dict(), "pair": r.pair} for r in rows], indent=1))
+        return EXIT_OK
+    if not rows:
+        print("no runs yet — try: fbt run presets/mlp_to_cnn.toml" if not trash else "the trash is empty")
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("id", "name", "status", "method", "teacher → student", "best top-1 @ep", "final", "duration",
+                "tags", "started"):
+        table.add_column(col, no_wrap=col in ("id", "started"))
+    for r in rows:
+        table.add_row(r.id, r.name if r.name != r.id else "", r.status, r.method, r.pair,
+                      f"{_pct(r.best_top1)} @{r.best_epoch or '–'}", _pct(r.final_top1), _duration(r.duration),
+                      ",".join(r.tags), _when(r.started))
+    _console().print(table)
+    return EXIT_OK
+
+
+def _runs_show(store, args) -> int:
+    from fbt_engine.store.export import epoch_rows, load_config
+
+    rid = _resolve(store, args.run, include_trashed=True)
+    s, meta, events = store.summary(rid), store.read_meta(rid), store.events(rid)
+    epochs = epoch_rows(rid, events)
+    failure = next((e for e in reversed(events) if e["type"] == "run_failed"), None)
+    if args.json:
+        print(json.dumps({"summary": {**s.as_dict(), "pair": s.pair}, "meta": meta, "config": load_config(store, rid),
+                          "epochs": epochs, "failure": failure}, indent=1))
+        return EXIT_OK
+    out = _console()
+    out.print(f"[bold]{s.id}[/]  {s.name if s.name != s.id else ''}")
+    for label, value in (("status", s.status + (f" (exit {meta.get('exit_code')})" if meta.get("exit_code") else "")),
+                         ("method", s.method), ("pair", s.pair), ("data", s.dataset),
+                         ("best top-1", f"{_pct(s.best_top1)} (epoch {s.best_epoch or '–'})"),
+                         ("final top-1", _pct(s.final_top1)), ("teacher top-1", _pct(s.teacher_top1)),
+                         ("fusion top-1", _pct(s.fusion_top1)), ("epochs", f"{s.epochs_done}/{s.epochs_total}"),
+                         ("started", _when(s.started)), ("duration", _duration(s.duration)),
+                         ("tags", ", ".join(s.tags) or "–"), ("note", s.note or "–"), ("folder", str(store.run_dir(rid)))):
+        out.print(f"  {label:14s} {value}", markup=False)
+    if failure:
+        out.print(f"  {'error':14s} {failure.get('error')}: {failure.get('message')}", markup=False)
+    return EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    from fbt_engine.store.export import compare, compare_csv
+
+    store = _store()
+    ids = [_resolve(store, r, include_trashed=True) for r in args.runs]
+    summaries, diff = compare(store, ids)
+    if args.csv:
+        sys.stdout.write(compare_csv(summaries, diff))
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title="runs", box=None)
+    for col in ("id", "method", "teacher → student", "status", "best top-1 @ep", "final", "fusion", "duration"):
+        table.add_column(col)
+    best = max((s.best_top1 for s in summaries if s.best_top1 is not None), default=None)
+    for s in summaries:
+        mark = " ★" if s.best_top1 is not None and s.best_top1 == best and len(summaries) > 1 else ""
+        table.add_row(s.id, s.method, s.pair, s.status, f"{_pct(s.best_top1)} @{s.best_epoch or '–'}{mark}",
+                      _pct(s.final_top1), _pct(s.fusion_top1), _duration(s.duration))
+    out = _console()
+    out.print(table)
+    if diff:
+        dt = Table(title="config keys that differ", box=None)
+        dt.add_column("key")
+        for s in summaries:
+            dt.add_column(s.id[-6:])
+        for key, values in diff.items():
+            dt.add_row(key, *["–" if v is None else json.dumps(v) if not isinstance(v, str) else v for v in values])
+        out.print(dt)
+    else:
+        out.print("the configs are identical")
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    from fbt_engine.store.export import ExportError, export_metrics, export_student
+
+    store = _store()
+    ids = [_resolve(store, r, include_trashed=True) for r in args.runs]
+    if args.student:
+        if len(ids) != 1:
+            raise CliError("export --student takes exactly one run")
+        try:
+            weights, sidecar = export_student(store, ids[0], Path(args.student).expanduser())
+        except ExportError as exc:
+            raise CliError(str(exc), EXIT_ENV) from None
+        print(f"wrote {weights} and {sidecar}")
+        return EXIT_OK
+    if not args.format:
+        raise CliError("export: give --format csv|json|jsonl|md, or --student FILE.safetensors")
+    _write(export_metrics(store, ids, args.format), args.output)
+    return EXIT_OK
+
+
+def cmd_presets(args) -> int:
+    from fbt_engine.config.presets import collect, list_presets
+
+    if args.presets_command == "validate":
+        worst = EXIT_OK
+        for ref in args.presets:
+            resolved = collect(ref)
+            if not resolved.problems:
+                print(f"ok: {resolved.source}")
+                continue
+            for problem in resolved.problems:
+                print(f"error: {problem}", file=sys.stderr)
+            worst = max(worst, EXIT_USAGE if any(not p.environment for p in resolved.problems) else EXIT_ENV)
+        return worst
+    rows = []
+    for ref in list_presets():
+        cfg = collect(ref.path).config
+        rows.append({"name": ref.name, "kind": "built-in" if ref.builtin else "user", "path": str(ref.path),
+                     "method": cfg.method.name, "teacher": cfg.teacher.model if cfg.method.needs_teacher else "",
+                     "student": cfg.student.model, "data": cfg.data.name, "epochs": cfg.train.epochs})
+    if getattr(args, "json", False):
+        print(json.dumps(rows, indent=1))
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(box=None)
+    for col in ("name", "kind", "method", "teacher → student", "data", "epochs"):
+        table.add_column(col)
+    for r in rows:
+        pair = f"{r['teacher']} → {r['student']}" if r["teacher"] else r["student"]
+        table.add_row(r["name"], r["kind"], r["method"], pair, r["data"], str(r["epochs"]))
+    _console().print(table)
+    return EXIT_OK
+
+
+def cmd_paths(args) -> int:
+    from fbt_engine import paths
+
+    for label, path in (("data", paths.data_home()), ("runs", paths.runs_dir()), ("trash", paths.trash_dir()),
+                        ("index", paths.index_path()), ("teacher cache", paths.teacher_cache_dir()),
+                        ("config", paths.config_home()), ("user presets", paths.user_presets_dir()),
+                        ("built-in presets", paths.builtin_presets_dir())):
+        print(f"{label:17s} {path}")
+    return EXIT_OK
+
+
+def cmd_doctor(args) -> int:
+    from fbt_engine.doctor import report
+
+    checks = report()
+    if args.json:
+        print(json.dumps(checks, indent=1))
+    else:
+        for c in checks:
+            mark = {"ok": "✓", "warn": "!", "missing": "✗"}[c["state"]]
+            print(f"{mark} {c['name']:22s} {c['detail']}")
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "runs": cmd_runs, "compare": cmd_compare, "export": cmd_export,
+            "presets": cmd_presets, "paths": cmd_paths, "doctor": cmd_doctor}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    try:
+        return COMMANDS[args.command](args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Presets and their validation. Pure Python: importing this never imports torch or timm."""

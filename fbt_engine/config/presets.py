@@ -1,0 +1,255 @@
+"""Finding, reading and validating presets. A preset file is never rewritten.
+
+`resolve()` merges a preset with `--set` overrides, builds the typed `Config` and runs every
+check that needs no torch: schema, model and dataset names, paths on disk. All problems are
+collected, so `fbt presets validate` can report every one at once.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fbt_engine import paths
+from fbt_engine.config.fields import Problem, build
+from fbt_engine.config.schema import SECTIONS, Config, DataSection
+from fbt_engine.data.catalog import DATASETS
+from fbt_engine.methods.params import METHOD_PARAMS, FBTParams, MethodParams
+from fbt_engine.models.names import is_known_model, known_model_names
+from fbt_engine.registry import did_you_mean
+
+SET_SOURCE = "--set"
+_BARE_WORD = re.compile(r"^[A-Za-z_][\w.\-/:]*$")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class PresetError(Exception):
+    """The preset cannot be used; `problems` lists every reason."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if any(not p.environment for p in self.problems) else 3
+
+
+@dataclass
+class Resolved:
+    config: Config
+    source: str  # the preset's path, or "<defaults>"
+    raw: bytes  # the preset file's exact bytes, stored with the run
+    problems: list[Problem] = field(default_factory=list)
+
+
+# --- locating presets ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PresetRef:
+    name: str
+    path: Path
+    builtin: bool
+
+
+def list_presets() -> list[PresetRef]:
+    """User presets first (they may shadow a built-in of the same name), then built-ins."""
+    refs: list[PresetRef] = []
+    for folder, builtin in ((paths.user_presets_dir(), False), (paths.builtin_presets_dir(), True)):
+        if folder.is_dir():
+            for p in sorted(folder.rglob("*.toml")):
+                refs.append(PresetRef(p.relative_to(folder).with_suffix("").as_posix(), p, builtin))
+    return refs
+
+
+def find_preset(ref: str) -> Path:
+    """A path to a file, or the name of a user/built-in preset ("mlp_to_cnn", "paper/vit_s_to_res18")."""
+    candidate = Path(ref).expanduser()
+    if candidate.is_file():
+        return candidate
+    name = ref.removesuffix(".toml")
+    known = list_presets()
+    for p in known:
+        if p.name == name:
+            return p.path
+    raise PresetError([Problem(ref, "preset", "no such file or preset"
+                               + did_you_mean(name, [p.name for p in known]), environment=True)])
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+def parse_value(text: str) -> Any:
+    """A `--set` value as TOML; a bare word that is not TOML (cifar100, adamw) is taken as a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        if _BARE_WORD.match(text):
+            return text
+        raise
+
+
+def parse_overrides(items: Iterable[str]) -> tuple[dict[str, Any], list[Problem]]:
+    nested: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(Problem(SET_SOURCE, item, "expected key=value, e.g. train.lr=3e-4"))
+            continue
+        try:
+            value = parse_value(text.strip())
+        except tomllib.TOMLDecodeError as exc:
+            problems.append(Problem(SET_SOURCE, key, f"value {text!r} is not valid TOML ({exc}); "
+                                                     "quote strings: --set data.name='\"cifar100\"'"))
+            continue
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                problems.append(Problem(SET_SOURCE, key, f"{part} is a value, not a table"))
+                break
+        else:
+            node[leaf] = value
+    return nested, problems
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _dotted_keys(table: dict[str, Any], prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for k, v in table.items():
+        keys.add(prefix + k)
+        if isinstance(v, dict):
+            keys |= _dotted_keys(v, f"{prefix}{k}.")
+    return keys
+
+
+def read_preset(path: Path) -> tuple[bytes, dict[str, Any], list[Problem]]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return b"", {}, [Problem(str(path), "preset", f"cannot read: {exc.strerror}", environment=True)]
+    try:
+        return raw, tomllib.loads(raw.decode("utf-8")), []
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return raw, {}, [Problem(str(path), "preset", f"not valid TOML: {exc}")]
+
+
+# --- building and checking ----------------------------------------------------------------------
+
+def build_config(table: dict[str, Any], origin, problems: list[Problem]) -> Config:
+    sections: dict[str, Any] = {}
+    for name, value in table.items():
+        if name not in SECTIONS:
+            problems.append(Problem(origin(name), name, f"unknown section{did_you_mean(name, SECTIONS)}; "
+                                                        f"a preset has {', '.join(SECTIONS)}"))
+            continue
+        if not isinstance(value, dict):
+            problems.append(Problem(origin(name), name, f"expected a table [{name}], got {value!r}"))
+            continue
+        if name == "method":
+            sections[name] = _build_method(value, origin, problems)
+        else:
+            sections[name] = build(SECTIONS[name], value, f"{name}.", origin, problems)
+    return Config(**sections)
+
+
+def _build_method(table: dict[str, Any], origin, problems: list[Problem]) -> MethodParams:
+    params = dict(table)
+    name = params.pop("name", FBTParams.name)
+    if not isinstance(name, str) or name not in METHOD_PARAMS:
+        problems.append(Problem(origin("method.name"), "method.name",
+                                f"expected one of {', '.join(METHOD_PARAMS.names())}, got {name!r}"
+                                + (did_you_mean(name, METHOD_PARAMS.names()) if isinstance(name, str) else "")))
+        return FBTParams()
+    return build(METHOD_PARAMS.get(name), params, "method.", origin, problems)
+
+
+def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
+    """Checks across fields and against the world (names, files), still without torch."""
+    if not _DEVICE.match(cfg.run.device):
+        problems.append(Problem(origin("run.device"), "run.device",
+                                f"expected auto, cpu, cuda or cuda:N, got {cfg.run.device!r}"))
+    for side in ("teacher", "student"):
+        model = getattr(cfg, side).model
+        if side == "teacher" and not cfg.method.needs_teacher:
+            continue
+        key = f"{side}.model"
+        if not model:
+            problems.append(Problem(origin(key), key, f'is required by method "{cfg.method.name}"'))
+        elif not is_known_model(model):
+            problems.append(Problem(origin(key), key,
+                                    f'unknown model "{model}"{did_you_mean(model, known_model_names())}'))
+    _check_data(cfg.data, origin, problems)
+    ckpt = cfg.teacher.checkpoint
+    if cfg.method.needs_teacher and ckpt and not Path(ckpt).expanduser().is_file():
+        problems.append(Problem(origin("teacher.checkpoint"), "teacher.checkpoint",
+                                f"no such file: {ckpt}", environment=True))
+    method = cfg.method
+    if isinstance(method, FBTParams) and not method.nce_tau_min <= method.nce_tau <= method.nce_tau_max:
+        problems.append(Problem(origin("method.nce_tau"), "method.nce_tau",
+                                f"expected within [nce_tau_min, nce_tau_max] = "
+                                f"[{method.nce_tau_min}, {method.nce_tau_max}], got {method.nce_tau}"))
+
+
+def _check_data(data: DataSection, origin, problems: list[Problem]) -> None:
+    info = DATASETS.get(data.name)
+    if info is None:
+        return  # already reported by the schema
+    root = data.root or info.default_root
+    if info.needs_root and not root:
+        problems.append(Problem(origin("data.root"), "data.root", f'dataset "{data.name}" needs a root folder'))
+    elif root and not (data.download or Path(root).expanduser().is_dir()):
+        hint = " (apt-get install -y dataset-fashion-mnist)" if data.name == "fashion_mnist" else ""
+        problems.append(Problem(origin("data.root"), "data.root", f"no such folder: {root}{hint}", environment=True))
+
+
+def resolve(preset: str | Path | None, overrides: Iterable[str] = ()) -> Resolved:
+    """The validated config of `preset` + overrides. Raises PresetError listing every problem."""
+    resolved = collect(preset, overrides)
+    if resolved.problems:
+        raise PresetError(resolved.problems)
+    return resolved
+
+
+def collect(preset: str | Path | None, overrides: Iterable[str] = ()) -> Resolved:
+    """Like resolve(), but returns the problems instead of raising (for `validate` and the TUI form)."""
+    problems: list[Problem] = []
+    raw, table, source = b"", {}, "<defaults>"
+    if preset is not None:
+        try:
+            path = find_preset(str(preset))
+        except PresetError as exc:
+            return Resolved(Config(), str(preset), b"", exc.problems)
+        source = str(path)
+        raw, table, problems = read_preset(path)
+    over, over_problems = parse_overrides(overrides)
+    problems += over_problems
+    from_set = _dotted_keys(over)
+    table = merge(table, over)
+
+    def origin(key: str) -> str:
+        return SET_SOURCE if key in from_set else source
+
+    cfg = build_config(table, origin, problems)
+    # Cross-field checks run on a partly invalid config too (invalid fields hold their defaults),
+    # but a key already reported is not reported twice.
+    reported = {p.key for p in problems}
+    semantic: list[Problem] = []
+    check_semantics(cfg, origin, semantic)
+    problems += [p for p in semantic if p.key not in reported]
+    return Resolved(cfg, source, raw, problems)

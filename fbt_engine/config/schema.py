@@ -1,0 +1,122 @@
+"""The sections of a preset (SPEC §3) as typed dataclasses with their defaults and help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from fbt_engine.config.fields import setting
+from fbt_engine.data.catalog import DATASETS
+from fbt_engine.methods.params import FBTParams, MethodParams
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class RunSection:
+    section: ClassVar[str] = "run"
+    name: str = setting("", "a human name for the run; the id stays unique")
+    seed: int = setting(0, "seed for weights, data order and augmentation", min=0)
+    device: str = setting("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+    tags: list[str] = setting([], "labels to filter runs by")
+
+
+@dataclass
+class DataSection:
+    section: ClassVar[str] = "data"
+    name: str = setting("fashion_mnist_5k", "dataset", choices=tuple(DATASETS))
+    root: str = setting("", "folder of the dataset's files (built-in default where the dataset has one)")
+    img_size: int = setting(0, "side in pixels the models see; 0 keeps the dataset's own", min=0)
+    batch_size: int = setting(128, "training batch size", min=1)
+    eval_batch_size: int = setting(512, "evaluation batch size", min=1)
+    workers: int = setting(2, "loader processes for folder datasets", min=0)
+    augmentation: str = setting("standard", "standard: pad-crop + flip; none", choices=("standard", "none"))
+    pad: int = setting(4, "padding of the random crop, in pixels of the stored image", min=0)
+    hflip: bool = setting(True, "random horizontal flip")
+    subset: int = setting(0, "train on a stratified N-image slice (and evaluate on N/5); 0 = all", min=0)
+    download: bool = setting(False, "let torchvision download cifar10/cifar100 into root")
+
+
+@dataclass
+class RecipeSection:
+    """How to train the teacher from scratch when no checkpoint is given."""
+
+    section: ClassVar[str] = "teacher.recipe"
+    epochs: int = setting(10, "teacher training epochs", min=1)
+    optimizer: str = setting("adamw", "optimiser", choices=("sgd", "adamw"))
+    lr: float = setting(2e-3, "peak learning rate", min=0)
+    weight_decay: float = setting(0.05, "weight decay", min=0)
+    momentum: float = setting(0.9, "SGD momentum", min=0, max=1)
+    warmup_epochs: float = setting(1.0, "linear warm-up, in epochs", min=0)
+    label_smoothing: float = setting(0.1, "label smoothing of the cross-entropy", min=0, max=1)
+    grad_clip: float = setting(0.0, "clip the gradient norm to this; 0 = off", min=0)
+
+
+@dataclass
+class TeacherSection:
+    section: ClassVar[str] = "teacher"
+    model: str = setting("", "timm model name (fbt's small models included)")
+    kwargs: dict[str, Any] = setting({}, "extra keyword arguments for timm.create_model")
+    checkpoint: str = setting("", "teacher weights to load; empty = train from scratch with [teacher.recipe]")
+    recipe: RecipeSection = field(default_factory=RecipeSection)
+
+
+@dataclass
+class StudentSection:
+    section: ClassVar[str] = "student"
+    model: str = setting("", "timm model name (fbt's small models included)", required=True)
+    kwargs: dict[str, Any] = setting({}, "extra keyword arguments for timm.create_model")
+
+
+@dataclass
+class OptimSection:
+    section: ClassVar[str] = "optim"
+    name: str = setting("sgd", "optimiser", choices=("sgd", "adamw"))
+    lr: float = setting(0.05, "peak learning rate", min=0)
+    weight_decay: float = setting(5e-4, "weight decay", min=0)
+    momentum: float = setting(0.9, "SGD momentum", min=0, max=1)
+    nesterov: bool = setting(False, "Nesterov momentum (SGD)")
+    betas: list[float] = setting([0.9, 0.999], "AdamW betas", min=0, max=1)
+    grad_clip: float = setting(0.0, "clip the gradient norm to this; 0 = off", min=0)
+
+
+@dataclass
+class SchedSection:
+    section: ClassVar[str] = "sched"
+    name: str = setting("cosine", "learning-rate schedule after warm-up", choices=("cosine", "constant"))
+    warmup_epochs: float = setting(0.0, "linear warm-up, in epochs", min=0)
+    warmup_lr_ratio: float = setting(0.01, "learning rate at the start of warm-up, as a fraction of lr", min=0, max=1)
+    min_lr_ratio: float = setting(0.0, "learning rate at the end of the cosine, as a fraction of lr", min=0, max=1)
+
+
+@dataclass
+class TrainSection:
+    section: ClassVar[str] = "train"
+    epochs: int = setting(5, "distillation epochs", min=1)
+    amp: str = setting("auto", "mixed precision: auto (bf16 on CUDA, off on CPU), bf16 or off",
+                       choices=("auto", "bf16", "off"))
+    eval_every: int = setting(1, "evaluate every N epochs (and always after the last)", min=1)
+    channels_last: bool = setting(False, "channels-last memory format for CNNs")
+    compile: bool = setting(False, "torch.compile the training step")
+    ema: float = setting(0.0, "decay of an exponential moving average of the student; 0 = off", min=0, max=1)
+    label_smoothing: float = setting(0.1, "label smoothing of the cross-entropy terms", min=0, max=1)
+    log_every: int = setting(10, "emit a step event every N optimiser steps", min=1)
+
+
+@dataclass
+class Config:
+    run: RunSection = field(default_factory=RunSection)
+    data: DataSection = field(default_factory=DataSection)
+    teacher: TeacherSection = field(default_factory=TeacherSection)
+    student: StudentSection = field(default_factory=StudentSection)
+    method: MethodParams = field(default_factory=FBTParams)
+    optim: OptimSection = field(default_factory=OptimSection)
+    sched: SchedSection = field(default_factory=SchedSection)
+    train: TrainSection = field(default_factory=TrainSection)
+
+
+# The sections in file order, with their dataclass; [method] is resolved through METHOD_PARAMS.
+SECTIONS: dict[str, type] = {
+    "run": RunSection, "data": DataSection, "teacher": TeacherSection, "student": StudentSection,
+    "method": MethodParams, "optim": OptimSection, "sched": SchedSection, "train": TrainSection,
+}

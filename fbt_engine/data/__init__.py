@@ -1,0 +1,1 @@
+"""Datasets. `catalog` and `idx` are torch-free; `sources` builds the training-time batches."""

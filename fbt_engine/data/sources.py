@@ -1,0 +1,238 @@
+"""Training and evaluation batches for every dataset in the catalog.
+
+In-memory datasets (Fashion-MNIST, CIFAR) live on the training device as one uint8 tensor and are
+cropped, flipped, resized and normalised there in whole batches. Folder datasets stream through a
+torchvision DataLoader with worker processes and pinned memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from fbt_engine.config.schema import DataSection
+from fbt_engine.data.augment import random_crop_flip, step_generator, to_model_input
+from fbt_engine.data.catalog import DATASETS, DatasetInfo
+from fbt_engine.data.idx import FASHION_MNIST_CLASSES, load_fashion_mnist, stratified_indices
+from fbt_engine.registry import Registry
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class DataError(RuntimeError):
+    """The dataset cannot be loaded (missing or malformed files): an environment error."""
+
+
+class BatchSource(Protocol):
+    num_images: int
+
+    def __len__(self) -> int: ...
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]: ...
+
+
+@dataclass
+class Arrays:
+    """A split as numpy arrays: images (N, C, H, W) uint8, labels (N,) int64."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def take(self, idx: np.ndarray) -> "Arrays":
+        return Arrays(self.images[idx], self.labels[idx])
+
+
+class DeviceBatches:
+    """Batches of an in-memory split held on `device`; augmentation is batched tensor work."""
+
+    def __init__(self, arrays: Arrays, data: DataSection, info: DatasetInfo, img_size: int,
+                 device: torch.device, seed: int, train: bool):
+        self.images = torch.from_numpy(arrays.images).to(device)
+        self.labels = torch.from_numpy(arrays.labels).to(device)
+        self.num_images = len(self.labels)
+        self.batch_size = data.batch_size if train else data.eval_batch_size
+        self.train, self.seed, self.device, self.img_size = train, seed, device, img_size
+        self.augment = train and data.augmentation == "standard"
+        self.pad, self.hflip = data.pad, data.hflip
+        self.mean = torch.tensor(info.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(info.std, device=device).view(1, -1, 1, 1)
+        if self.train and self.num_images < self.batch_size:
+            raise DataError(f"{self.num_images} training images cannot fill one batch of {self.batch_size}")
+
+    def __len__(self) -> int:
+        # Training drops the last partial batch (steady BatchNorm statistics); evaluation keeps it.
+        return self.num_images // self.batch_size if self.train else math.ceil(self.num_images / self.batch_size)
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+        order = (torch.randperm(self.num_images, device=self.device,
+                                generator=step_generator(self.device, self.seed, epoch, -1))
+                 if self.train else torch.arange(self.num_images, device=self.device))
+        for step in range(start_step, len(self)):
+            idx = order[step * self.batch_size:(step + 1) * self.batch_size]
+            x = self.images[idx]
+            if self.augment:
+                x = random_crop_flip(x, self.pad, self.hflip, step_generator(self.device, self.seed, epoch, step))
+            yield to_model_input(x, self.img_size, self.mean, self.std), self.labels[idx]
+
+    def fixed_batch(self, n: int) -> Batch:
+        """The first `n` images, un-augmented: the probe batch for per-stage statistics."""
+        x = self.images[:n]
+        return to_model_input(x, self.img_size, self.mean, self.std), self.labels[:n]
+
+
+class LoaderBatches:
+    """A torchvision dataset streamed by a DataLoader (folder datasets)."""
+
+    def __init__(self, dataset, data: DataSection, device: torch.device, seed: int, train: bool):
+        self.dataset, self.device, self.seed, self.train = dataset, device, seed, train
+        self.batch_size = data.batch_size if train else data.eval_batch_size
+        self.workers = data.workers
+        self.num_images = len(dataset)
+
+    def __len__(self) -> int:
+        return self.num_images // self.batch_size if self.train else math.ceil(self.num_images / self.batch_size)
+
+    def _loader(self, epoch: int):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.utils.data.DataLoader(
+            self.dataset, batch_size=self.batch_size, shuffle=self.train, drop_last=self.train,
+            num_workers=self.workers, pin_memory=self.device.type == "cuda", generator=g,
+            persistent_workers=False, prefetch_factor=4 if self.workers else None,
+        )
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+        for step, (x, y) in enumerate(self._loader(epoch)):
+            if step >= start_step:
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def fixed_batch(self, n: int) -> Batch:
+        items = [self.dataset[i] for i in range(min(n, self.num_images))]
+        x = torch.stack([im for im, _ in items]).to(self.device)
+        return x, torch.tensor([lbl for _, lbl in items], device=self.device)
+
+
+@dataclass
+class DataBundle:
+    info: DatasetInfo
+    num_classes: int
+    classes: list[str]
+    img_size: int
+    train: BatchSource
+    val: BatchSource
+
+    def describe(self) -> dict:
+        return {"name": self.info.name, "classes": self.num_classes, "img_size": self.img_size,
+                "train_images": self.train.num_images, "val_images": self.val.num_images}
+
+
+# --- loading each dataset as arrays -------------------------------------------------------------
+
+ArrayLoader = Registry("dataset")
+
+
+def _root(data: DataSection, info: DatasetInfo) -> Path:
+    return Path(data.root or info.default_root).expanduser()
+
+
+@ArrayLoader.register("fashion_mnist_5k")
+def _fashion_5k(data: DataSection, info: DatasetInfo):
+    with resources.files("fbt_engine.data").joinpath("fashion_mnist_5k.npz").open("rb") as fh:
+        npz = np.load(fh)
+        arrays = {k: npz[k] for k in ("train_x", "train_y", "test_x", "test_y")}
+    return _gray_splits(arrays), list(FASHION_MNIST_CLASSES)
+
+
+@ArrayLoader.register("fashion_mnist")
+def _fashion_full(data: DataSection, info: DatasetInfo):
+    try:
+        arrays = load_fashion_mnist(_root(data, info))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"data.root: {exc} (apt-get install -y dataset-fashion-mnist, "
+                        "or point data.root at a folder of the four IDX files)") from None
+    return _gray_splits(arrays), list(FASHION_MNIST_CLASSES)
+
+
+def _gray_splits(a: dict[str, np.ndarray]) -> tuple[Arrays, Arrays]:
+    return (Arrays(a["train_x"][:, None], a["train_y"].astype(np.int64)),
+            Arrays(a["test_x"][:, None], a["test_y"].astype(np.int64)))
+
+
+def _cifar(cls_name: str):
+    def load(data: DataSection, info: DatasetInfo):
+        import torchvision
+
+        cls = getattr(torchvision.datasets, cls_name)
+        root = _root(data, info)
+        try:
+            train = cls(str(root), train=True, download=data.download)
+            test = cls(str(root), train=False, download=data.download)
+        except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
+            raise DataError(f"data.root: {root}: {exc} (set data.download = true to fetch it)") from None
+        split = [Arrays(np.ascontiguousarray(d.data.transpose(0, 3, 1, 2)), np.asarray(d.targets, np.int64))
+                 for d in (train, test)]
+        return tuple(split), list(train.classes)
+
+    return load
+
+
+ArrayLoader.register("cifar10")(_cifar("CIFAR10"))
+ArrayLoader.register("cifar100")(_cifar("CIFAR100"))
+
+
+def _subset(train: Arrays, val: Arrays, n: int, seed: int) -> tuple[Arrays, Arrays]:
+    if not n:
+        return train, val
+    n_val = max(1, math.ceil(n / 5))
+    return (train.take(np.sort(stratified_indices(train.labels, min(n, len(train.labels)), seed))),
+            val.take(np.sort(stratified_indices(val.labels, min(n_val, len(val.labels)), seed))))
+
+
+def _imagefolder(data: DataSection, info: DatasetInfo, img_size: int, device: torch.device, seed: int):
+    from torchvision import datasets, transforms
+
+    root = _root(data, info)
+    missing = [s for s in ("train", "val") if not (root / s).is_dir()]
+    if missing:
+        raise DataError(f"data.root: {root} has no {' or '.join(missing)}/ folder (ImageNet layout)")
+    norm = transforms.Normalize(info.mean, info.std)
+    train_tf = transforms.Compose([
+        transforms.RandomResizedCrop(img_size), transforms.RandomHorizontalFlip(), transforms.ToTensor(), norm,
+    ] if data.augmentation == "standard" else [
+        transforms.Resize(img_size), transforms.CenterCrop(img_size), transforms.ToTensor(), norm,
+    ])
+    val_tf = transforms.Compose([transforms.Resize(int(round(img_size / 0.875))), transforms.CenterCrop(img_size),
+                                 transforms.ToTensor(), norm])
+    train = datasets.ImageFolder(str(root / "train"), transform=train_tf)
+    val = datasets.ImageFolder(str(root / "val"), transform=val_tf)
+    if data.subset:
+        labels = np.asarray(train.targets)
+        train = torch.utils.data.Subset(train, np.sort(stratified_indices(labels, min(data.subset, len(labels)), seed)))
+        vlabels = np.asarray(val.targets)
+        n_val = min(max(1, math.ceil(data.subset / 5)), len(vlabels))
+        val = torch.utils.data.Subset(val, np.sort(stratified_indices(vlabels, n_val, seed)))
+    classes = (train.dataset if data.subset else train).classes
+    return (LoaderBatches(train, data, device, seed, True), LoaderBatches(val, data, device, seed, False)), classes
+
+
+def load_data(data: DataSection, device: torch.device, seed: int) -> DataBundle:
+    info = DATASETS[data.name]
+    img_size = data.img_size or info.native_size
+    if not img_size:
+        raise DataError(f'data.img_size: dataset "{data.name}" has no native size; set one')
+    if not info.in_memory:
+        (train, val), classes = _imagefolder(data, info, img_size, device, seed)
+        return DataBundle(info, len(classes), classes, img_size, train, val)
+    (train_a, val_a), classes = ArrayLoader.get(data.name)(data, info)
+    train_a, val_a = _subset(train_a, val_a, data.subset, seed)
+    return DataBundle(
+        info, len(classes), classes, img_size,
+        DeviceBatches(train_a, data, info, img_size, device, seed, train=True),
+        DeviceBatches(val_a, data, info, img_size, device, seed, train=False),
+    )

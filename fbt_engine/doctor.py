@@ -1,0 +1,83 @@
+"""`fbt doctor`: what this environment has, one line per check."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+from typing import Any
+
+from fbt_engine import paths
+from fbt_engine.data.catalog import DATASETS
+from fbt_engine.data.idx import FASHION_MNIST_DEBIAN, FASHION_MNIST_FILES, IdxError, find_idx_file
+
+
+def _check(name: str, state: str, detail: str) -> dict[str, Any]:
+    return {"name": name, "state": state, "detail": detail}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def report() -> list[dict[str, Any]]:
+    checks = [_check("python", "ok", platform.python_version())]
+    for dist in ("torch", "torchvision", "timm", "textual", "textual-plot", "rich", "tomli-w", "platformdirs",
+                 "safetensors"):
+        v = _version(dist)
+        checks.append(_check(dist, "ok" if v else "missing", v or "not installed"))
+    checks += _device_checks()
+    checks += _dataset_checks()
+    home = paths.data_home()
+    writable = os.access(home if home.exists() else home.parent, os.W_OK)
+    checks.append(_check("data home", "ok" if writable else "missing",
+                         f"{home}{'' if writable else ' (not writable)'}" + (" (FBT_HOME)" if os.environ.get("FBT_HOME") else "")))
+    runs = paths.runs_dir()
+    count = sum(1 for p in runs.iterdir() if (p / "meta.json").is_file()) if runs.is_dir() else 0
+    checks.append(_check("runs", "ok", f"{count} in {runs}"))
+    cache = paths.teacher_cache_dir()
+    teachers = sorted(cache.glob("*/teacher.safetensors")) if cache.is_dir() else []
+    size = sum(p.stat().st_size for p in teachers) / 2**20
+    checks.append(_check("teacher cache", "ok", f"{len(teachers)} teacher(s), {size:.1f} MiB in {cache}"))
+    free = shutil.disk_usage(home if home.exists() else home.parent).free / 2**30
+    checks.append(_check("disk", "ok" if free > 2 else "warn", f"{free:.1f} GiB free"))
+    return checks
+
+
+def _device_checks() -> list[dict[str, Any]]:
+    try:
+        import torch
+    except ImportError:
+        return [_check("device", "missing", "torch is not installed")]
+    out = [_check("cpu", "ok", f"{os.cpu_count()} cores, torch uses {torch.get_num_threads()} threads")]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            out.append(_check(f"cuda:{i}", "ok", f"{p.name}, {p.total_memory / 2**30:.0f} GiB, CUDA {torch.version.cuda}"))
+    else:
+        built = torch.version.cuda
+        out.append(_check("cuda", "warn", f"no CUDA device (torch built for CUDA {built})" if built
+                          else "no CUDA device (CPU-only torch build)"))
+    return out
+
+
+def _dataset_checks() -> list[dict[str, Any]]:
+    from importlib import resources
+
+    embedded = resources.files("fbt_engine.data").joinpath("fashion_mnist_5k.npz")
+    out = [_check("fashion_mnist_5k", "ok" if embedded.is_file() else "missing", "embedded (5,000 / 1,000 images)"
+                  if embedded.is_file() else "the embedded .npz is missing from the package")]
+    try:
+        for stem in FASHION_MNIST_FILES.values():
+            find_idx_file(FASHION_MNIST_DEBIAN, stem)
+        out.append(_check("fashion_mnist", "ok", f"{FASHION_MNIST_DEBIAN}"))
+    except IdxError:
+        out.append(_check("fashion_mnist", "warn", "not at the Debian path (apt-get install -y dataset-fashion-mnist) "
+                                                   "— or set data.root to a folder of the IDX files"))
+    for name in ("cifar10", "cifar100", "imagefolder"):
+        out.append(_check(name, "ok", f"needs data.root ({'download = true fetches it' if DATASETS[name].name.startswith('cifar') else 'train/ and val/ folders'})"))
+    return out

@@ -1,0 +1,1 @@
+"""Distillation methods. `params` is torch-free (config validation uses it); the rest is torch."""

@@ -1,0 +1,58 @@
+"""The loss functions, pure and in fp32. Each has a regression test against hand-computed values."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from fbt_engine.train import distributed
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.: KL(p_t^T ‖ p_s^T) · T², averaged over the batch."""
+    log_p_s = F.log_softmax(student.float() / temperature, dim=-1)
+    log_p_t = F.log_softmax(teacher.float() / temperature, dim=-1)
+    return F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean") * temperature**2
+
+
+def ofa_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, eps: float = 1.0,
+             temperature: float = 1.0, drop_ce: bool = True) -> torch.Tensor:
+    """OFA-KD's logit loss. With p_t the teacher's probabilities and ĉ the true class:
+
+        −(1 + p_t[ĉ])^ε · log p_s[ĉ] − Σ_{c≠ĉ} p_t[c]^ε · log p_s[c]          (drop_ce = False)
+
+    OFA-KD's released code subtracts the one-hot from the weights, i.e. the target class is weighted
+    (1 + p_t[ĉ])^ε − 1, because the separate cross-entropy term already supplies the "1 ·" part;
+    `drop_ce = True` (fbt's default, since fbt also adds CE) is that form. At ε = 1 the full form is
+    cross-entropy against p_t + onehot(ĉ).
+    """
+    log_p_s = F.log_softmax(student.float() / temperature, dim=-1)
+    p_t = F.softmax(teacher.float() / temperature, dim=-1)
+    onehot = F.one_hot(labels, num_classes=student.shape[-1]).float()
+    weight = (p_t + onehot).pow(eps)
+    if drop_ce:
+        weight = weight - onehot
+    return -(weight * log_p_s).sum(dim=-1).mean()
+
+
+def info_nce(learner: torch.Tensor, source: torch.Tensor, tau: torch.Tensor | float,
+             gather: bool = True) -> torch.Tensor:
+    """Spatial-agnostic InfoNCE on L2-normalised embeddings: each learner embedding must pick its
+    own image's source embedding among every source embedding of the batch (all ranks' batches
+    under DDP when `gather`). Rows are images; the positive of row i is source row i."""
+    learner = F.normalize(learner.float(), dim=-1)
+    source = F.normalize(source.float(), dim=-1)
+    offset = 0
+    if gather:
+        source, offset = distributed.gather_rows(source)
+    logits = learner @ source.t() / tau
+    targets = torch.arange(learner.shape[0], device=learner.device) + offset
+    return F.cross_entropy(logits, targets)
+
+
+def feature_mse(learner: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(learner.float(), source.float())

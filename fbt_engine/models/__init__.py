@@ -1,0 +1,1 @@
+"""Models: fbt's small models (registered into timm) and the four-stage adapters."""

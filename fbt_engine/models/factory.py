@@ -1,0 +1,31 @@
+"""Building models by name: timm's registry, with fbt's small models registered into it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import timm
+from torch import nn
+
+import fbt_engine.models.small  # noqa: F401  (registers fbt's models with timm)
+from fbt_engine.models.adapters import StagedModel
+
+
+def create_model(name: str, num_classes: int, img_size: int, kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """timm.create_model, passing `img_size` only to models whose constructor takes it."""
+    kwargs = dict(kwargs or {})
+    if "img_size" not in kwargs:
+        try:
+            return timm.create_model(name, num_classes=num_classes, img_size=img_size, **kwargs)
+        except TypeError as exc:
+            if "img_size" not in str(exc):
+                raise
+    return timm.create_model(name, num_classes=num_classes, **kwargs)
+
+
+def build_staged(name: str, num_classes: int, img_size: int, kwargs: dict[str, Any] | None = None) -> StagedModel:
+    return StagedModel(create_model(name, num_classes, img_size, kwargs), img_size)
+
+
+def count_params(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

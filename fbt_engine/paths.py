@@ -1,0 +1,48 @@
+"""Where fbt keeps things. FBT_HOME, when set, holds everything (every test sets it)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP = "fbt"
+
+
+def _override() -> Path | None:
+    value = os.environ.get("FBT_HOME")
+    return Path(value).expanduser() if value else None
+
+
+def data_home() -> Path:
+    return _override() or Path(platformdirs.user_data_dir(APP))
+
+
+def config_home() -> Path:
+    base = _override()
+    return base / "config" if base else Path(platformdirs.user_config_dir(APP))
+
+
+def runs_dir() -> Path:
+    return data_home() / "runs"
+
+
+def trash_dir() -> Path:
+    return data_home() / "trash"
+
+
+def index_path() -> Path:
+    return data_home() / "index.sqlite"
+
+
+def teacher_cache_dir() -> Path:
+    return data_home() / "teachers"
+
+
+def user_presets_dir() -> Path:
+    return config_home() / "presets"
+
+
+def builtin_presets_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "presets"

@@ -1,0 +1,140 @@
+"""events.jsonl: one JSON object per line, "type" first, non-finite numbers as null.
+
+Writers append and flush every line (a crash loses at most the line being written) and fsync at
+epoch ends. Readers take every complete, valid line and stop caring at the first broken one, so
+a truncated or corrupt tail never hides what came before it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+EVENT_TYPES = (
+    "run_started", "phase", "step", "epoch", "stages", "checkpoint", "resume", "warning",
+    "run_finished", "run_failed", "run_interrupted",
+)
+
+
+def _clean(value: Any, path: str, nonfinite: list[str]) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        nonfinite.append(path)
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v, f"{path}.{k}" if path else k, nonfinite) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v, f"{path}.{i}", nonfinite) for i, v in enumerate(value)]
+    return value
+
+
+def encode(event_type: str, payload: dict[str, Any]) -> str:
+    """One line of JSON; NaN/Inf become null and their dotted keys are listed under "nonfinite"."""
+    nonfinite: list[str] = []
+    body = _clean(payload, "", nonfinite)
+    obj = {"type": event_type, "time": payload.get("time", time.time()), **body}
+    if nonfinite:
+        obj["nonfinite"] = nonfinite
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n"
+
+
+class EventWriter:
+    def __init__(self, path: Path):
+        self.path = path
+        self._fh: IO[str] = open(path, "a", encoding="utf-8")
+
+    def write(self, event_type: str, **payload: Any) -> dict[str, Any]:
+        line = encode(event_type, payload)
+        self._fh.write(line)
+        self._fh.flush()
+        return json.loads(line)
+
+    def sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self.sync()
+            self._fh.close()
+
+
+def parse_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        if not line.endswith("\n"):
+            return  # a line still being written, or cut by a crash
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            return
+        if not isinstance(obj, dict) or "type" not in obj:
+            return
+        yield obj
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return list(parse_lines(fh))
+    except FileNotFoundError:
+        return []
+
+
+@dataclass
+class EventTail:
+    """Incremental reader: each poll() returns the complete new events since the last one."""
+
+    path: Path
+    offset: int = 0
+    broken: bool = False  # a corrupt line was met; nothing after it is read
+    _partial: str = field(default="", repr=False)
+
+    def poll(self) -> list[dict[str, Any]]:
+        if self.broken:
+            return []
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return []
+        if not chunk:
+            return []
+        self.offset += len(chunk)
+        text = self._partial + chunk.decode("utf-8", errors="replace")
+        complete, _, self._partial = text.rpartition("\n")
+        if not complete:
+            return []
+        lines = [line + "\n" for line in complete.split("\n")]
+        events = list(parse_lines(lines))
+        if len(events) < len(lines):
+            self.broken = True
+        return events
+
+
+def effective(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events as one continuous history. A `resume` event (phase p, from_step s) supersedes
+    the earlier segments' step/epoch/stages/checkpoint events of phase p past step s: they are
+    dropped here, never silently mixed with the resumed segment's."""
+    events = list(events)
+    resumes = [(i, ev.get("phase", "distillation"), int(ev.get("from_step", 0)))
+               for i, ev in enumerate(events) if ev["type"] == "resume"]
+    if not resumes:
+        return events
+    out = []
+    for i, ev in enumerate(events):
+        step = ev.get("step")
+        superseded = (
+            ev["type"] in ("step", "epoch", "stages", "checkpoint")
+            and step is not None
+            and any(i < at and ev.get("phase", "distillation") == phase and step > from_step
+                    for at, phase, from_step in resumes)
+        )
+        if not superseded:
+            out.append(ev)
+    return out

@@ -1,0 +1,182 @@
+"""Exports and comparisons straight from the run folders: full-resolution metrics (every logged
+step, never sampled), the distilled student with its sidecar, and config diffs. No torch here."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from fbt_engine.store.events import effective
+from fbt_engine.store.runs import RunStore
+from fbt_engine.store.summary import RunSummary
+
+FORMATS = ("csv", "json", "jsonl", "md")
+_STEP_COLUMNS = ["run", "phase", "step", "epoch", "time", "lr", "loss", "img_s"]
+
+
+def step_rows(run_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per logged step; loss terms become `loss/<term>` columns."""
+    rows = []
+    for ev in effective(events):
+        if ev["type"] != "step":
+            continue
+        row = {"run": run_id, **{k: ev.get(k) for k in _STEP_COLUMNS[1:]}}
+        row.update({f"loss/{k}": v for k, v in (ev.get("losses") or {}).items()})
+        rows.append(row)
+    return rows
+
+
+def epoch_rows(run_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for ev in effective(events):
+        if ev["type"] != "epoch":
+            continue
+        row = {"run": run_id, "phase": ev.get("phase"), "epoch": ev.get("epoch"), "step": ev.get("step"),
+               "train_loss": ev.get("train_loss"), "val_loss": ev.get("val_loss"),
+               "epoch_time": ev.get("epoch_time")}
+        for who in ("student", "teacher", "fusion"):
+            for metric in ("top1", "top5"):
+                row[f"{who}/{metric}"] = (ev.get(who) or {}).get(metric)
+        rows.append(row)
+    return rows
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    cols: list[str] = []
+    for row in rows:
+        cols += [k for k in row if k not in cols]
+    return cols
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=_columns(rows) or _STEP_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown(store: RunStore, run_ids: list[str]) -> str:
+    lines = ["| run | name | method | teacher → student | status | best top-1 (epoch) | final top-1 | fusion top-1 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for rid in run_ids:
+        s = store.summary(rid)
+        lines.append(f"| {s.id} | {s.name} | {s.method} | {s.pair} | {s.status} | "
+                     f"{_fmt(s.best_top1)} ({_fmt(s.best_epoch)}) | {_fmt(s.final_top1)} | {_fmt(s.fusion_top1)} |")
+    for rid in run_ids:
+        rows = epoch_rows(rid, store.events(rid))
+        if not rows:
+            continue
+        lines += ["", f"### {rid}", "", "| phase | epoch | train loss | val loss | student top-1 | teacher top-1 | fusion top-1 |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['phase']} | {r['epoch']} | {_fmt(r['train_loss'], 4)} | {_fmt(r['val_loss'], 4)} | "
+                  f"{_fmt(r['student/top1'])} | {_fmt(r['teacher/top1'])} | {_fmt(r['fusion/top1'])} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def export_metrics(store: RunStore, run_ids: list[str], fmt: str) -> str:
+    if fmt == "csv":
+        return to_csv([row for rid in run_ids for row in step_rows(rid, store.events(rid))])
+    if fmt == "jsonl":
+        return "".join(json.dumps({"run": rid, **ev}, separators=(",", ":")) + "\n"
+                       for rid in run_ids for ev in effective(store.events(rid)))
+    if fmt == "json":
+        runs = []
+        for rid in run_ids:
+            events = store.events(rid)
+            runs.append({"summary": store.summary(rid).as_dict(), "config": load_config(store, rid),
+                         "steps": step_rows(rid, events), "epochs": epoch_rows(rid, events),
+                         "stages": [e for e in effective(events) if e["type"] == "stages"]})
+        return json.dumps(runs if len(runs) > 1 else runs[0], indent=1) + "\n"
+    if fmt == "md":
+        return markdown(store, run_ids)
+    raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+
+
+def load_config(store: RunStore, run_id: str) -> dict[str, Any]:
+    path = store.run_dir(run_id) / "config.toml"
+    return tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+def export_student(store: RunStore, run_id: str, target: Path) -> tuple[Path, Path]:
+    """The student's weights (a timm-loadable state dict) and a sidecar TOML naming the model."""
+    source = store.run_dir(run_id) / "student.safetensors"
+    if not source.is_file():
+        status = store.read_meta(run_id).get("status")
+        raise ExportError(f"run {run_id} has no student.safetensors (status: {status}); "
+                          "weights are written when a run finishes")
+    if target.suffix != ".safetensors":
+        target = target.with_suffix(".safetensors")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    cfg = load_config(store, run_id)
+    summary = store.summary(run_id)
+    started = next((e for e in store.events(run_id) if e["type"] == "run_started"), {})
+    data = started.get("data", {})
+    sidecar = {
+        "model": {"name": cfg["student"]["model"], "kwargs": cfg["student"].get("kwargs", {}),
+                  "num_classes": data.get("classes", 0), "img_size": data.get("img_size", 0)},
+        "data": {"name": cfg["data"]["name"]},
+        "source": {"run": run_id, "method": summary.method, "teacher": summary.teacher,
+                   "best_top1": summary.best_top1 or 0.0, "final_top1": summary.final_top1 or 0.0,
+                   "weights": "final"},
+        "load": {"python": (
+            "import timm, fbt_engine.models.small; from safetensors.torch import load_file; "
+            f"m = timm.create_model({cfg['student']['model']!r}, num_classes={data.get('classes', 0)}, "
+            "**kwargs); m.load_state_dict(load_file(path))")},
+        "config": cfg,
+    }
+    side = target.with_suffix(".toml")
+    side.write_text(tomli_w.dumps(sidecar), encoding="utf-8")
+    return target, side
+
+
+def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in table.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_diff(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Only the dotted keys whose values differ between the configs (missing keys count)."""
+    flat = [flatten(c) for c in configs]
+    keys = sorted(set().union(*flat))
+    return {k: [f.get(k) for f in flat] for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1}
+
+
+def compare(store: RunStore, run_ids: list[str]) -> tuple[list[RunSummary], dict[str, list[Any]]]:
+    return [store.summary(r) for r in run_ids], config_diff([load_config(store, r) for r in run_ids])
+
+
+def compare_csv(summaries: list[RunSummary], diff: dict[str, list[Any]]) -> str:
+    rows = []
+    for i, s in enumerate(summaries):
+        row = {"run": s.id, "name": s.name, "method": s.method, "teacher": s.teacher, "student": s.student,
+               "status": s.status, "best_top1": s.best_top1, "best_epoch": s.best_epoch,
+               "final_top1": s.final_top1, "fusion_top1": s.fusion_top1, "duration_s": s.duration}
+        row.update({k: json.dumps(v[i]) if isinstance(v[i], (list, dict)) else v[i] for k, v in diff.items()})
+        rows.append(row)
+    return to_csv(rows)

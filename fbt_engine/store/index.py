@@ -1,0 +1,71 @@
+"""index.sqlite: one summary row per run, in WAL mode, rebuildable from the run folders."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import fields
+from pathlib import Path
+
+from fbt_engine.store.summary import RunSummary
+
+_COLUMNS = [f.name for f in fields(RunSummary)]
+_JSON_COLUMNS = {"tags"}
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs (
+    {', '.join(c + (' TEXT PRIMARY KEY' if c == 'id' else '') for c in _COLUMNS)}
+);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started);
+"""
+
+
+class RunIndex:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, timeout=10, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def upsert(self, summary: RunSummary) -> None:
+        row = summary.as_dict()
+        values = [json.dumps(row[c]) if c in _JSON_COLUMNS else row[c] for c in _COLUMNS]
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        self.db.execute(f"INSERT OR REPLACE INTO runs ({', '.join(_COLUMNS)}) VALUES ({placeholders})", values)
+
+    def delete(self, run_id: str) -> None:
+        self.db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+    def replace_all(self, summaries: Iterable[RunSummary]) -> None:
+        self.db.execute("BEGIN")
+        try:
+            self.db.execute("DELETE FROM runs")
+            for s in summaries:
+                self.upsert(s)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def all(self, include_trashed: bool = False) -> list[RunSummary]:
+        where = "" if include_trashed else "WHERE trashed = 0"
+        cur = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs {where} ORDER BY started DESC")
+        return [self._row(r) for r in cur.fetchall()]
+
+    def get(self, run_id: str) -> RunSummary | None:
+        cur = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE id = ?", (run_id,))
+        row = cur.fetchone()
+        return self._row(row) if row else None
+
+    @staticmethod
+    def _row(row: tuple) -> RunSummary:
+        data = dict(zip(_COLUMNS, row))
+        for c in _JSON_COLUMNS:
+            data[c] = json.loads(data[c]) if data[c] else []
+        data["trashed"] = bool(data["trashed"])
+        return RunSummary(**data)

@@ -1,0 +1,291 @@
+"""Run folders under the data home (SPEC §5), their meta.json, and the index kept beside them.
+
+One writer per run folder: the engine process that owns the run. Tags, notes and status changes
+from other processes go through `update_meta`, a locked read-modify-write, so nobody's fields are
+lost. Deleting moves a folder to trash/; purge empties the trash.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import socket
+import string
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from fbt_engine import paths
+from fbt_engine.store.events import read_events
+from fbt_engine.store.index import RunIndex
+from fbt_engine.store.summary import RunSummary, summarize
+
+STATUSES = ("running", "finished", "failed", "interrupted", "crashed")
+ACTIVE = "running"
+STALE_HEARTBEAT_S = 300.0  # a run on another host is crashed when silent this long
+_ALPHABET = string.digits + string.ascii_lowercase
+
+
+class RunNotFound(LookupError):
+    pass
+
+
+def new_run_id(now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return f"{stamp}-{''.join(secrets.choice(_ALPHABET) for _ in range(6))}"
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks (Linux), to tell a reused pid from ours."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[19])
+
+
+def process_alive(pid: int, start_ticks: int | None) -> bool:
+    proc = Path(f"/proc/{pid}/stat")
+    if Path("/proc/self/stat").exists():
+        try:
+            stat = proc.read_text()
+        except OSError:
+            return False
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] in ("Z", "X"):  # zombie: dead, not yet reaped by its parent
+            return False
+        return start_ticks is None or int(fields[19]) == start_ticks
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class RunStore:
+    def __init__(self, home: Path | None = None):
+        self.home = home or paths.data_home()
+        self.runs_dir = self.home / "runs"
+        self.trash_dir = self.home / "trash"
+        self._index: RunIndex | None = None
+
+    @property
+    def index(self) -> RunIndex:
+        if self._index is None:
+            self._index = RunIndex(self.home / "index.sqlite")
+        return self._index
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+    # -- creating ------------------------------------------------------------------------------
+
+    def create(self, *, config: dict[str, Any], preset_raw: bytes, preset_source: str, name: str,
+               tags: list[str], extra_meta: dict[str, Any], run_id: str | None = None) -> Path:
+        """A complete run folder, made under a temporary name and renamed into place."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        run_id = run_id or new_run_id()
+        final = self.runs_dir / run_id
+        if final.exists() or (self.trash_dir / run_id).exists():
+            raise FileExistsError(f"run {run_id} already exists")
+        tmp = self.runs_dir / f".{run_id}.tmp"
+        tmp.mkdir()
+        (tmp / "checkpoints").mkdir()
+        (tmp / "preset.toml").write_bytes(preset_raw)
+        (tmp / "config.toml").write_text(tomli_w.dumps(config), encoding="utf-8")
+        (tmp / "events.jsonl").touch()
+        (tmp / "stdout.log").touch()
+        now = time.time()
+        meta = {
+            "id": run_id, "name": name or run_id, "status": ACTIVE, "pid": os.getpid(),
+            "pid_start": process_start_ticks(os.getpid()), "host": socket.gethostname(),
+            "started": now, "heartbeat": now, "ended": None, "exit_code": None,
+            "preset": preset_source, "tags": sorted(set(tags)), "note": "", **extra_meta,
+        }
+        write_json_atomic(tmp / "meta.json", meta)
+        os.rename(tmp, final)
+        self.refresh_index(run_id)
+        return final
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def run_dir(self, run_id: str) -> Path:
+        for folder in (self.runs_dir, self.trash_dir):
+            if (folder / run_id / "meta.json").is_file():
+                return folder / run_id
+        raise RunNotFound(f"no run {run_id}")
+
+    def read_meta(self, run_id: str) -> dict[str, Any]:
+        return json.loads((self.run_dir(run_id) / "meta.json").read_text(encoding="utf-8"))
+
+    def events(self, run_id: str) -> list[dict[str, Any]]:
+        return read_events(self.run_dir(run_id) / "events.jsonl")
+
+    def summary(self, run_id: str) -> RunSummary:
+        folder = self.run_dir(run_id)
+        return summarize(self.read_meta(run_id), read_events(folder / "events.jsonl"),
+                         trashed=folder.parent == self.trash_dir)
+
+    def _folders(self, include_trashed: bool) -> Iterator[Path]:
+        for folder in (self.runs_dir, self.trash_dir) if include_trashed else (self.runs_dir,):
+            if folder.is_dir():
+                yield from (p for p in folder.iterdir() if (p / "meta.json").is_file())
+
+    # -- changing ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, run_id: str):
+        folder = self.run_dir(run_id)
+        with open(folder / ".meta.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield folder
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def update_meta(self, run_id: str, **changes: Any) -> dict[str, Any]:
+        with self._locked(run_id) as folder:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            meta.update(changes)
+            write_json_atomic(folder / "meta.json", meta)
+        return meta
+
+    def refresh_index(self, run_id: str) -> RunSummary:
+        summary = self.summary(run_id)
+        self.index.upsert(summary)
+        return summary
+
+    def reindex(self) -> int:
+        """Rebuild index.sqlite from the run folders alone."""
+        summaries = []
+        for folder in self._folders(include_trashed=True):
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            summaries.append(summarize(meta, read_events(folder / "events.jsonl"),
+                                       trashed=folder.parent == self.trash_dir))
+        self.index.replace_all(summaries)
+        return len(summaries)
+
+    def detect_crashes(self) -> list[str]:
+        """Mark runs whose process is gone (or, on another host, whose heartbeat went stale)."""
+        crashed = []
+        for s in self.index.all(include_trashed=True):
+            if s.status != ACTIVE:
+                continue
+            try:
+                meta = self.read_meta(s.id)
+            except (RunNotFound, json.JSONDecodeError):
+                continue
+            status = meta.get("status")
+            if status == ACTIVE and not self.is_alive(meta):
+                self.update_meta(s.id, status="crashed", ended=meta.get("heartbeat"))
+                crashed.append(s.id)
+                status = "crashed"
+            if status != s.status:
+                self.refresh_index(s.id)
+        return crashed
+
+    @staticmethod
+    def is_alive(meta: dict[str, Any]) -> bool:
+        if meta.get("host") == socket.gethostname():
+            return process_alive(int(meta["pid"]), meta.get("pid_start"))
+        return time.time() - float(meta.get("heartbeat", 0)) < STALE_HEARTBEAT_S
+
+    def list(self, status: str | None = None, tag: str | None = None,
+             include_trashed: bool = False) -> list[RunSummary]:
+        if not self.index.path.exists() or self._index_is_empty_but_runs_exist():
+            self.reindex()
+        self.detect_crashes()
+        rows = self.index.all(include_trashed=include_trashed)
+        return [r for r in rows if (status is None or r.status == status) and (tag is None or tag in r.tags)]
+
+    def _index_is_empty_but_runs_exist(self) -> bool:
+        return not self.index.all(include_trashed=True) and any(self._folders(include_trashed=True))
+
+    def resolve(self, ref: str, include_trashed: bool = False) -> str:
+        """A run id from an id, a unique id prefix, a name (its latest run) or `last`."""
+        runs = self.list(include_trashed=include_trashed)
+        if not runs:
+            raise RunNotFound("there are no runs yet")
+        if ref == "last":
+            return runs[0].id
+        exact = [r.id for r in runs if r.id == ref]
+        if exact:
+            return exact[0]
+        prefixed = [r.id for r in runs if r.id.startswith(ref)]
+        if len(prefixed) == 1:
+            return prefixed[0]
+        named = [r.id for r in runs if r.name == ref]  # newest first
+        if named:
+            return named[0]
+        if len(prefixed) > 1:
+            raise RunNotFound(f'"{ref}" matches {len(prefixed)} runs: {", ".join(prefixed[:5])}')
+        raise RunNotFound(f'no run matches "{ref}" (an id, a unique id prefix, a name, or "last")')
+
+    def trash(self, run_id: str) -> None:
+        meta = self.read_meta(run_id)
+        if meta.get("status") == ACTIVE and self.is_alive(meta):
+            raise RuntimeError(f"run {run_id} is still running (pid {meta['pid']}); stop it first")
+        self.trash_dir.mkdir(parents=True, exist_ok=True)
+        os.rename(self.runs_dir / run_id, self.trash_dir / run_id)
+        self.refresh_index(run_id)
+
+    def restore(self, run_id: str) -> None:
+        if not (self.trash_dir / run_id).is_dir():
+            raise RunNotFound(f"run {run_id} is not in the trash")
+        os.rename(self.trash_dir / run_id, self.runs_dir / run_id)
+        self.refresh_index(run_id)
+
+    def purge(self) -> list[str]:
+        removed = []
+        if self.trash_dir.is_dir():
+            for folder in list(self.trash_dir.iterdir()):
+                shutil.rmtree(folder)
+                self.index.delete(folder.name)
+                removed.append(folder.name)
+        return removed
+
+    def add_tag(self, run_id: str, tag: str) -> list[str]:
+        tags = sorted(set(self.read_meta(run_id).get("tags", [])) | {tag})
+        self.update_meta(run_id, tags=tags)
+        self.refresh_index(run_id)
+        return tags
+
+    def remove_tag(self, run_id: str, tag: str) -> list[str]:
+        tags = sorted(set(self.read_meta(run_id).get("tags", [])) - {tag})
+        self.update_meta(run_id, tags=tags)
+        self.refresh_index(run_id)
+        return tags
+
+    def set_note(self, run_id: str, text: str) -> None:
+        self.update_meta(run_id, note=text)
+        self.refresh_index(run_id)
+
+    def close_run(self, run_id: str) -> str:
+        """Give a run whose process is gone a final status (crashed), for runs stuck as running."""
+        meta = self.read_meta(run_id)
+        if meta.get("status") != ACTIVE:
+            return meta["status"]
+        if meta.get("host") == socket.gethostname() and process_alive(int(meta["pid"]), meta.get("pid_start")):
+            raise RuntimeError(f"run {run_id} is still running (pid {meta['pid']}); "
+                               f"stop it with: kill -INT {meta['pid']}")
+        self.update_meta(run_id, status="crashed", ended=meta.get("heartbeat"))
+        self.refresh_index(run_id)
+        return "crashed"

@@ -1,0 +1,109 @@
+"""One summary row per run, from its meta.json and events: what History lists and sorts.
+
+`SummaryFold` folds events one at a time, so the engine keeps its row current without re-reading
+its own events file; `summarize` folds a whole file for the index rebuild.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fbt_engine.store.events import effective
+
+
+@dataclass
+class RunSummary:
+    id: str
+    name: str = ""
+    status: str = "running"
+    method: str = ""
+    teacher: str = ""
+    student: str = ""
+    dataset: str = ""
+    started: float = 0.0
+    ended: float | None = None
+    duration: float | None = None
+    epochs_done: int = 0
+    epochs_total: int = 0
+    best_top1: float | None = None
+    best_epoch: int | None = None
+    final_top1: float | None = None
+    teacher_top1: float | None = None
+    fusion_top1: float | None = None
+    tags: list[str] = field(default_factory=list)
+    note: str = ""
+    host: str = ""
+    trashed: bool = False
+
+    @property
+    def pair(self) -> str:
+        return f"{self.teacher} → {self.student}" if self.teacher else self.student
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _top1(ev: dict[str, Any], who: str) -> float | None:
+    value = (ev.get(who) or {}).get("top1")
+    return float(value) if value is not None else None
+
+
+@dataclass
+class SummaryFold:
+    method: str = ""
+    teacher: str = ""
+    student: str = ""
+    dataset: str = ""
+    epochs_total: int = 0
+    epochs_done: int = 0
+    best_top1: float | None = None
+    best_epoch: int | None = None
+    final_top1: float | None = None
+    teacher_top1: float | None = None
+    fusion_top1: float | None = None
+
+    def add(self, ev: dict[str, Any]) -> None:
+        if ev["type"] == "run_started":
+            cfg = ev.get("config", {})
+            self.method = cfg.get("method", {}).get("name", "")
+            self.teacher = cfg.get("teacher", {}).get("model", "") if ev.get("uses_teacher", True) else ""
+            self.student = cfg.get("student", {}).get("model", "")
+            self.dataset = cfg.get("data", {}).get("name", "")
+            self.epochs_total = cfg.get("train", {}).get("epochs", 0)
+        elif ev["type"] == "epoch" and ev.get("phase", "distillation") == "distillation":
+            epoch = int(ev.get("epoch", 0))
+            self.epochs_done = max(self.epochs_done, epoch)
+            top1 = _top1(ev, "student")
+            if top1 is not None:
+                self.final_top1 = top1
+                if self.best_top1 is None or top1 > self.best_top1:
+                    self.best_top1, self.best_epoch = top1, epoch
+            self.teacher_top1 = _top1(ev, "teacher") if _top1(ev, "teacher") is not None else self.teacher_top1
+            fusion = _top1(ev, "fusion")
+            if fusion is not None and (self.fusion_top1 is None or fusion > self.fusion_top1):
+                self.fusion_top1 = fusion
+
+    def summary(self, meta: dict[str, Any], trashed: bool = False) -> RunSummary:
+        started, ended = meta.get("started", 0.0), meta.get("ended")
+        end = ended if ended is not None else meta.get("heartbeat")
+        return RunSummary(
+            id=meta["id"], name=meta.get("name", ""), status=meta.get("status", "running"),
+            method=self.method, teacher=self.teacher, student=self.student, dataset=self.dataset,
+            started=started, ended=ended, duration=(end - started) if end and started else None,
+            epochs_done=self.epochs_done, epochs_total=self.epochs_total, best_top1=self.best_top1,
+            best_epoch=self.best_epoch, final_top1=self.final_top1, teacher_top1=self.teacher_top1,
+            fusion_top1=self.fusion_top1, tags=list(meta.get("tags", [])), note=meta.get("note", ""),
+            host=meta.get("host", ""), trashed=trashed,
+        )
+
+
+def fold_events(events: list[dict[str, Any]]) -> SummaryFold:
+    fold = SummaryFold()
+    for ev in effective(events):
+        fold.add(ev)
+    return fold
+
+
+def summarize(meta: dict[str, Any], events: list[dict[str, Any]], trashed: bool = False) -> RunSummary:
+    return fold_events(events).summary(meta, trashed)

@@ -1,0 +1,1 @@
+"""Training: the loop, the teacher phase, optimisation, metrics and the engine's run lifecycle."""

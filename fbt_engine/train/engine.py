@@ -1,0 +1,371 @@
+"""One run, headless: validate, prepare everything that can fail cheaply, then create the run
+folder and train. Nothing is written to the run store until the config, device, data, models and
+teacher weights are known to be usable, so bad input never leaves a half-made run behind.
+
+Exit codes: 0 ok, 1 run failed, 2 usage or config error, 3 environment, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import fbt_engine
+from fbt_engine.config.fields import to_table
+from fbt_engine.config.presets import PresetError, Resolved, collect, resolve
+from fbt_engine.config.schema import Config
+from fbt_engine.data.sources import DataBundle, DataError, load_data
+from fbt_engine.methods.base import Distiller, build_method
+from fbt_engine.methods.baselines import Scratch
+from fbt_engine.methods.params import ScratchParams
+from fbt_engine.models.adapters import StagedModel, UnsupportedModel
+from fbt_engine.models.factory import build_staged, count_params
+from fbt_engine.store.runs import RunStore, process_start_ticks
+from fbt_engine.train import checkpoint, teacher as teacher_mod
+from fbt_engine.train.loop import (
+    Interrupted, LoopState, NonFiniteLoss, Phase, StopFlag, autocast_for, evaluate, run_phase,
+)
+from fbt_engine.train.optim import OptimSpec, ScheduleSpec, build_optimizer, build_scheduler
+from fbt_engine.train.report import HumanOutput, Reporter
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+RESUMABLE_SETTINGS = ("train.epochs",)  # what --set may change when resuming
+PROBE_IMAGES = 256
+
+
+class EngineError(Exception):
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class RunOptions:
+    preset: str | None = None
+    sets: list[str] = field(default_factory=list)
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    device: str | None = None
+    json: bool = False
+    resume: str | None = None
+    run_id: str | None = None
+    quiet: bool = False
+
+
+@dataclass
+class Prepared:
+    resolved: Resolved
+    device: torch.device
+    data: DataBundle
+    student: StagedModel
+    teacher: StagedModel | None
+    teacher_source: teacher_mod.TeacherSource | None
+    method: Distiller
+
+
+def select_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise EngineError("--device cuda: CUDA is not available on this machine (try --device cpu)", EXIT_ENV)
+        index = int(requested.split(":")[1]) if ":" in requested else 0
+        if index >= torch.cuda.device_count():
+            raise EngineError(f"run.device: {requested}: only {torch.cuda.device_count()} CUDA device(s)", EXIT_ENV)
+    return torch.device(requested)
+
+
+def describe_device(device: torch.device, amp: str) -> dict[str, Any]:
+    bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return {"type": "cuda", "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1),
+                "amp": "bf16" if bf16 else "off"}
+    return {"type": "cpu", "name": f"CPU ({torch.get_num_threads()} threads)", "amp": "bf16" if bf16 else "off"}
+
+
+def versions() -> dict[str, str]:
+    import timm
+
+    return {"fbt": fbt_engine.__version__, "python": platform.python_version(), "torch": torch.__version__,
+            "timm": timm.__version__, "cuda": torch.version.cuda or ""}
+
+
+# -- preparing ---------------------------------------------------------------------------------------
+
+def _resolve(options: RunOptions, store: RunStore) -> tuple[Resolved, str | None]:
+    if options.resume:
+        run_id = store.resolve(options.resume)
+        run_dir = store.run_dir(run_id)
+        bad = [s for s in options.sets if s.partition("=")[0].strip() not in RESUMABLE_SETTINGS]
+        if bad:
+            raise EngineError(f"--set {bad[0]}: a resumed run keeps its config; only "
+                              f"{', '.join(RESUMABLE_SETTINGS)} may change", EXIT_USAGE)
+        resolved = collect(run_dir / "config.toml", options.sets)
+        if resolved.problems:
+            raise PresetError(resolved.problems)
+        resolved.raw = (run_dir / "preset.toml").read_bytes()
+        return resolved, run_id
+    if options.preset is None:
+        raise EngineError("fbt run: give a preset (a file or a preset name) or --resume RUN", EXIT_USAGE)
+    extra = list(options.sets)
+    if options.device:
+        extra.append(f'run.device="{options.device}"')
+    if options.name:
+        extra.append(f"run.name={_toml_string(options.name)}")
+    resolved = resolve(options.preset, extra)
+    resolved.config.run.tags = sorted(set(resolved.config.run.tags) | set(options.tags))
+    return resolved, None
+
+
+def _toml_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string literal is a valid TOML basic string
+
+
+def prepare(resolved: Resolved) -> Prepared:
+    cfg = resolved.config
+    device = select_device(cfg.run.device)
+    checkpoint.seed_everything(cfg.run.seed)
+    try:
+        data = load_data(cfg.data, device, cfg.run.seed)
+    except DataError as exc:
+        raise EngineError(str(exc), EXIT_ENV) from None
+    try:
+        student = build_staged(cfg.student.model, data.num_classes, data.img_size, cfg.student.kwargs).model
+        student = StagedModel(student.to(device), data.img_size)
+        teacher = None
+        if cfg.method.needs_teacher:
+            t_model = build_staged(cfg.teacher.model, data.num_classes, data.img_size, cfg.teacher.kwargs).model
+            teacher = StagedModel(t_model.to(device), data.img_size)
+    except (UnsupportedModel, TypeError, ValueError, RuntimeError) as exc:
+        raise EngineError(f"model: {exc}", EXIT_USAGE) from None
+    if teacher is not None and teacher.in_chans != student.in_chans:
+        raise EngineError(f"teacher.kwargs: the teacher takes {teacher.in_chans} input channels and the student "
+                          f"{student.in_chans}; give both the same in_chans", EXIT_USAGE)
+    if data.info.channels > student.in_chans:
+        raise EngineError(f"student.kwargs: {cfg.data.name} has {data.info.channels} channels but the student "
+                          f"takes {student.in_chans}", EXIT_USAGE)
+    source = None
+    if teacher is not None:
+        source = teacher_mod.locate(cfg, data.num_classes, data.img_size)
+        if source.kind != "train":
+            try:
+                teacher_mod.load_weights(teacher.model, source.weights)
+            except teacher_mod.TeacherError as exc:
+                raise EngineError(str(exc), EXIT_ENV) from None
+    try:
+        method = build_method(student, teacher, cfg.method, cfg.train.label_smoothing).to(device)
+    except (UnsupportedModel, ValueError) as exc:
+        raise EngineError(f"method: {exc}", EXIT_USAGE) from None
+    return Prepared(resolved, device, data, student, teacher, source, method)
+
+
+# -- running ----------------------------------------------------------------------------------------
+
+def param_counts(p: Prepared) -> dict[str, int]:
+    counts = {"student": count_params(p.student.model)}
+    if p.teacher is not None:
+        counts["teacher"] = count_params(p.teacher.model)
+    new = {name: count_params(m) for name, m in p.method.new_modules().items()}
+    if "fusion" in new:
+        counts["fusion"] = p.method.fusion_param_count()
+        counts["fusion_new"] = new["fusion"]
+    counts["method_new"] = sum(new.values())
+    return counts
+
+
+def _phase(name: str, method: Distiller, p: Prepared, epochs: int, optim: OptimSpec, warmup_epochs: float,
+           sched_name: str, warmup_ratio: float, min_ratio: float, grad_clip: float, run_dir: Path,
+           prefix: str, evaluated_as: str) -> Phase:
+    cfg = p.resolved.config
+    steps = len(p.data.train)
+    sched = ScheduleSpec(sched_name, steps * epochs, int(round(warmup_epochs * steps)), warmup_ratio, min_ratio)
+    optimizer = build_optimizer([method], optim, p.device)
+    return Phase(name, method, optimizer, build_scheduler(optimizer, sched), p.data, epochs, p.student.in_chans,
+                 grad_clip, cfg.train.log_every, cfg.train.eval_every, autocast_for(p.device, cfg.train.amp),
+                 run_dir / "checkpoints", prefix, evaluated_as)
+
+
+def teacher_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: bool) -> None:
+    cfg, source = p.resolved.config, p.teacher_source
+    if source.kind != "train":
+        reporter.emit("phase", phase="teacher_training", source=source.kind, skipped=True, path=str(source.weights))
+        reporter.log(f"teacher {cfg.teacher.model}: loaded from {source.kind} ({source.weights})")
+        return
+    r = cfg.teacher.recipe
+    p.teacher.model.train().requires_grad_(True)  # the distillation method froze it; this phase trains it
+    method = Scratch(p.teacher, None, ScratchParams(), r.label_smoothing).to(p.device)
+    optim = OptimSpec(r.optimizer, r.lr, r.weight_decay, r.momentum)
+    phase = _phase("teacher_training", method, p, r.epochs, optim, r.warmup_epochs, "cosine", 0.01, 0.0,
+                   r.grad_clip, reporter.dir, "teacher_", "teacher")
+    state = LoopState()
+    if resuming and phase.path("last").is_file():
+        state = phase.restore(checkpoint.load(phase.path("last"), p.device))
+    reporter.emit("phase", phase="teacher_training", source="train", epochs=r.epochs,
+                  steps_per_epoch=phase.steps_per_epoch, from_step=state.step)
+    reporter.log(f"teacher {cfg.teacher.model}: training from scratch for {r.epochs} epochs")
+    state = run_phase(phase, state, reporter, stop)
+    p.teacher.model.eval().requires_grad_(False)
+    # cache the final weights: what the next run with this teacher would also get
+    teacher_mod.save_to_cache(source, p.teacher.model, {
+        "model": cfg.teacher.model, "best_top1": state.best_top1, "run": reporter.run_id,
+        "recipe": to_table(r), "data": cfg.data.name,
+    })
+
+
+def distill_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: bool) -> LoopState:
+    cfg = p.resolved.config
+    fixed = None
+    if p.teacher is not None:
+        autocast = autocast_for(p.device, cfg.train.amp)
+        teacher_acc = evaluate(lambda x: {"teacher": p.teacher.model(x)}, p.data, p.student.in_chans, autocast)
+        fixed = {"teacher": teacher_acc["teacher"]}
+        reporter.log(f"teacher top-1 {fixed['teacher']['top1']:.2f}% on {p.data.val.num_images} validation images")
+    o = cfg.optim
+    phase = _phase("distillation", p.method, p, cfg.train.epochs,
+                   OptimSpec(o.name, o.lr, o.weight_decay, o.momentum, o.nesterov, tuple(o.betas)),
+                   cfg.sched.warmup_epochs, cfg.sched.name, cfg.sched.warmup_lr_ratio, cfg.sched.min_lr_ratio,
+                   o.grad_clip, reporter.dir, "", "student")
+    phase.fixed_metrics = fixed
+    if p.teacher is not None:
+        phase.probe = p.data.val.fixed_batch(PROBE_IMAGES)
+    state = LoopState()
+    if resuming and phase.path("last").is_file():
+        state = phase.restore(checkpoint.load(phase.path("last"), p.device))
+    reporter.emit("phase", phase="distillation", epochs=cfg.train.epochs, steps_per_epoch=phase.steps_per_epoch,
+                  from_step=state.step, teacher=fixed["teacher"] if fixed else None)
+    return run_phase(phase, state, reporter, stop)
+
+
+def save_student(p: Prepared, run_dir: Path) -> Path:
+    from safetensors.torch import save_file
+
+    path = run_dir / "student.safetensors"
+    tmp = path.with_name(".student.safetensors.tmp")
+    state = {k: v.detach().contiguous().cpu() for k, v in p.student.model.state_dict().items()}
+    save_file(state, str(tmp), metadata={"model": p.resolved.config.student.model, "fbt": fbt_engine.__version__})
+    tmp.replace(path)
+    return path
+
+
+def _open_run(p: Prepared, options: RunOptions, store: RunStore, resume_id: str | None) -> tuple[str, int]:
+    """(run id, segment) of a new run folder, or of the run being resumed."""
+    cfg = p.resolved.config
+    if resume_id is None:
+        run_dir = store.create(
+            config=to_config_table(cfg), preset_raw=p.resolved.raw, preset_source=p.resolved.source,
+            name=cfg.run.name, tags=cfg.run.tags, run_id=options.run_id,
+            extra_meta={"segments": 1, "versions": versions(), "needs_teacher": cfg.method.needs_teacher,
+                        "teacher_weights": str(p.teacher_source.weights) if p.teacher_source else ""},
+        )
+        return run_dir.name, 1
+    meta = store.read_meta(resume_id)
+    if meta.get("status") == "running" and store.is_alive(meta):
+        raise EngineError(f"--resume {resume_id}: the run is still running (pid {meta['pid']})", EXIT_USAGE)
+    if meta.get("status") == "finished":
+        raise EngineError(f"--resume {resume_id}: the run already finished", EXIT_USAGE)
+    segment = int(meta.get("segments", 1)) + 1
+    store.update_meta(resume_id, status="running", pid=os.getpid(), pid_start=process_start_ticks(os.getpid()),
+                      host=socket.gethostname(), heartbeat=time.time(), ended=None, exit_code=None,
+                      segments=segment)
+    return resume_id, segment
+
+
+def to_config_table(cfg: Config) -> dict[str, Any]:
+    table = to_table(cfg)
+    table["method"] = {"name": cfg.method.name, **table["method"]}
+    return table
+
+
+def run(options: RunOptions) -> int:
+    human = HumanOutput(quiet=options.quiet)
+    store = RunStore()
+    try:
+        resolved, resume_id = _resolve(options, store)
+        prepared = prepare(resolved)
+    except PresetError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return exc.exit_code
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except LookupError as exc:  # RunNotFound
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    run_id, segment = _open_run(prepared, options, store, resume_id)
+    return execute(prepared, store, run_id, segment, resume_id is not None, options, human)
+
+
+def execute(p: Prepared, store: RunStore, run_id: str, segment: int, resuming: bool, options: RunOptions,
+            human: HumanOutput) -> int:
+    reporter = Reporter(store, run_id, options.json, human)
+    stop = StopFlag()
+    stop.install()
+    cfg = p.resolved.config
+    started = time.time()
+    phase_name = "teacher_training" if p.teacher_source and p.teacher_source.kind == "train" else "distillation"
+    try:
+        if resuming:
+            last = store.run_dir(run_id) / "checkpoints"
+            from_step, phase_name = _resume_point(last, p.device)
+            reporter.emit("resume", segment=segment, phase=phase_name, from_step=from_step)
+            reporter.log(f"resuming {run_id} as segment {segment} from {phase_name} step {from_step}")
+        else:
+            reporter.emit("run_started", run_id=run_id, segment=segment, config=to_config_table(cfg),
+                          device=describe_device(p.device, cfg.train.amp), params=param_counts(p),
+                          data=p.data.describe(), uses_teacher=p.teacher is not None,
+                          steps_per_epoch=len(p.data.train), loss_terms=p.method.loss_terms(), versions=versions())
+            reporter.log(f"run {run_id}: {cfg.method.name} {cfg.teacher.model + ' → ' if p.teacher else ''}"
+                         f"{cfg.student.model} on {cfg.data.name} ({describe_device(p.device, cfg.train.amp)['name']})")
+        if p.teacher is not None:
+            phase_name = "teacher_training"
+            teacher_phase(p, reporter, stop, resuming)
+        phase_name = "distillation"
+        state = distill_phase(p, reporter, stop, resuming)
+        weights = save_student(p, reporter.dir)
+        summary = reporter.fold
+        reporter.emit("run_finished", best={"top1": summary.best_top1, "epoch": summary.best_epoch},
+                      final={"top1": summary.final_top1}, fusion={"top1": summary.fusion_top1},
+                      teacher={"top1": summary.teacher_top1}, steps=state.step, wall_time=time.time() - started,
+                      student_weights=weights.name)
+        reporter.log(f"finished: best top-1 {summary.best_top1:.2f}% (epoch {summary.best_epoch}), "
+                     f"final {summary.final_top1:.2f}% — {reporter.dir}")
+        reporter.finish("finished", EXIT_OK)
+        return EXIT_OK
+    except (Interrupted, KeyboardInterrupt):
+        reporter.emit("run_interrupted", phase=phase_name)
+        reporter.log(f"interrupted; resume with: fbt run --resume {run_id}")
+        reporter.finish("interrupted", EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    except NonFiniteLoss as exc:
+        reporter.emit("run_failed", error="NonFiniteLoss", message=str(exc), step=exc.step, phase=phase_name)
+        reporter.log(f"failed: {exc}")
+        reporter.finish("failed", EXIT_FAILED)
+        return EXIT_FAILED
+    except Exception as exc:  # the run failed: record it fully, then report it briefly
+        tail = traceback.format_exc().splitlines()[-25:]
+        reporter.emit("run_failed", error=type(exc).__name__, message=str(exc), traceback="\n".join(tail),
+                      phase=phase_name)
+        reporter.log(f"failed: {type(exc).__name__}: {exc}")
+        reporter.finish("failed", EXIT_FAILED)
+        return EXIT_FAILED
+
+
+def _resume_point(checkpoints: Path, device: torch.device) -> tuple[int, str]:
+    for prefix, phase in (("", "distillation"), ("teacher_", "teacher_training")):
+        path = checkpoints / f"{prefix}last.pt"
+        if path.is_file():
+            payload = torch.load(path, map_location="cpu", weights_only=False)
+            return int(payload["state"]["step"]), phase
+    return 0, "teacher_training"

@@ -1,0 +1,279 @@
+"""The training loop shared by both phases (teacher training and distillation).
+
+The hot loop keeps every number on the device: loss terms accumulate in one tensor and are read
+back only at log steps, which is also where a non-finite loss is caught (with the exact step it
+first appeared at). Checkpoints carry the position inside the epoch, and the data order and
+augmentation depend only on (seed, epoch, step), so a resumed run repeats no step and skips none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fbt_engine.data.sources import DataBundle
+from fbt_engine.methods.base import PAIRS, Distiller
+from fbt_engine.train import checkpoint
+from fbt_engine.train.metrics import linear_cka, mean_cosine, norm_ratio, retrieval_top1, topk_correct
+from fbt_engine.train.report import Reporter
+
+
+class NonFiniteLoss(RuntimeError):
+    def __init__(self, step: int, terms: list[str]):
+        self.step = step
+        super().__init__(f"non-finite loss at step {step} (terms: {', '.join(terms)})")
+
+
+class Interrupted(Exception):
+    """A stop was requested; the loop saved `last` and left."""
+
+
+class StopFlag:
+    """SIGINT/SIGTERM ask the loop to stop after the current step; a second SIGINT stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+@dataclass
+class LoopState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimiser steps taken in this phase
+    step_in_epoch: int = 0  # steps taken in the epoch under way
+    best_top1: float = -1.0
+    best_epoch: int = 0
+
+
+def fit_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Grayscale batches expanded (as a view) to the channel count the model was built for."""
+    if x.shape[1] == channels:
+        return x
+    if x.shape[1] == 1:
+        return x.expand(-1, channels, -1, -1)
+    raise ValueError(f"the data has {x.shape[1]} channels but the model takes {channels}")
+
+
+def autocast_for(device: torch.device, amp: str) -> Callable[[], contextlib.AbstractContextManager]:
+    use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    if not use_bf16:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+@dataclass
+class Phase:
+    name: str  # "teacher_training" | "distillation"
+    method: Distiller
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    data: DataBundle
+    epochs: int
+    channels: int
+    grad_clip: float
+    log_every: int
+    eval_every: int
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    checkpoint_dir: Path
+    checkpoint_prefix: str  # "" for distillation, "teacher_" for the teacher phase
+    evaluated_as: str  # whose accuracy the phase's evaluation reports: "student" or "teacher"
+    fixed_metrics: dict[str, Any] | None = None  # e.g. the frozen teacher's accuracy, repeated each epoch
+    probe: tuple[torch.Tensor, torch.Tensor] | None = None  # fixed batch for per-stage statistics
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.data.train)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.epochs
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def path(self, kind: str) -> Path:
+        return self.checkpoint_dir / f"{self.checkpoint_prefix}{kind}.pt"
+
+    def save(self, kind: str, state: LoopState) -> Path:
+        path = self.path(kind)
+        checkpoint.save(path, {
+            "format": 1, "phase": self.name, "state": asdict(state), "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "rng": checkpoint.rng_state(),
+        })
+        return path
+
+    def restore(self, payload: dict[str, Any]) -> LoopState:
+        self.method.load_state_dict(payload["method"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        checkpoint.set_rng_state(payload["rng"])
+        return LoopState(**payload["state"])
+
+
+@torch.no_grad()
+def evaluate(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], data: DataBundle, channels: int,
+             autocast) -> dict[str, Any]:
+    """Top-1/top-5 (%) of every model `predict` returns, and the first model's validation loss."""
+    correct: dict[str, list[torch.Tensor]] = {}
+    loss_sum, n, first = None, 0, None
+    for x, y in data.val.epoch(0):
+        with autocast():
+            logits = predict(fit_channels(x, channels))
+        first = first or next(iter(logits))
+        for name, out in logits.items():
+            c = topk_correct(out, y)
+            correct[name] = [a + b for a, b in zip(correct[name], c)] if name in correct else c
+        batch_loss = torch.nn.functional.cross_entropy(logits[first].float(), y, reduction="sum")
+        loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
+        n += len(y)
+    result: dict[str, Any] = {name: {"top1": 100.0 * float(c1) / n, "top5": 100.0 * float(c5) / n}
+                              for name, (c1, c5) in correct.items()}
+    result["val_loss"] = float(loss_sum) / n
+    return result
+
+
+@torch.no_grad()
+def alignment_stats(method: Distiller, x: torch.Tensor) -> dict[str, Any]:
+    """METHOD §5 on a fixed probe batch: per-stage CKA (student vs teacher) and, for the pooled
+    features of every pair, CKA, mean cosine and retrieval top-1 in the pair's common space
+    (where the method has one), and the learner/source feature-norm ratio."""
+    s, t = method.student_features(x), method.teacher_features(x)
+    stages = [{"stage": k + 1, "cka_ts": linear_cka(s.stages[k], t.stages[k])} for k in range(4)]
+    pooled = {"student": s.head.feature, "teacher": t.head.feature}
+    fusion = method.fusion_output(s, t)
+    if fusion is not None:
+        pooled["fusion"] = fusion.feature
+    pairs: dict[str, dict[str, float | None]] = {}
+    for pair, (src, dst) in PAIRS.items():
+        if src not in pooled or dst not in pooled:
+            continue
+        entry: dict[str, float | None] = {
+            "cka": linear_cka(pooled[dst], pooled[src]),
+            "norm_ratio": norm_ratio(pooled[dst], pooled[src]), "cos": None, "retrieval": None,
+        }
+        space = method.pair_space(pair)
+        if space is not None:
+            z_src, z_dst = space(pooled[src], pooled[dst])
+            entry["cos"], entry["retrieval"] = mean_cosine(z_dst, z_src), retrieval_top1(z_dst, z_src)
+        pairs[pair] = entry
+    return {"stages": stages, "pooled": pairs}
+
+
+def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag) -> LoopState:
+    method, terms = phase.method, phase.method.loss_terms()
+    device = next(method.parameters()).device
+    reporter.human.start_phase(phase.name.replace("_", " "), phase.total_steps, state.step)
+    method.train()
+    for epoch in range(state.epoch, phase.epochs):
+        epoch_start = time.perf_counter()
+        epoch_sum = torch.zeros(len(terms) + 1, device=device)
+        epoch_steps = 0
+        interval = torch.zeros(len(terms) + 1, device=device)
+        finite: list[torch.Tensor] = []
+        interval_start, interval_t = state.step, time.perf_counter()
+        for x, y in phase.data.train.epoch(epoch, state.step_in_epoch):
+            with phase.autocast():
+                out = method(fit_channels(x, phase.channels), y)
+            loss = sum(out.losses.values())
+            phase.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if phase.grad_clip:
+                torch.nn.utils.clip_grad_norm_(method.parameters(), phase.grad_clip)
+            phase.optimizer.step()
+            phase.scheduler.step()
+            state.step += 1
+            state.step_in_epoch += 1
+            values = torch.stack([loss.detach().float()] + [out.losses[t].detach().float() for t in terms])
+            interval += values
+            finite.append(torch.isfinite(values).all())
+            last_of_epoch = state.step_in_epoch == phase.steps_per_epoch
+            if state.step % phase.log_every == 0 or last_of_epoch or stop.requested:
+                _check_finite(finite, interval_start, terms, values)
+                n = state.step - interval_start
+                means = (interval / n).tolist()
+                elapsed = time.perf_counter() - interval_t
+                img_s = n * phase.data.train.batch_size / elapsed if elapsed > 0 else None
+                lr = phase.optimizer.param_groups[0]["lr"]
+                reporter.emit("step", phase=phase.name, step=state.step, epoch=epoch + 1, lr=lr,
+                              loss=means[0], losses=dict(zip(terms, means[1:])), img_s=img_s)
+                reporter.human.advance(state.step, f"epoch {epoch + 1}/{phase.epochs} loss {means[0]:.4f}")
+                epoch_sum += interval
+                epoch_steps += n
+                interval.zero_()
+                finite.clear()
+                interval_start, interval_t = state.step, time.perf_counter()
+            if stop.requested:
+                path = phase.save("last", state)
+                reporter.emit("checkpoint", phase=phase.name, kind="last", epoch=epoch + 1, step=state.step,
+                              path=str(path.relative_to(reporter.dir)))
+                raise Interrupted
+        state.epoch, state.step_in_epoch = epoch + 1, 0
+        _end_epoch(phase, state, reporter, epoch_sum / max(1, epoch_steps), terms, time.perf_counter() - epoch_start)
+    return state
+
+
+def _check_finite(finite: list[torch.Tensor], interval_start: int, terms: list[str], values: torch.Tensor) -> None:
+    flags = torch.stack(finite)
+    if bool(flags.all()):
+        return
+    first_bad = int((~flags).nonzero()[0, 0])
+    bad_terms = [t for t, v in zip(terms, values[1:].tolist()) if not math.isfinite(v)] or ["total"]
+    raise NonFiniteLoss(interval_start + first_bad + 1, bad_terms)
+
+
+def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: torch.Tensor,
+               terms: list[str], epoch_time: float) -> None:
+    epoch = state.epoch
+    payload: dict[str, Any] = {
+        "phase": phase.name, "epoch": epoch, "step": state.step, "epoch_time": epoch_time,
+        "lr": phase.optimizer.param_groups[0]["lr"],
+        "train_loss": float(train_means[0]), "train_losses": dict(zip(terms, train_means[1:].tolist())),
+        "img_s": phase.steps_per_epoch * phase.data.train.batch_size / epoch_time,
+    }
+    is_eval = epoch % phase.eval_every == 0 or epoch == phase.epochs
+    if is_eval:
+        metrics = evaluate(phase.method.predict, phase.data, phase.channels, phase.autocast)
+        payload["val_loss"] = metrics.pop("val_loss")
+        payload[phase.evaluated_as] = metrics.pop("student")
+        payload.update(metrics)  # "fusion" where the method has one
+        payload.update(phase.fixed_metrics or {})
+    reporter.emit("epoch", **payload)
+    if phase.probe is not None and is_eval:
+        phase.method.eval()
+        x, _ = phase.probe
+        reporter.emit("stages", phase=phase.name, epoch=epoch, step=state.step,
+                      **alignment_stats(phase.method, fit_channels(x, phase.channels)))
+        phase.method.train()
+    top1 = payload.get(phase.evaluated_as, {}).get("top1")
+    if top1 is not None and top1 > state.best_top1:
+        state.best_top1, state.best_epoch = top1, epoch
+        path = phase.save("best", state)
+        reporter.emit("checkpoint", phase=phase.name, kind="best", epoch=epoch, step=state.step,
+                      path=str(path.relative_to(reporter.dir)), top1=top1)
+    path = phase.save("last", state)
+    reporter.emit("checkpoint", phase=phase.name, kind="last", epoch=epoch, step=state.step,
+                  path=str(path.relative_to(reporter.dir)))
+    line = f"[{phase.name}] epoch {epoch}/{phase.epochs} loss {payload['train_loss']:.4f}"
+    if is_eval:
+        who = payload[phase.evaluated_as]
+        line += f" val top-1 {who['top1']:.2f}%"
+        if "fusion" in payload:
+            line += f" fusion {payload['fusion']['top1']:.2f}%"
+    reporter.log(line + f" ({epoch_time:.1f}s, {payload['img_s']:.0f} img/s)")
+    reporter.checkpoint_index()

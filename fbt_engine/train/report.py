@@ -1,0 +1,102 @@
+"""Everything a run tells the world: events.jsonl, meta.json heartbeat, the index row, stdout.log,
+`--json` on stdout, and human progress on stderr (a rich bar on a TTY, a line per epoch otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from fbt_engine.store.events import EventWriter, read_events
+from fbt_engine.store.runs import RunStore
+from fbt_engine.store.summary import fold_events
+
+HEARTBEAT_S = 5.0
+
+
+class HumanOutput:
+    """Progress for a person on stderr."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty() and not quiet
+        self._progress = None
+        self._task = None
+
+    def line(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def start_phase(self, label: str, total_steps: int, done: int = 0) -> None:
+        self.stop()
+        if not self.tty:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                                  console=None, transient=False)
+        self._progress.start()
+        self._task = self._progress.add_task(label, total=total_steps, completed=done, info="")
+
+    def advance(self, steps_done: int, info: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=steps_done, info=info)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+class Reporter:
+    def __init__(self, store: RunStore, run_id: str, json_stdout: bool, human: HumanOutput):
+        self.store, self.run_id = store, run_id
+        self.dir: Path = store.run_dir(run_id)
+        self.json_stdout, self.human = json_stdout, human
+        self.fold = fold_events(read_events(self.dir / "events.jsonl"))
+        self.writer = EventWriter(self.dir / "events.jsonl")
+        self._log = open(self.dir / "stdout.log", "a", encoding="utf-8")
+        self._last_beat = 0.0
+
+    def emit(self, event_type: str, **payload: Any) -> dict[str, Any]:
+        event = self.writer.write(event_type, **payload)
+        self.fold.add(event)
+        if self.json_stdout:
+            sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+        self.heartbeat()
+        return event
+
+    def log(self, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        self._log.write(f"{stamp} {text}\n")
+        self._log.flush()
+        self.human.line(text)
+
+    def heartbeat(self, force: bool = False) -> None:
+        now = time.time()
+        if force or now - self._last_beat >= HEARTBEAT_S:
+            self.store.update_meta(self.run_id, heartbeat=now)
+            self._last_beat = now
+
+    def checkpoint_index(self) -> None:
+        """At epoch ends: events on disk, a fresh heartbeat and the index row."""
+        self.writer.sync()
+        self.heartbeat(force=True)
+        self.store.index.upsert(self.fold.summary(self.store.read_meta(self.run_id)))
+
+    def finish(self, status: str, exit_code: int) -> None:
+        self.human.stop()
+        self.writer.close()
+        self._log.close()
+        now = time.time()
+        self.store.update_meta(self.run_id, status=status, exit_code=exit_code, ended=now, heartbeat=now)
+        self.store.index.upsert(self.fold.summary(self.store.read_meta(self.run_id)))

@@ -1,0 +1,105 @@
+"""The teacher phase: load `teacher.checkpoint`, reuse a cached teacher, or train one from scratch
+with `[teacher.recipe]` and cache it, keyed by everything that shapes its weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from fbt_engine import paths
+from fbt_engine.config.fields import to_table
+from fbt_engine.config.schema import Config
+
+CACHE_FORMAT = 1
+_NESTED_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "module")
+
+
+class TeacherError(RuntimeError):
+    """The teacher's weights cannot be used (missing file, wrong model): an environment error."""
+
+
+@dataclass(frozen=True)
+class TeacherSource:
+    kind: str  # "checkpoint" | "cache" | "train"
+    weights: Path  # the file to load (for "train": where the trained teacher will be cached)
+    key: str = ""
+
+
+def cache_key(cfg: Config, num_classes: int, img_size: int) -> str:
+    d = cfg.data
+    identity = {
+        "format": CACHE_FORMAT, "model": cfg.teacher.model, "kwargs": cfg.teacher.kwargs,
+        "num_classes": num_classes, "img_size": img_size, "recipe": to_table(cfg.teacher.recipe),
+        "data": {"name": d.name, "root": str(Path(d.root).expanduser().resolve()) if d.root else "",
+                 "subset": d.subset, "augmentation": d.augmentation, "pad": d.pad, "hflip": d.hflip,
+                 "batch_size": d.batch_size},
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def locate(cfg: Config, num_classes: int, img_size: int) -> TeacherSource:
+    if cfg.teacher.checkpoint:
+        return TeacherSource("checkpoint", Path(cfg.teacher.checkpoint).expanduser())
+    key = cache_key(cfg, num_classes, img_size)
+    weights = paths.teacher_cache_dir() / key / "teacher.safetensors"
+    return TeacherSource("cache" if weights.is_file() else "train", weights, key)
+
+
+def unwrap_state_dict(obj: Any) -> dict[str, torch.Tensor]:
+    """A raw state dict, or one nested under state_dict / model / state_dict_ema …, with any
+    DataParallel/DDP `module.` prefixes stripped."""
+    while isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        inner = next((obj[k] for k in _NESTED_KEYS if k in obj and isinstance(obj[k], dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    if not isinstance(obj, dict):
+        raise TeacherError(f"expected a state dict, found {type(obj).__name__}")
+    return {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise TeacherError(f"teacher.checkpoint: no such file: {path}")
+    try:
+        state = load_file(str(path)) if path.suffix == ".safetensors" else unwrap_state_dict(
+            torch.load(path, map_location="cpu", weights_only=False))
+    except TeacherError:
+        raise
+    except Exception as exc:  # a corrupt or foreign file: say which, not a traceback
+        raise TeacherError(f"teacher.checkpoint: cannot read {path}: {exc}") from None
+    missing, unexpected = _mismatch(model, state)
+    if missing or unexpected:
+        raise TeacherError(
+            f"teacher.checkpoint: {path} does not fit {type(model).__name__}: "
+            f"{len(missing)} missing keys (e.g. {', '.join(missing[:3]) or '-'}), "
+            f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3]) or '-'})")
+    model.load_state_dict(state)
+
+
+def _mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
+    return missing + [f"{k} (shape)" for k in wrong], unexpected
+
+
+def save_to_cache(source: TeacherSource, model: nn.Module, info: dict[str, Any]) -> None:
+    folder = source.weights.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".teacher.{os.getpid()}.safetensors"
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
+    os.replace(tmp, source.weights)
+    (folder / "teacher.json").write_text(json.dumps({**info, "created": time.time()}, indent=2) + "\n")

@@ -1,0 +1,20 @@
+"""The `fbt` command: no arguments opens the app; anything else is the headless CLI."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        from fbt_tui.app import run_app
+
+        return run_app()
+    from fbt_engine.cli import main as cli_main
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
