@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -31,6 +32,7 @@ STATUSES = ("running", "finished", "failed", "interrupted", "crashed")
 ACTIVE = "running"
 STALE_HEARTBEAT_S = 300.0  # a run on another host is crashed when silent this long
 _ALPHABET = string.digits + string.ascii_lowercase
+RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-z]{6}$")
 
 
 class RunNotFound(LookupError):
@@ -103,6 +105,8 @@ class RunStore:
         """A complete run folder, made under a temporary name and renamed into place."""
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         run_id = run_id or new_run_id()
+        if not RUN_ID.match(run_id):
+            raise ValueError(f"run id {run_id!r} is not of the form YYYYMMDD-HHMMSS-xxxxxx")
         final = self.runs_dir / run_id
         if final.exists() or (self.trash_dir / run_id).exists():
             raise FileExistsError(f"run {run_id} already exists")
@@ -132,6 +136,9 @@ class RunStore:
             if (folder / run_id / "meta.json").is_file():
                 return folder / run_id
         raise RunNotFound(f"no run {run_id}")
+
+    def exists(self, run_id: str) -> bool:
+        return any((folder / run_id).exists() for folder in (self.runs_dir, self.trash_dir))
 
     def read_meta(self, run_id: str) -> dict[str, Any]:
         return json.loads((self.run_dir(run_id) / "meta.json").read_text(encoding="utf-8"))

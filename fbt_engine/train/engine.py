@@ -30,7 +30,7 @@ from fbt_engine.methods.baselines import Scratch
 from fbt_engine.methods.params import ScratchParams
 from fbt_engine.models.adapters import StagedModel, UnsupportedModel
 from fbt_engine.models.factory import build_staged, count_params
-from fbt_engine.store.runs import RunStore, process_start_ticks
+from fbt_engine.store.runs import RUN_ID, RunStore, process_start_ticks
 from fbt_engine.train import checkpoint, teacher as teacher_mod
 from fbt_engine.train.loop import (
     Interrupted, LoopState, NonFiniteLoss, Phase, StopFlag, autocast_for, evaluate, run_phase,
@@ -116,6 +116,8 @@ def _resolve(options: RunOptions, store: RunStore) -> tuple[Resolved, str | None
             raise PresetError(resolved.problems)
         resolved.raw = (run_dir / "preset.toml").read_bytes()
         return resolved, run_id
+    if options.run_id and (not RUN_ID.match(options.run_id) or store.exists(options.run_id)):
+        raise EngineError(f"--id {options.run_id}: not a fresh id of the form YYYYMMDD-HHMMSS-xxxxxx", EXIT_USAGE)
     if options.preset is None:
         raise EngineError("fbt run: give a preset (a file or a preset name) or --resume RUN", EXIT_USAGE)
     extra = list(options.sets)
@@ -221,6 +223,8 @@ def teacher_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
         "model": cfg.teacher.model, "best_top1": state.best_top1, "run": reporter.run_id,
         "recipe": to_table(r), "data": cfg.data.name,
     })
+    for kind in ("last", "best"):  # only needed to resume this phase, which is now done
+        phase.path(kind).unlink(missing_ok=True)
 
 
 def distill_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: bool) -> LoopState:
@@ -254,6 +258,7 @@ def save_student(p: Prepared, run_dir: Path) -> Path:
     tmp = path.with_name(".student.safetensors.tmp")
     state = {k: v.detach().contiguous().cpu() for k, v in p.student.model.state_dict().items()}
     save_file(state, str(tmp), metadata={"model": p.resolved.config.student.model, "fbt": fbt_engine.__version__})
+    tmp.chmod(0o644)
     tmp.replace(path)
     return path
 
