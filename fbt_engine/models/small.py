@@ -14,6 +14,7 @@ import torch
 from timm.layers import ClassifierHead
 from timm.models import register_model
 from timm.models.mlp_mixer import Affine, MlpMixer, ResBlock
+from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
@@ -175,3 +176,20 @@ def resmlp_nano(pretrained: bool = False, **kwargs: Any) -> MlpMixer:
 def resmlp_micro(pretrained: bool = False, **kwargs: Any) -> MlpMixer:
     """ResMLP: 12 residual MLP blocks with affine norms, width 128, 4-px patches."""
     return _resmlp(128, pretrained=pretrained, **kwargs)
+
+
+def _swin(embed_dim: int, heads: tuple[int, ...], **kwargs: Any) -> SwinTransformer:
+    defaults = dict(patch_size=4, window_size=7, embed_dim=embed_dim, depths=(2, 2, 2, 2), num_heads=heads)
+    return SwinTransformer(**_model_kwargs(defaults, kwargs))
+
+
+@register_model
+def swin_pico_patch4_window7_224(pretrained: bool = False, **kwargs: Any) -> SwinTransformer:
+    """Swin-Pico of OFA-KD / FBT's CIFAR-100 pairs: width 48, depths 2-2-2-2 (not in timm)."""
+    return _swin(48, (3, 6, 12, 24), pretrained=pretrained, **kwargs)
+
+
+@register_model
+def swin_nano_patch4_window7_224(pretrained: bool = False, **kwargs: Any) -> SwinTransformer:
+    """Swin-Nano of OFA-KD / FBT's CIFAR-100 pairs: width 64, depths 2-2-2-2 (not in timm)."""
+    return _swin(64, (2, 4, 8, 16), pretrained=pretrained, **kwargs)
