@@ -15,6 +15,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from fbt_engine.models.factory import build_staged, count_params
 from fbt_engine.store.runs import RUN_ID, RunStore, process_start_ticks
 from fbt_engine.train import checkpoint, teacher as teacher_mod
 from fbt_engine.train.loop import (
-    Interrupted, LoopState, NonFiniteLoss, Phase, StopFlag, autocast_for, evaluate, run_phase,
+    Interrupted, LoopState, NonFiniteLoss, Phase, StopFlag, autocast_for, evaluate, fit_channels, run_phase,
 )
 from fbt_engine.train.optim import OptimSpec, ScheduleSpec, build_optimizer, build_scheduler
 from fbt_engine.train.report import HumanOutput, Reporter
@@ -71,6 +72,7 @@ class Prepared:
     teacher: StagedModel | None
     teacher_source: teacher_mod.TeacherSource | None
     method: Distiller
+    ema: Any = None  # set by the distillation phase when train.ema is on
 
 
 def select_device(requested: str) -> torch.device:
@@ -165,6 +167,10 @@ def prepare(resolved: Resolved) -> Prepared:
                 teacher_mod.load_weights(teacher.model, source.weights)
             except teacher_mod.TeacherError as exc:
                 raise EngineError(str(exc), EXIT_ENV) from None
+    if cfg.train.channels_last:
+        for view in (student, teacher):
+            if view is not None:
+                view.model.to(memory_format=torch.channels_last)
     try:
         method = build_method(student, teacher, cfg.method, cfg.train.label_smoothing).to(device)
     except (UnsupportedModel, ValueError) as exc:
@@ -195,7 +201,12 @@ def _phase(name: str, method: Distiller, p: Prepared, epochs: int, optim: OptimS
     optimizer = build_optimizer([method], optim, p.device)
     return Phase(name, method, optimizer, build_scheduler(optimizer, sched), p.data, epochs, p.student.in_chans,
                  grad_clip, cfg.train.log_every, cfg.train.eval_every, autocast_for(p.device, cfg.train.amp),
-                 run_dir / "checkpoints", prefix, evaluated_as)
+                 run_dir / "checkpoints", prefix, evaluated_as, memory_format=memory_format(cfg),
+                 compile=cfg.train.compile)
+
+
+def memory_format(cfg: Config) -> torch.memory_format:
+    return torch.channels_last if cfg.train.channels_last else torch.contiguous_format
 
 
 def teacher_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: bool) -> None:
@@ -232,7 +243,8 @@ def distill_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
     fixed = None
     if p.teacher is not None:
         autocast = autocast_for(p.device, cfg.train.amp)
-        teacher_acc = evaluate(lambda x: {"teacher": p.teacher.model(x)}, p.data, p.student.in_chans, autocast)
+        inputs = partial(fit_channels, channels=p.student.in_chans, memory_format=memory_format(cfg))
+        teacher_acc = evaluate(lambda x: {"teacher": p.teacher.model(x)}, p.data, inputs, autocast)
         fixed = {"teacher": teacher_acc["teacher"]}
         reporter.log(f"teacher top-1 {fixed['teacher']['top1']:.2f}% on {p.data.val.num_images} validation images")
     o = cfg.optim
@@ -241,11 +253,16 @@ def distill_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
                    cfg.sched.warmup_epochs, cfg.sched.name, cfg.sched.warmup_lr_ratio, cfg.sched.min_lr_ratio,
                    o.grad_clip, reporter.dir, "", "student")
     phase.fixed_metrics = fixed
+    if cfg.train.ema:
+        from timm.utils import ModelEmaV3
+
+        phase.ema = ModelEmaV3(p.student.model, decay=cfg.train.ema)
     if p.teacher is not None:
         phase.probe = p.data.val.fixed_batch(PROBE_IMAGES)
     state = LoopState()
     if resuming and phase.path("last").is_file():
         state = phase.restore(checkpoint.load(phase.path("last"), p.device))
+    p.ema = phase.ema
     reporter.emit("phase", phase="distillation", epochs=cfg.train.epochs, steps_per_epoch=phase.steps_per_epoch,
                   from_step=state.step, teacher=fixed["teacher"] if fixed else None)
     return run_phase(phase, state, reporter, stop)
@@ -256,8 +273,10 @@ def save_student(p: Prepared, run_dir: Path) -> Path:
 
     path = run_dir / "student.safetensors"
     tmp = path.with_name(".student.safetensors.tmp")
-    state = {k: v.detach().contiguous().cpu() for k, v in p.student.model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"model": p.resolved.config.student.model, "fbt": fbt_engine.__version__})
+    model = p.ema.module if p.ema is not None else p.student.model
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp), metadata={"model": p.resolved.config.student.model, "fbt": fbt_engine.__version__,
+                                         "weights": "ema" if p.ema is not None else "final"})
     tmp.chmod(0o644)
     tmp.replace(path)
     return path

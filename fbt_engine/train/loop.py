@@ -61,13 +61,15 @@ class LoopState:
     best_epoch: int = 0
 
 
-def fit_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    """Grayscale batches expanded (as a view) to the channel count the model was built for."""
-    if x.shape[1] == channels:
-        return x
-    if x.shape[1] == 1:
-        return x.expand(-1, channels, -1, -1)
-    raise ValueError(f"the data has {x.shape[1]} channels but the model takes {channels}")
+def fit_channels(x: torch.Tensor, channels: int, memory_format: torch.memory_format = torch.contiguous_format
+                 ) -> torch.Tensor:
+    """Grayscale batches expanded to the channel count the model was built for, in the models'
+    memory format (a view when nothing needs to move)."""
+    if x.shape[1] == 1 and channels > 1:
+        x = x.expand(-1, channels, -1, -1)
+    elif x.shape[1] != channels:
+        raise ValueError(f"the data has {x.shape[1]} channels but the model takes {channels}")
+    return x if memory_format is torch.contiguous_format else x.contiguous(memory_format=memory_format)
 
 
 def autocast_for(device: torch.device, amp: str) -> Callable[[], contextlib.AbstractContextManager]:
@@ -95,6 +97,19 @@ class Phase:
     evaluated_as: str  # whose accuracy the phase's evaluation reports: "student" or "teacher"
     fixed_metrics: dict[str, Any] | None = None  # e.g. the frozen teacher's accuracy, repeated each epoch
     probe: tuple[torch.Tensor, torch.Tensor] | None = None  # fixed batch for per-stage statistics
+    ema: Any = None  # timm ModelEmaV3 of the student: evaluated and exported in its place
+    memory_format: torch.memory_format = torch.contiguous_format
+    compile: bool = False
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return fit_channels(x, self.channels, self.memory_format)
+
+    def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What evaluation scores: the method's models, the EMA student in the student's place."""
+        logits = self.method.predict(x)
+        if self.ema is not None:
+            logits = {"student": self.ema.module(x), "student_live": logits.pop("student"), **logits}
+        return logits
 
     @property
     def steps_per_epoch(self) -> int:
@@ -114,7 +129,7 @@ class Phase:
         checkpoint.save(path, {
             "format": 1, "phase": self.name, "state": asdict(state), "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "rng": checkpoint.rng_state(),
+            "rng": checkpoint.rng_state(), "ema": self.ema.state_dict() if self.ema is not None else None,
         })
         return path
 
@@ -123,18 +138,20 @@ class Phase:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         checkpoint.set_rng_state(payload["rng"])
+        if self.ema is not None and payload.get("ema") is not None:
+            self.ema.load_state_dict(payload["ema"])
         return LoopState(**payload["state"])
 
 
 @torch.no_grad()
-def evaluate(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], data: DataBundle, channels: int,
-             autocast) -> dict[str, Any]:
+def evaluate(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], data: DataBundle,
+             inputs: Callable[[torch.Tensor], torch.Tensor], autocast) -> dict[str, Any]:
     """Top-1/top-5 (%) of every model `predict` returns, and the first model's validation loss."""
     correct: dict[str, list[torch.Tensor]] = {}
     loss_sum, n, first = None, 0, None
     for x, y in data.val.epoch(0):
         with autocast():
-            logits = predict(fit_channels(x, channels))
+            logits = predict(inputs(x))
         first = first or next(iter(logits))
         for name, out in logits.items():
             c = topk_correct(out, y)
@@ -175,9 +192,30 @@ def alignment_stats(method: Distiller, x: torch.Tensor) -> dict[str, Any]:
     return {"stages": stages, "pooled": pairs}
 
 
+class TrainForward:
+    """The method's training forward, through torch.compile when asked; if compiling fails (no
+    compiler, an unsupported backend) training goes on eagerly and a warning event says why."""
+
+    def __init__(self, phase: Phase, reporter: Reporter):
+        self.method, self.reporter = phase.method, reporter
+        self.fn = torch.compile(phase.method) if phase.compile else phase.method
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor):
+        if self.fn is self.method:
+            return self.method(x, y)
+        try:
+            return self.fn(x, y)
+        except Exception as exc:
+            self.fn = self.method
+            self.reporter.emit("warning", message=f"torch.compile failed ({type(exc).__name__}: {exc}); "
+                                                  "training without it")
+            return self.method(x, y)
+
+
 def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag) -> LoopState:
     method, terms = phase.method, phase.method.loss_terms()
     device = next(method.parameters()).device
+    forward = TrainForward(phase, reporter)
     reporter.human.start_phase(phase.name.replace("_", " "), phase.total_steps, state.step)
     method.train()
     for epoch in range(state.epoch, phase.epochs):
@@ -189,15 +227,18 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
         interval_start, interval_t = state.step, time.perf_counter()
         for x, y in phase.data.train.epoch(epoch, state.step_in_epoch):
             with phase.autocast():
-                out = method(fit_channels(x, phase.channels), y)
+                out = forward(phase.inputs(x), y)
             loss = sum(out.losses.values())
             phase.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if phase.grad_clip:
                 torch.nn.utils.clip_grad_norm_(method.parameters(), phase.grad_clip)
             phase.optimizer.step()
+            lr = phase.optimizer.param_groups[0]["lr"]  # the rate this step used
             phase.scheduler.step()
             state.step += 1
+            if phase.ema is not None:
+                phase.ema.update(method.student, step=state.step)
             state.step_in_epoch += 1
             values = torch.stack([loss.detach().float()] + [out.losses[t].detach().float() for t in terms])
             interval += values
@@ -209,7 +250,6 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
                 means = (interval / n).tolist()
                 elapsed = time.perf_counter() - interval_t
                 img_s = n * phase.data.train.batch_size / elapsed if elapsed > 0 else None
-                lr = phase.optimizer.param_groups[0]["lr"]
                 reporter.emit("step", phase=phase.name, step=state.step, epoch=epoch + 1, lr=lr,
                               loss=means[0], losses=dict(zip(terms, means[1:])), img_s=img_s)
                 reporter.human.advance(state.step, f"epoch {epoch + 1}/{phase.epochs} loss {means[0]:.4f}")
@@ -248,7 +288,7 @@ def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: 
     }
     is_eval = epoch % phase.eval_every == 0 or epoch == phase.epochs
     if is_eval:
-        metrics = evaluate(phase.method.predict, phase.data, phase.channels, phase.autocast)
+        metrics = evaluate(phase.predict, phase.data, phase.inputs, phase.autocast)
         payload["val_loss"] = metrics.pop("val_loss")
         payload[phase.evaluated_as] = metrics.pop("student")
         payload.update(metrics)  # "fusion" where the method has one
@@ -258,7 +298,7 @@ def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: 
         phase.method.eval()
         x, _ = phase.probe
         reporter.emit("stages", phase=phase.name, epoch=epoch, step=state.step,
-                      **alignment_stats(phase.method, fit_channels(x, phase.channels)))
+                      **alignment_stats(phase.method, phase.inputs(x)))
         phase.method.train()
     top1 = payload.get(phase.evaluated_as, {}).get("top1")
     if top1 is not None and top1 > state.best_top1:
