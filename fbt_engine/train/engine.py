@@ -42,6 +42,7 @@ from fbt_engine.train.report import HumanOutput, Reporter
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 RESUMABLE_SETTINGS = ("train.epochs",)  # what --set may change when resuming
 PROBE_IMAGES = 256
+NEAR_CHANCE = 2.0  # a loaded teacher below this multiple of chance accuracy is refused
 
 
 class EngineError(Exception):
@@ -73,6 +74,7 @@ class Prepared:
     teacher_source: teacher_mod.TeacherSource | None
     method: Distiller
     ema: Any = None  # set by the distillation phase when train.ema is on
+    teacher_acc: dict[str, float] | None = None  # the frozen teacher's validation top-1/top-5
 
 
 def select_device(requested: str) -> torch.device:
@@ -175,7 +177,26 @@ def prepare(resolved: Resolved) -> Prepared:
         method = build_method(student, teacher, cfg.method, cfg.train.label_smoothing).to(device)
     except (UnsupportedModel, ValueError) as exc:
         raise EngineError(f"method: {exc}", EXIT_USAGE) from None
-    return Prepared(resolved, device, data, student, teacher, source, method)
+    prepared = Prepared(resolved, device, data, student, teacher, source, method)
+    if source is not None and source.kind == "checkpoint":
+        acc, chance = teacher_accuracy(prepared), 100.0 / data.num_classes
+        if acc["top1"] < NEAR_CHANCE * chance:
+            raise EngineError(
+                f"teacher.checkpoint: {source.weights} scores {acc['top1']:.1f}% top-1 on {cfg.data.name}'s "
+                f"validation images, near chance ({chance:.1f}%): a checkpoint for other classes, another class "
+                "order or another input normalisation?", EXIT_ENV)
+    return prepared
+
+
+def teacher_accuracy(p: Prepared) -> dict[str, float]:
+    """The frozen teacher's validation accuracy, measured once per run."""
+    if p.teacher_acc is None:
+        cfg = p.resolved.config
+        inputs = partial(fit_channels, channels=p.student.in_chans, memory_format=memory_format(cfg))
+        p.teacher.model.eval()
+        p.teacher_acc = evaluate(lambda x: {"teacher": p.teacher.model(x)}, p.data, inputs,
+                                 autocast_for(p.device, cfg.train.amp))["teacher"]
+    return p.teacher_acc
 
 
 # -- running ----------------------------------------------------------------------------------------
@@ -242,10 +263,7 @@ def distill_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
     cfg = p.resolved.config
     fixed = None
     if p.teacher is not None:
-        autocast = autocast_for(p.device, cfg.train.amp)
-        inputs = partial(fit_channels, channels=p.student.in_chans, memory_format=memory_format(cfg))
-        teacher_acc = evaluate(lambda x: {"teacher": p.teacher.model(x)}, p.data, inputs, autocast)
-        fixed = {"teacher": teacher_acc["teacher"]}
+        fixed = {"teacher": teacher_accuracy(p)}
         reporter.log(f"teacher top-1 {fixed['teacher']['top1']:.2f}% on {p.data.val.num_images} validation images")
     o = cfg.optim
     phase = _phase("distillation", p.method, p, cfg.train.epochs,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,7 @@ def load_weights(model: nn.Module, path: Path) -> None:
     try:
         state = load_file(str(path)) if path.suffix == ".safetensors" else unwrap_state_dict(
             torch.load(path, map_location="cpu", weights_only=False))
+        state = timm_filter(model, state)
     except TeacherError:
         raise
     except Exception as exc:  # a corrupt or foreign file: say which, not a traceback
@@ -86,6 +88,14 @@ def load_weights(model: nn.Module, path: Path) -> None:
             f"{len(missing)} missing keys (e.g. {', '.join(missing[:3]) or '-'}), "
             f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3]) or '-'})")
     model.load_state_dict(state)
+
+
+def timm_filter(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Apply the model family's own timm `checkpoint_filter_fn`, which converts older layouts (e.g.
+    timm-0.6 Swin checkpoints, as in OFA-KD's released teachers) and resamples position tables."""
+    module = sys.modules.get(type(model).__module__)
+    convert = getattr(module, "checkpoint_filter_fn", None)
+    return convert(state, model) if convert is not None else state
 
 
 def _mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:

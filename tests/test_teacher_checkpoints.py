@@ -1,0 +1,78 @@
+"""Loading teacher weights: every nested layout, old timm layouts, clear refusals."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from conftest import PRESETS, run_fbt, tiny_sets
+from fbt_engine.models.factory import create_model
+from fbt_engine.train.teacher import TeacherError, load_weights
+
+
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda sd: sd,
+    lambda sd: {"state_dict": sd},
+    lambda sd: {"model": sd, "epoch": 3},
+    lambda sd: {"state_dict_ema": sd, "optimizer": {}},
+    lambda sd: {"model": {f"module.{k}": v for k, v in sd.items()}},
+], ids=["raw", "state_dict", "model", "state_dict_ema", "ddp-module-prefix"])
+def test_nested_layouts_load(tmp_path, wrap):
+    source = create_model("resnet10_cifar", 10, 28)
+    path = tmp_path / "teacher.pth"
+    torch.save(wrap(source.state_dict()), path)
+    target = create_model("resnet10_cifar", 10, 28)
+    load_weights(target, path)
+    assert same_weights(source, target)
+
+
+def test_old_timm_swin_layout_is_converted(tmp_path):
+    """timm 0.6 put Swin's patch merging at the end of a stage and had no head.fc (OFA-KD's teachers)."""
+    source = create_model("swin_pico_patch4_window7_224", 100, 224)
+    old = {}
+    for key, value in source.state_dict().items():
+        m = re.match(r"layers\.(\d+)\.downsample\.(.*)", key)
+        if m:
+            key = f"layers.{int(m.group(1)) - 1}.downsample.{m.group(2)}"
+        old[key.replace("head.fc.", "head.")] = value
+    torch.save({"model": old}, tmp_path / "swin.pth")
+    target = create_model("swin_pico_patch4_window7_224", 100, 224)
+    load_weights(target, tmp_path / "swin.pth")
+    assert same_weights(source, target)
+
+
+def test_a_checkpoint_of_another_model_is_refused_with_the_keys(tmp_path):
+    torch.save(create_model("resnet10_cifar_slim", 10, 28).state_dict(), tmp_path / "slim.pth")
+    with pytest.raises(TeacherError, match=r"does not fit CifarResNet: .*missing|shape"):
+        load_weights(create_model("resnet10_cifar", 10, 28), tmp_path / "slim.pth")
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(TeacherError, match="cannot read"):
+        load_weights(create_model("resnet10_cifar", 10, 28), tmp_path / "junk.pth")
+
+
+def test_a_near_chance_teacher_is_an_error_before_any_run_exists(fbt_home, tmp_path):
+    untrained = create_model("mixer_nano", 10, 28)
+    torch.save(untrained.state_dict(), tmp_path / "untrained.pth")
+    result = run_fbt("run", str(PRESETS / "mlp_to_cnn.toml"),
+                     *tiny_sets(f'teacher.checkpoint="{tmp_path / "untrained.pth"}"'))
+    assert result.returncode == 3, result.stderr
+    assert "near chance" in result.stderr and "Traceback" not in result.stderr
+    assert not (fbt_home / "runs").exists() or not any((fbt_home / "runs").iterdir())
+
+
+def test_a_cached_teacher_skips_the_teacher_phase(with_cached_teacher):
+    result = run_fbt("run", str(PRESETS / "mlp_to_cnn.toml"), *tiny_sets(), "--json")
+    assert result.returncode == 0, result.stderr
+    phases = [line for line in result.stdout.splitlines() if '"type":"phase"' in line]
+    assert '"source":"cache"' in phases[0] and '"skipped":true' in phases[0]
+    assert not any('"phase":"teacher_training"' in line and '"type":"step"' in line
+                   for line in result.stdout.splitlines())
