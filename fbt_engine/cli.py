@@ -114,7 +114,9 @@ def _resolve(store, ref: str, include_trashed: bool = False) -> str:
 def _console():
     from rich.console import Console
 
-    return Console(highlight=False)
+    # Piped or redirected, rich would assume 80 columns and cut ids and statuses to "fi…";
+    # a reader (a person with `| less`, or grep) needs every cell whole.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 240)
 
 
 def _pct(v: float | None) -> str:
@@ -136,14 +138,29 @@ def _when(ts: float) -> str:
 def _write(text: str, output: str) -> None:
     if output == "-":
         sys.stdout.write(text)
-    else:
+        return
+    try:
         Path(output).expanduser().write_text(text, encoding="utf-8")
-        print(f"wrote {output}", file=sys.stderr)
+    except OSError as exc:
+        raise CliError(f"-o {output}: cannot write: {exc.strerror}", EXIT_ENV) from None
+    print(f"wrote {output}", file=sys.stderr)
 
 
 # -- commands -----------------------------------------------------------------------------------
 
 def cmd_run(args) -> int:
+    if args.resume is None and args.preset is not None:
+        # SPEC §3: a bad preset is reported before anything heavy is imported (torch takes
+        # seconds); the engine validates again, this only answers bad input sooner.
+        from fbt_engine.config.presets import PresetError, collect
+
+        extra = [*args.sets, *([f'run.device="{args.device}"'] if args.device else []),
+                 *([f"run.name={json.dumps(args.name)}"] if args.name else [])]
+        problems = collect(args.preset, extra).problems
+        if problems:
+            for problem in problems:
+                print(f"error: {problem}", file=sys.stderr)
+            return PresetError(problems).exit_code
     from fbt_engine.train.engine import RunOptions, run
 
     return run(RunOptions(preset=args.preset, sets=args.sets, name=args.name, tags=args.tags, device=args.device,
@@ -168,7 +185,10 @@ def cmd_runs(args) -> int:
     elif action == "restore":
         for ref in args.runs:
             rid = _resolve(store, ref, include_trashed=True)
-            store.restore(rid)
+            try:
+                store.restore(rid)
+            except LookupError as exc:  # RunNotFound: the run is not in the trash
+                raise CliError(str(exc)) from None
             print(f"restored {rid}")
     elif action == "purge":
         trashed = [s.id for s in store.list(include_trashed=True) if s.trashed]

@@ -8,6 +8,7 @@ the first, each naming its source (file or `--set`), dotted key, what was expect
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -101,6 +102,8 @@ def _constraint_problem(f: dataclasses.Field, value: Any) -> str | None:
     lo, hi = meta.get("min"), meta.get("max")
     numbers = value if isinstance(value, list) else [value]
     for v in numbers:
+        if isinstance(v, float) and not math.isfinite(v):  # TOML has nan and inf; no setting wants them
+            return f"expected a finite number, got {v}"
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             if lo is not None and v < lo:
                 return f"expected a value ≥ {lo}, got {v}"

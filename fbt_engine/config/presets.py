@@ -23,7 +23,8 @@ from fbt_engine.models.names import is_known_model, known_model_names
 from fbt_engine.registry import did_you_mean
 
 SET_SOURCE = "--set"
-_BARE_WORD = re.compile(r"^[A-Za-z_][\w.\-/:]*$")
+# A word or a path (cifar100, adamw, /data/cifar, ~/data, ./imgs): not TOML, taken as a string.
+_BARE_WORD = re.compile(r"^(?:[A-Za-z_]|~|\.{0,2}/)[\w.\-/:~]*$")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -83,7 +84,7 @@ def find_preset(ref: str) -> Path:
 # --- parsing ------------------------------------------------------------------------------------
 
 def parse_value(text: str) -> Any:
-    """A `--set` value as TOML; a bare word that is not TOML (cifar100, adamw) is taken as a string."""
+    """A `--set` value as TOML; a bare word or path that is not TOML (cifar100, /data/cifar) is a string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
@@ -210,12 +211,24 @@ def _check_data(data: DataSection, origin, problems: list[Problem]) -> None:
     info = DATASETS.get(data.name)
     if info is None:
         return  # already reported by the schema
+    if not info.native_size and not data.img_size:  # folders hold images of any size
+        problems.append(Problem(origin("data.img_size"), "data.img_size",
+                                f'dataset "{data.name}" has no native size; set the side the models see, e.g. 224'))
+    if data.subset and data.subset < data.batch_size:  # training drops the last partial batch
+        problems.append(Problem(origin("data.subset"), "data.subset",
+                                f"{data.subset} images cannot fill one batch of data.batch_size = {data.batch_size}"))
     root = data.root or info.default_root
     if info.needs_root and not root:
         problems.append(Problem(origin("data.root"), "data.root", f'dataset "{data.name}" needs a root folder'))
     elif root and not (data.download or Path(root).expanduser().is_dir()):
         hint = " (apt-get install -y dataset-fashion-mnist)" if data.name == "fashion_mnist" else ""
         problems.append(Problem(origin("data.root"), "data.root", f"no such folder: {root}{hint}", environment=True))
+    elif root and not info.in_memory:
+        missing = [f"{s}/" for s in ("train", "val") if not (Path(root).expanduser() / s).is_dir()]
+        if missing:
+            problems.append(Problem(origin("data.root"), "data.root",
+                                    f"{root} has no {' or '.join(missing)} folder (expected train/<class>/… and "
+                                    "val/<class>/…)", environment=True))
 
 
 def resolve(preset: str | Path | None, overrides: Iterable[str] = ()) -> Resolved:

@@ -64,7 +64,8 @@ class DeviceBatches:
         self.mean = torch.tensor(info.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(info.std, device=device).view(1, -1, 1, 1)
         if self.train and self.num_images < self.batch_size:
-            raise DataError(f"{self.num_images} training images cannot fill one batch of {self.batch_size}")
+            raise DataError(f"data.batch_size: {self.num_images} training images cannot fill one batch of "
+                            f"{self.batch_size}; lower data.batch_size")
 
     def __len__(self) -> int:
         # Training drops the last partial batch (steady BatchNorm statistics); evaluation keeps it.

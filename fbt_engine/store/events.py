@@ -46,6 +46,7 @@ def encode(event_type: str, payload: dict[str, Any]) -> str:
 class EventWriter:
     def __init__(self, path: Path):
         self.path = path
+        _drop_partial_line(path)
         self._fh: IO[str] = open(path, "a", encoding="utf-8")
 
     def write(self, event_type: str, **payload: Any) -> dict[str, Any]:
@@ -62,6 +63,32 @@ class EventWriter:
         if not self._fh.closed:
             self.sync()
             self._fh.close()
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a line left half-written by a crash before appending: glued to the next event it
+    would make one corrupt line, and readers stop there, hiding everything a resume appends."""
+    try:
+        fh = open(path, "r+b")
+    except FileNotFoundError:
+        return
+    with fh:
+        size = fh.seek(0, os.SEEK_END)
+        if not size:
+            return
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return
+        end = size
+        while end > 0:  # back to just after the last newline, a block at a time
+            start = max(0, end - 65536)
+            fh.seek(start)
+            cut = fh.read(end - start).rfind(b"\n")
+            if cut >= 0:
+                fh.truncate(start + cut + 1)
+                return
+            end = start
+        fh.truncate(0)
 
 
 def parse_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
