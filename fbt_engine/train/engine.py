@@ -352,8 +352,12 @@ def run(options: RunOptions) -> int:
 def execute(p: Prepared, store: RunStore, run_id: str, segment: int, resuming: bool, options: RunOptions,
             human: HumanOutput) -> int:
     reporter = Reporter(store, run_id, options.json, human)
-    stop = StopFlag()
-    stop.install()
+    with StopFlag() as stop:
+        return _execute(p, store, run_id, segment, resuming, reporter, stop)
+
+
+def _execute(p: Prepared, store: RunStore, run_id: str, segment: int, resuming: bool, reporter: Reporter,
+             stop: StopFlag) -> int:
     cfg = p.resolved.config
     started = time.time()
     phase_name = "teacher_training" if p.teacher_source and p.teacher_source.kind == "train" else "distillation"

@@ -37,14 +37,21 @@ class Interrupted(Exception):
 
 
 class StopFlag:
-    """SIGINT/SIGTERM ask the loop to stop after the current step; a second SIGINT stops at once."""
+    """While installed (a context manager), SIGINT/SIGTERM ask the loop to stop after the current
+    step; a second SIGINT stops at once. The previous handlers come back on exit."""
 
     def __init__(self) -> None:
         self.requested = False
+        self._previous: dict[int, Any] = {}
 
-    def install(self) -> None:
-        signal.signal(signal.SIGINT, self._handle)
-        signal.signal(signal.SIGTERM, self._handle)
+    def __enter__(self) -> "StopFlag":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
     def _handle(self, signum, frame) -> None:
         if self.requested and signum == signal.SIGINT:
