@@ -1,0 +1,235 @@
+"""fbt's terminal app: Presets, Dashboard and History modes around one run manager.
+
+The App owns the run manager, so runs and their tail threads outlive any screen; modes are
+suspended, never unmounted, when the user switches between them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable
+from functools import partial
+from pathlib import Path
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import ModalScreen, Screen
+from textual.worker import Worker, WorkerState
+
+from fbt_tui.runs import LaunchFailed, RunEnded, RunHandle, RunManager, RunUpdated, TailFailed
+from fbt_tui.screens.dashboard import DashboardScreen
+from fbt_tui.screens.dialogs import ConfirmDialog, ErrorDialog, QuitDialog
+from fbt_tui.screens.help import HelpScreen
+from fbt_tui.screens.history import HistoryScreen
+from fbt_tui.screens.presets import PresetsScreen
+
+
+def machine_device() -> str:
+    """The GPU's name from the driver when there is one (no torch here), else the CPU."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=3,
+                                 stdin=subprocess.DEVNULL).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        names = [line.split(":", 1)[1].split("(UUID")[0].strip() for line in out.splitlines() if ":" in line]
+        if names:
+            return names[0] if len(names) == 1 else f"{len(names)}× {names[0]}"
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+class FbtApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "fbt"
+    SCREENS = {"presets": PresetsScreen, "dashboard": DashboardScreen, "history": HistoryScreen}
+    MODES = {"presets": "presets", "dashboard": "dashboard", "history": "history"}
+    BINDINGS = [
+        Binding("p", "mode('presets')", "Presets"),
+        Binding("d", "mode('dashboard')", "Dashboard"),
+        Binding("h", "mode('history')", "History"),
+        Binding("question_mark", "help", "Keys"),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+    ]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+
+    device_label: reactive[str] = reactive("")
+    active_runs: reactive[int] = reactive(0)
+
+    def __init__(self, home: Path | None = None, start_mode: str = "presets"):
+        super().__init__()
+        self.manager = RunManager(self.post_message, home)
+        self.start_mode = start_mode
+        self.machine = f"CPU ({os.cpu_count()} cores)"
+        self.helpers: set[subprocess.Popen] = set()  # short-lived subprocesses to end on exit
+
+    async def on_mount(self) -> None:
+        self.device_label = self.machine
+        await self.switch_mode("dashboard")  # mounted once, so runs can open tabs in it any time
+        await self.switch_mode(self.start_mode)
+        self.detect_device()
+        self.reattach()
+
+    # -- workers ---------------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="device", exit_on_error=False)
+    def detect_device(self) -> None:
+        self.machine = machine_device()
+        self.call_from_thread(self.refresh_header)
+
+    @work(thread=True, exclusive=True, group="reattach", exit_on_error=False)
+    def reattach(self) -> None:
+        handles, crashed = self.manager.reattach()
+        self.call_from_thread(self._reattached, handles, crashed)
+
+    async def _reattached(self, handles: list[RunHandle], crashed: list[str]) -> None:
+        if handles:
+            await self.switch_mode("dashboard")
+            for i, handle in enumerate(handles):
+                await self.dashboard.open_run(handle, activate=i == 0)
+            self.notify(f"Re-attached to {len(handles)} running run(s).")
+        if crashed:
+            self.notify("Marked crashed (process gone): " + ", ".join(crashed), severity="warning", timeout=8)
+        self.refresh_header()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            self.show_worker_error(event.worker)
+
+    def show_worker_error(self, worker: Worker) -> None:
+        error = worker.error
+        self.show_error(f"{worker.name or 'background task'} failed", f"{type(error).__name__}: {error}")
+
+    def show_error(self, title: str, message: str) -> None:
+        self.push_screen(ErrorDialog(title, message))
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    @property
+    def dashboard(self) -> DashboardScreen:
+        return self.get_screen("dashboard")  # type: ignore[return-value]
+
+    async def launch(self, preset: Path, sets: list[str]) -> RunHandle:
+        handle = self.manager.launch(preset, sets)
+        await self.switch_mode("dashboard")
+        await self.dashboard.open_run(handle)
+        self.refresh_header()
+        return handle
+
+    async def open_run(self, run_id: str) -> None:
+        handle = self.manager.open(run_id)
+        await self.switch_mode("dashboard")
+        await self.dashboard.open_run(handle)
+        self.refresh_header()
+
+    def refresh_header(self) -> None:
+        active = self.manager.active()
+        self.active_runs = len(active)
+        named = [h.model.device.get("name") for h in active if h.model.device.get("name")]
+        self.device_label = named[0] if named else self.machine
+
+    def on_run_updated(self, message: RunUpdated) -> None:
+        self.manager.acknowledge(message.run_id)
+        handle = self.manager.handles.get(message.run_id)
+        if handle is not None:
+            self.dashboard.relabel(handle)
+        self.refresh_header()
+
+    def on_run_ended(self, message: RunEnded) -> None:
+        handle = self.manager.handles.get(message.run_id)
+        if handle is not None:
+            self.dashboard.relabel(handle)
+            severity = "information" if message.status in ("finished", "interrupted", "cancelled") else "error"
+            self.notify(f"{handle.model.name or message.run_id}: {message.status}", severity=severity)
+        self.refresh_header()
+        history = self.get_screen("history")
+        if history.is_mounted:
+            history.reload()
+
+    async def on_launch_failed(self, message: LaunchFailed) -> None:
+        await self.dashboard.close_run(message.run_id)
+        self.refresh_header()
+        self.show_error(f"{message.preset or 'the run'} did not start (exit {message.code})", message.errors)
+
+    def on_tail_failed(self, message: TailFailed) -> None:
+        self.show_error(f"lost track of run {message.run_id}", message.error)
+
+    # -- modes, help, quit -----------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("mode", "help") and isinstance(self.screen, ModalScreen):
+            return False  # a dialog is answered first
+        return True
+
+    async def action_mode(self, mode: str) -> None:
+        await self.switch_mode(mode)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        active = self.manager.active()
+        if not active:
+            self.exit(0)
+            return
+        self.push_screen(QuitDialog(len(active)), self._quit_answer)
+
+    def _quit_answer(self, answer: str | None) -> None:
+        if answer == "leave":
+            self.exit(0)
+        elif answer == "stop":
+            self.notify("Stopping runs: each finishes its step and saves…", timeout=30)
+            self.stop_runs_and_exit()
+
+    @work(thread=True, exclusive=True, group="quit", exit_on_error=False)
+    def stop_runs_and_exit(self) -> None:
+        self.manager.stop_all()
+        self.call_from_thread(self.exit, 0)
+
+    def cleanup(self) -> None:
+        """Tail threads and helper processes end with the app; runs do not."""
+        self.manager.shutdown()
+        for proc in list(self.helpers):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=5)
+        self.helpers.clear()
+
+    # -- command palette -------------------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for mode, text in (("presets", "pick, edit and launch presets"), ("dashboard", "live runs"),
+                           ("history", "every run: compare, export, tag, trash")):
+            yield SystemCommand(f"Go to {mode}", text, partial(self.action_mode, mode))
+        for handle in self.manager.active():
+            name = f"{handle.model.name} ({handle.run_id})"
+            yield SystemCommand(f"Stop run {name}", "finish the step, save, exit", partial(self._confirm_stop, handle))
+        for handle in self.manager.handles.values():
+            name = f"{handle.model.name} ({handle.run_id})"
+            yield SystemCommand(f"Show run {name}", "its dashboard tab", partial(self.open_run, handle.run_id))
+        yield from self.get_screen("presets").commands()
+        if isinstance(screen, HistoryScreen):
+            yield from screen.commands()
+
+    def _confirm_stop(self, handle: RunHandle) -> None:
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.manager.stop(handle.run_id)
+
+        self.push_screen(ConfirmDialog(f"Stop run {handle.run_id}?", yes="Stop"), answer)
+
+
+def run_app() -> int:
+    app = FbtApp()
+    try:
+        result = app.run()
+    finally:
+        app.cleanup()
+    return int(result or 0)

@@ -1,0 +1,46 @@
+"""Short human formats for numbers, times and statuses (the CLI's own where it has one)."""
+
+from __future__ import annotations
+
+import time
+
+from fbt_engine.cli import _duration as duration, _pct as pct, _when as when  # noqa: F401  (re-exported)
+
+STATUS_MARKS = {"running": "●", "starting": "◌", "finished": "✓", "failed": "✗", "crashed": "‼",
+                "interrupted": "◼", "cancelled": "◼", "failed to start": "✗"}
+STATUS_STYLES = {"running": "$success", "starting": "$warning", "finished": "$text-primary", "failed": "$error",
+                 "crashed": "$error", "interrupted": "$warning", "cancelled": "$warning",
+                 "failed to start": "$error"}
+
+
+def status_markup(status: str) -> str:
+    return f"[{STATUS_STYLES.get(status, '')}]{STATUS_MARKS.get(status, '?')} {status}[/]"
+
+
+def count(n: int | None) -> str:
+    """Parameter counts: 308,826 → 309k, 21,800,000 → 21.8M."""
+    if n is None:
+        return "–"
+    if n >= 1e9:
+        return f"{n / 1e9:.1f}B"
+    if n >= 1e6:
+        return f"{n / 1e6:.1f}M"
+    if n >= 1e3:
+        return f"{n / 1e3:.0f}k"
+    return str(n)
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}g}" if abs(value) < 1e-2 or abs(value) >= 1e4 else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+

@@ -1,0 +1,392 @@
+"""A run's metrics as the dashboard needs them, folded from its events: no widgets, no threads.
+
+The tail thread folds events in; the UI thread asks for decimated copies. Both go through
+`RunModel.lock`, so a redraw never sees a half-applied batch of events.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+DISTILL, TEACHER = "distillation", "teacher_training"
+FINAL_EVENTS = {"run_finished": "finished", "run_failed": "failed", "run_interrupted": "interrupted"}
+WHO = ("student", "teacher", "fusion")
+PAIRS = (("ts", "T–S"), ("tf", "T–F"), ("fs", "F–S"))
+POOLED_METRICS = ("cka", "cos", "retrieval", "norm_ratio")
+SPARK = "▁▂▃▄▅▆▇█"
+LOG_LINES = 2000
+
+
+def loss_group(term: str) -> str:
+    """The plot a loss term belongs to: the pair it transfers between, or CE.
+
+    Baselines transfer teacher → student only, so their single distillation term joins T–S."""
+    if term in ("ce", "fusion/ce"):
+        return "CE"
+    prefix = term.split("/", 1)[0]
+    return dict(PAIRS).get(prefix, "T–S")
+
+
+class Series:
+    """Two growable float arrays; x never decreases within a series."""
+
+    def __init__(self, capacity: int = 256):
+        self._x = np.empty(capacity)
+        self._y = np.empty(capacity)
+        self.n = 0
+
+    def append(self, x: float, y: float | None) -> None:
+        if self.n == len(self._x):
+            self._x = np.resize(self._x, 2 * self.n)
+            self._y = np.resize(self._y, 2 * self.n)
+        self._x[self.n] = x
+        self._y[self.n] = math.nan if y is None else y
+        self.n += 1
+
+    def truncate_after(self, x_max: float) -> None:
+        self.n = int(np.searchsorted(self._x[: self.n], x_max, side="right"))
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._x[: self.n]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._y[: self.n]
+
+    @property
+    def last(self) -> float | None:
+        return float(self._y[self.n - 1]) if self.n else None
+
+
+def decimate(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ~2·buckets points that keep every bucket's minimum and maximum, so spikes survive
+    (a plain stride would drop them). Copies, always: the caller may draw them on another thread."""
+    n = len(x)
+    if buckets < 1 or n <= 2 * buckets:
+        return x.copy(), y.copy()
+    size = math.ceil(n / buckets)
+    whole = n // size * size
+    ys = y[:whole].reshape(-1, size)
+    nan = np.isnan(ys)
+    lo = np.argmin(np.where(nan, np.inf, ys), axis=1)
+    hi = np.argmax(np.where(nan, -np.inf, ys), axis=1)
+    base = np.arange(len(ys)) * size
+    idx = np.stack([np.minimum(lo, hi), np.maximum(lo, hi)], axis=1).ravel() + np.repeat(base, 2)
+    idx = np.concatenate([idx, np.arange(whole, n)])
+    return x[idx], y[idx]
+
+
+def sparkline(values: list[float | None], width: int = 12) -> str:
+    vals = [v for v in values[-width:] if v is not None and math.isfinite(v)]
+    if not vals:
+        return ""
+    lo, hi = min(vals), max(vals)
+    span = hi - lo
+    return "".join(SPARK[int((v - lo) / span * (len(SPARK) - 1)) if span > 0 else len(SPARK) // 2] for v in vals)
+
+
+def trend(values: list[float | None]) -> str:
+    vals = [v for v in values if v is not None]
+    if len(vals) < 2:
+        return ""
+    delta = vals[-1] - vals[-2]
+    arrow = "↑" if delta > 1e-4 else "↓" if delta < -1e-4 else "→"
+    return f"{arrow}{delta:+.3f}"
+
+
+@dataclass
+class PhaseInfo:
+    epochs: int = 0
+    steps_per_epoch: int = 0
+    from_step: int = 0
+    started: float = 0.0  # time of its phase event, for the ETA
+    skipped: bool = False
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+@dataclass
+class Curve:
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+
+
+@dataclass
+class Panel:
+    """One plot's worth of curves, already decimated."""
+
+    title: str
+    curves: list[Curve]
+    shown: int
+    total: int
+
+
+@dataclass
+class AlignmentRow:
+    label: str
+    cka: list[float | None]
+    cos: float | None = None
+    retrieval: float | None = None
+    norm_ratio: float | None = None
+
+
+@dataclass
+class RunModel:
+    run_id: str
+    name: str = ""
+    status: str = "starting"
+    config: dict[str, Any] = field(default_factory=dict)
+    device: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, int] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    loss_terms: list[str] = field(default_factory=list)
+    uses_teacher: bool = True
+    phase: str = ""
+    phases: dict[str, PhaseInfo] = field(default_factory=dict)
+    epoch: int = 0
+    step: int = 0
+    img_s: float | None = None
+    lr: float | None = None
+    best: tuple[float, int] | None = None  # (top-1, epoch) of the student in distillation
+    outcome: dict[str, Any] = field(default_factory=dict)  # the final event, once there is one
+    gpu_mem_gb: float | None = None
+    broken_events: bool = False
+    version: int = 0
+    events_seen: int = 0
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _losses: dict[tuple[str, str], Series] = field(default_factory=dict, repr=False)
+    _val_loss: dict[str, Series] = field(default_factory=dict, repr=False)
+    _acc: dict[tuple[str, str], Series] = field(default_factory=dict, repr=False)
+    _stages: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    log: deque[str] = field(default_factory=lambda: deque(maxlen=LOG_LINES), repr=False)
+    log_serial: int = 0  # lines ever added; the view appends the ones it has not shown
+
+    # -- folding ----------------------------------------------------------------------------------
+
+    def add_events(self, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
+        with self.lock:
+            for ev in events:
+                self._add(ev)
+            self.events_seen += len(events)
+            self.version += 1
+
+    def add_log(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        with self.lock:
+            self.log.extend(lines)
+            self.log_serial += len(lines)
+            self.version += 1
+
+    def set_status(self, status: str) -> None:
+        with self.lock:
+            if status != self.status:
+                self.status = status
+                self.version += 1
+
+    def set_gpu_memory(self, gb: float | None) -> None:
+        with self.lock:
+            if gb != self.gpu_mem_gb:
+                self.gpu_mem_gb = gb
+                self.version += 1
+
+    def _add(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("type")
+        phase = ev.get("phase", DISTILL)
+        if kind == "run_started":
+            self.config = ev.get("config") or {}
+            self.name = (self.config.get("run") or {}).get("name") or self.name
+            self.device = ev.get("device") or {}
+            self.params = ev.get("params") or {}
+            self.data = ev.get("data") or {}
+            self.loss_terms = list(ev.get("loss_terms") or [])
+            self.uses_teacher = bool(ev.get("uses_teacher", True))
+            if self.status == "starting":
+                self.status = "running"
+        elif kind == "phase":
+            self.phase = phase
+            self.phases[phase] = PhaseInfo(int(ev.get("epochs") or 0), int(ev.get("steps_per_epoch") or 0),
+                                           int(ev.get("from_step") or 0), float(ev.get("time") or 0.0),
+                                           bool(ev.get("skipped")))
+            if phase == DISTILL:
+                self.epoch, self.step = 0, int(ev.get("from_step") or 0)
+        elif kind == "step":
+            x = float(ev["step"])
+            self._series(self._losses, (phase, "loss")).append(x, ev.get("loss"))
+            for term, value in (ev.get("losses") or {}).items():
+                self._series(self._losses, (phase, term)).append(x, value)
+            self.phase, self.step, self.epoch = phase, int(ev["step"]), int(ev.get("epoch") or self.epoch)
+            self.img_s, self.lr = ev.get("img_s"), ev.get("lr")
+        elif kind == "epoch":
+            epoch = int(ev.get("epoch") or 0)
+            if ev.get("val_loss") is not None or "val_loss" in (ev.get("nonfinite") or []):
+                self._series(self._val_loss, phase).append(float(ev.get("step") or 0), ev.get("val_loss"))
+            for who in WHO:
+                top1 = (ev.get(who) or {}).get("top1")
+                if top1 is not None:
+                    self._series(self._acc, (phase, who)).append(float(epoch), top1)
+            top1 = (ev.get("student") or {}).get("top1")
+            if phase == DISTILL and top1 is not None and (self.best is None or top1 > self.best[0]):
+                self.best = (top1, epoch)
+            self.phase, self.epoch = phase, epoch
+            self.step = int(ev.get("step") or self.step)
+        elif kind == "stages":
+            self._stages.append(ev)
+        elif kind == "resume":
+            self._supersede(phase, int(ev.get("from_step") or 0))
+            self.status = "running"
+            self.outcome = {}
+        elif kind == "warning":
+            self._log_line(f"warning: {ev.get('message', '')}")
+        elif kind in FINAL_EVENTS:
+            self.status = FINAL_EVENTS[kind]
+            self.outcome = ev
+            if kind == "run_failed":
+                self._log_line(f"failed: {ev.get('error')}: {ev.get('message')}")
+                for line in (ev.get("traceback") or "").splitlines():
+                    self._log_line("  " + line)
+
+    def _log_line(self, line: str) -> None:
+        self.log.append(line)
+        self.log_serial += 1
+
+    def _supersede(self, phase: str, from_step: int) -> None:
+        """What `effective()` does to a whole file, done to the series already folded."""
+        for (p, _), s in self._losses.items():
+            if p == phase:
+                s.truncate_after(from_step)
+        if phase in self._val_loss:
+            self._val_loss[phase].truncate_after(from_step)
+        info = self.phases.get(phase)
+        spe = info.steps_per_epoch if info else 0
+        last_epoch = from_step // spe if spe else 0
+        for (p, _), s in self._acc.items():
+            if p == phase:
+                s.truncate_after(last_epoch)
+        self._stages = [e for e in self._stages if e.get("phase", DISTILL) != phase or e.get("step", 0) <= from_step]
+        if phase == DISTILL:
+            self.best = None
+            for x, y in zip(*self._xy(self._acc.get((DISTILL, "student")))):
+                if not math.isnan(y) and (self.best is None or y > self.best[0]):
+                    self.best = (float(y), int(x))
+
+    @staticmethod
+    def _xy(series: Series | None) -> tuple[np.ndarray, np.ndarray]:
+        return (series.x, series.y) if series else (np.empty(0), np.empty(0))
+
+    @staticmethod
+    def _series(table: dict, key) -> Series:
+        if key not in table:
+            table[key] = Series()
+        return table[key]
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ("starting", "running")
+
+    @property
+    def view_phase(self) -> str:
+        """The phase the curves show: distillation once it has begun, the teacher's before."""
+        with self.lock:
+            if any(p == DISTILL for p, _ in self._losses) or self.phase == DISTILL:
+                return DISTILL
+            return TEACHER if self.phase == TEACHER else DISTILL
+
+    def groups(self) -> list[str]:
+        """The loss plots this run has, in a fixed order."""
+        with self.lock:
+            present = {loss_group(t) for t in self.loss_terms}
+            present |= {loss_group(t) for p, t in self._losses if t != "loss"}
+        return [g for g in ("T–S", "T–F", "F–S", "CE") if g in present]
+
+    def panel(self, group: str, buckets: int) -> Panel:
+        """Curves of one plot: a loss group, "loss" (total train + val) or "top1" (accuracies)."""
+        phase = self.view_phase
+        with self.lock:
+            if group == "top1":
+                picked = [(who, self._acc.get((phase, who))) for who in WHO]
+                title = "top-1 % / epoch"
+            elif group == "loss":
+                picked = [("train", self._losses.get((phase, "loss"))), ("val", self._val_loss.get(phase))]
+                title = "loss / step"
+            else:
+                picked = [(t, s) for (p, t), s in self._losses.items() if p == phase and t != "loss"
+                          and loss_group(t) == group]
+                title = f"{group} / step"
+            curves, shown, total = [], 0, 0
+            for label, s in picked:
+                if s is None or s.n == 0:
+                    continue
+                x, y = decimate(s.x, s.y, buckets)
+                curves.append(Curve(label, x, y))
+                shown, total = shown + len(x), total + s.n
+        if phase == TEACHER and group != "top1":
+            title += " (teacher training)"
+        return Panel(title, curves, shown, total)
+
+    def point_count(self) -> int:
+        with self.lock:
+            return sum(s.n for s in self._losses.values()) + sum(s.n for s in self._val_loss.values())
+
+    def alignment(self) -> list[AlignmentRow]:
+        """Per-stage CKA (teacher vs student) and the pooled pair stats, with their history."""
+        with self.lock:
+            events = [e for e in self._stages if e.get("phase", DISTILL) == DISTILL]
+        if not events:
+            return []
+        rows = []
+        for k in range(1, 5):
+            history = [next((s.get("cka_ts") for s in e.get("stages", []) if s.get("stage") == k), None)
+                       for e in events]
+            rows.append(AlignmentRow(f"stage {k} T–S", history))
+        last_pooled = events[-1].get("pooled") or {}
+        for key, label in PAIRS:
+            if key not in last_pooled:
+                continue
+            history = [((e.get("pooled") or {}).get(key) or {}).get("cka") for e in events]
+            stats = last_pooled[key] or {}
+            rows.append(AlignmentRow(f"pooled {label}", history, stats.get("cos"), stats.get("retrieval"),
+                                     stats.get("norm_ratio")))
+        return rows
+
+    def eta_seconds(self, now: float | None = None) -> float | None:
+        """Remaining time of the current phase, from its pace so far (evaluation included)."""
+        with self.lock:
+            info = self.phases.get(self.phase)
+            if not self.is_active or info is None or not info.total_steps:
+                return None
+            done = self.step - info.from_step
+            if done <= 0:
+                return None
+            elapsed = (now or time.time()) - info.started
+            return max(0.0, elapsed * (info.total_steps - self.step) / done)
+
+    @property
+    def epochs_total(self) -> int:
+        info = self.phases.get(self.phase)
+        return info.epochs if info else int((self.config.get("train") or {}).get("epochs") or 0)
+
+    @property
+    def steps_total(self) -> int:
+        info = self.phases.get(self.phase)
+        return info.total_steps if info else 0
+
+    def pair_label(self) -> str:
+        teacher = (self.config.get("teacher") or {}).get("model", "")
+        student = (self.config.get("student") or {}).get("model", "")
+        return f"{teacher} → {student}" if teacher and self.uses_teacher else student

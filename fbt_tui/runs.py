@@ -1,0 +1,368 @@
+"""The App's run manager: launches engine subprocesses, re-attaches to runs that are still going,
+and tails each run's files on its own thread.
+
+A tail thread folds events into the run's `RunModel` and posts at most one `RunUpdated` until the
+UI has handled it (toolong's watcher idea): however fast the engine writes, the UI gets one
+message per redraw, never a backlog. Nothing here belongs to a screen, so switching modes or
+closing a tab never stops a run or its tailing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from textual.message import Message
+
+from fbt_engine import paths
+from fbt_engine.store.events import EventTail
+from fbt_engine.store.runs import RunNotFound, RunStore, new_run_id, process_alive
+
+from fbt_tui.model import RunModel
+
+POLL_S = 0.1  # events reach the screen within one poll plus one redraw
+GPU_POLL_S = 2.0
+STOP_GRACE_S = 30.0  # SIGINT lets the engine finish its step and save; after this, SIGKILL
+_ERR_TAIL = 40
+STALE_LAUNCH_S = 600.0
+
+
+class RunUpdated(Message):
+    """New data in a run's model (coalesced: one until the UI acknowledges it)."""
+
+    def __init__(self, run_id: str):
+        super().__init__()
+        self.run_id = run_id
+
+
+class RunEnded(Message):
+    def __init__(self, run_id: str, status: str):
+        super().__init__()
+        self.run_id, self.status = run_id, status
+
+
+class LaunchFailed(Message):
+    """The engine exited before its run folder existed: a bad preset, missing data or device."""
+
+    def __init__(self, run_id: str, preset: str, code: int, errors: str):
+        super().__init__()
+        self.run_id, self.preset, self.code, self.errors = run_id, preset, code, errors
+
+
+class TailFailed(Message):
+    def __init__(self, run_id: str, error: str):
+        super().__init__()
+        self.run_id, self.error = run_id, error
+
+
+class LineTail:
+    """New complete lines of a growing text file."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset, self._partial = path, 0, ""
+
+    def poll(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return []
+        self.offset += len(chunk)
+        text = self._partial + chunk.decode("utf-8", errors="replace")
+        *lines, self._partial = text.split("\n")
+        return lines
+
+
+@dataclass
+class RunHandle:
+    run_id: str
+    model: RunModel
+    preset: str = ""
+    proc: subprocess.Popen | None = None  # ours; None when re-attached or opened from history
+    pid: int | None = None
+    pid_start: int | None = None
+    live: bool = False  # a process may still write to the run
+    stop_requested: bool = False
+    update_pending: threading.Event = field(default_factory=threading.Event, repr=False)
+    stop_tailing: threading.Event = field(default_factory=threading.Event, repr=False)
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+    @property
+    def active(self) -> bool:
+        return self.live and self.model.is_active
+
+
+class RunManager:
+    def __init__(self, post: Callable[[Message], object], home: Path | None = None):
+        self.post = post
+        self.home = home or paths.data_home()
+        self.handles: dict[str, RunHandle] = {}
+        self._nvidia_smi = shutil.which("nvidia-smi")
+
+    # -- starting, attaching, opening ------------------------------------------------------------
+
+    @property
+    def launch_dir(self) -> Path:
+        return self.home / "tui"
+
+    def launch(self, preset: Path, sets: list[str]) -> RunHandle:
+        run_id = new_run_id()
+        self.launch_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "fbt_engine", "run", str(preset), "--id", run_id, "--json", "--quiet"]
+        for item in sets:
+            cmd += ["--set", item]
+        with open(self._out(run_id), "wb") as out, open(self._err(run_id), "wb") as err:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+                                    env={**os.environ, "FBT_HOME": str(self.home), "PYTHONUNBUFFERED": "1"})
+        model = RunModel(run_id, name=preset.stem, status="starting")
+        return self._start(RunHandle(run_id, model, preset=preset.stem, proc=proc, pid=proc.pid, live=True))
+
+    def reattach(self) -> tuple[list[RunHandle], list[str]]:
+        """Runs of this host that meta.json calls running and whose process is alive, and the
+        ids of those whose process is gone (now marked crashed, as History shows them)."""
+        store = RunStore(self.home)
+        try:
+            crashed = store.detect_crashes()
+            handles = [self.open(row.id, store) for row in store.list(status="running")
+                       if row.id not in self.handles and row.host == socket.gethostname()]
+        finally:
+            store.close()
+        self._clean_launch_dir()
+        return handles, crashed
+
+    def _clean_launch_dir(self) -> None:
+        """Launch logs of runs no longer going: the events file or the error modal said it all.
+        Recent ones are kept: another fbt may be starting that run right now."""
+        if not self.launch_dir.is_dir():
+            return
+        for path in self.launch_dir.iterdir():
+            if path.stem not in self.handles and time.time() - path.stat().st_mtime > STALE_LAUNCH_S:
+                path.unlink(missing_ok=True)
+
+    def open(self, run_id: str, store: RunStore | None = None) -> RunHandle:
+        """A run from the store: tailed live when its process is still going, read once otherwise."""
+        if run_id in self.handles:
+            return self.handles[run_id]
+        own = store is None
+        store = store or RunStore(self.home)
+        try:
+            meta = store.read_meta(run_id)
+        finally:
+            if own:
+                store.close()
+        pid, start = int(meta.get("pid") or 0), meta.get("pid_start")
+        live = (meta.get("status") == "running" and meta.get("host") == socket.gethostname()
+                and pid > 0 and process_alive(pid, start))
+        model = RunModel(run_id, name=meta.get("name", run_id), status=meta.get("status", "running"))
+        handle = RunHandle(run_id, model, preset=Path(meta.get("preset") or "").stem, pid=pid if live else None,
+                           pid_start=start if live else None, live=live)
+        return self._start(handle)
+
+    def _start(self, handle: RunHandle) -> RunHandle:
+        self.handles[handle.run_id] = handle
+        handle.thread = threading.Thread(target=self._tail, args=(handle,), name=f"tail-{handle.run_id}", daemon=True)
+        handle.thread.start()
+        return handle
+
+    # -- stopping and forgetting -----------------------------------------------------------------
+
+    def active(self) -> list[RunHandle]:
+        return [h for h in self.handles.values() if h.active]
+
+    def stop(self, run_id: str, sig: int = signal.SIGINT) -> bool:
+        """Ask the engine to stop after its current step (it saves and exits 130)."""
+        handle = self.handles.get(run_id)
+        if handle is None or not handle.active or handle.pid is None:
+            return False
+        handle.stop_requested = True
+        if handle.proc is None and not process_alive(handle.pid, handle.pid_start):
+            return False  # the pid is no longer our run's: never signal a stranger
+        try:
+            # Our launches lead their own session, so the group holds any worker processes too.
+            if os.getpgid(handle.pid) == handle.pid:
+                os.killpg(handle.pid, sig)
+            else:
+                os.kill(handle.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def stop_all(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop every active run and wait for them (call from a worker thread)."""
+        running = self.active()
+        for h in running:
+            self.stop(h.run_id)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(not self._exited(h) for h in running):
+            time.sleep(POLL_S)
+        for h in running:
+            if not self._exited(h):
+                self.stop(h.run_id, signal.SIGKILL)
+        for h in running:
+            if h.thread is not None:
+                h.thread.join(timeout=5)
+
+    def forget(self, run_id: str) -> None:
+        """Stop tailing a run that is not active (its tab was closed)."""
+        handle = self.handles.get(run_id)
+        if handle is not None and not handle.active:
+            handle.stop_tailing.set()
+            del self.handles[run_id]
+
+    def shutdown(self) -> None:
+        """Stop every tail thread. Runs themselves keep going: they have their own session."""
+        for h in self.handles.values():
+            h.stop_tailing.set()
+        for h in self.handles.values():
+            if h.thread is not None:
+                h.thread.join(timeout=1)
+
+    # -- the tail thread -------------------------------------------------------------------------
+
+    def _out(self, run_id: str) -> Path:
+        return self.launch_dir / f"{run_id}.out"
+
+    def _err(self, run_id: str) -> Path:
+        return self.launch_dir / f"{run_id}.err"
+
+    def _tail(self, h: RunHandle) -> None:
+        store = RunStore(self.home)  # sqlite connections belong to the thread that made them
+        try:
+            self._tail_run(h, store)
+        except Exception as exc:  # a tail that dies must say so, not leave a frozen tab
+            h.live = False
+            self.post(TailFailed(h.run_id, f"{type(exc).__name__}: {exc}"))
+        finally:
+            store.close()
+
+    def _tail_run(self, h: RunHandle, store: RunStore) -> None:
+        folder = self._wait_for_folder(h, store)
+        if folder is None:
+            return
+        events, log = EventTail(folder / "events.jsonl"), LineTail(folder / "stdout.log")
+        next_gpu = 0.0
+        while True:
+            exited = self._exited(h)  # before reading, so the last read sees the final lines
+            if self._read(h, events, log):
+                self._notify(h)
+            if h.live and time.monotonic() >= next_gpu:
+                h.model.set_gpu_memory(self._gpu_memory(h))
+                next_gpu = time.monotonic() + GPU_POLL_S
+            if exited or not h.live:
+                self._finish(h, store, events, log)
+                return
+            if h.stop_tailing.wait(POLL_S):
+                return
+
+    def _wait_for_folder(self, h: RunHandle, store: RunStore) -> Path | None:
+        while True:
+            try:
+                return store.run_dir(h.run_id)
+            except RunNotFound:
+                pass
+            if h.proc is None or h.proc.poll() is not None:
+                try:  # it may have appeared just before the process ended
+                    return store.run_dir(h.run_id)
+                except RunNotFound:
+                    self._launch_failed(h)
+                    return None
+            if h.stop_tailing.wait(POLL_S):
+                return None
+
+    def _read(self, h: RunHandle, events: EventTail, log: LineTail) -> bool:
+        new_events, new_lines = events.poll(), log.poll()
+        h.model.add_events(new_events)
+        h.model.add_log(new_lines)
+        if events.broken and not h.model.broken_events:
+            with h.model.lock:
+                h.model.broken_events = True
+                h.model.version += 1
+            h.model.add_log([f"events.jsonl has a corrupt line after event {h.model.events_seen}; "
+                             "showing everything before it"])
+            return True
+        return bool(new_events or new_lines)
+
+    def _notify(self, h: RunHandle) -> None:
+        if not h.update_pending.is_set():
+            h.update_pending.set()
+            self.post(RunUpdated(h.run_id))
+
+    def acknowledge(self, run_id: str) -> None:
+        """The UI took the last RunUpdated: the next change may post another."""
+        handle = self.handles.get(run_id)
+        if handle is not None:
+            handle.update_pending.clear()
+
+    def _exited(self, h: RunHandle) -> bool:
+        if h.proc is not None:
+            return h.proc.poll() is not None
+        if h.pid is not None:
+            return not process_alive(h.pid, h.pid_start)
+        return True
+
+    def _finish(self, h: RunHandle, store: RunStore, events: EventTail, log: LineTail) -> None:
+        was_live = h.live
+        h.live = False
+        self._read(h, events, log)
+        meta = store.read_meta(h.run_id)
+        status = meta.get("status", "crashed")
+        if status == "running" and was_live:
+            status = store.close_run(h.run_id)  # the process is gone: crashed, curves kept
+        if h.proc is not None:
+            err = self._err(h.run_id)
+            if status == "crashed":
+                h.model.add_log(["engine stderr:", *_tail_lines(err)])
+            self._out(h.run_id).unlink(missing_ok=True)  # the events file holds the same lines
+            if err.is_file() and (status != "crashed" or err.stat().st_size == 0):
+                err.unlink()
+        h.model.set_status(status)
+        self._notify(h)
+        if was_live:
+            self.post(RunEnded(h.run_id, status))
+
+    def _launch_failed(self, h: RunHandle) -> None:
+        h.live = False
+        code = h.proc.returncode if h.proc is not None else -1
+        errors = "\n".join(_tail_lines(self._err(h.run_id))) or f"the engine exited with code {code}"
+        self._out(h.run_id).unlink(missing_ok=True)
+        self._err(h.run_id).unlink(missing_ok=True)
+        h.model.set_status("cancelled" if h.stop_requested else "failed to start")
+        self.handles.pop(h.run_id, None)
+        if not h.stop_requested:
+            self.post(LaunchFailed(h.run_id, h.preset, code, errors))
+        else:
+            self.post(RunEnded(h.run_id, "cancelled"))
+
+    def _gpu_memory(self, h: RunHandle) -> float | None:
+        """The run's GPU memory as the driver sees it (the events carry none), in GB."""
+        if self._nvidia_smi is None or h.pid is None or h.model.device.get("type") != "cuda":
+            return None
+        try:
+            out = subprocess.run([self._nvidia_smi, "--query-compute-apps=pid,used_memory",
+                                  "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=2,
+                                 stdin=subprocess.DEVNULL).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        used = [float(mib) for pid, _, mib in (line.partition(",") for line in out.splitlines())
+                if pid.strip() == str(h.pid) and mib.strip().replace(".", "", 1).isdigit()]
+        return round(sum(used) / 1024, 2) if used else None
+
+
+def _tail_lines(path: Path, n: int = _ERR_TAIL) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    errors = [line for line in lines if line.startswith("error:")]
+    return errors or [line for line in lines if line.strip()][-n:]
+

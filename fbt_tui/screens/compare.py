@@ -1,0 +1,160 @@
+"""Two or more runs side by side: overlaid curves, summary deltas, the config keys that differ."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Label, Static
+
+from fbt_engine.store.export import compare, flatten, load_config
+from fbt_engine.store.runs import RunStore
+from fbt_engine.store.summary import RunSummary
+
+from fbt_tui.format import duration, pct
+from fbt_tui.model import Panel, RunModel
+from fbt_tui.screens.base import FbtScreen
+from fbt_tui.widgets.curves import PALETTE, CurvePlot
+
+METRICS = (("top1", "student top-1 % / epoch"), ("loss", "train loss / step"), ("CE", "CE terms / step"))
+
+
+@dataclass
+class Compared:
+    summaries: list[RunSummary]
+    diff: dict[str, list[Any]]
+    everything: dict[str, list[Any]]
+    models: list[RunModel]
+
+
+def _value(v: Any) -> str:
+    if v is None:
+        return "–"
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def _delta(value: float | None, base: float | None) -> Text:
+    if value is None or base is None:
+        return Text("")
+    d = value - base
+    return Text(f"{d:+.2f}", style="green" if d > 0 else "red" if d < 0 else "")
+
+
+class CompareScreen(FbtScreen):
+    BINDINGS = [
+        Binding("escape,q", "app.pop_screen", "Back"),
+        Binding("a", "toggle_all", "All config keys"),
+        Binding("m", "metric", "Next curve"),
+    ]
+
+    def __init__(self, run_ids: list[str]):
+        super().__init__()
+        self.run_ids = run_ids
+        self.data: Compared | None = None
+        self.show_all = False
+        self.metric = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static(f" Compare {len(self.run_ids)} runs [dim](first = baseline for Δ · esc back)[/]",
+                     id="compare-title")
+        with Vertical(id="compare-body"):
+            yield DataTable(id="compare-summary", cursor_type="none")
+            with Horizontal(id="compare-plots"):
+                yield CurvePlot("top1", markers=True, id="compare-acc")
+                yield CurvePlot("loss", id="compare-metric")
+            yield Label("config keys that differ", id="compare-diff-title", classes="section-title")
+            yield DataTable(id="compare-diff", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, exit_on_error=False)
+    def load(self) -> None:
+        store = RunStore()
+        try:
+            summaries, diff = compare(store, self.run_ids)
+            flats = [flatten(load_config(store, rid)) for rid in self.run_ids]
+            keys = sorted(set().union(*flats))
+            everything = {k: [f.get(k) for f in flats] for k in keys}
+            models = []
+            for rid, s in zip(self.run_ids, summaries):
+                model = RunModel(rid, name=s.name, status=s.status)
+                model.add_events(store.events(rid))
+                models.append(model)
+        finally:
+            store.close()
+        self.app.call_from_thread(self._loaded, Compared(summaries, diff, everything, models))
+
+    def _loaded(self, data: Compared) -> None:
+        self.data = data
+        table = self.query_one("#compare-summary", DataTable)
+        table.clear(columns=True)
+        table.add_columns("", "id", "name", "method", "teacher → student", "status", "best @ep", "Δ best", "final",
+                          "Δ final", "fusion", "duration")
+        base = data.summaries[0]
+        for i, s in enumerate(data.summaries):
+            table.add_row(Text("━━", style=PALETTE[i % len(PALETTE)]), s.id, s.name if s.name != s.id else "",
+                          s.method, s.pair, s.status, f"{pct(s.best_top1)} @{s.best_epoch or '–'}",
+                          _delta(s.best_top1, base.best_top1) if i else "", pct(s.final_top1),
+                          _delta(s.final_top1, base.final_top1) if i else "", pct(s.fusion_top1),
+                          duration(s.duration))
+        self._diff()
+        self.call_after_refresh(self._plots)
+
+    def on_resize(self) -> None:
+        if self.data is not None:
+            self._plots()
+
+    def _plots(self) -> None:
+        if self.data is None:
+            return
+        acc = self.query_one("#compare-acc", CurvePlot)
+        acc.show(*self._overlay("top1", acc.buckets, "student"))
+        key, title = METRICS[1 + self.metric % (len(METRICS) - 1)]
+        other = self.query_one("#compare-metric", CurvePlot)
+        other.show(*self._overlay(key, other.buckets, None, title))
+
+    def _overlay(self, group: str, buckets: int, only: str | None,
+                 title: str | None = None) -> tuple[Panel, dict[str, str]]:
+        """One curve per run (its first curve of `group`, or the one labelled `only`)."""
+        assert self.data is not None
+        curves, shown, total = [], 0, 0
+        styles = {}
+        for i, (rid, model) in enumerate(zip(self.run_ids, self.data.models)):
+            panel = model.panel(group, buckets)
+            picked = [c for c in panel.curves if only is None or c.label == only][:1]
+            for c in picked:
+                c.label = f"{rid[-6:]}"
+                styles[c.label] = PALETTE[i % len(PALETTE)]
+                curves.append(c)
+            shown, total = shown + panel.shown, total + panel.total
+        return Panel(title or dict(METRICS)[group], curves, shown, total), styles
+
+    def action_metric(self) -> None:
+        self.metric += 1
+        self._plots()
+
+    def action_toggle_all(self) -> None:
+        self.show_all = not self.show_all
+        self._diff()
+
+    def _diff(self) -> None:
+        assert self.data is not None
+        rows = self.data.everything if self.show_all else self.data.diff
+        table = self.query_one("#compare-diff", DataTable)
+        table.clear(columns=True)
+        table.add_columns("key", *[rid[-6:] for rid in self.run_ids])
+        for key, values in rows.items():
+            differs = key in self.data.diff
+            table.add_row(Text(key, style="bold" if differs else "dim"), *[_value(v) for v in values])
+        what = "every config key (a: only the differing ones)" if self.show_all else (
+            f"{len(self.data.diff)} config key(s) differ (a: show all)" if self.data.diff else
+            "the configs are identical (a: show all)")
+        self.query_one("#compare-diff-title", Label).update(what)

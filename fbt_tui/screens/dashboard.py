@@ -1,0 +1,126 @@
+"""Dashboard mode: one tab per active or opened run, redrawn at most REDRAW_HZ times a second."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+
+from fbt_tui.format import STATUS_MARKS
+from fbt_tui.runs import RunHandle
+from fbt_tui.screens.base import FbtScreen
+from fbt_tui.screens.dialogs import ConfirmDialog
+from fbt_tui.widgets.header import FbtHeader
+from fbt_tui.widgets.run_view import RunView
+
+REDRAW_HZ = 4
+EMPTY = ("No run open.\n\nPress [b]p[/] to launch a preset, or [b]h[/] to open a past run from History "
+         "([b]enter[/]).\nRuns keep going while you look elsewhere, and after you quit if you choose so.")
+
+
+def pane_id(run_id: str) -> str:
+    return f"run-{run_id}"
+
+
+class DashboardScreen(FbtScreen):
+    BINDINGS = [
+        Binding("s", "stop", "Stop run"),
+        Binding("w", "close_tab", "Close tab"),
+        Binding("left_square_bracket", "cycle(-1)", "Prev plot"),
+        Binding("right_square_bracket", "cycle(1)", "Next plot"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield FbtHeader("dashboard")
+        yield Static(EMPTY, id="dash-empty")
+        yield TabbedContent(id="run-tabs")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(1 / REDRAW_HZ, self.redraw)
+        self._show_empty()
+
+    def on_screen_resume(self) -> None:
+        view = self.current_view()
+        if view is not None:
+            self.call_after_refresh(view.redraw, True)
+
+    def _show_empty(self) -> None:
+        has_tabs = self.query_one(TabbedContent).tab_count > 0
+        self.query_one("#dash-empty").display = not has_tabs
+        self.query_one(TabbedContent).display = has_tabs
+
+    def views(self) -> list[RunView]:
+        return list(self.query(RunView))
+
+    def current_view(self) -> RunView | None:
+        pane = self.query_one(TabbedContent).active_pane
+        return pane.query_one(RunView) if pane is not None else None
+
+    async def open_run(self, handle: RunHandle, activate: bool = True) -> None:
+        tabs = self.query_one(TabbedContent)
+        pid = pane_id(handle.run_id)
+        if not self.query(f"#{pid}"):
+            await tabs.add_pane(TabPane(self._title(handle), RunView(handle), id=pid))
+            self._show_empty()
+        if activate:
+            tabs.active = pid
+
+    def _title(self, handle: RunHandle) -> str:
+        m = handle.model
+        return f"{STATUS_MARKS.get(m.status, '?')} {m.name or handle.run_id} {handle.run_id[-6:]}"
+
+    def relabel(self, handle: RunHandle) -> None:
+        try:
+            self.query_one(TabbedContent).get_tab(pane_id(handle.run_id)).label = self._title(handle)
+        except (NoMatches, ValueError):
+            pass  # its tab was closed
+
+    def redraw(self) -> None:
+        """Only the visible run is drawn; the others catch up when their tab is shown."""
+        if self.app.screen is not self:
+            return
+        view = self.current_view()
+        if view is not None:
+            view.redraw()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        view = self.current_view()
+        if view is not None:
+            self.call_after_refresh(view.redraw, True)
+
+    def action_cycle(self, step: int) -> None:
+        view = self.current_view()
+        if view is not None:
+            view.cycle(step)
+
+    def action_stop(self) -> None:
+        view = self.current_view()
+        if view is None or not view.handle.active:
+            self.notify("No active run in this tab.", severity="warning")
+            return
+        rid = view.handle.run_id
+
+        def answer(yes: bool | None) -> None:
+            if yes and self.app.manager.stop(rid):
+                self.notify(f"Stopping {rid}: it finishes its step, saves and exits.")
+
+        self.app.push_screen(ConfirmDialog(f"Stop run {rid}?\nIt saves its last checkpoint and can be resumed "
+                                           f"with: fbt run --resume {rid}", yes="Stop"), answer)
+
+    async def close_run(self, run_id: str) -> None:
+        if self.query(f"#{pane_id(run_id)}"):
+            await self.query_one(TabbedContent).remove_pane(pane_id(run_id))
+        self._show_empty()
+
+    async def action_close_tab(self) -> None:
+        view = self.current_view()
+        if view is None:
+            return
+        rid = view.handle.run_id
+        if view.handle.active:
+            self.notify("The run keeps going; reopen it from History.", title="Tab closed")
+        else:
+            self.app.manager.forget(rid)
+        await self.close_run(rid)

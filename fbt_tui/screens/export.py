@@ -1,0 +1,87 @@
+"""Where and how to export: metrics as CSV/JSON/JSONL/Markdown, or the student's weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+
+FORMATS = (("csv", "CSV: every logged step", ".csv"), ("json", "JSON: summary, config, steps, epochs, stages", ".json"),
+           ("jsonl", "JSONL: the events", ".jsonl"), ("md", "Markdown: summary and epochs", ".md"),
+           ("student", "student weights (.safetensors + sidecar .toml)", ".safetensors"))
+SUFFIX = {key: suffix for key, _, suffix in FORMATS}
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    run_ids: list[str]
+    format: str
+    path: str
+
+
+class ExportDialog(ModalScreen[ExportRequest | None]):
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, run_ids: list[str]):
+        super().__init__(classes="dialog")
+        self.run_ids = run_ids
+        self.format = "csv"
+
+    def compose(self) -> ComposeResult:
+        what = self.run_ids[0] if len(self.run_ids) == 1 else f"{len(self.run_ids)} runs"
+        with Vertical(classes="dialog-box"):
+            yield Label(f"Export {what}", classes="dialog-title")
+            with RadioSet(id="export-format"):
+                for key, text, _ in FORMATS:
+                    yield RadioButton(text, value=key == self.format, name=key,
+                                      disabled=key == "student" and len(self.run_ids) > 1)
+            yield Label("to file", classes="dialog-help")
+            yield Input(str(Path.cwd() / f"{self._stem()}.csv"), id="export-path")
+            yield Static("", id="export-error", classes="field-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Export (enter)", variant="primary", id="ok")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def _stem(self) -> str:
+        return self.run_ids[0] if len(self.run_ids) == 1 else f"fbt-{len(self.run_ids)}-runs"
+
+    def on_mount(self) -> None:
+        self.query_one("#export-error").display = False
+        self.query_one("#export-path", Input).focus()
+
+    @on(RadioSet.Changed)
+    def _format(self, event: RadioSet.Changed) -> None:
+        self.format = event.pressed.name or "csv"
+        box = self.query_one("#export-path", Input)
+        path = Path(box.value)
+        box.value = str(path.with_suffix(SUFFIX[self.format])) if path.name else box.value
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self._done()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "ok":
+            self._done()
+        else:
+            self.dismiss(None)
+
+    def _done(self) -> None:
+        path = self.query_one("#export-path", Input).value.strip()
+        error = self.query_one("#export-error", Static)
+        target = Path(path).expanduser() if path else None
+        problem = ("give a file name" if target is None else
+                   "that is a folder; give a file name" if target.is_dir() else "")
+        if problem:
+            error.update(f"✗ {problem}")
+            error.display = True
+            return
+        self.dismiss(ExportRequest(self.run_ids, self.format, path))

@@ -1,0 +1,64 @@
+"""`?`: every key, read from the bindings themselves so the list can never go stale."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.markup import escape
+from textual.screen import ModalScreen
+from textual.widgets import Label, Static
+from textual_plot import PlotWidget
+
+EXTRA = {
+    "Everywhere": [("ctrl+p", "command palette: run actions, launch a preset, go to a mode"),
+                   ("tab / shift+tab", "move between widgets"), ("ctrl+q", "quit (asks when runs are active)")],
+    "Presets": [("↑ ↓", "choose a preset"), ("tab", "into the form; edits validate as you type")],
+    "History": [("click a header", "sort by that column (again: reverse)"),
+                ("/ then text", "words match anywhere; status:crashed, tag:best, method:fbt narrow down")],
+}
+
+
+def _key_label(key: str) -> str:
+    names = {"question_mark": "?", "slash": "/", "left_square_bracket": "[", "right_square_bracket": "]",
+             "space": "space", "escape": "esc"}
+    return " / ".join(names.get(k, k) for k in key.split(","))
+
+
+def _rows(bindings: list[BindingType]) -> list[tuple[str, str]]:
+    rows = []
+    for b in bindings:
+        if isinstance(b, Binding) and b.description:
+            rows.append((_key_label(b.key), b.description))
+        elif isinstance(b, tuple) and len(b) >= 3:
+            rows.append((_key_label(b[0]), b[2]))
+    return rows
+
+
+def sections() -> list[tuple[str, list[tuple[str, str]]]]:
+    from fbt_tui.app import FbtApp
+    from fbt_tui.screens.compare import CompareScreen
+    from fbt_tui.screens.dashboard import DashboardScreen
+    from fbt_tui.screens.history import HistoryScreen
+    from fbt_tui.screens.presets import PresetsScreen
+
+    return [
+        ("Everywhere", _rows(FbtApp.BINDINGS) + EXTRA["Everywhere"]),
+        ("Presets", _rows(PresetsScreen.BINDINGS) + EXTRA["Presets"]),
+        ("Dashboard", _rows(DashboardScreen.BINDINGS)),
+        ("Plots (when focused)", _rows(PlotWidget.BINDINGS)),
+        ("History", _rows(HistoryScreen.BINDINGS) + EXTRA["History"]),
+        ("Compare", _rows(CompareScreen.BINDINGS)),
+    ]
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog-box help"):
+            yield Label("Keys  [dim](esc closes)[/]", classes="dialog-title")
+            with VerticalScroll():
+                for title, rows in sections():
+                    yield Label(title, classes="section-title")
+                    yield Static("\n".join(f"  [b]{escape(f'{key:>16}')}[/]  {escape(text)}" for key, text in rows))

@@ -1,0 +1,384 @@
+"""History mode: every run from the SQLite index, sortable, filterable, with the run actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.markup import escape
+from textual.widgets import DataTable, Footer, Input, Static
+
+from fbt_engine.store.export import export_metrics, export_student
+from fbt_engine.store.runs import RunStore
+from fbt_engine.store.summary import RunSummary
+
+from fbt_tui.format import STATUS_MARKS, STATUS_STYLES, duration, pct, when
+from fbt_tui.screens.base import FbtScreen
+from fbt_tui.screens.compare import CompareScreen
+from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
+from fbt_tui.screens.export import ExportDialog, ExportRequest
+from fbt_tui.widgets.header import FbtHeader
+
+REFRESH_S = 5.0  # while runs are active, their rows (epoch, best) change
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    sort: Callable[[RunSummary], Any]
+    cell: Callable[[RunSummary], Any]
+    wide_only: bool = False  # left out below WIDE columns (the id already holds the start time)
+
+
+def _status_cell(s: RunSummary) -> Text:
+    style = {"$success": "green", "$error": "red", "$warning": "yellow", "$text-primary": "blue"}.get(
+        STATUS_STYLES.get(s.status, ""), "")
+    return Text(f"{STATUS_MARKS.get(s.status, '?')} {s.status}", style=style)
+
+
+COLUMNS = (
+    Column("id", "id", lambda s: s.id, lambda s: s.id),
+    Column("name", "name", lambda s: s.name, lambda s: s.name if s.name != s.id else ""),
+    Column("pair", "teacher → student", lambda s: s.pair, lambda s: s.pair, wide_only=True),
+    Column("method", "method", lambda s: s.method, lambda s: s.method),
+    Column("status", "status", lambda s: s.status, _status_cell),
+    Column("best", "best top-1 @ep", lambda s: s.best_top1,
+           lambda s: Text(f"{pct(s.best_top1)} @{s.best_epoch or '–'}", justify="right")),
+    Column("final", "final", lambda s: s.final_top1, lambda s: Text(pct(s.final_top1), justify="right")),
+    Column("duration", "duration", lambda s: s.duration, lambda s: Text(duration(s.duration), justify="right"),
+           wide_only=True),
+    Column("tags", "tags", lambda s: ",".join(s.tags), lambda s: ",".join(s.tags)),
+    Column("started", "started", lambda s: s.started, lambda s: when(s.started), wide_only=True),
+)
+WIDE = 120
+BY_KEY = {c.key: c for c in COLUMNS}
+
+
+def sort_rows(rows: list[RunSummary], key: str, reverse: bool) -> list[RunSummary]:
+    """Missing values (no accuracy yet, no duration) go last whichever the direction."""
+    column = BY_KEY[key]
+    present = [r for r in rows if column.sort(r) is not None]
+    missing = [r for r in rows if column.sort(r) is None]
+    return sorted(present, key=column.sort, reverse=reverse) + missing
+
+
+def matches(s: RunSummary, query: str) -> bool:
+    """Every word must match: `status:x`, `tag:x`, `method:x`, or text anywhere in the row."""
+    haystack = " ".join([s.id, s.name, s.pair, s.method, s.status, s.dataset, s.note, *s.tags]).lower()
+    for word in query.lower().split():
+        field_, sep, value = word.partition(":")
+        if sep and field_ == "status":
+            ok = s.status.startswith(value)
+        elif sep and field_ == "tag":
+            ok = value in [t.lower() for t in s.tags]
+        elif sep and field_ == "method":
+            ok = s.method.lower() == value
+        else:
+            ok = word in haystack
+        if not ok:
+            return False
+    return True
+
+
+class HistoryScreen(FbtScreen):
+    BINDINGS = [
+        Binding("enter", "open", "Open", show=False),
+        Binding("space", "mark", "Mark"),
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "sort(False)", "Sort"),
+        Binding("S", "sort(True)", "Reverse sort", show=False),
+        Binding("c", "compare", "Compare"),
+        Binding("e", "export", "Export"),
+        Binding("t", "tag", "Tag"),
+        Binding("n", "note", "Note"),
+        Binding("x", "trash", "Trash"),
+        Binding("r", "restore", "Restore"),
+        Binding("v", "toggle_trash", "Trash view"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[RunSummary] = []
+        self.shown: list[RunSummary] = []
+        self.marked: set[str] = set()
+        self.sort_key, self.sort_reverse = "started", True
+        self.trash_view = False
+        self.compact: bool | None = None
+
+    def compose(self) -> ComposeResult:
+        yield FbtHeader("history")
+        yield Static(id="history-title")
+        yield Input(placeholder="filter: words, status:crashed, tag:best, method:fbt — enter to keep, esc to clear",
+                    id="history-filter")
+        yield DataTable(id="history-table", cursor_type="row", zebra_stripes=True)
+        yield Static(id="history-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#history-filter").display = False
+        self.set_interval(REFRESH_S, self._refresh_if_active)
+
+    def on_resize(self) -> None:
+        compact = self.size.width < WIDE
+        if compact != self.compact:
+            self.compact = compact
+            self.populate()
+
+    def columns(self) -> list[Column]:
+        return [c for c in COLUMNS if not (self.compact and c.wide_only)]
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+        self.query_one(DataTable).focus()
+
+    def _refresh_if_active(self) -> None:
+        if self.app.screen is self and self.app.manager.active():
+            self.reload()
+
+    # -- loading and showing ---------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="history-load", exit_on_error=False)
+    def reload(self) -> None:
+        store = RunStore()
+        try:
+            rows = store.list(include_trashed=True)  # also marks crashed runs
+        finally:
+            store.close()
+        self.app.call_from_thread(self._loaded, rows)
+
+    def _loaded(self, rows: list[RunSummary]) -> None:
+        self.rows = rows
+        self.populate()
+
+    def populate(self) -> None:
+        table = self.query_one(DataTable)
+        current = self.cursor_id()
+        query = self.query_one("#history-filter", Input).value
+        rows = [r for r in self.rows if r.trashed == self.trash_view and matches(r, query)]
+        self.shown = sort_rows(rows, self.sort_key, self.sort_reverse)
+        columns = self.columns()
+        table.clear(columns=True)
+        table.add_column(" ", key="mark", width=1)
+        for c in columns:
+            table.add_column(c.label, key=c.key)
+        for r in self.shown:
+            table.add_row("●" if r.id in self.marked else "", *(c.cell(r) for c in columns), key=r.id)
+        if current is not None and any(r.id == current for r in self.shown):
+            table.move_cursor(row=table.get_row_index(current), scroll=True)
+        self._title()
+        self._detail()
+
+    def _title(self) -> None:
+        arrow = "▼" if self.sort_reverse else "▲"
+        view = "[b $warning]trash[/] (r restores)" if self.trash_view else "runs"
+        query = self.query_one("#history-filter", Input).value
+        parts = [f"{view}: {len(self.shown)} of {sum(r.trashed == self.trash_view for r in self.rows)}",
+                 f"sorted by {BY_KEY[self.sort_key].label} {arrow}"]
+        if query:
+            parts.append(f"filter “{query}”")
+        if self.marked:
+            parts.append(f"{len(self.marked)} marked (c compares)")
+        self.query_one("#history-title", Static).update(" · ".join(parts))
+
+    def cursor_id(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def selected_ids(self) -> list[str]:
+        """The marked runs, in table order; else the one under the cursor."""
+        if self.marked:
+            return [r.id for r in self.shown if r.id in self.marked] or sorted(self.marked)
+        current = self.cursor_id()
+        return [current] if current else []
+
+    @on(DataTable.RowHighlighted)
+    def _detail(self) -> None:
+        rid = self.cursor_id()
+        row = next((r for r in self.shown if r.id == rid), None)
+        text = ""
+        if row is not None:
+            text = (f"[b]{escape(row.id)}[/] {escape(row.pair)} · {escape(row.dataset)} · "
+                    f"epochs {row.epochs_done}/{row.epochs_total} · {duration(row.duration)} · "
+                    f"teacher {pct(row.teacher_top1)} · fusion {pct(row.fusion_top1)} · started {when(row.started)}")
+            if row.note:
+                text += f"\n[i]note:[/] {escape(row.note)}"
+        self.query_one("#history-detail", Static).update(text)
+
+    # -- sorting and filtering -------------------------------------------------------------------
+
+    def action_sort(self, reverse_only: bool) -> None:
+        if reverse_only:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            keys = [c.key for c in COLUMNS]
+            self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
+            self.sort_reverse = False
+        self.populate()
+
+    @on(DataTable.HeaderSelected)
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        key = event.column_key.value
+        if key not in BY_KEY:
+            return
+        self.sort_reverse = not self.sort_reverse if key == self.sort_key else False
+        self.sort_key = key
+        self.populate()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#history-filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#history-filter")
+    def _filter_changed(self) -> None:
+        self.populate()
+
+    @on(Input.Submitted, "#history-filter")
+    def _filter_done(self) -> None:
+        box = self.query_one("#history-filter", Input)
+        box.display = bool(box.value)
+        self.query_one(DataTable).focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#history-filter", Input)
+        box.value = ""
+        box.display = False
+        self.query_one(DataTable).focus()
+        self.populate()
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    @on(DataTable.RowSelected)
+    async def _row_selected(self) -> None:
+        await self.action_open()
+
+    async def action_open(self) -> None:
+        rid = self.cursor_id()
+        if rid:
+            await self.app.open_run(rid)
+
+    def action_mark(self) -> None:
+        rid = self.cursor_id()
+        if rid is None:
+            return
+        self.marked ^= {rid}
+        table = self.query_one(DataTable)
+        table.update_cell(rid, "mark", "●" if rid in self.marked else "")
+        if table.cursor_row < table.row_count - 1:
+            table.move_cursor(row=table.cursor_row + 1)
+        self._title()
+
+    def action_compare(self) -> None:
+        ids = [r.id for r in self.shown if r.id in self.marked] or sorted(self.marked)
+        if len(ids) < 2:
+            self.notify("Mark two or more runs with space, then press c.", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(ids))
+
+    def action_export(self) -> None:
+        ids = self.selected_ids()
+        if ids:
+            self.app.push_screen(ExportDialog(ids), self._export)
+
+    def _export(self, request: ExportRequest | None) -> None:
+        if request is not None:
+            self.run_export(request)
+
+    @work(thread=True, group="export", exit_on_error=False)
+    def run_export(self, request: ExportRequest) -> None:
+        store = RunStore()
+        try:
+            target = Path(request.path).expanduser()
+            if request.format == "student":
+                weights, sidecar = export_student(store, request.run_ids[0], target)
+                message = f"wrote {weights} and {sidecar}"
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(export_metrics(store, request.run_ids, request.format), encoding="utf-8")
+                message = f"wrote {target}"
+        finally:
+            store.close()
+        self.app.call_from_thread(self.notify, message, title="Exported")
+
+    def action_tag(self) -> None:
+        ids = self.selected_ids()
+        if not ids:
+            return
+        self.app.push_screen(PromptDialog(f"Tag {len(ids)} run(s)" if len(ids) > 1 else f"Tag {ids[0]}", "",
+                                          "tag", "A tag to add; -tag removes it."), partial(self._tag, ids))
+
+    def _tag(self, ids: list[str], tag: str | None) -> None:
+        tag = (tag or "").strip()
+        if not tag or tag == "-":
+            return
+        if tag.startswith("-"):
+            self.store_op(lambda store: [store.remove_tag(rid, tag[1:]) for rid in ids], f"untagged {tag[1:]}")
+        else:
+            self.store_op(lambda store: [store.add_tag(rid, tag) for rid in ids], f"tagged {tag}")
+
+    def action_note(self) -> None:
+        rid = self.cursor_id()
+        row = next((r for r in self.shown if r.id == rid), None)
+        if row is not None:
+            self.app.push_screen(PromptDialog(f"Note for {rid}", row.note, "a note (empty clears it)"),
+                                 partial(self._note, rid))
+
+    def _note(self, rid: str, text: str | None) -> None:
+        if text is not None:
+            self.store_op(lambda store: store.set_note(rid, text.strip()), "note saved")
+
+    def action_trash(self) -> None:
+        if self.trash_view:
+            self.notify("Already in the trash; r restores.", severity="warning")
+            return
+        ids = self.selected_ids()
+        if ids:
+            self.app.push_screen(ConfirmDialog(f"Move {len(ids)} run(s) to the trash?\n" + "\n".join(ids[:8])
+                                               + "\n(v shows the trash; r restores)", yes="Trash"),
+                                 partial(self._trash, ids))
+
+    def _trash(self, ids: list[str], yes: bool | None) -> None:
+        if yes:
+            self.marked -= set(ids)
+            self.store_op(lambda store: [store.trash(rid) for rid in ids], f"moved {len(ids)} run(s) to the trash")
+
+    def action_restore(self) -> None:
+        if not self.trash_view:
+            self.notify("Restore works in the trash view (v).", severity="warning")
+            return
+        ids = self.selected_ids()
+        if ids:
+            self.marked -= set(ids)
+            self.store_op(lambda store: [store.restore(rid) for rid in ids], f"restored {len(ids)} run(s)")
+
+    def action_toggle_trash(self) -> None:
+        self.trash_view = not self.trash_view
+        self.marked.clear()
+        self.populate()
+
+    @work(thread=True, group="history-op", exit_on_error=False)
+    def store_op(self, op: Callable[[RunStore], object], done: str) -> None:
+        store = RunStore()
+        try:
+            op(store)
+        finally:
+            store.close()
+        self.app.call_from_thread(self.notify, done)
+        self.app.call_from_thread(self.reload)
+
+    def commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Compare marked runs", "overlaid curves, deltas, differing config", self.action_compare)
+        yield SystemCommand("Export selected runs", "CSV/JSON/Markdown or the student's weights", self.action_export)
+        yield SystemCommand("Show the trash" if not self.trash_view else "Show runs", "toggle the trash view",
+                            self.action_toggle_trash)

@@ -1,0 +1,383 @@
+"""Presets mode: built-in and user presets, a preview, pickers and a form for the main settings.
+
+The form validates through the engine's own `collect()` with the edited fields as `--set`
+overrides, exactly what `fbt presets validate` and the launched run will see. Only fields that
+differ from the preset become overrides.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from textual import on, work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.markup import escape
+from textual.suggester import SuggestFromList
+from textual.widgets import Button, Footer, Input, Label, OptionList, Select, Static
+from textual.widgets.option_list import Option
+
+from fbt_engine import paths
+from fbt_engine.config.fields import Problem
+from fbt_engine.config.presets import PresetRef, collect, list_presets, merge, parse_overrides
+from fbt_engine.config.schema import Config
+from fbt_engine.methods.params import METHOD_PARAMS
+from fbt_engine.models.names import known_model_names, own_model_names
+from fbt_engine.store.runs import RunStore
+
+from fbt_tui.estimate import ModelSpec, count_in_subprocess, from_past_runs
+from fbt_tui.format import count
+from fbt_tui.screens.base import FbtScreen
+from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
+from fbt_tui.screens.model_picker import ModelPicker
+from fbt_tui.widgets.header import FbtHeader
+
+PRESET_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    key: str  # dotted preset key
+    label: str
+    kind: str = "number"  # number | text | model | choice
+    choices: tuple[str, ...] = ()
+
+
+FIELDS = (
+    FieldSpec("run.name", "run name", "text"),
+    FieldSpec("teacher.model", "teacher", "model"),
+    FieldSpec("student.model", "student", "model"),
+    FieldSpec("method.name", "method", "choice", tuple(METHOD_PARAMS.names())),
+    FieldSpec("train.epochs", "epochs"),
+    FieldSpec("teacher.recipe.epochs", "teacher epochs"),
+    FieldSpec("data.batch_size", "batch size"),
+    FieldSpec("data.subset", "train subset"),
+    FieldSpec("optim.name", "optimizer", "choice", ("sgd", "adamw")),
+    FieldSpec("optim.lr", "learning rate"),
+    FieldSpec("optim.weight_decay", "weight decay"),
+    FieldSpec("run.seed", "seed"),
+    FieldSpec("run.device", "device", "choice", ("auto", "cpu", "cuda")),
+)
+EXTRA = "extra"  # free-form `key=value …` for every other setting
+
+
+def dotted(cfg: Config, key: str) -> Any:
+    value: Any = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def as_text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def field_id(key: str) -> str:
+    return "f-" + key.replace(".", "-")
+
+
+class PresetsScreen(FbtScreen):
+    BINDINGS = [
+        Binding("enter", "launch", "Launch", show=True),
+        Binding("ctrl+s", "save", "Save as user preset"),
+        Binding("ctrl+r", "reset", "Reset form"),
+        Binding("ctrl+o", "pick_model", "Pick model"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[PresetRef] = []
+        self.ref: PresetRef | None = None
+        self.base: Config | None = None  # the preset as written, to tell edits from its own values
+        self.problems: list[Problem] = []
+        self.params_cache: dict[ModelSpec, tuple[dict[str, int], str] | str] = {}
+
+    def compose(self) -> ComposeResult:
+        yield FbtHeader("presets")
+        with Horizontal(id="presets-body"):
+            with Vertical(id="preset-side"):
+                yield Label("Presets [dim]built-in ·[/] [$accent]user[/]", classes="section-title")
+                yield OptionList(id="preset-list")
+            with VerticalScroll(id="preset-main"):
+                yield Static(id="preview")
+                yield Label("Settings  [dim](edits become --set overrides; enter launches)[/]",
+                            classes="section-title")
+                names = sorted(own_model_names()) + sorted(known_model_names() - set(own_model_names()))
+                for spec in FIELDS:
+                    with Vertical(classes="form-row", id=field_id(spec.key) + "-row"):
+                        with Horizontal(classes="form-line"):
+                            yield Label(spec.label, classes="field-label")
+                            if spec.kind == "choice":
+                                yield Select([(c, c) for c in spec.choices], allow_blank=False, compact=True,
+                                             id=field_id(spec.key))
+                            else:
+                                suggester = SuggestFromList(names) if spec.kind == "model" else None
+                                yield Input(compact=True, id=field_id(spec.key), suggester=suggester)
+                            if spec.kind == "model":
+                                pick = Button("pick", compact=True, classes="pick", name=spec.key)
+                                pick.can_focus = False  # ctrl+o picks from the keyboard; tab skips it
+                                yield pick
+                        yield Static(classes="field-error")
+                with Vertical(classes="form-row", id="f-extra-row"):
+                    with Horizontal(classes="form-line"):
+                        yield Label("more --set", classes="field-label")
+                        yield Input(compact=True, id="f-extra", placeholder="key=value … e.g. method.nce_weight=0.5")
+                    yield Static(classes="field-error")
+                yield Static(id="other-problems")
+                with Horizontal(id="preset-buttons"):
+                    yield Button("Launch (enter)", variant="success", id="launch")
+                    yield Button("Save as user preset (ctrl+s)", id="save")
+                    yield Button("Reset (ctrl+r)", id="reset")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.reload_list()
+
+    def reload_list(self, select: str | None = None) -> None:
+        self.refs = list_presets()
+        options = self.query_one("#preset-list", OptionList)
+        options.clear_options()
+        for i, ref in enumerate(self.refs):
+            label = escape(ref.name) if ref.builtin else f"[b $accent]{escape(ref.name)}[/]"
+            options.add_option(Option(label, id=str(i)))
+        names = [r.name for r in self.refs]
+        default = select or "mlp_to_cnn"
+        options.highlighted = names.index(default) if default in names else (0 if names else None)
+        options.focus()
+
+    # -- loading a preset into the form ----------------------------------------------------------
+
+    @on(OptionList.OptionHighlighted, "#preset-list")
+    def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self.load(self.refs[int(event.option.id)])
+
+    @on(OptionList.OptionSelected, "#preset-list")
+    async def _selected(self, event: OptionList.OptionSelected) -> None:
+        await self.action_launch()
+
+    def load(self, ref: PresetRef) -> None:
+        self.ref = ref
+        resolved = collect(ref.path)
+        self.base = resolved.config
+        with self.prevent(Input.Changed, Select.Changed):
+            for spec in FIELDS:
+                value = as_text(dotted(self.base, spec.key))
+                widget = self.query_one(f"#{field_id(spec.key)}")
+                if isinstance(widget, Select):
+                    widget.value = value if value in spec.choices else spec.choices[0]
+                else:
+                    widget.value = value
+            self.query_one("#f-extra", Input).value = ""
+        self.validate_form()
+
+    def action_reset(self) -> None:
+        if self.ref is not None:
+            self.load(self.ref)
+
+    # -- validation ------------------------------------------------------------------------------
+
+    def overrides(self) -> list[str]:
+        """`--set` items for the fields that differ from the preset, then the free-form ones."""
+        if self.base is None:
+            return []
+        items = []
+        for spec in FIELDS:
+            widget = self.query_one(f"#{field_id(spec.key)}")
+            text = str(widget.value).strip()
+            if text == as_text(dotted(self.base, spec.key)):
+                continue
+            if spec.kind == "number":
+                items.append(f"{spec.key}={text}")  # as typed: the engine says what is wrong with it
+            else:
+                items.append(f"{spec.key}={json.dumps(text)}")
+        items += self.query_one("#f-extra", Input).value.split()
+        return items
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _changed(self) -> None:
+        self.validate_form()
+
+    def validate_form(self) -> None:
+        if self.ref is None:
+            return
+        resolved = collect(self.ref.path, self.overrides())
+        self.problems = resolved.problems
+        keys = {spec.key for spec in FIELDS}
+        extra_keys = {item.partition("=")[0].strip() for item in self.query_one("#f-extra", Input).value.split()}
+        by_field: dict[str, list[str]] = {}
+        others = []
+        for p in self.problems:
+            if p.key in keys:
+                by_field.setdefault(p.key, []).append(p.message)
+            elif p.key in extra_keys or p.source == "--set":
+                by_field.setdefault(EXTRA, []).append(f"{p.key}: {p.message}")
+            else:
+                others.append(str(p))
+        for spec in FIELDS:
+            self._field_error(f"#{field_id(spec.key)}-row", by_field.get(spec.key, []))
+        self._field_error("#f-extra-row", by_field.get(EXTRA, []))
+        box = self.query_one("#other-problems", Static)
+        box.update("\n".join(f"[b $error]✗[/] {escape(o)}" for o in others))
+        box.display = bool(others)
+        self.show_preview(resolved.config)
+
+    def _field_error(self, row: str, messages: list[str]) -> None:
+        row_widget = self.query_one(row)
+        row_widget.set_class(bool(messages), "-invalid")
+        error = row_widget.query_one(".field-error", Static)
+        error.update("\n".join(f"✗ {escape(m)}" for m in messages))
+        error.display = bool(messages)
+
+    # -- preview ---------------------------------------------------------------------------------
+
+    def show_preview(self, cfg: Config) -> None:
+        assert self.ref is not None
+        teacher = cfg.teacher.model if cfg.method.needs_teacher else "(none)"
+        source = "built-in" if self.ref.builtin else "user"
+        data = cfg.data.name + (f", subset {cfg.data.subset}" if cfg.data.subset else "")
+        epochs = f"{cfg.train.epochs} distillation"
+        if cfg.method.needs_teacher and not cfg.teacher.checkpoint:
+            epochs += f" (+ {cfg.teacher.recipe.epochs} teacher, unless cached)"
+        spec = ModelSpec.of(cfg)
+        params = self.params_cache.get(spec)
+        if any(p.key in ("teacher.model", "student.model", "method.name") for p in self.problems):
+            params_text = "[dim]– (fix the models first)[/]"
+        elif params is None:
+            self.params_cache[spec] = "estimating…"
+            self.estimate(cfg, spec)
+            params_text = "[dim]estimating…[/]"
+        elif isinstance(params, str):
+            params_text = f"[dim]{escape(params)}[/]"
+        else:
+            counts, origin = params
+            params_text = " · ".join(f"{who} {count(counts[who])}" for who in ("teacher", "student", "fusion")
+                                     if who in counts) + f"  [dim]({escape(origin)})[/]"
+        status = "[b $success]✓ valid[/]" if not self.problems else f"[b $error]✗ {len(self.problems)} problem(s)[/]"
+        lines = [
+            f"[b]{escape(self.ref.name)}[/]  [dim]{source} · {escape(str(self.ref.path))}[/]  {status}",
+            f"teacher  [b]{escape(teacher)}[/]   →   student  [b]{escape(cfg.student.model or '?')}[/]",
+            f"method   {escape(cfg.method.name)}    data  {escape(data)}    batch  {cfg.data.batch_size}",
+            f"epochs   {epochs}    optim  {cfg.optim.name} lr {cfg.optim.lr:g}",
+            f"params   {params_text}",
+        ]
+        self.query_one("#preview", Static).update("\n".join(lines))
+
+    @work(thread=True, group="params", exit_on_error=False)
+    def estimate(self, cfg: Config, spec: ModelSpec) -> None:
+        """Past runs first (exact, with the fusion model), else build the models in a subprocess."""
+        store = RunStore()
+        try:
+            past = from_past_runs(store, cfg)
+        finally:
+            store.close()
+        if past is not None:
+            result: tuple[dict[str, int], str] | str = (past[0], f"as logged by run {past[1]}")
+        else:
+            try:
+                result = (count_in_subprocess(spec, self.app.helpers), "estimated")
+            except RuntimeError as exc:
+                result = f"unknown: {exc}"
+        self.params_cache[spec] = result
+        self.app.call_from_thread(self._estimated)
+
+    def _estimated(self) -> None:
+        if self.ref is not None:
+            self.validate_form()
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    @on(Input.Submitted)
+    async def _submitted(self) -> None:
+        await self.action_launch()
+
+    @on(Button.Pressed)
+    async def _button(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.has_class("pick"):
+            self.pick_model(event.button.name or "student.model")
+        elif event.button.id == "launch":
+            await self.action_launch()
+        elif event.button.id == "save":
+            self.action_save()
+        elif event.button.id == "reset":
+            self.action_reset()
+
+    async def action_launch(self) -> None:
+        if self.ref is None:
+            return
+        self.validate_form()
+        if self.problems:
+            self.notify(f"{len(self.problems)} problem(s) to fix first; they are shown next to their fields.",
+                        severity="error")
+            return
+        await self.app.launch(self.ref.path, self.overrides())
+
+    def action_pick_model(self) -> None:
+        focused = self.focused
+        key = "teacher.model" if focused is not None and focused.id == field_id("teacher.model") else "student.model"
+        self.pick_model(key)
+
+    def pick_model(self, key: str) -> None:
+        target = self.query_one(f"#{field_id(key)}", Input)
+
+        def picked(name: str | None) -> None:
+            if name:
+                target.value = name
+
+        self.app.push_screen(ModelPicker(key.split(".")[0], target.value), picked)
+
+    def action_save(self) -> None:
+        if self.ref is None:
+            return
+        self.validate_form()
+        if self.problems:
+            self.notify("Fix the problems before saving.", severity="error")
+            return
+        default = self.ref.name if not self.ref.builtin else f"{self.ref.name}_custom"
+        self.app.push_screen(PromptDialog("Save as user preset", default, "name",
+                                          f"Saved to {paths.user_presets_dir()}; built-in presets are never "
+                                          "overwritten."), self._save_named)
+
+    def _save_named(self, name: str | None) -> None:
+        if not name:
+            return
+        name = name.strip().removesuffix(".toml")
+        if not PRESET_NAME.match(name):
+            self.app.show_error("Not a preset name", f"{name!r}: use letters, digits, _ . -")
+            return
+        if any(r.builtin and r.name == name for r in self.refs):
+            self.app.show_error("Name taken by a built-in", f"A built-in preset is called {name!r}; built-ins are "
+                                "never overwritten or shadowed. Pick another name.")
+            return
+        target = paths.user_presets_dir() / f"{name}.toml"
+        if target.exists():
+            self.app.push_screen(ConfirmDialog(f"Replace your preset {name!r}?", yes="Replace"),
+                                 partial(self._write_preset, target))
+        else:
+            self._write_preset(target, True)
+
+    def _write_preset(self, target: Path, confirmed: bool | None) -> None:
+        if not confirmed or self.ref is None:
+            return
+        table = tomllib.loads(self.ref.path.read_text(encoding="utf-8"))
+        over, _ = parse_overrides(self.overrides())
+        header = f"# saved by fbt from {self.ref.path}\n"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(header + tomli_w.dumps(merge(table, over)), encoding="utf-8")
+        self.notify(f"Saved {target}")
+        self.reload_list(select=target.stem)
+
+    def commands(self) -> Iterable[SystemCommand]:
+        for ref in list_presets():
+            yield SystemCommand(f"Launch preset {ref.name}", "as written, no overrides",
+                                partial(self.app.launch, ref.path, []))

@@ -1,0 +1,148 @@
+"""Everything the dashboard shows for one run, drawn from its `RunModel`."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, Vertical
+from textual.markup import escape
+from textual.widget import Widget
+from textual.widgets import DataTable, Log, Static
+
+from fbt_tui.format import clock, count, number, pct, status_markup
+from fbt_tui.model import DISTILL, TEACHER, RunModel, sparkline, trend
+from fbt_tui.runs import RunHandle
+from fbt_tui.widgets.curves import CurvePlot
+
+PLOTS = (("T–S", "ts"), ("T–F", "tf"), ("F–S", "fs"), ("CE", "ce"), ("loss", "loss"), ("top1", "top1"))
+PHASE_LABEL = {TEACHER: "teacher training", DISTILL: "distillation"}
+
+
+class AlignmentTable(DataTable):
+    """METHOD.md §5: CKA per stage and the pooled pair stats, latest value, sparkline, trend."""
+
+    def on_mount(self) -> None:
+        self.cursor_type = "none"
+        self.add_columns("where", "CKA", "history", "trend", "cos", "retr.", "norm")
+
+    def show(self, model: RunModel) -> None:
+        self.clear()
+        for row in model.alignment():
+            last = next((v for v in reversed(row.cka) if v is not None), None)
+            self.add_row(row.label, number(last), Text(sparkline(row.cka), style="#7ee787"), trend(row.cka),
+                         number(row.cos), number(row.retrieval), number(row.norm_ratio))
+
+
+class RunView(Vertical):
+    """Status line, curves, alignment table and log of one run. In a small terminal only the
+    current plot is shown (cycle with [ and ]); the model is never touched outside its lock."""
+
+    def __init__(self, handle: RunHandle, id: str | None = None):
+        super().__init__(id=id, classes="run-view")
+        self.handle = handle
+        self.drawn_version = -1
+        self.log_shown = 0
+        self.current = 0
+
+    @property
+    def model(self) -> RunModel:
+        return self.handle.model
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="run-status", classes="run-status")
+        with Grid(id="curves"):
+            for group, key in PLOTS:
+                yield CurvePlot(group, markers=key == "top1", id=f"plot-{key}")
+        with Horizontal(id="run-bottom"):
+            yield AlignmentTable(id="alignment")
+            yield Log(max_lines=2000, id="run-log", auto_scroll=True)
+
+    def on_resize(self) -> None:
+        self.redraw(force=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#alignment").border_title = "alignment (probe batch, per epoch)"
+        self.query_one("#run-log").border_title = "engine log"
+        self._mark_current()
+
+    def plots(self) -> list[CurvePlot]:
+        groups = set(self.model.groups()) | {"loss", "top1"}
+        return [p for p in self.query(CurvePlot) if p.group in groups]
+
+    def panels(self) -> list[Widget]:
+        """What [ and ] cycle through: the run's plots, and in a short terminal the table and log."""
+        items: list[Widget] = list(self.plots())
+        if self.screen.has_class("-short"):
+            items += [self.query_one(AlignmentTable), self.query_one("#run-log", Log)]
+        return items
+
+    def cycle(self, step: int) -> None:
+        self.current = (self.current + step) % len(self.panels())
+        self.redraw(force=True)
+
+    def _mark_current(self) -> None:
+        plots, panels = self.plots(), self.panels()
+        self.current = min(self.current, len(panels) - 1)
+        for plot in self.query(CurvePlot):
+            plot.set_class(plot not in plots, "-absent")
+        for widget in [*self.query(CurvePlot), self.query_one(AlignmentTable), self.query_one("#run-log")]:
+            widget.set_class(widget is panels[self.current], "-current")
+        self.set_class(not isinstance(panels[self.current], CurvePlot), "-show-bottom")
+
+    def redraw(self, force: bool = False) -> None:
+        """Cheap when nothing changed: the version check is one integer under no lock."""
+        if not self.region.width or (not force and self.model.version == self.drawn_version):
+            return  # not laid out yet (or in a hidden tab): try again on the next tick
+        self.drawn_version = self.model.version
+        self._mark_current()
+        shown = total = 0
+        for plot in self.plots():
+            if not plot.region.width:  # hidden in a small terminal: not worth drawing
+                continue
+            panel = self.model.panel(plot.group, plot.buckets)
+            plot.show(panel)
+            if plot.group != "top1":
+                shown, total = shown + panel.shown, total + panel.total
+        self.query_one("#run-status", Static).update(self._status(shown, total))
+        self.query_one(AlignmentTable).show(self.model)
+        self._append_log()
+
+    def _append_log(self) -> None:
+        with self.model.lock:
+            new = self.model.log_serial - self.log_shown
+            lines = list(self.model.log)[-new:] if new > 0 else []
+            self.log_shown = self.model.log_serial
+        if lines:
+            self.query_one("#run-log", Log).write_lines(lines)
+
+    def _status(self, shown: int, total: int) -> str:
+        """Two lines: progress first (what a glance needs), then what is running where."""
+        m = self.model
+        with m.lock:
+            phase = PHASE_LABEL.get(m.phase, m.phase or "waiting for the engine")
+            progress = [status_markup(m.status), f"[b]{phase}[/]"]
+            if m.epochs_total:
+                progress.append(f"epoch {m.epoch}/{m.epochs_total}")
+            if m.steps_total:
+                progress.append(f"step {m.step}/{m.steps_total}")
+            if m.img_s:
+                progress.append(f"{m.img_s:,.0f} img/s")
+            if m.is_active:
+                progress.append(f"ETA {clock(m.eta_seconds(time.time()))}")
+            progress.append(f"best {pct(m.best[0])}% @{m.best[1]}" if m.best else "best –")
+            if m.outcome.get("type") == "run_failed":
+                progress.append(f"[b $error]{escape(str(m.outcome.get('error')))}: "
+                                f"{escape(str(m.outcome.get('message')))}[/]")
+            params = m.params
+            sizes = [f"{who} {count(params[who])}" for who in ("teacher", "student", "fusion") if who in params]
+            context = [escape(m.pair_label()), escape((m.config.get("method") or {}).get("name", "")),
+                       escape(m.data.get("name", "")), ", ".join(sizes)]
+            device = escape(m.device.get("name", ""))
+            if m.device.get("type") == "cuda":
+                used = f"{m.gpu_mem_gb:.1f}" if m.gpu_mem_gb is not None else "–"
+                total_gb = m.device.get("memory_gb")
+                device += f" · GPU mem {used}/{total_gb} GB" if total_gb else f" · GPU mem {used} GB"
+            context += [device, f"showing {shown:,} of {total:,} points"]
+        return " · ".join(progress) + "\n[dim]" + " · ".join(c for c in context if c) + "[/]"
