@@ -223,6 +223,10 @@ def _check_data(data: DataSection, origin, problems: list[Problem]) -> None:
     elif root and not (data.download or Path(root).expanduser().is_dir()):
         hint = " (apt-get install -y dataset-fashion-mnist)" if data.name == "fashion_mnist" else ""
         problems.append(Problem(origin("data.root"), "data.root", f"no such folder: {root}{hint}", environment=True))
+    elif root and info.folder and not data.download and not (Path(root).expanduser() / info.folder).is_dir():
+        problems.append(Problem(origin("data.root"), "data.root",
+                                f"{root} has no {info.folder}/ folder (torchvision's {data.name} layout); "
+                                "set data.download = true to fetch it", environment=True))
     elif root and not info.in_memory:
         missing = [f"{s}/" for s in ("train", "val") if not (Path(root).expanduser() / s).is_dir()]
         if missing:

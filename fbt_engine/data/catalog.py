@@ -19,6 +19,7 @@ class DatasetInfo:
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
     credit: str = ""
+    folder: str = ""  # the sub-folder of data.root that holds the files (torchvision's layout)
 
 
 FASHION_CREDIT = "Fashion-MNIST, (c) 2017 Zalando SE, MIT licence"
@@ -33,8 +34,9 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("fashion_mnist", 10, 1, 28, True, False, str(FASHION_MNIST_DEBIAN),
                     mean=(0.2860,), std=(0.3530,), credit=FASHION_CREDIT),
         DatasetInfo("cifar10", 10, 3, 32, True, True, mean=(0.4914, 0.4822, 0.4465),
-                    std=(0.2470, 0.2435, 0.2616)),
-        DatasetInfo("cifar100", 100, 3, 32, True, True, mean=_CIFAR_MEAN, std=_CIFAR_STD),
+                    std=(0.2470, 0.2435, 0.2616), folder="cifar-10-batches-py"),
+        DatasetInfo("cifar100", 100, 3, 32, True, True, mean=_CIFAR_MEAN, std=_CIFAR_STD,
+                    folder="cifar-100-python"),
         DatasetInfo("imagefolder", 0, 3, 0, False, True, mean=_IMAGENET_MEAN, std=_IMAGENET_STD),
     )
 }

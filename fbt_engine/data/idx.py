@@ -41,7 +41,7 @@ def read_idx(path: Path) -> np.ndarray:
     payload = np.frombuffer(raw, dtype=np.uint8, offset=header_end)
     if payload.size != int(np.prod(dims)):
         raise IdxError(f"{path}: header says {dims} but the file holds {payload.size} values")
-    return payload.reshape(dims)
+    return payload.reshape(dims).copy()  # frombuffer is read-only; torch wants to own writable memory
 
 
 def find_idx_file(root: Path, stem: str) -> Path:

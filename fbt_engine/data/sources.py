@@ -8,6 +8,7 @@ torchvision DataLoader with worker processes and pinned memory.
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -171,16 +172,36 @@ def _cifar(cls_name: str):
 
         cls = getattr(torchvision.datasets, cls_name)
         root = _root(data, info)
+        if data.download:
+            try:  # fetches and verifies the archive once; reading below is the same either way
+                cls(str(root), train=True, download=True)
+            except (OSError, RuntimeError) as exc:
+                raise DataError(f"data.root: {root}: download failed: {exc}") from None
+        # torchvision's own reader insists on the original files' MD5 sums; read its pickle
+        # format directly, so any folder in that format works (a re-packed or fabricated one).
+        folder = root / cls.base_folder
         try:
-            train = cls(str(root), train=True, download=data.download)
-            test = cls(str(root), train=False, download=data.download)
-        except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
-            raise DataError(f"data.root: {root}: {exc} (set data.download = true to fetch it)") from None
-        split = [Arrays(np.ascontiguousarray(d.data.transpose(0, 3, 1, 2)), np.asarray(d.targets, np.int64))
-                 for d in (train, test)]
-        return tuple(split), list(train.classes)
+            train, test = (_cifar_split(folder, [f for f, _ in files]) for files in (cls.train_list, cls.test_list))
+            with open(folder / cls.meta["filename"], "rb") as fh:
+                classes = list(pickle.load(fh, encoding="latin1")[cls.meta["key"]])
+        except FileNotFoundError as exc:
+            raise DataError(f"data.root: {root}: no {cls.base_folder}/{Path(exc.filename).name} "
+                            "(set data.download = true to fetch it)") from None
+        except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError) as exc:
+            raise DataError(f"data.root: {folder}: not in torchvision's {cls_name} format ({exc!r})") from None
+        return (train, test), classes
 
     return load
+
+
+def _cifar_split(folder: Path, files: list[str]) -> Arrays:
+    images, labels = [], []
+    for name in files:
+        with open(folder / name, "rb") as fh:
+            entry = pickle.load(fh, encoding="latin1")
+        images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+    return Arrays(np.ascontiguousarray(np.concatenate(images)), np.asarray(labels, np.int64))
 
 
 ArrayLoader.register("cifar10")(_cifar("CIFAR10"))

@@ -1,0 +1,202 @@
+"""The preset validator: every problem of a file at once, each naming its source, dotted key,
+expectation and a "did you mean"; `--set` parsing; the torch-free model-name scanner."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+import tomli_w
+
+from conftest import PRESETS
+from fbt_engine.config.presets import PresetError, build_config, collect, parse_overrides, parse_value, resolve
+from fbt_engine.models.names import is_known_model, known_model_names, own_model_names
+from helpers_engine import MLP_TO_CNN
+
+BUILT_IN = sorted(PRESETS.rglob("*.toml"))
+
+
+def problems_of(text: str, tmp_path, *sets: str) -> dict[str, str]:
+    """{dotted key: "source: key: message"} of a preset written to a file."""
+    path = tmp_path / "p.toml"
+    path.write_text(text, encoding="utf-8")
+    resolved = collect(path, sets)
+    out = {p.key: str(p) for p in resolved.problems}
+    assert len(out) == len(resolved.problems), resolved.problems  # one problem per key
+    return out
+
+
+GOOD = '[student]\nmodel = "resnet10_cifar"\n[method]\nname = "scratch"\n'
+
+
+@pytest.mark.parametrize("preset", BUILT_IN, ids=[p.stem for p in BUILT_IN])
+def test_built_in_presets_are_valid_and_survive_the_stored_config_round_trip(preset):
+    from fbt_engine.train.engine import to_config_table
+
+    resolved = resolve(preset)
+    assert resolved.raw == preset.read_bytes()
+    table = to_config_table(resolved.config)
+    reparsed = tomllib.loads(tomli_w.dumps(table))  # what a run stores as config.toml and --resume reads
+    assert reparsed == table
+    problems: list = []
+    assert build_config(reparsed, lambda key: "config.toml", problems) == resolved.config
+    assert problems == []
+
+
+def test_a_file_with_many_problems_reports_every_one(tmp_path):
+    text = ('[run]\nnmae = "x"\nseed = -1\n[trian]\nepochs = 1\n[data]\nname = "fashion_mnist_k5"\n'
+            'batch_size = "big"\n[student]\nmodel = "resnet10_cifra"\n[optim]\nlr = "fast"\nmomentum = 1.5\n'
+            '[train]\namp = "fp8"\nchannels_last = 1\n[method]\nname = "fbt"\n')
+    found = problems_of(text, tmp_path)
+    assert set(found) == {"run.nmae", "run.seed", "trian", "data.name", "data.batch_size", "student.model",
+                          "optim.lr", "optim.momentum", "train.amp", "train.channels_last", "teacher.model"}
+    source = str(tmp_path / "p.toml")
+    assert all(msg.startswith(f"{source}: ") for msg in found.values())
+    assert 'did you mean "name"?' in found["run.nmae"]
+    assert 'did you mean "train"?' in found["trian"]
+    assert 'did you mean "fashion_mnist_5k"?' in found["data.name"]
+    assert 'did you mean "resnet10_cifar"?' in found["student.model"]
+    assert "expected an integer, got 'big'" in found["data.batch_size"]
+    assert "expected a number, got 'fast'" in found["optim.lr"]
+    assert "≥ 0" in found["run.seed"] and "≤ 1" in found["optim.momentum"]
+    assert '"auto", "bf16", "off"' in found["train.amp"]
+    assert "true or false" in found["train.channels_last"]
+    assert 'required by method "fbt"' in found["teacher.model"]
+
+
+def test_types_bool_is_not_an_int_and_an_int_is_a_number(tmp_path):
+    assert problems_of(GOOD + "[train]\nepochs = true\n", tmp_path) == {
+        "train.epochs": f"{tmp_path / 'p.toml'}: train.epochs: expected an integer, got True (bool)"}
+    assert problems_of(GOOD + "[optim]\nlr = 1\n", tmp_path) == {}
+    assert resolve(tmp_path / "p.toml").config.optim.lr == 1.0
+    found = problems_of(GOOD + "[optim]\nbetas = [0.9, \"x\"]\n[run]\ntags = \"a\"\n", tmp_path)
+    assert "a list of numbers" in found["optim.betas"] and "a list of strings" in found["run.tags"]
+    found = problems_of(GOOD + "[teacher]\nrecipe = 3\n", tmp_path)
+    assert "expected a table" in found["teacher.recipe"]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_numbers_are_rejected(tmp_path, value):
+    found = problems_of(GOOD, tmp_path, f"optim.lr={value}")
+    assert found["optim.lr"].startswith("--set: optim.lr: expected a finite number")
+
+
+def test_method_keys_depend_on_the_method(tmp_path):
+    found = problems_of(GOOD.replace("scratch", "fbt") + "temperature = 2\n[teacher]\nmodel = \"mixer_nano\"\n", tmp_path)
+    assert set(found) == {"method.temperature"} and "unknown key" in found["method.temperature"]
+    kd = GOOD.replace("scratch", "kd") + "temprature = 2\n[teacher]\nmodel = \"mixer_nano\"\n"
+    assert 'did you mean "temperature"?' in problems_of(kd, tmp_path)["method.temprature"]
+    found = problems_of(GOOD.replace("scratch", "fbtt"), tmp_path)
+    assert "scratch, kd, ofa_logit, fitnet_mse, fbt" in found["method.name"]
+    assert 'did you mean "fbt"?' in found["method.name"]
+    found = problems_of(GOOD.replace("scratch", "fbt") + "nce_tau = 2.0\n[teacher]\nmodel = \"mixer_nano\"\n", tmp_path)
+    assert "[nce_tau_min, nce_tau_max]" in found["method.nce_tau"]
+
+
+def test_scratch_needs_no_teacher_and_ignores_its_model(tmp_path):
+    assert problems_of(GOOD + '[teacher]\nmodel = "no_such_model"\n', tmp_path) == {}
+
+
+def test_every_unknown_key_names_what_the_section_takes(tmp_path):
+    found = problems_of(GOOD + "[sched]\nwarmup = 1\n", tmp_path)
+    assert 'did you mean "warmup_epochs"?' in found["sched.warmup"]
+    assert "[sched] takes min_lr_ratio, name, warmup_epochs, warmup_lr_ratio" in found["sched.warmup"]
+
+
+def test_problems_from_set_are_attributed_to_set(tmp_path):
+    found = problems_of(GOOD, tmp_path, "train.epoch=3", "data.subset=20")
+    assert found["train.epoch"].startswith('--set: train.epoch: unknown key (did you mean "epochs"?)')
+    assert found["data.subset"].startswith("--set: data.subset: 20 images cannot fill one batch")
+
+
+def test_syntax_errors_name_the_file(tmp_path):
+    found = problems_of("[run\nname = 1\n", tmp_path)
+    assert found["preset"].startswith(f"{tmp_path / 'p.toml'}: preset: not valid TOML")
+
+
+def test_missing_preset_is_an_environment_problem_with_a_hint():
+    with pytest.raises(PresetError) as exc:
+        resolve("mlp_to_cnx")
+    assert exc.value.exit_code == 3 and 'did you mean "mlp_to_cnn"?' in str(exc.value)
+
+
+def test_missing_paths_are_environment_problems(tmp_path):
+    with pytest.raises(PresetError) as exc:
+        resolve(MLP_TO_CNN, [f"teacher.checkpoint={tmp_path}/t.pt", "data.name=fashion_mnist",
+                             f"data.root={tmp_path}/nope"])
+    keys = {p.key: p for p in exc.value.problems}
+    assert set(keys) == {"teacher.checkpoint", "data.root"} and exc.value.exit_code == 3
+    assert all(p.environment for p in keys.values())
+    assert f"{tmp_path}/t.pt" in str(keys["teacher.checkpoint"]) and f"{tmp_path}/nope" in str(keys["data.root"])
+
+
+def test_dataset_layouts_are_checked_before_any_loading(tmp_path):
+    with pytest.raises(PresetError, match="cifar-10-batches-py"):
+        resolve(MLP_TO_CNN, ["data.name=cifar10", f"data.root={tmp_path}"])
+    with pytest.raises(PresetError, match="needs a root folder"):
+        resolve(MLP_TO_CNN, ["data.name=cifar100"])
+    with pytest.raises(PresetError) as exc:
+        resolve(MLP_TO_CNN, ["data.name=imagefolder", f"data.root={tmp_path}"])
+    assert {p.key for p in exc.value.problems} == {"data.img_size", "data.root"}
+    assert "train/ or val/" in str(exc.value)
+
+
+# -- --set parsing -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,value", [
+    ("3e-4", 3e-4), ("12", 12), ("true", True), ('"cifar100"', "cifar100"), ("'x y'", "x y"),
+    ("[0.9, 0.99]", [0.9, 0.99]), ("{a = 1}", {"a": 1}),
+    ("cifar100", "cifar100"), ("adamw", "adamw"), ("resnet18.a1_in1k", "resnet18.a1_in1k"),
+    ("/data/cifar", "/data/cifar"), ("~/data", "~/data"), ("./imgs", "./imgs"), ("../x-1", "../x-1"),
+])
+def test_set_values_are_toml_and_bare_words_or_paths_are_strings(text, value):
+    assert parse_value(text) == value
+
+
+@pytest.mark.parametrize("text", ["[1,", "a b", "\"open", "1.2.3"])
+def test_set_values_that_are_neither_raise(text):
+    with pytest.raises(tomllib.TOMLDecodeError):
+        parse_value(text)
+
+
+def test_parse_overrides_nests_keys_and_reports_bad_items():
+    nested, problems = parse_overrides(["train.epochs=2", "teacher.recipe.lr=1e-3", "student.kwargs.drop_rate=0.1",
+                                        "train.epochs 3", "=1", "optim.lr=[", "train=1", "train.amp=off"])
+    assert nested == {"train": 1, "teacher": {"recipe": {"lr": 1e-3}}, "student": {"kwargs": {"drop_rate": 0.1}}}
+    messages = [str(p) for p in problems]
+    assert messages[0] == "--set: train.epochs 3: expected key=value, e.g. train.lr=3e-4"
+    assert messages[1].startswith("--set: =1: expected key=value")
+    assert messages[2].startswith("--set: optim.lr: value '[' is not valid TOML")
+    assert messages[3] == "--set: train.amp: train is a value, not a table"
+    assert len(problems) == 4
+
+
+def test_set_overrides_the_file_and_student_kwargs_merge(tmp_path):
+    resolved = resolve(MLP_TO_CNN, ["train.epochs=2", "student.kwargs.drop_rate=0.1", "data.name=cifar10",
+                                    f"data.root={tmp_path}", "data.download=true"])
+    cfg = resolved.config
+    assert (cfg.train.epochs, cfg.student.kwargs, cfg.data.name, cfg.data.root) == (
+        2, {"drop_rate": 0.1}, "cifar10", str(tmp_path))
+    assert cfg.teacher.model == "mixer_nano" and cfg.data.pad == 2  # the rest comes from the file
+
+
+# -- model names without torch -----------------------------------------------------------------------
+
+def test_known_model_names_are_exactly_what_timm_create_model_accepts():
+    import timm
+    from timm.models._registry import _deprecated_models
+
+    import fbt_engine.models.small  # noqa: F401  (registers fbt's models with timm)
+
+    listed = set(timm.list_models())
+    deprecated = set(_deprecated_models)  # old name -> new name
+    known = set(known_model_names())
+    assert set(own_model_names()) <= listed
+    # the registry, plus timm's deprecated aliases (create_model still maps them to their new names)
+    assert known == listed | deprecated
+    assert {"resnet10_cifar", "mixer_nano", "deit_nano", "resmlp_nano", "resnet18", "swin_tiny_patch4_window7_224"} <= known
+
+
+def test_pretrained_tags_and_unknown_names():
+    assert is_known_model("resnet18.a1_in1k") and is_known_model("mixer_nano")
+    assert not is_known_model("resnet10_cifra") and not is_known_model("")

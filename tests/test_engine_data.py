@@ -1,0 +1,205 @@
+"""The data layer on real files: the embedded slice, fabricated IDX / CIFAR pickles / PNG folders,
+stratified subsets, and device batches that depend only on (seed, epoch, step)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fbt_engine.config.presets import resolve
+from fbt_engine.config.schema import DataSection
+from fbt_engine.data.catalog import DATASETS
+from fbt_engine.data.idx import FASHION_MNIST_FILES, IdxError, read_idx, stratified_indices
+from fbt_engine.data.sources import Arrays, DataError, DeviceBatches, load_data
+from helpers_engine import MLP_TO_CNN, fabricate_cifar, write_idx
+
+CPU = torch.device("cpu")
+
+
+def _batches(source, epoch: int, start: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return list(source.epoch(epoch, start))
+
+
+def _same(a, b) -> bool:
+    return len(a) == len(b) and all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b))
+
+
+# -- stratified subsets ---------------------------------------------------------------------------
+
+def test_stratified_indices_balance_the_classes_and_follow_the_seed():
+    labels = np.repeat(np.arange(10), 100)
+    idx = stratified_indices(labels, 95, seed=3)
+    counts = np.bincount(labels[idx], minlength=10)
+    assert counts.tolist() == [10] * 5 + [9] * 5
+    assert len(set(idx.tolist())) == 95
+    assert np.array_equal(idx, stratified_indices(labels, 95, seed=3))
+    assert not np.array_equal(idx, stratified_indices(labels, 95, seed=4))
+
+
+def test_a_class_with_too_few_samples_gives_all_it_has():
+    labels = np.array([0] * 50 + [1] * 3)
+    idx = stratified_indices(labels, 20, seed=0)
+    assert np.bincount(labels[idx]).tolist() == [10, 3]
+
+
+def test_embedded_slice_and_its_stratified_subset():
+    full = load_data(DataSection(), CPU, seed=0)
+    assert (full.num_classes, full.img_size, full.train.num_images, full.val.num_images) == (10, 28, 5000, 1000)
+    assert full.classes[0] == "T-shirt/top"
+    sub = load_data(DataSection(subset=500, batch_size=64), CPU, seed=0)
+    assert (sub.train.num_images, sub.val.num_images) == (500, 100)
+    assert torch.bincount(sub.train.labels).tolist() == [50] * 10
+    assert torch.bincount(sub.val.labels).tolist() == [10] * 10
+    assert len(sub.train) == 500 // 64  # the last partial training batch is dropped
+    assert len(sub.val) == 1 and sub.describe() == {"name": "fashion_mnist_5k", "classes": 10, "img_size": 28,
+                                                     "train_images": 500, "val_images": 100}
+
+
+# -- device batches ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def arrays() -> Arrays:
+    rng = np.random.default_rng(0)
+    return Arrays(rng.integers(0, 256, (100, 1, 28, 28), dtype=np.uint8), np.arange(100) % 10)
+
+
+def _device_batches(arrays: Arrays, seed: int = 0, train: bool = True, **data) -> DeviceBatches:
+    cfg = DataSection(batch_size=16, eval_batch_size=32, **data)
+    return DeviceBatches(arrays, cfg, DATASETS["fashion_mnist_5k"], 28, CPU, seed, train=train)
+
+
+def test_device_batches_depend_only_on_seed_epoch_and_step(arrays):
+    a, b = _device_batches(arrays), _device_batches(arrays)
+    assert len(a) == 100 // 16
+    epoch0 = _batches(a, 0)
+    assert _same(epoch0, _batches(b, 0))  # a second loader (a resumed process) draws the same batches
+    assert _same(epoch0, _batches(a, 0))  # and so does a second pass
+    assert not torch.equal(epoch0[0][1], _batches(a, 1)[0][1])  # another epoch, another order
+    assert not _same(epoch0, _batches(_device_batches(arrays, seed=1), 0))
+    x, y = epoch0[0]
+    assert x.shape == (16, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
+
+
+@pytest.mark.parametrize("start", [1, 3, 5])
+def test_epoch_from_a_step_is_exactly_the_tail_of_the_epoch(arrays, start):
+    source = _device_batches(arrays)
+    assert _same(_batches(source, 2, start), _batches(source, 2)[start:])
+
+
+def test_training_batches_are_augmented_and_evaluation_batches_are_not(arrays):
+    plain = _device_batches(arrays, augmentation="none")
+    augmented = _device_batches(arrays)
+    (x_plain, y_plain), (x_aug, y_aug) = _batches(plain, 0)[0], _batches(augmented, 0)[0]
+    assert torch.equal(y_plain, y_aug) and not torch.equal(x_plain, x_aug)
+    # without augmentation a batch is the stored images in the epoch's order, normalised
+    order = torch.randperm(100, generator=torch.Generator().manual_seed(
+        ((0 * 1_000_003 + 0) * 1_000_003 - 1) & 0x7FFF_FFFF_FFFF_FFFF))[:16]
+    expected = (torch.from_numpy(arrays.images[order.numpy()]).float() / 255 - 0.2860) / 0.3530
+    assert torch.allclose(x_plain, expected, atol=1e-6)
+    val = _device_batches(arrays, train=False)
+    assert len(val) == math.ceil(100 / 32)
+    xs, ys = zip(*_batches(val, 7))
+    assert torch.equal(torch.cat(ys), torch.from_numpy(arrays.labels))  # every image once, in order
+    assert torch.allclose(torch.cat(xs), (torch.from_numpy(arrays.images).float() / 255 - 0.2860) / 0.3530, atol=1e-6)
+
+
+def test_resizing_to_the_configured_size(arrays):
+    cfg = DataSection(batch_size=16, img_size=32)
+    source = DeviceBatches(arrays, cfg, DATASETS["fashion_mnist_5k"], 32, CPU, 0, train=True)
+    assert _batches(source, 0)[0][0].shape == (16, 1, 32, 32)
+
+
+def test_too_few_images_for_one_batch_is_a_data_error(arrays):
+    with pytest.raises(DataError, match="data.batch_size"):
+        DeviceBatches(arrays, DataSection(batch_size=128), DATASETS["fashion_mnist_5k"], 28, CPU, 0, train=True)
+
+
+# -- fashion_mnist from IDX files -------------------------------------------------------------------
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_fashion_mnist_from_fabricated_idx_files(tmp_path, gz):
+    rng = np.random.default_rng(1)
+    written = {}
+    for (split, kind), stem in FASHION_MNIST_FILES.items():
+        n = 60 if split == "train" else 20
+        arr = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8) if kind == "images" else (np.arange(n) % 10).astype(np.uint8)
+        write_idx(tmp_path / (stem + (".gz" if gz else "")), arr)
+        written[(split, kind)] = arr
+    assert np.array_equal(read_idx(tmp_path / (FASHION_MNIST_FILES[("test", "images")] + (".gz" if gz else ""))),
+                          written[("test", "images")])
+    cfg = resolve(MLP_TO_CNN, ["data.name=fashion_mnist", f"data.root={tmp_path}", "data.batch_size=16",
+                               "data.eval_batch_size=8"]).config.data
+    bundle = load_data(cfg, CPU, seed=0)
+    assert (bundle.num_classes, bundle.img_size, bundle.train.num_images, bundle.val.num_images) == (10, 28, 60, 20)
+    assert bundle.classes[-1] == "Ankle boot"
+    xs, ys = zip(*bundle.val.epoch(0))
+    assert torch.equal(torch.cat(ys), torch.from_numpy(written[("test", "labels")].astype(np.int64)))
+    expected = (torch.from_numpy(written[("test", "images")]).float()[:, None] / 255 - 0.2860) / 0.3530
+    assert torch.allclose(torch.cat(xs), expected, atol=1e-6)
+
+
+def test_fashion_mnist_with_a_broken_idx_file_is_a_data_error(tmp_path):
+    for stem in FASHION_MNIST_FILES.values():
+        (tmp_path / stem).write_bytes(b"\x00\x00\x08\x03" + (5).to_bytes(4, "big") * 3 + b"short")
+    with pytest.raises(IdxError):
+        read_idx(tmp_path / FASHION_MNIST_FILES[("train", "images")])
+    with pytest.raises(DataError, match="data.root"):
+        load_data(DataSection(name="fashion_mnist", root=str(tmp_path)), CPU, seed=0)
+
+
+# -- cifar10 / cifar100 in torchvision's pickle layout ----------------------------------------------
+
+@pytest.mark.parametrize("classes", [10, 100])
+def test_cifar_from_a_fabricated_torchvision_folder(tmp_path, classes):
+    written = fabricate_cifar(tmp_path, classes, per_file=40 if classes == 10 else 200)
+    n_train = len(written["train_y"])
+    name = "cifar10" if classes == 10 else "cifar100"
+    cfg = resolve(MLP_TO_CNN, [f"data.name={name}", f"data.root={tmp_path}", "data.batch_size=32",
+                               "data.eval_batch_size=16"]).config.data
+    bundle = load_data(cfg, CPU, seed=0)
+    assert (bundle.num_classes, bundle.img_size, bundle.train.num_images, bundle.val.num_images) == (
+        classes, 32, n_train, len(written["test_y"]))
+    assert bundle.classes[:2] == (["c0", "c1"] if classes == 10 else ["f0", "f1"])
+    assert torch.equal(bundle.train.images, torch.from_numpy(written["train_x"]))  # NCHW, pixel for pixel
+    assert torch.equal(bundle.train.labels, torch.from_numpy(written["train_y"].astype(np.int64)))
+    x, y = next(iter(bundle.train.epoch(0)))
+    assert x.shape == (32, 3, 32, 32) and int(y.max()) < classes
+    subset = load_data(resolve(MLP_TO_CNN, [f"data.name={name}", f"data.root={tmp_path}", "data.batch_size=8",
+                                            f"data.subset={classes * 2}"]).config.data, CPU, seed=0)
+    assert torch.bincount(subset.train.labels, minlength=classes).tolist() == [2] * classes
+
+
+def test_cifar_folder_with_a_missing_file_is_a_data_error(tmp_path):
+    fabricate_cifar(tmp_path, 10, per_file=10)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(DataError, match="data_batch_3"):
+        load_data(DataSection(name="cifar10", root=str(tmp_path)), CPU, seed=0)
+
+
+# -- imagefolder --------------------------------------------------------------------------------------
+
+def test_imagefolder_from_generated_pngs(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    for split, per_class in (("train", 6), ("val", 2)):
+        for cls in ("cat", "dog", "eel"):
+            folder = tmp_path / split / cls
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                size = (20 + 3 * i, 24)  # images of any size
+                Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    cfg = resolve(MLP_TO_CNN, ["data.name=imagefolder", f"data.root={tmp_path}", "data.img_size=16",
+                               "data.batch_size=4", "data.eval_batch_size=4", "data.workers=0"]).config.data
+    bundle = load_data(cfg, CPU, seed=0)
+    assert bundle.classes == ["cat", "dog", "eel"] and bundle.num_classes == 3
+    assert (bundle.train.num_images, bundle.val.num_images, len(bundle.train), len(bundle.val)) == (18, 6, 4, 2)
+    batches = list(bundle.train.epoch(0))
+    assert len(batches) == 4 and batches[0][0].shape == (4, 3, 16, 16)
+    assert torch.equal(torch.cat([y for _, y in bundle.val.epoch(0)]), torch.tensor([0, 0, 1, 1, 2, 2]))
+    # the same (seed, epoch) gives the same order; start_step skips exactly the first batches
+    again = list(bundle.train.epoch(0, start_step=1))
+    assert [y.tolist() for _, y in again] == [y.tolist() for _, y in batches[1:]]
