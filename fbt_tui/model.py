@@ -120,6 +120,7 @@ class Curve:
     label: str
     x: np.ndarray
     y: np.ndarray
+    total: int  # points before decimation
 
 
 @dataclass
@@ -128,8 +129,14 @@ class Panel:
 
     title: str
     curves: list[Curve]
-    shown: int
-    total: int
+
+    @property
+    def shown(self) -> int:
+        return sum(len(c.x) for c in self.curves)
+
+    @property
+    def total(self) -> int:
+        return sum(c.total for c in self.curves)
 
 
 @dataclass
@@ -328,16 +335,10 @@ class RunModel:
                 picked = [(t, s) for (p, t), s in self._losses.items() if p == phase and t != "loss"
                           and loss_group(t) == group]
                 title = f"{group} / step"
-            curves, shown, total = [], 0, 0
-            for label, s in picked:
-                if s is None or s.n == 0:
-                    continue
-                x, y = decimate(s.x, s.y, buckets)
-                curves.append(Curve(label, x, y))
-                shown, total = shown + len(x), total + s.n
+            curves = [Curve(label, *decimate(s.x, s.y, buckets), s.n) for label, s in picked if s is not None and s.n]
         if phase == TEACHER and group != "top1":
             title += " (teacher training)"
-        return Panel(title, curves, shown, total)
+        return Panel(title, curves)
 
     def point_count(self) -> int:
         with self.lock:

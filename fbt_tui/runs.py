@@ -318,13 +318,12 @@ class RunManager:
         status = meta.get("status", "crashed")
         if status == "running" and was_live:
             status = store.close_run(h.run_id)  # the process is gone: crashed, curves kept
-        if h.proc is not None:
-            err = self._err(h.run_id)
-            if status == "crashed":
-                h.model.add_log(["engine stderr:", *_tail_lines(err)])
-            self._out(h.run_id).unlink(missing_ok=True)  # the events file holds the same lines
-            if err.is_file() and (status != "crashed" or err.stat().st_size == 0):
-                err.unlink()
+        err = self._err(h.run_id)  # from this app or an earlier one that launched the run
+        if status == "crashed" and err.is_file() and err.stat().st_size:
+            h.model.add_log(["engine stderr:", *_tail_lines(err)])
+        else:
+            err.unlink(missing_ok=True)
+        self._out(h.run_id).unlink(missing_ok=True)  # the events file holds the same lines
         h.model.set_status(status)
         self._notify(h)
         if was_live:

@@ -125,17 +125,14 @@ class CompareScreen(FbtScreen):
                  title: str | None = None) -> tuple[Panel, dict[str, str]]:
         """One curve per run (its first curve of `group`, or the one labelled `only`)."""
         assert self.data is not None
-        curves, shown, total = [], 0, 0
-        styles = {}
+        curves, styles = [], {}
         for i, (rid, model) in enumerate(zip(self.run_ids, self.data.models)):
             panel = model.panel(group, buckets)
-            picked = [c for c in panel.curves if only is None or c.label == only][:1]
-            for c in picked:
-                c.label = f"{rid[-6:]}"
+            for c in [c for c in panel.curves if only is None or c.label == only][:1]:
+                c.label = rid[-6:]
                 styles[c.label] = PALETTE[i % len(PALETTE)]
                 curves.append(c)
-            shown, total = shown + panel.shown, total + panel.total
-        return Panel(title or dict(METRICS)[group], curves, shown, total), styles
+        return Panel(title or dict(METRICS)[group], curves), styles
 
     def action_metric(self) -> None:
         self.metric += 1

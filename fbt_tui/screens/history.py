@@ -109,7 +109,7 @@ class HistoryScreen(FbtScreen):
         super().__init__()
         self.rows: list[RunSummary] = []
         self.shown: list[RunSummary] = []
-        self.marked: set[str] = set()
+        self.marked: dict[str, None] = {}  # in marking order: the first one marked is the baseline
         self.sort_key, self.sort_reverse = "started", True
         self.trash_view = False
         self.compact: bool | None = None
@@ -196,9 +196,9 @@ class HistoryScreen(FbtScreen):
         return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
     def selected_ids(self) -> list[str]:
-        """The marked runs, in table order; else the one under the cursor."""
+        """The marked runs, in marking order; else the one under the cursor."""
         if self.marked:
-            return [r.id for r in self.shown if r.id in self.marked] or sorted(self.marked)
+            return list(self.marked)
         current = self.cursor_id()
         return [current] if current else []
 
@@ -272,7 +272,10 @@ class HistoryScreen(FbtScreen):
         rid = self.cursor_id()
         if rid is None:
             return
-        self.marked ^= {rid}
+        if rid in self.marked:
+            del self.marked[rid]
+        else:
+            self.marked[rid] = None
         table = self.query_one(DataTable)
         table.update_cell(rid, "mark", "●" if rid in self.marked else "")
         if table.cursor_row < table.row_count - 1:
@@ -280,7 +283,7 @@ class HistoryScreen(FbtScreen):
         self._title()
 
     def action_compare(self) -> None:
-        ids = [r.id for r in self.shown if r.id in self.marked] or sorted(self.marked)
+        ids = list(self.marked)
         if len(ids) < 2:
             self.notify("Mark two or more runs with space, then press c.", severity="warning")
             return
@@ -350,7 +353,7 @@ class HistoryScreen(FbtScreen):
 
     def _trash(self, ids: list[str], yes: bool | None) -> None:
         if yes:
-            self.marked -= set(ids)
+            self._unmark(ids)
             self.store_op(lambda store: [store.trash(rid) for rid in ids], f"moved {len(ids)} run(s) to the trash")
 
     def action_restore(self) -> None:
@@ -359,8 +362,12 @@ class HistoryScreen(FbtScreen):
             return
         ids = self.selected_ids()
         if ids:
-            self.marked -= set(ids)
+            self._unmark(ids)
             self.store_op(lambda store: [store.restore(rid) for rid in ids], f"restored {len(ids)} run(s)")
+
+    def _unmark(self, ids: list[str]) -> None:
+        for rid in ids:
+            self.marked.pop(rid, None)
 
     def action_toggle_trash(self) -> None:
         self.trash_view = not self.trash_view

@@ -1,0 +1,187 @@
+"""History through the keyboard: sort, filter, open, compare, export, tag, note, trash, restore."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+from textual.widgets import DataTable, Input, RadioButton
+
+from fbt_engine.store.runs import RunStore
+from fbt_tui.screens.compare import CompareScreen
+from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
+from fbt_tui.screens.export import ExportDialog
+from fbt_tui.widgets.curves import CurvePlot
+from fbt_tui.widgets.run_view import RunView
+
+from conftest import run_fbt
+from test_tui_support import fake_run, run_app, wait_for
+
+
+def table_ids(app) -> list[str]:
+    table = app.screen.query_one("#history-table", DataTable)
+    return [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(table.row_count)]
+
+
+async def history_loaded(app, pilot, count: int) -> None:
+    await wait_for(pilot, lambda: len(table_ids(app)) == count, 20, f"{count} rows in History")
+
+
+def three_runs(home) -> dict[str, str]:
+    t0 = time.time() - 3600
+    return {
+        "alpha": fake_run(home, "alpha", top1=(50.0, 60.0), started=t0),
+        "beta": fake_run(home, "beta", top1=(70.0, 80.0), started=t0 + 60, status="failed"),
+        "gamma": fake_run(home, "gamma", top1=(65.0, 70.0), started=t0 + 120, tags=("best",)),
+    }
+
+
+def test_sort_filter_and_open(fbt_home):
+    runs = three_runs(fbt_home)
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 3)
+        assert table_ids(app) == [runs["gamma"], runs["beta"], runs["alpha"]]  # newest first
+        for _ in range(6):  # started → id → name → pair → method → status → best top-1
+            await pilot.press("s")
+        assert app.screen.sort_key == "best"
+        assert table_ids(app) == [runs["alpha"], runs["gamma"], runs["beta"]]
+        await pilot.press("S")
+        assert table_ids(app) == [runs["beta"], runs["gamma"], runs["alpha"]]
+
+        await pilot.press("slash")
+        await pilot.press(*"tag:best")
+        assert table_ids(app) == [runs["gamma"]]
+        await pilot.press("escape")
+        assert len(table_ids(app)) == 3
+        await pilot.press("slash")
+        await pilot.press(*"status:failed")
+        await pilot.press("enter")  # keeps the filter, back to the table
+        assert table_ids(app) == [runs["beta"]]
+        assert isinstance(app.focused, DataTable)
+
+        await pilot.press("enter")  # open it: the dashboard view, rebuilt from its events file
+        await wait_for(pilot, lambda: app.current_mode == "dashboard", 10, "the dashboard")
+        view = app.screen.query_one(RunView)
+        assert view.handle.run_id == runs["beta"]
+        await wait_for(pilot, lambda: view.model.status == "failed", 10, "the events to be read")
+        await wait_for(pilot, lambda: app.screen.query_one("#plot-top1", CurvePlot).total == 6, 10, "drawn curves")
+        assert "best 80.00% @2" in str(app.screen.query_one("#run-status").render())
+
+    run_app(scenario, start_mode="history")
+
+
+def test_tag_note_trash_and_restore(fbt_home):
+    runs = three_runs(fbt_home)
+    store = RunStore(fbt_home)
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 3)
+        assert table_ids(app)[0] == runs["gamma"]
+        await pilot.press("t")
+        assert isinstance(app.screen, PromptDialog)
+        await pilot.press(*"keep", "enter")
+        await wait_for(pilot, lambda: "keep" in store.read_meta(runs["gamma"])["tags"], 10, "the tag")
+        await pilot.press("n")
+        await pilot.press(*"lr too high", "enter")
+        await wait_for(pilot, lambda: store.read_meta(runs["gamma"])["note"] == "lr too high", 10, "the note")
+        await wait_for(pilot, lambda: "lr too high" in str(app.screen.query_one("#history-detail").render()), 10,
+                       "the note under the table")
+
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: len(table_ids(app)) == 2, 10, "the run to leave the list")
+        assert (fbt_home / "trash" / runs["gamma"]).is_dir()
+
+        await pilot.press("v")  # the trash view
+        assert table_ids(app) == [runs["gamma"]]
+        await pilot.press("r")
+        await wait_for(pilot, lambda: (fbt_home / "runs" / runs["gamma"]).is_dir(), 10, "the restore")
+        await wait_for(pilot, lambda: table_ids(app) == [], 10, "an empty trash")
+        await pilot.press("v")
+        await wait_for(pilot, lambda: len(table_ids(app)) == 3, 10, "three runs again")
+        assert store.read_meta(runs["gamma"])["tags"] == ["best", "keep"]
+
+    run_app(scenario, start_mode="history")
+    store.close()
+
+
+def test_compare_shows_only_the_config_keys_that_differ(fbt_home):
+    t0 = time.time() - 100
+    a = fake_run(fbt_home, "base", top1=(50.0, 60.0), started=t0)
+    b = fake_run(fbt_home, "higher-lr", top1=(55.0, 66.5), started=t0 + 10, **{"optim.lr": 0.1})
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 2)
+        await pilot.press("c")  # nothing marked yet: a hint, no screen
+        assert not isinstance(app.screen, CompareScreen)
+        await pilot.press("down", "space", "up", "space", "c")  # the older run first: the baseline
+        assert isinstance(app.screen, CompareScreen)
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.data is not None, 20, "the comparison")
+        diff = screen.query_one("#compare-diff", DataTable)
+        keys = [str(diff.get_row_at(i)[0]) for i in range(diff.row_count)]
+        assert keys == ["optim.lr", "run.name"]
+        summary = screen.query_one("#compare-summary", DataTable)
+        assert str(summary.get_row_at(1)[7]) == "+6.50"  # Δ best against the first marked run
+        await wait_for(pilot, lambda: screen.query_one("#compare-acc", CurvePlot).total == 4, 10, "overlaid curves")
+        await pilot.press("a")
+        assert diff.row_count > 50  # every key of the config
+        await pilot.press("escape")
+        assert not isinstance(app.screen, CompareScreen)
+        assert list(app.screen.marked) == [a, b]
+
+    run_app(scenario, start_mode="history")
+
+
+def test_export_matches_the_cli(fbt_home, tmp_path):
+    run_id = fake_run(fbt_home, "exported", top1=(50.0, 60.0))
+    out_csv, out_md, out_student = tmp_path / "m.csv", tmp_path / "m.md", tmp_path / "student.safetensors"
+
+    async def export(app, pilot, fmt: str, path) -> None:
+        await pilot.press("e")
+        dialog = app.screen
+        assert isinstance(dialog, ExportDialog)
+        next(b for b in dialog.query(RadioButton) if b.name == fmt).value = True
+        await pilot.pause()
+        dialog.query_one("#export-path", Input).value = str(path)
+        await pilot.press("enter")
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 1)
+        await export(app, pilot, "csv", out_csv)
+        await wait_for(pilot, out_csv.exists, 10, "the CSV")
+        await export(app, pilot, "md", out_md)
+        await wait_for(pilot, out_md.exists, 10, "the Markdown")
+        await export(app, pilot, "student", out_student)
+        await wait_for(pilot, out_student.with_suffix(".toml").exists, 10, "the student's sidecar")
+
+    run_app(scenario, start_mode="history")
+    for fmt, path in (("csv", out_csv), ("md", out_md)):
+        cli = run_fbt("export", run_id, "--format", fmt)
+        assert cli.returncode == 0, cli.stderr
+        assert path.read_text() == cli.stdout
+    assert out_student.read_bytes() == (fbt_home / "runs" / run_id / "student.safetensors").read_bytes()
+
+
+def test_crashed_runs_are_marked_on_start_up(fbt_home):
+    run_id = fake_run(fbt_home, "ghost", top1=(10.0,), status="running")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store = RunStore(fbt_home)
+    store.update_meta(run_id, status="running", pid=dead.pid, pid_start=None, host=socket.gethostname())
+    store.refresh_index(run_id)
+
+    async def scenario(app, pilot):
+        await wait_for(pilot, lambda: store.read_meta(run_id)["status"] == "crashed", 10, "crash detection")
+        await pilot.press("h")
+        await history_loaded(app, pilot, 1)
+        table = app.screen.query_one("#history-table", DataTable)
+        assert "crashed" in str(table.get_row_at(0)[5])
+        assert any("crashed" in n.message for n in app._notifications)
+
+    run_app(scenario)
+    store.close()
+    assert json.loads((fbt_home / "runs" / run_id / "meta.json").read_text())["status"] == "crashed"

@@ -1,0 +1,102 @@
+"""The dashboard's metrics model without any widget: folding, decimation, resume, corrupt files."""
+
+import json
+
+import numpy as np
+
+from fbt_engine.store.events import effective, read_events
+from fbt_tui.model import DISTILL, RunModel, Series, decimate, loss_group, sparkline, trend
+from fbt_tui.runs import RunManager
+
+from test_tui_support import fake_run
+
+
+def test_decimate_bounds_the_points_and_keeps_every_spike():
+    x = np.arange(100_000, dtype=float)
+    y = np.sin(x / 1000)
+    y[12_345], y[77_777] = 50.0, -50.0
+    dx, dy = decimate(x, y, 200)
+    assert len(dx) <= 2 * 200 + 100_000 // 200
+    assert dy.max() == 50.0 and dy.min() == -50.0
+    assert np.all(np.diff(dx) > 0)  # still in order, so the line is drawn left to right
+    small_x, small_y = decimate(x[:50], y[:50], 200)
+    assert np.array_equal(small_x, x[:50]) and small_x is not x
+
+
+def test_decimate_survives_nan_buckets():
+    x = np.arange(1000, dtype=float)
+    y = np.full(1000, np.nan)
+    y[500] = 1.0
+    _, dy = decimate(x, y, 10)
+    assert np.nanmax(dy) == 1.0
+
+
+def test_series_grows_and_truncates():
+    s = Series(capacity=2)
+    for i in range(10):
+        s.append(i, i * 2.0)
+    s.append(10, None)
+    assert s.n == 11 and np.isnan(s.y[-1])
+    s.truncate_after(4)
+    assert list(s.x) == [0, 1, 2, 3, 4]
+
+
+def test_loss_groups_follow_the_pairs():
+    assert [loss_group(t) for t in ("ce", "fusion/ce", "ts/nce", "tf/logit", "fs/mse", "kd", "fitnet")] == [
+        "CE", "CE", "T–S", "T–F", "F–S", "T–S", "T–S"]
+
+
+def test_sparkline_and_trend():
+    assert sparkline([0.1, 0.5, 0.9]) == "▁▄█"
+    assert sparkline([None, 0.3]) == "▅"  # one value: the middle of the range
+    assert trend([0.5, 0.7]).startswith("↑+0.2")
+    assert trend([0.7]) == ""
+
+
+def test_model_matches_effective_after_a_resume(fbt_home):
+    run_id = fake_run(fbt_home, "resumed", top1=(10.0, 20.0, 30.0))
+    events = read_events(fbt_home / "runs" / run_id / "events.jsonl")
+    # a second segment resumed from step 4 (end of epoch 1): epochs 2-3 of segment 1 are superseded
+    events += [{"type": "resume", "time": 0, "segment": 2, "phase": DISTILL, "from_step": 4},
+               {"type": "step", "time": 0, "phase": DISTILL, "step": 5, "epoch": 2, "lr": 0.1, "loss": 1.0,
+                "losses": {"ce": 1.0}, "img_s": 1.0},
+               {"type": "epoch", "time": 0, "phase": DISTILL, "epoch": 2, "step": 5, "student": {"top1": 15.0}}]
+    live = RunModel(run_id)
+    for ev in events:  # one at a time, as a tail would see them
+        live.add_events([ev])
+    whole = RunModel(run_id)
+    whole.add_events(effective(events))
+    for group in ("loss", "top1", "CE"):
+        a, b = live.panel(group, 100), whole.panel(group, 100)
+        assert [(c.label, list(c.x), list(c.y)) for c in a.curves] == [(c.label, list(c.x), list(c.y)) for c in b.curves]
+    assert live.best == (15.0, 2)
+    assert live.panel("top1", 100).curves[0].x.tolist() == [1.0, 2.0]
+
+
+def test_opened_run_with_a_corrupt_line_keeps_everything_before_it(fbt_home):
+    run_id = fake_run(fbt_home, "corrupt", top1=(10.0, 20.0))
+    path = fbt_home / "runs" / run_id / "events.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if json.loads(line)["type"] == "epoch") + 1
+    path.write_text("".join(lines[:cut]) + '{"type": "step", "step": 9\n' + "".join(lines[cut:]))
+    manager = RunManager(lambda message: None, fbt_home)
+    handle = manager.open(run_id)
+    handle.thread.join(timeout=10)
+    model = handle.model
+    assert model.broken_events
+    assert model.events_seen == cut
+    assert model.panel("top1", 50).curves[0].y.tolist() == [10.0]
+    assert any("corrupt" in line for line in model.log)
+    assert model.status == "finished"
+
+
+def test_eta_from_the_phase_pace():
+    m = RunModel("r")
+    m.add_events([{"type": "run_started", "time": 0, "config": {}},
+                  {"type": "phase", "time": 100.0, "phase": DISTILL, "epochs": 2, "steps_per_epoch": 10,
+                   "from_step": 0},
+                  {"type": "step", "time": 110.0, "phase": DISTILL, "step": 5, "epoch": 1, "loss": 1.0,
+                   "losses": {}}])
+    assert m.eta_seconds(now=110.0) == 30.0  # 5 of 20 steps in 10 s
+    m.add_events([{"type": "run_finished", "time": 120.0}])
+    assert m.eta_seconds(now=120.0) is None

@@ -1,0 +1,158 @@
+"""The TUI with the real engine as a subprocess: launch, live curves, errors, crashes, re-attach,
+stop, quit. Every run is tiny (conftest's TINY) and starts from the cached tiny teacher."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from textual.widgets import Input, Log
+
+from fbt_engine.store.runs import RunStore
+from fbt_tui.screens.dialogs import ConfirmDialog, ErrorDialog, QuitDialog
+from fbt_tui.widgets.curves import CurvePlot
+from fbt_tui.widgets.run_view import AlignmentTable, RunView
+
+from conftest import REPO, tiny_sets
+from test_tui_support import MLP_TO_CNN, run_app, tiny_form_values, wait_for
+
+LONG = tiny_sets("train.epochs=50")[1::2]  # the TINY overrides, with epochs enough to last until stopped
+
+
+def test_launch_from_presets_and_watch_the_curves_update(with_cached_teacher):
+    async def scenario(app, pilot):
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.ref is not None and screen.ref.name == "mlp_to_cnn", 10, "the preset")
+        for key, value in tiny_form_values().items():
+            screen.query_one(f"#f-{key.replace('.', '-')}", Input).value = value
+        await pilot.pause()
+        assert not screen.problems
+        preview = screen.query_one("#preview")
+        await wait_for(pilot, lambda: "student 309k" in str(preview.render()), 90, "the parameter estimate")
+
+        await pilot.press("enter")  # on the preset list: launch
+        await wait_for(pilot, lambda: app.current_mode == "dashboard", 10, "the dashboard")
+        view = app.screen.query_one(RunView)
+        assert app.active_runs == 1
+        loss = app.screen.query_one("#plot-loss", CurvePlot)
+        seen, deadline = set(), time.monotonic() + 150
+        while view.model.is_active:
+            seen.add(loss.total)
+            await pilot.pause(0.1)
+            assert time.monotonic() < deadline, "the run did not finish"
+        await wait_for(pilot, lambda: view.drawn_version == view.model.version, 5, "the last redraw")
+        assert view.model.status == "finished"
+        await wait_for(pilot, lambda: not view.handle.thread.is_alive(), 30, "the engine to exit")
+        assert len({n for n in seen if n}) >= 2, f"the curves never grew while running: {seen}"
+        status = str(app.screen.query_one("#run-status").render())
+        assert f"showing {view.model.point_count()} of {view.model.point_count()} points" in status
+        assert app.screen.query_one("#plot-top1", CurvePlot).total == 3  # student, teacher, fusion × 1 epoch
+        assert app.screen.query_one(AlignmentTable).row_count == 7
+        assert any("finished" in line for line in app.screen.query_one(Log).lines)
+        assert app.active_runs == 0
+        await pilot.press("h")
+        await wait_for(pilot, lambda: app.screen.query_one("#history-table").row_count == 1, 10, "the history row")
+
+    run_app(scenario)
+    assert not any((with_cached_teacher / "tui").iterdir())  # launch logs are gone once the run ended
+
+
+def test_a_preset_the_engine_rejects_shows_its_error_in_a_modal(fbt_home):
+    user_presets = fbt_home / "config" / "presets"
+    user_presets.mkdir(parents=True)
+    (user_presets / "broken.toml").write_bytes(MLP_TO_CNN.read_bytes().replace(b"epochs = 4", b"epochs = 0"))
+
+    async def scenario(app, pilot):
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Launch preset broken")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog), 60, "the error modal")
+        message = str(app.screen.query_one("#error-message").render())
+        assert "train.epochs" in message and "≥ 1" in message
+        await pilot.press("enter")
+        assert app.current_mode == "dashboard" and not app.screen.query(RunView)
+        await pilot.press("h")  # still usable
+        assert app.current_mode == "history"
+        assert not (fbt_home / "runs").exists() or not any((fbt_home / "runs").iterdir())
+
+    run_app(scenario)
+
+
+def start_engine(home) -> subprocess.Popen:
+    """A run started outside the app, as `fbt run` in another terminal would."""
+    return subprocess.Popen([sys.executable, "-m", "fbt_engine", "run", str(MLP_TO_CNN), "--quiet", *tiny_sets(
+        "train.epochs=50")], cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True, env={**os.environ, "FBT_HOME": str(home)})
+
+
+def test_reattach_leave_running_then_stop(with_cached_teacher):
+    proc = start_engine(with_cached_teacher)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((with_cached_teacher / "runs").glob("*/events.jsonl")):
+            assert time.monotonic() < deadline and proc.poll() is None, "the engine did not start"
+            time.sleep(0.2)
+
+        async def leave(app, pilot):
+            await wait_for(pilot, lambda: app.screen.query(RunView), 20, "the re-attached run's tab")
+            view = app.screen.query_one(RunView)
+            assert view.handle.pid == proc.pid and app.active_runs == 1
+            before = view.model.point_count()
+            await wait_for(pilot, lambda: view.model.point_count() > before, 120, "live steps")
+            await pilot.press("q")
+            assert isinstance(app.screen, QuitDialog)
+            await pilot.press("l")
+
+        run_app(leave)
+        time.sleep(1)
+        assert proc.poll() is None, "leaving the app stopped the run"
+
+        async def stop(app, pilot):
+            await wait_for(pilot, lambda: app.screen.query(RunView), 20, "the re-attached run's tab")
+            view = app.screen.query_one(RunView)
+            await pilot.press("s")
+            assert isinstance(app.screen, ConfirmDialog)
+            await pilot.press("y")
+            await wait_for(pilot, lambda: view.model.status == "interrupted", 60, "the stop")
+            await pilot.press("q")  # nothing active: no question asked
+
+        run_app(stop)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_two_runs_one_crashes_quit_stops_the_other(with_cached_teacher):
+    """Two runs at once, one tab each: a crash mid-run keeps its curves and is marked crashed; quitting
+    with the other still active can stop it (it saves and exits 130)."""
+
+    async def scenario(app, pilot):
+        doomed = await app.launch(MLP_TO_CNN, LONG)
+        survivor = await app.launch(MLP_TO_CNN, LONG)
+        assert len(app.screen.query(RunView)) == 2 and app.active_runs == 2
+        await wait_for(pilot, lambda: doomed.model.point_count() > 0 and survivor.model.point_count() > 0, 180,
+                       "steps from both runs")
+        os.killpg(doomed.pid, signal.SIGKILL)
+        await wait_for(pilot, lambda: doomed.model.status == "crashed", 20, "the crash to be noticed")
+        assert RunStore(with_cached_teacher).read_meta(doomed.run_id)["status"] == "crashed"
+        assert doomed.model.point_count() > 0  # every curve it had
+        app.screen.query_one("TabbedContent").active = f"run-{doomed.run_id}"
+        await pilot.pause(0.5)
+        view = app.screen.query_one(f"#run-{doomed.run_id} RunView", RunView)
+        await wait_for(pilot, lambda: view.drawn_version == view.model.version, 5, "the redraw")
+        assert view.query_one("#plot-loss", CurvePlot).total > 0
+        assert "crashed" in str(view.query_one("#run-status").render())
+        assert app.active_runs == 1
+
+        await pilot.press("q")
+        assert isinstance(app.screen, QuitDialog)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: survivor.proc.poll() is not None, 60, "the engine to stop")
+        assert survivor.proc.returncode == 130
+        assert RunStore(with_cached_teacher).read_meta(survivor.run_id)["status"] == "interrupted"
+
+    run_app(scenario)
