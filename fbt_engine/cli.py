@@ -149,7 +149,17 @@ def _write(text: str, output: str) -> None:
 # -- commands -----------------------------------------------------------------------------------
 
 def cmd_run(args) -> int:
-    if args.resume is None and args.preset is not None:
+    if args.resume is None and args.preset is None:
+        raise CliError("fbt run: give a preset (a file or a preset name) or --resume RUN")
+    if args.resume is not None:  # a run that cannot be resumed is an error before torch is imported
+        store = _store()
+        rid = _resolve(store, args.resume)
+        meta = store.read_meta(rid)
+        if meta.get("status") == "finished":
+            raise CliError(f"--resume {rid}: the run already finished")
+        if meta.get("status") == "running" and store.is_alive(meta):
+            raise CliError(f"--resume {rid}: the run is still running (pid {meta['pid']})")
+    else:
         # SPEC §3: a bad preset is reported before anything heavy is imported (torch takes
         # seconds); the engine validates again, this only answers bad input sooner.
         from fbt_engine.config.presets import PresetError, collect

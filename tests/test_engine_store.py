@@ -1,0 +1,332 @@
+"""The run store on real folders and a real SQLite index: run-id resolution, crash detection,
+trash, the rebuildable index, and events files that survive NaN, truncation and corruption."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fbt_engine.store.events import EventTail, EventWriter, effective, encode, read_events
+from fbt_engine.store.index import RunIndex
+from fbt_engine.store.runs import RUN_ID, RunNotFound, RunStore, new_run_id, process_start_ticks
+from fbt_engine.store.summary import summarize
+from fbt_engine.train.report import HumanOutput, Reporter
+
+CONFIG = {"method": {"name": "fbt"}, "teacher": {"model": "mixer_nano"}, "student": {"model": "resnet10_cifar"},
+          "data": {"name": "fashion_mnist_5k"}, "train": {"epochs": 2}}
+
+
+def make_run(store: RunStore, run_id: str | None = None, name: str = "", **extra_meta) -> str:
+    folder = store.create(config=CONFIG, preset_raw=b"# preset\n", preset_source="p.toml", name=name, tags=[],
+                          extra_meta={"segments": 1, **extra_meta}, run_id=run_id)
+    return folder.name
+
+
+def epoch_event(epoch: int, step: int, top1: float, phase: str = "distillation") -> dict:
+    return {"phase": phase, "epoch": epoch, "step": step, "train_loss": 1.0, "student": {"top1": top1, "top5": 90.0},
+            "teacher": {"top1": 70.0, "top5": 95.0}, "fusion": {"top1": top1 + 1, "top5": 90.0}}
+
+
+def finished_run(store: RunStore, name: str = "", top1s=(40.0, 55.0, 50.0)) -> str:
+    """A run written the way the engine writes one: through a Reporter, to `finished`."""
+    rid = make_run(store, name=name)
+    reporter = Reporter(store, rid, json_stdout=False, human=HumanOutput(quiet=True))
+    reporter.emit("run_started", run_id=rid, segment=1, config=CONFIG, uses_teacher=True)
+    for i, top1 in enumerate(top1s, start=1):
+        reporter.emit("step", phase="distillation", step=i * 2, epoch=i, lr=0.1, loss=2.0, losses={"ce": 2.0})
+        reporter.emit("epoch", **epoch_event(i, i * 2, top1))
+        reporter.checkpoint_index()
+    reporter.emit("run_finished", steps=len(top1s) * 2)
+    reporter.finish("finished", 0)
+    return rid
+
+
+@pytest.fixture
+def store(fbt_home: Path) -> RunStore:
+    s = RunStore()
+    yield s
+    s.close()
+
+
+# -- creating and resolving ----------------------------------------------------------------------------
+
+def test_new_run_ids_have_the_documented_form():
+    ids = {new_run_id() for _ in range(50)}
+    assert len(ids) == 50 and all(RUN_ID.match(i) for i in ids)
+    assert new_run_id(0).startswith(time.strftime("%Y%m%d-%H%M%S", time.localtime(0)))
+
+
+def test_create_writes_a_complete_folder(store, fbt_home):
+    rid = make_run(store, name="alpha", needs_teacher=True)
+    folder = fbt_home / "runs" / rid
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoints", "config.toml", "events.jsonl", "meta.json",
+                                                       "preset.toml", "stdout.log"]
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["status"] == "running" and meta["pid"] == os.getpid() and meta["name"] == "alpha"
+    assert meta["host"] == socket.gethostname() and meta["needs_teacher"] is True
+    assert (folder / "preset.toml").read_bytes() == b"# preset\n"
+    with pytest.raises(FileExistsError):
+        make_run(store, run_id=rid)
+    with pytest.raises(ValueError):
+        make_run(store, run_id="not-an-id")
+    assert not list((fbt_home / "runs").glob(".*"))  # no temporary folder left
+
+
+def test_run_references_resolve_by_id_prefix_name_and_last(store):
+    a = make_run(store, "20250101-000000-aaaaaa", name="shared")
+    b = make_run(store, "20250101-000000-aabbbb", name="shared")
+    c = make_run(store, "20250102-000000-cccccc", name="other")
+    assert store.resolve(a) == a
+    assert store.resolve("20250101-000000-aab") == b
+    assert store.resolve("20250102") == c
+    assert store.resolve("last") == c  # newest started
+    assert store.resolve("shared") == b  # a name means its newest run
+    with pytest.raises(RunNotFound, match='"20250101" matches 2 runs: '):
+        store.resolve("20250101")
+    with pytest.raises(RunNotFound, match="no run matches"):
+        store.resolve("zzz")
+
+
+def test_resolving_in_an_empty_store(store):
+    with pytest.raises(RunNotFound, match="no runs yet"):
+        store.resolve("last")
+
+
+# -- crash detection -----------------------------------------------------------------------------------
+
+def _dead_pid() -> tuple[int, int | None]:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
+    ticks = process_start_ticks(proc.pid)
+    proc.wait()
+    return proc.pid, ticks
+
+
+def test_a_run_whose_process_is_gone_is_listed_as_crashed(store):
+    pid, ticks = _dead_pid()
+    dead = make_run(store, name="dead")
+    store.update_meta(dead, pid=pid, pid_start=ticks, heartbeat=store.read_meta(dead)["started"] + 3)
+    alive = make_run(store, name="alive")  # this very process
+    statuses = {r.name: r.status for r in store.list()}
+    assert statuses == {"dead": "crashed", "alive": "running"}
+    meta = store.read_meta(dead)
+    assert meta["status"] == "crashed" and meta["ended"] == meta["heartbeat"]
+    assert store.summary(dead).duration == pytest.approx(3, abs=0.01)
+    assert store.close_run(dead) == "crashed"
+    with pytest.raises(RuntimeError, match="still running"):
+        store.close_run(alive)
+    with pytest.raises(RuntimeError, match="still running"):
+        store.trash(alive)
+
+
+def test_a_reused_pid_is_not_mistaken_for_the_run(store):
+    rid = make_run(store)
+    store.update_meta(rid, pid_start=(process_start_ticks(os.getpid()) or 0) + 1)  # same pid, another process
+    assert store.list()[0].status == "crashed"
+
+
+def test_runs_on_another_host_crash_when_their_heartbeat_goes_stale(store):
+    fresh, stale = make_run(store, name="fresh"), make_run(store, name="stale")
+    store.update_meta(fresh, host="elsewhere", pid=1, heartbeat=time.time())
+    store.update_meta(stale, host="elsewhere", pid=1, heartbeat=time.time() - 301)
+    assert {r.name: r.status for r in store.list()} == {"fresh": "running", "stale": "crashed"}
+
+
+def test_close_gives_a_stuck_run_a_final_status(store):
+    pid, ticks = _dead_pid()
+    rid = make_run(store)
+    store.update_meta(rid, pid=pid, pid_start=ticks)
+    assert store.close_run(rid) == "crashed" and store.index.get(rid).status == "crashed"
+
+
+# -- the index -----------------------------------------------------------------------------------------
+
+def test_the_live_index_equals_one_rebuilt_from_the_folders(store, fbt_home):
+    finished_run(store, "one")
+    finished_run(store, "two", top1s=(10.0,))
+    pid, ticks = _dead_pid()
+    crashed = make_run(store, name="three")
+    store.update_meta(crashed, pid=pid, pid_start=ticks)
+    store.list()  # detects the crash
+    store.add_tag(crashed, "x")
+    store.trash(crashed)
+    live = [r.as_dict() for r in store.index.all(include_trashed=True)]
+    assert store.reindex() == 3
+    assert [r.as_dict() for r in store.index.all(include_trashed=True)] == live
+    store.close()
+    for f in fbt_home.glob("index.sqlite*"):
+        f.unlink()
+    fresh = RunStore()  # a lost index is rebuilt on first use
+    assert [r.as_dict() for r in fresh.list(include_trashed=True)] == live
+    fresh.close()
+
+
+def test_summaries_show_the_best_not_the_last(store):
+    rid = finished_run(store, top1s=(40.0, 55.0, 50.0))
+    s = store.summary(rid)
+    assert (s.best_top1, s.best_epoch, s.final_top1, s.epochs_done, s.epochs_total) == (55.0, 2, 50.0, 3, 2)
+    assert (s.teacher_top1, s.fusion_top1, s.status, s.method, s.pair) == (
+        70.0, 56.0, "finished", "fbt", "mixer_nano → resnet10_cifar")
+    assert store.read_meta(rid)["exit_code"] == 0
+
+
+def test_tags_notes_trash_restore_and_purge(store, fbt_home):
+    rid = finished_run(store, "t")
+    assert store.add_tag(rid, "b") == ["b"] and store.add_tag(rid, "a") == ["a", "b"]
+    assert [r.id for r in store.list(tag="a")] == [rid] and store.list(tag="zzz") == []
+    assert store.remove_tag(rid, "a") == ["b"]
+    store.set_note(rid, "lr too high?")
+    assert store.index.get(rid).note == "lr too high?" and store.read_meta(rid)["note"] == "lr too high?"
+    store.trash(rid)
+    assert store.list() == [] and [r.id for r in store.list(include_trashed=True)] == [rid]
+    assert (fbt_home / "trash" / rid / "meta.json").is_file()
+    with pytest.raises(RunNotFound):
+        store.resolve(rid)
+    assert store.resolve(rid, include_trashed=True) == rid
+    store.restore(rid)
+    assert [r.id for r in store.list()] == [rid] and not store.index.get(rid).trashed
+    with pytest.raises(RunNotFound, match="not in the trash"):
+        store.restore(rid)
+    store.trash(rid)
+    assert store.purge() == [rid]
+    assert not (fbt_home / "trash" / rid).exists() and store.index.get(rid) is None
+
+
+# -- events files --------------------------------------------------------------------------------------
+
+def test_non_finite_numbers_are_written_as_null_and_listed():
+    line = encode("step", {"time": 1.0, "loss": math.nan, "losses": {"ce": math.inf, "kd": 1.5},
+                           "vals": [1.0, -math.inf], "ok": 2})
+    assert line.endswith("\n") and line.startswith('{"type":"step"')
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    obj = json.loads(line, parse_constant=refuse)  # strict JSON: no NaN/Infinity tokens
+    assert obj == {"type": "step", "time": 1.0, "loss": None, "losses": {"ce": None, "kd": 1.5},
+                   "vals": [1.0, None], "ok": 2, "nonfinite": ["loss", "losses.ce", "vals.1"]}
+    assert "nonfinite" not in json.loads(encode("step", {"loss": 1.0}))
+
+
+def test_the_writer_flushes_every_line(tmp_path):
+    path = tmp_path / "events.jsonl"
+    writer = EventWriter(path)
+    writer.write("run_started", run_id="x")
+    writer.write("step", step=1, loss=math.nan)
+    assert [e["type"] for e in read_events(path)] == ["run_started", "step"]  # before close
+    assert read_events(path)[1]["nonfinite"] == ["loss"]
+    writer.close()
+
+
+def _lines(*types: str) -> str:
+    return "".join(encode(t, {"time": 1.0, "i": i}) for i, t in enumerate(types))
+
+
+@pytest.mark.parametrize("tail", ['{"type":"step","ti', "garbage\n", '["not", "an", "event"]\n', '{"no_type": 1}\n'])
+def test_a_truncated_or_corrupt_file_is_read_up_to_the_last_good_line(tmp_path, tail):
+    path = tmp_path / "events.jsonl"
+    path.write_text(_lines("run_started", "step", "epoch") + tail + _lines("step"))
+    assert [e["type"] for e in read_events(path)] == ["run_started", "step", "epoch"]
+    tail_reader = EventTail(path)
+    assert [e["type"] for e in tail_reader.poll()] == ["run_started", "step", "epoch"]
+    assert tail_reader.poll() == []
+
+
+def test_read_events_of_a_missing_file_is_empty(tmp_path):
+    assert read_events(tmp_path / "nope.jsonl") == [] and EventTail(tmp_path / "nope.jsonl").poll() == []
+
+
+def test_event_tail_returns_each_complete_line_once(tmp_path):
+    path = tmp_path / "events.jsonl"
+    tail = EventTail(path)
+    assert tail.poll() == []
+    full = _lines("run_started", "step")
+    with open(path, "w") as fh:
+        fh.write(full[:-20])  # the second line is half written
+        fh.flush()
+        assert [e["type"] for e in tail.poll()] == ["run_started"]
+        assert tail.poll() == []
+        fh.write(full[-20:])
+        fh.flush()
+        assert [e["type"] for e in tail.poll()] == ["step"]
+        fh.write("garbage\n" + _lines("epoch"))
+    assert tail.poll() == [] and tail.broken
+    assert [e["type"] for e in read_events(path)] == ["run_started", "step"]
+
+
+def test_appending_after_a_crash_cut_line_keeps_the_new_events_readable(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(_lines("run_started", "step") + '{"type":"step","step":3,"lo')
+    writer = EventWriter(path)  # what a resumed segment does
+    writer.write("resume", segment=2, from_step=0)
+    writer.close()
+    assert [e["type"] for e in read_events(path)] == ["run_started", "step", "resume"]
+
+
+# -- effective(): one continuous history across segments -----------------------------------------------
+
+def _ev(type_: str, **fields) -> dict:
+    return {"type": type_, "time": 0.0, **fields}
+
+
+def test_effective_drops_what_a_resume_supersedes():
+    d = "distillation"
+    events = [_ev("run_started"), _ev("phase", phase="teacher_training"),
+              *[_ev("step", phase="teacher_training", step=s) for s in (1, 2, 3)],
+              _ev("phase", phase=d),
+              *[_ev("step", phase=d, step=s, epoch=1) for s in (1, 2, 3, 4)],
+              _ev("epoch", phase=d, epoch=1, step=4), _ev("checkpoint", phase=d, kind="last", step=4),
+              *[_ev("step", phase=d, step=s, epoch=2) for s in (5, 6)],
+              _ev("warning", message="crash"),
+              _ev("resume", segment=2, phase=d, from_step=4),
+              _ev("phase", phase=d),
+              *[_ev("step", phase=d, step=s, epoch=2) for s in (5, 6, 7, 8)],
+              _ev("epoch", phase=d, epoch=2, step=8), _ev("run_finished")]
+    eff = effective(events)
+    assert [e["step"] for e in eff if e["type"] == "step" and e["phase"] == d] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [e["step"] for e in eff if e["type"] == "step" and e["phase"] == "teacher_training"] == [1, 2, 3]
+    assert [e["epoch"] for e in eff if e["type"] == "epoch"] == [1, 2]
+    assert [e["type"] for e in eff].count("checkpoint") == 1 and eff[-1]["type"] == "run_finished"
+    assert any(e["type"] == "warning" for e in eff)  # only step/epoch/stages/checkpoint are superseded
+    assert effective(events[:5]) == events[:5]
+
+
+def test_effective_after_two_resumes_and_the_summary_that_folds_it():
+    d = "distillation"
+    events = [_ev("run_started", config=CONFIG),
+              _ev("epoch", **epoch_event(1, 10, 30.0)), _ev("epoch", **epoch_event(2, 20, 90.0)),
+              _ev("resume", segment=2, phase=d, from_step=10),  # epoch 2 (90 %) is gone
+              _ev("epoch", **epoch_event(2, 20, 35.0)), _ev("step", phase=d, step=25),
+              _ev("resume", segment=3, phase=d, from_step=20),
+              _ev("step", phase=d, step=21), _ev("epoch", **epoch_event(3, 30, 33.0))]
+    eff = effective(events)
+    assert [(e["type"], e["step"]) for e in eff if "step" in e] == [("epoch", 10), ("epoch", 20), ("step", 21),
+                                                                   ("epoch", 30)]
+    s = summarize({"id": "r", "started": 1.0, "heartbeat": 2.0}, events)
+    assert (s.best_top1, s.best_epoch, s.final_top1, s.epochs_done) == (35.0, 2, 33.0, 3)
+
+
+def test_a_resume_only_supersedes_its_own_phase():
+    events = [_ev("step", phase="teacher_training", step=5), _ev("step", phase="distillation", step=5),
+              _ev("resume", segment=2, phase="teacher_training", from_step=2)]
+    assert [e["phase"] for e in effective(events) if e["type"] == "step"] == ["distillation"]
+
+
+def test_index_rows_round_trip(tmp_path):
+    index = RunIndex(tmp_path / "index.sqlite")
+    s = summarize({"id": "r1", "name": "n", "status": "finished", "started": 5.0, "ended": 9.0, "tags": ["a", "b"],
+                   "note": "x"}, [])
+    index.upsert(s)
+    assert index.get("r1") == s and index.all() == [s]
+    index.delete("r1")
+    assert index.all() == []
+    assert (tmp_path / "index.sqlite").is_file()
+    assert index.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    index.close()
