@@ -1,0 +1,260 @@
+"""History, comparison and export through the real CLI, on two real finished runs made once for
+this module (tests that change the history work on a copy of it)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import tomllib
+
+import pytest
+
+from conftest import PRESETS, run_fbt, tiny_sets
+from fbt_engine.store.index import RunIndex
+from helpers_engine import MLP_TO_CNN, fbt_json, file_events, home_with_teacher, meta, stdout_events
+
+DIFFERING = {"run.name", "run.tags", "run.device", "optim.lr", "train.log_every"}
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory, teacher_cache):
+    """Two finished FBT runs, alpha then beta, that differ in exactly the keys in DIFFERING."""
+    home = home_with_teacher(tmp_path_factory, teacher_cache, "history")
+    alpha = run_fbt("run", MLP_TO_CNN, *tiny_sets(), "--name", "alpha", "--tag", "keep", "--json", home=home)
+    assert alpha.returncode == 0, alpha.stderr
+    beta = run_fbt("run", MLP_TO_CNN, *tiny_sets("optim.lr=0.02", "train.log_every=3"), "--name", "beta",
+                   "--device", "cpu", home=home)
+    assert beta.returncode == 0, beta.stderr
+    events = stdout_events(alpha.stdout)
+    ids = {"alpha": events[0]["run_id"]}
+    ids["beta"] = next(p.name for p in (home / "runs").iterdir() if p.name != ids["alpha"])
+    return {"home": home, "ids": ids, "alpha_events": events, "alpha_stderr": alpha.stderr, "beta_stdout": beta.stdout}
+
+
+@pytest.fixture
+def copied(history, fbt_home):
+    """This test's own copy of the module's history (FBT_HOME already points at it)."""
+    shutil.copytree(history["home"], fbt_home, dirs_exist_ok=True)
+    return fbt_home
+
+
+def cli(history, *args: str):
+    return run_fbt(*args, home=history["home"])
+
+
+# -- the run itself ------------------------------------------------------------------------------------
+
+def test_json_stream_run_folder_and_human_output(history):
+    home, rid, events = history["home"], history["ids"]["alpha"], history["alpha_events"]
+    types = [e["type"] for e in events]
+    assert types[0] == "run_started" and types[-1] == "run_finished"
+    assert {"phase", "step", "epoch", "stages", "checkpoint"} <= set(types)
+    assert all(list(e)[:2] == ["type", "time"] for e in events)
+    started = events[0]
+    assert {"run_id", "segment", "config", "device", "params", "data", "uses_teacher", "steps_per_epoch",
+            "loss_terms", "versions"} <= set(started)
+    assert started["params"]["student"] > 0 and started["params"]["teacher"] > 0 and started["uses_teacher"]
+    assert started["data"] == {"name": "fashion_mnist_5k", "classes": 10, "img_size": 28, "train_images": 500,
+                               "val_images": 100}
+    for step in (e for e in events if e["type"] == "step"):
+        assert list(step["losses"]) == started["loss_terms"]
+        assert step["loss"] == pytest.approx(sum(step["losses"].values()), rel=1e-4)
+    epoch = next(e for e in events if e["type"] == "epoch" and e["phase"] == "distillation")
+    assert {"student", "teacher", "fusion", "val_loss", "train_loss", "epoch_time"} <= set(epoch)
+    run_dir = home / "runs" / rid
+    assert file_events(run_dir) == events  # --json prints exactly what the file holds
+    assert (run_dir / "preset.toml").read_bytes() == (PRESETS / "mlp_to_cnn.toml").read_bytes()
+    config = tomllib.loads((run_dir / "config.toml").read_text())
+    assert config == started["config"] and config["run"]["name"] == "alpha" and config["data"]["subset"] == 500
+    for name in ("checkpoints/last.pt", "checkpoints/best.pt", "student.safetensors"):
+        assert (run_dir / name).is_file(), name
+    m = meta(run_dir)
+    assert (m["status"], m["exit_code"], m["segments"], m["tags"], m["name"]) == ("finished", 0, 1, ["keep"], "alpha")
+    log = (run_dir / "stdout.log").read_text()
+    assert "finished: best top-1" in log and "[distillation] epoch 1/1" in log
+    assert "[distillation] epoch 1/1" in history["alpha_stderr"]  # one line per epoch when not a TTY
+    assert history["beta_stdout"] == ""  # without --json, stdout stays empty
+
+
+# -- runs ls / show ------------------------------------------------------------------------------------
+
+def test_runs_ls(history):
+    rows = fbt_json("runs", "ls", "--json", home=history["home"])
+    assert [r["name"] for r in rows] == ["beta", "alpha"]  # newest first
+    for r in rows:
+        assert r["status"] == "finished" and r["method"] == "fbt" and r["pair"] == "mixer_nano → resnet10_cifar"
+        assert r["best_top1"] is not None and r["epochs_done"] == r["epochs_total"] == 1 and r["duration"] > 0
+    assert [r["name"] for r in fbt_json("runs", "ls", "--json", "--tag", "keep", home=history["home"])] == ["alpha"]
+    assert fbt_json("runs", "ls", "--json", "--status", "failed", home=history["home"]) == []
+    table = cli(history, "runs", "ls").stdout
+    for rid in history["ids"].values():
+        assert rid in table  # whole ids and statuses, even with stdout piped
+    assert table.count("finished") == 2 and "mixer_nano → resnet10_cifar" in table
+
+
+@pytest.mark.parametrize("ref", ["alpha", "last", "id", "prefix"])
+def test_runs_show_resolves_every_kind_of_reference(history, ref):
+    ids = history["ids"]
+    expected = ids["beta"] if ref == "last" else ids["alpha"]
+    value = {"id": ids["alpha"], "prefix": ids["alpha"][:-2], "alpha": "alpha", "last": "last"}[ref]
+    shown = fbt_json("runs", "show", value, "--json", home=history["home"])
+    assert shown["summary"]["id"] == expected and shown["meta"]["status"] == "finished"
+    assert shown["config"]["run"]["name"] == ("beta" if ref == "last" else "alpha")
+    assert [(e["phase"], e["epoch"]) for e in shown["epochs"]] == [("distillation", 1)]  # the teacher came cached
+    human = cli(history, "runs", "show", value).stdout
+    assert expected in human and "finished" in human and "best top-1" in human
+
+
+def test_ambiguous_and_unknown_references(history):
+    a, b = history["ids"]["alpha"], history["ids"]["beta"]
+    common = next(a[:i] for i in range(len(a), 0, -1) if b.startswith(a[:i]))
+    result = cli(history, "runs", "show", common)
+    assert result.returncode == 2 and f'"{common}" matches 2 runs' in result.stderr and "Traceback" not in result.stderr
+    result = cli(history, "export", "zzz", "--format", "csv")
+    assert result.returncode == 2 and 'no run matches "zzz"' in result.stderr
+
+
+# -- compare -------------------------------------------------------------------------------------------
+
+def test_compare_csv_has_only_the_differing_keys(history):
+    result = cli(history, "compare", "alpha", "beta", "--csv")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["run"] for r in rows] == [history["ids"]["alpha"], history["ids"]["beta"]]
+    config_columns = {c for c in rows[0] if "." in c}
+    assert config_columns == DIFFERING
+    assert [(r["optim.lr"], r["train.log_every"], r["run.device"]) for r in rows] == [("0.05", "2", "auto"),
+                                                                                     ("0.02", "3", "cpu")]
+    assert json.loads(rows[0]["run.tags"]) == ["keep"] and json.loads(rows[1]["run.tags"]) == []
+    assert all(r["status"] == "finished" and r["best_top1"] for r in rows)
+
+
+def test_compare_table(history):
+    result = cli(history, "compare", "alpha", "beta")
+    assert result.returncode == 0
+    for key in DIFFERING:
+        assert key in result.stdout
+    assert "train.epochs" not in result.stdout and "data.subset" not in result.stdout
+    same = cli(history, "compare", "alpha", "alpha")
+    assert "the configs are identical" in same.stdout
+
+
+# -- export --------------------------------------------------------------------------------------------
+
+def test_export_csv_has_one_row_per_logged_step(history, tmp_path):
+    events = history["alpha_events"]
+    step_events = [e for e in events if e["type"] == "step"]
+    out = tmp_path / "alpha.csv"
+    result = cli(history, "export", "alpha", "--format", "csv", "-o", str(out))
+    assert result.returncode == 0 and result.stdout == ""
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == len(step_events) > 1
+    for row, ev in zip(rows, step_events):
+        assert (row["run"], row["phase"], int(row["step"]), int(row["epoch"])) == (
+            history["ids"]["alpha"], ev["phase"], ev["step"], ev["epoch"])
+        assert float(row["loss"]) == pytest.approx(ev["loss"])
+        for term, value in ev["losses"].items():
+            assert float(row[f"loss/{term}"]) == pytest.approx(value)
+    beta_steps = [e for e in file_events(history["home"] / "runs" / history["ids"]["beta"]) if e["type"] == "step"]
+    both = list(csv.DictReader(io.StringIO(cli(history, "export", "alpha", "beta", "--format", "csv").stdout)))
+    assert [int(r["step"]) for r in both] == [e["step"] for e in step_events + beta_steps]
+
+
+def test_export_json_jsonl_and_markdown(history):
+    events = history["alpha_events"]
+    doc = json.loads(cli(history, "export", "alpha", "--format", "json").stdout)
+    assert doc["summary"]["id"] == history["ids"]["alpha"] and doc["config"]["run"]["name"] == "alpha"
+    assert len(doc["steps"]) == sum(e["type"] == "step" for e in events)
+    assert len(doc["stages"]) == sum(e["type"] == "stages" for e in events) >= 1
+    assert len(json.loads(cli(history, "export", "alpha", "beta", "--format", "json").stdout)) == 2
+    lines = cli(history, "export", "alpha", "--format", "jsonl").stdout.splitlines()
+    assert [json.loads(line) for line in lines] == [{"run": history["ids"]["alpha"], **e} for e in events]
+    md = cli(history, "export", "alpha", "beta", "--format", "md").stdout
+    assert md.startswith("| run | name | method |") and md.count(history["ids"]["alpha"]) >= 2
+    assert "| distillation | 1 |" in md
+    missing = cli(history, "export", "alpha")
+    assert missing.returncode == 2 and "--format" in missing.stderr
+    unwritable = cli(history, "export", "alpha", "--format", "csv", "-o", "/proc/no/such/file.csv")
+    assert unwritable.returncode in (2, 3) and "Traceback" not in unwritable.stderr and "file.csv" in unwritable.stderr
+
+
+def test_export_student_loads_into_timm(history, tmp_path):
+    target = tmp_path / "out" / "student.safetensors"
+    result = cli(history, "export", "alpha", "--student", str(target))
+    assert result.returncode == 0, result.stderr
+    sidecar = tomllib.loads(target.with_suffix(".toml").read_text())
+    assert sidecar["model"]["name"] == "resnet10_cifar" and sidecar["model"]["num_classes"] == 10
+    assert sidecar["model"]["img_size"] == 28 and sidecar["source"]["run"] == history["ids"]["alpha"]
+    assert sidecar["config"]["student"]["model"] == "resnet10_cifar"
+
+    import timm
+    import torch
+    from safetensors.torch import load_file
+
+    import fbt_engine.models.small  # noqa: F401  (registers fbt's models with timm)
+
+    model = timm.create_model(sidecar["model"]["name"], num_classes=sidecar["model"]["num_classes"],
+                              **sidecar["model"].get("kwargs", {}))
+    state = load_file(str(target))
+    model.load_state_dict(state)  # strict: every key, every shape
+    original = load_file(str(history["home"] / "runs" / history["ids"]["alpha"] / "student.safetensors"))
+    assert state.keys() == original.keys() and all(torch.equal(state[k], original[k]) for k in state)
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 28, 28)).shape == (2, 10)
+
+
+# -- changing the history (on a copy) ------------------------------------------------------------------
+
+def test_tag_note_rm_restore_purge(copied):
+    tagged = run_fbt("runs", "tag", "beta", "best")
+    assert tagged.returncode == 0 and "tags best" in tagged.stdout
+    assert [r["name"] for r in fbt_json("runs", "ls", "--json", "--tag", "best")] == ["beta"]
+    run_fbt("runs", "tag", "beta", "best", "--remove")
+    assert fbt_json("runs", "ls", "--json", "--tag", "best") == []
+    assert run_fbt("runs", "note", "alpha", "baseline; lr 0.05").returncode == 0
+    assert fbt_json("runs", "show", "alpha", "--json")["meta"]["note"] == "baseline; lr 0.05"
+    assert "baseline; lr 0.05" in run_fbt("runs", "show", "alpha").stdout
+
+    rid = fbt_json("runs", "show", "alpha", "--json")["summary"]["id"]
+    removed = run_fbt("runs", "rm", "alpha")
+    assert removed.returncode == 0 and (copied / "trash" / rid).is_dir() and not (copied / "runs" / rid).exists()
+    assert [r["name"] for r in fbt_json("runs", "ls", "--json")] == ["beta"]
+    assert rid in run_fbt("runs", "ls", "--trash").stdout
+    assert run_fbt("export", rid, "--format", "csv").returncode == 0  # a trashed run can still be read
+    not_trashed = run_fbt("runs", "restore", "beta")
+    assert not_trashed.returncode == 2 and "not in the trash" in not_trashed.stderr
+    assert "Traceback" not in not_trashed.stderr
+    assert run_fbt("runs", "restore", rid).returncode == 0 and (copied / "runs" / rid).is_dir()
+    assert len(fbt_json("runs", "ls", "--json")) == 2
+
+    run_fbt("runs", "rm", "alpha")
+    refused = run_fbt("runs", "purge")
+    assert refused.returncode == 2 and "--yes" in refused.stderr and (copied / "trash" / rid).is_dir()
+    purged = run_fbt("runs", "purge", "--yes")
+    assert purged.returncode == 0 and "deleted 1 run(s)" in purged.stdout
+    assert not (copied / "trash" / rid).exists()
+    assert [r["name"] for r in fbt_json("runs", "ls", "--json")] == ["beta"]
+    assert run_fbt("runs", "show", rid).returncode == 2
+
+
+def test_reindex_rebuilds_the_live_index_exactly(copied):
+    def rows():
+        index = RunIndex(copied / "index.sqlite")
+        try:
+            return [r.as_dict() for r in index.all(include_trashed=True)]
+        finally:
+            index.close()
+
+    run_fbt("runs", "tag", "alpha", "x")
+    live = rows()
+    assert len(live) == 2
+    result = run_fbt("runs", "reindex")
+    assert result.returncode == 0 and "indexed 2 run(s)" in result.stdout
+    assert rows() == live
+    for f in copied.glob("index.sqlite*"):
+        f.unlink()
+    assert [r["id"] for r in fbt_json("runs", "ls", "--json")] == [r["id"] for r in live]  # rebuilt on demand
+    assert rows() == live
