@@ -356,21 +356,25 @@ def cmd_presets(args) -> int:
         return worst
     rows = []
     for ref in list_presets():
-        cfg = collect(ref.path).config
+        resolved = collect(ref.path)
+        cfg = resolved.config
         rows.append({"name": ref.name, "kind": "built-in" if ref.builtin else "user", "path": str(ref.path),
                      "method": cfg.method.name, "teacher": cfg.teacher.model if cfg.method.needs_teacher else "",
-                     "student": cfg.student.model, "data": cfg.data.name, "epochs": cfg.train.epochs})
+                     "student": cfg.student.model, "data": cfg.data.name, "epochs": cfg.train.epochs,
+                     # a broken preset must not look fine (its other columns are then defaults)
+                     "problems": [str(problem) for problem in resolved.problems]})
     if getattr(args, "json", False):
         print(json.dumps(rows, indent=1))
         return EXIT_OK
     from rich.table import Table
 
     table = Table(box=None)
-    for col in ("name", "kind", "method", "teacher → student", "data", "epochs"):
+    for col in ("name", "kind", "method", "teacher → student", "data", "epochs", "check"):
         table.add_column(col)
     for r in rows:
         pair = f"{r['teacher']} → {r['student']}" if r["teacher"] else r["student"]
-        table.add_row(r["name"], r["kind"], r["method"], pair, r["data"], str(r["epochs"]))
+        check = f"{len(r['problems'])} problem(s): fbt presets validate {r['name']}" if r["problems"] else "ok"
+        table.add_row(r["name"], r["kind"], r["method"], pair, r["data"], str(r["epochs"]), check)
     _console().print(table)
     return EXIT_OK
 

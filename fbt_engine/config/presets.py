@@ -255,6 +255,8 @@ def collect(preset: str | Path | None, overrides: Iterable[str] = ()) -> Resolve
         source = str(path)
         raw, table, problems = read_preset(path)
     over, over_problems = parse_overrides(overrides)
+    if problems:  # unreadable or not TOML: "x is required" for every key would only be noise
+        return Resolved(Config(), source, raw, problems + over_problems)
     problems += over_problems
     from_set = _dotted_keys(over)
     table = merge(table, over)

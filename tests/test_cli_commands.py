@@ -1,0 +1,88 @@
+"""`fbt presets`, `fbt paths`, `fbt doctor` and the empty history, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import PRESETS, REPO, run_fbt
+from helpers_engine import MLP_TO_CNN
+
+BUILT_IN = sorted(p.relative_to(PRESETS).with_suffix("").as_posix() for p in PRESETS.rglob("*.toml"))
+
+
+def _user_presets(home):
+    folder = home / "config" / "presets"
+    folder.mkdir(parents=True)
+    (folder / "mine.toml").write_text('[student]\nmodel = "resnet10_cifar"\n[method]\nname = "scratch"\n')
+    (folder / "broken.toml").write_text("[run\n")
+    (folder / "mlp_to_cnn.toml").write_text((PRESETS / "mlp_to_cnn.toml").read_text().replace("epochs = 4", "epochs = 9"))
+    return folder
+
+
+def test_presets_ls_lists_built_in_and_user_presets(fbt_home):
+    folder = _user_presets(fbt_home)
+    result = run_fbt("presets", "ls", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert {"mlp_to_cnn", "vit_to_cnn", "cnn_to_vit", "cnn_to_mlp", "cnn_to_cnn"} <= set(BUILT_IN)
+    assert [r["name"] for r in rows if r["kind"] == "built-in"] == BUILT_IN
+    users = {r["name"]: r for r in rows if r["kind"] == "user"}
+    assert set(users) == {"mine", "broken", "mlp_to_cnn"} and rows[0]["kind"] == "user"  # user presets first
+    assert users["mine"]["method"] == "scratch" and users["mine"]["teacher"] == "" and users["mine"]["problems"] == []
+    assert users["mlp_to_cnn"]["epochs"] == 9 and users["mlp_to_cnn"]["path"] == str(folder / "mlp_to_cnn.toml")
+    assert len(users["broken"]["problems"]) == 1 and "not valid TOML" in users["broken"]["problems"][0]
+    builtin = next(r for r in rows if r["name"] == "mlp_to_cnn" and r["kind"] == "built-in")
+    assert (builtin["teacher"], builtin["student"], builtin["method"], builtin["problems"]) == (
+        "mixer_nano", "resnet10_cifar", "fbt", [])
+    table = run_fbt("presets", "ls").stdout
+    assert "fbt presets validate broken" in table and "mixer_nano → resnet10_cifar" in table
+
+
+def test_presets_validate_every_built_in(fbt_home):
+    result = run_fbt("presets", "validate", *[str(p) for p in sorted(PRESETS.rglob("*.toml"))])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("ok: ") == len(BUILT_IN) and result.stderr == ""
+
+
+def test_presets_validate_by_name_and_its_exit_codes(fbt_home):
+    _user_presets(fbt_home)
+    assert run_fbt("presets", "validate", "mine").returncode == 0
+    broken = run_fbt("presets", "validate", "broken")
+    assert broken.returncode == 2 and broken.stderr.count("error: ") == 1  # only the syntax error, no echoes
+    missing = run_fbt("presets", "validate", "mlp_to_cnx")
+    assert missing.returncode == 3 and 'did you mean "mlp_to_cnn"?' in missing.stderr
+
+
+def test_paths_follow_fbt_home(fbt_home):
+    result = run_fbt("paths")
+    assert result.returncode == 0
+    paths = {line[:17].rstrip(): line[18:] for line in result.stdout.splitlines()}  # "label (padded) path"
+    assert paths["data"] == str(fbt_home) and paths["runs"] == str(fbt_home / "runs")
+    assert paths["index"] == str(fbt_home / "index.sqlite") and paths["teacher cache"] == str(fbt_home / "teachers")
+    assert paths["user presets"] == str(fbt_home / "config" / "presets")
+    assert paths["built-in presets"] == str(REPO / "presets")
+
+
+def test_doctor_reports_the_environment(fbt_home):
+    result = run_fbt("doctor", "--json")
+    assert result.returncode == 0, result.stderr
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    for name in ("python", "torch", "timm", "torchvision", "textual", "rich", "fashion_mnist_5k", "data home", "runs",
+                 "teacher cache", "disk"):
+        assert name in checks, name
+    assert checks["torch"]["state"] == "ok" and checks["fashion_mnist_5k"]["state"] == "ok"
+    assert "cuda" in checks or "cuda:0" in checks
+    assert checks["data home"]["detail"].startswith(str(fbt_home)) and "FBT_HOME" in checks["data home"]["detail"]
+    assert checks["runs"]["detail"] == f"0 in {fbt_home / 'runs'}"
+    human = run_fbt("doctor")
+    assert human.returncode == 0 and "fashion_mnist_5k" in human.stdout and "Traceback" not in human.stderr
+
+
+def test_an_empty_history(fbt_home):
+    assert "no runs yet" in run_fbt("runs", "ls").stdout
+    assert json.loads(run_fbt("runs", "ls", "--json").stdout) == []
+    assert "the trash is empty" in run_fbt("runs", "purge").stdout
+    shown = run_fbt("runs", "show", "last")
+    assert shown.returncode == 2 and "no runs yet" in shown.stderr
+    assert run_fbt("compare", "last", "last").returncode == 2
+    assert run_fbt("presets", "validate", MLP_TO_CNN).returncode == 0
