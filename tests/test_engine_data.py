@@ -203,3 +203,20 @@ def test_imagefolder_from_generated_pngs(tmp_path):
     # the same (seed, epoch) gives the same order; start_step skips exactly the first batches
     again = list(bundle.train.epoch(0, start_step=1))
     assert [y.tolist() for _, y in again] == [y.tolist() for _, y in batches[1:]]
+
+
+def test_fbt_run_trains_on_a_fabricated_cifar100_folder(fbt_home, tmp_path):
+    from conftest import run_fbt
+    from helpers_engine import file_events, only_run
+
+    fabricate_cifar(tmp_path, 100, per_file=200)
+    result = run_fbt("run", MLP_TO_CNN, "--set", "method.name=scratch", "--set", "student.model=resnet10_cifar_slim",
+                     "--set", "data.name=cifar100", "--set", f"data.root={tmp_path}", "--set", "data.batch_size=50",
+                     "--set", "train.epochs=1", "--set", "train.log_every=1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    events = file_events(only_run(fbt_home))
+    started = events[0]
+    assert started["data"] == {"name": "cifar100", "classes": 100, "img_size": 32, "train_images": 200,
+                               "val_images": 200}
+    assert not started["uses_teacher"] and started["loss_terms"] == ["ce"]
+    assert sum(e["type"] == "step" for e in events) == 4 and events[-1]["type"] == "run_finished"
