@@ -32,7 +32,8 @@ class DataError(RuntimeError):
 
 
 class BatchSource(Protocol):
-    num_images: int
+    num_images: int  # images this process draws from
+    total_images: int  # over all processes
 
     def __len__(self) -> int: ...
 
@@ -51,14 +52,21 @@ class Arrays:
 
 
 class DeviceBatches:
-    """Batches of an in-memory split held on `device`; augmentation is batched tensor work."""
+    """Batches of an in-memory split held on `device`; augmentation is batched tensor work.
+
+    With `world` processes, every process draws the same order and takes its slice of each global
+    batch (training), or its share of the images (evaluation)."""
 
     def __init__(self, arrays: Arrays, data: DataSection, info: DatasetInfo, img_size: int,
-                 device: torch.device, seed: int, train: bool):
+                 device: torch.device, seed: int, train: bool, rank: int = 0, world: int = 1):
         self.images = torch.from_numpy(arrays.images).to(device)
         self.labels = torch.from_numpy(arrays.labels).to(device)
+        self.rank, self.world = rank, world
+        self.total_images = len(self.labels)
+        if not train and world > 1:
+            self.images, self.labels = self.images[rank::world], self.labels[rank::world]
         self.num_images = len(self.labels)
-        self.batch_size = data.batch_size if train else data.eval_batch_size
+        self.batch_size = data.batch_size // world if train else data.eval_batch_size
         self.train, self.seed, self.device, self.img_size = train, seed, device, img_size
         self.augment = train and data.augmentation == "standard"
         self.pad, self.hflip = data.pad, data.hflip
@@ -70,17 +78,22 @@ class DeviceBatches:
 
     def __len__(self) -> int:
         # Training drops the last partial batch (steady BatchNorm statistics); evaluation keeps it.
-        return self.num_images // self.batch_size if self.train else math.ceil(self.num_images / self.batch_size)
+        if self.train:
+            return self.num_images // (self.batch_size * self.world)
+        return math.ceil(self.num_images / self.batch_size)
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
         order = (torch.randperm(self.num_images, device=self.device,
                                 generator=step_generator(self.device, self.seed, epoch, -1))
                  if self.train else torch.arange(self.num_images, device=self.device))
+        span = self.batch_size * self.world if self.train else self.batch_size
         for step in range(start_step, len(self)):
-            idx = order[step * self.batch_size:(step + 1) * self.batch_size]
+            start = step * span + (self.rank * self.batch_size if self.train else 0)
+            idx = order[start:start + self.batch_size]
             x = self.images[idx]
             if self.augment:
-                x = random_crop_flip(x, self.pad, self.hflip, step_generator(self.device, self.seed, epoch, step))
+                g = step_generator(self.device, self.seed, epoch, step * self.world + self.rank)
+                x = random_crop_flip(x, self.pad, self.hflip, g)
             yield to_model_input(x, self.img_size, self.mean, self.std), self.labels[idx]
 
     def fixed_batch(self, n: int) -> Batch:
@@ -92,21 +105,36 @@ class DeviceBatches:
 class LoaderBatches:
     """A torchvision dataset streamed by a DataLoader (folder datasets)."""
 
-    def __init__(self, dataset, data: DataSection, device: torch.device, seed: int, train: bool):
+    def __init__(self, dataset, data: DataSection, device: torch.device, seed: int, train: bool,
+                 rank: int = 0, world: int = 1):
         self.dataset, self.device, self.seed, self.train = dataset, device, seed, train
-        self.batch_size = data.batch_size if train else data.eval_batch_size
+        self.rank, self.world = rank, world
+        self.batch_size = data.batch_size // world if train else data.eval_batch_size
         self.workers = data.workers
-        self.num_images = len(dataset)
+        self.num_images = self.total_images = len(dataset)
+        self.shard_images = (self.num_images // world if train else len(range(rank, self.num_images, world)))
 
     def __len__(self) -> int:
-        return self.num_images // self.batch_size if self.train else math.ceil(self.num_images / self.batch_size)
+        if self.train:
+            return self.shard_images // self.batch_size
+        return math.ceil(self.shard_images / self.batch_size)
 
     def _loader(self, epoch: int):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        if self.world > 1:
+            from torch.utils.data.distributed import DistributedSampler
+
+            sampler = DistributedSampler(self.dataset, num_replicas=self.world, rank=self.rank, shuffle=self.train,
+                                         seed=self.seed, drop_last=self.train)
+            sampler.set_epoch(epoch)
+            if not self.train:  # every image scored once: this rank's strided share, no padding
+                sampler = list(range(self.rank, self.num_images, self.world))
+            order = dict(sampler=sampler)
+        else:
+            order = dict(shuffle=self.train, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
         return torch.utils.data.DataLoader(
-            self.dataset, batch_size=self.batch_size, shuffle=self.train, drop_last=self.train,
-            num_workers=self.workers, pin_memory=self.device.type == "cuda", generator=g,
-            persistent_workers=False, prefetch_factor=4 if self.workers else None,
+            self.dataset, batch_size=self.batch_size, drop_last=self.train, num_workers=self.workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
+            prefetch_factor=4 if self.workers else None, **order,
         )
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
@@ -129,9 +157,14 @@ class DataBundle:
     train: BatchSource
     val: BatchSource
 
+    @property
+    def val_images(self) -> int:
+        """Validation images over all processes (each process holds its share)."""
+        return self.val.total_images
+
     def describe(self) -> dict:
         return {"name": self.info.name, "classes": self.num_classes, "img_size": self.img_size,
-                "train_images": self.train.num_images, "val_images": self.val.num_images}
+                "train_images": self.train.num_images, "val_images": self.val_images}
 
 
 # --- loading each dataset as arrays -------------------------------------------------------------
@@ -216,7 +249,8 @@ def _subset(train: Arrays, val: Arrays, n: int, seed: int) -> tuple[Arrays, Arra
             val.take(np.sort(stratified_indices(val.labels, min(n_val, len(val.labels)), seed))))
 
 
-def _imagefolder(data: DataSection, info: DatasetInfo, img_size: int, device: torch.device, seed: int):
+def _imagefolder(data: DataSection, info: DatasetInfo, img_size: int, device: torch.device, seed: int,
+                 rank: int, world: int):
     from torchvision import datasets, transforms
 
     root = _root(data, info)
@@ -240,21 +274,23 @@ def _imagefolder(data: DataSection, info: DatasetInfo, img_size: int, device: to
         n_val = min(max(1, math.ceil(data.subset / 5)), len(vlabels))
         val = torch.utils.data.Subset(val, np.sort(stratified_indices(vlabels, n_val, seed)))
     classes = (train.dataset if data.subset else train).classes
-    return (LoaderBatches(train, data, device, seed, True), LoaderBatches(val, data, device, seed, False)), classes
+    return (LoaderBatches(train, data, device, seed, True, rank, world),
+            LoaderBatches(val, data, device, seed, False, rank, world)), classes
 
 
-def load_data(data: DataSection, device: torch.device, seed: int) -> DataBundle:
+def load_data(data: DataSection, device: torch.device, seed: int, rank: int = 0, world: int = 1) -> DataBundle:
+    """Train and validation batches; with `world` processes, this process's share of each."""
     info = DATASETS[data.name]
     img_size = data.img_size or info.native_size
     if not img_size:
         raise DataError(f'data.img_size: dataset "{data.name}" has no native size; set one')
     if not info.in_memory:
-        (train, val), classes = _imagefolder(data, info, img_size, device, seed)
+        (train, val), classes = _imagefolder(data, info, img_size, device, seed, rank, world)
         return DataBundle(info, len(classes), classes, img_size, train, val)
     (train_a, val_a), classes = ArrayLoader.get(data.name)(data, info)
     train_a, val_a = _subset(train_a, val_a, data.subset, seed)
     return DataBundle(
         info, len(classes), classes, img_size,
-        DeviceBatches(train_a, data, info, img_size, device, seed, train=True),
-        DeviceBatches(val_a, data, info, img_size, device, seed, train=False),
+        DeviceBatches(train_a, data, info, img_size, device, seed, True, rank, world),
+        DeviceBatches(val_a, data, info, img_size, device, seed, False, rank, world),
     )

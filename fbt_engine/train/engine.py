@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 run failed, 2 usage or config error, 3 environment, 130 inte
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -32,12 +33,13 @@ from fbt_engine.methods.params import ScratchParams
 from fbt_engine.models.adapters import StagedModel, UnsupportedModel
 from fbt_engine.models.factory import build_staged, count_params
 from fbt_engine.store.runs import RUN_ID, RunStore, process_start_ticks
-from fbt_engine.train import checkpoint, teacher as teacher_mod
+from fbt_engine.train import checkpoint, distributed, teacher as teacher_mod
+from fbt_engine.train.distributed import DistInfo
 from fbt_engine.train.loop import (
     Interrupted, LoopState, NonFiniteLoss, Phase, StopFlag, autocast_for, evaluate, fit_channels, run_phase,
 )
 from fbt_engine.train.optim import OptimSpec, ScheduleSpec, build_optimizer, build_scheduler
-from fbt_engine.train.report import HumanOutput, Reporter
+from fbt_engine.train.report import HumanOutput, Reporter, SilentReporter
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 RESUMABLE_SETTINGS = ("train.epochs",)  # what --set may change when resuming
@@ -73,13 +75,17 @@ class Prepared:
     teacher: StagedModel | None
     teacher_source: teacher_mod.TeacherSource | None
     method: Distiller
+    dist: DistInfo = DistInfo()
     ema: Any = None  # set by the distillation phase when train.ema is on
     teacher_acc: dict[str, float] | None = None  # the frozen teacher's validation top-1/top-5
 
 
-def select_device(requested: str) -> torch.device:
+def select_device(requested: str, info: DistInfo = DistInfo()) -> torch.device:
+    """The training device; under torchrun, CUDA processes take the GPU of their local rank."""
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and info.active:
+        requested = f"cuda:{info.local_rank}"
     if requested.startswith("cuda"):
         if not torch.cuda.is_available():
             raise EngineError("--device cuda: CUDA is not available on this machine (try --device cpu)", EXIT_ENV)
@@ -138,12 +144,16 @@ def _toml_string(text: str) -> str:
     return json.dumps(text)  # a JSON string literal is a valid TOML basic string
 
 
-def prepare(resolved: Resolved) -> Prepared:
+def prepare(resolved: Resolved, device: torch.device, info: DistInfo = DistInfo()) -> Prepared:
     cfg = resolved.config
-    device = select_device(cfg.run.device)
+    if cfg.data.batch_size % info.world:
+        raise EngineError(f"data.batch_size: the global batch {cfg.data.batch_size} does not split over "
+                          f"{info.world} processes", EXIT_USAGE)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     checkpoint.seed_everything(cfg.run.seed)
     try:
-        data = load_data(cfg.data, device, cfg.run.seed)
+        data = load_data(cfg.data, device, cfg.run.seed, rank=info.rank, world=info.world)
     except DataError as exc:
         raise EngineError(str(exc), EXIT_ENV) from None
     try:
@@ -177,7 +187,7 @@ def prepare(resolved: Resolved) -> Prepared:
         method = build_method(student, teacher, cfg.method, cfg.train.label_smoothing).to(device)
     except (UnsupportedModel, ValueError) as exc:
         raise EngineError(f"method: {exc}", EXIT_USAGE) from None
-    prepared = Prepared(resolved, device, data, student, teacher, source, method)
+    prepared = Prepared(resolved, device, data, student, teacher, source, method, info)
     if source is not None and source.kind == "checkpoint":
         acc, chance = teacher_accuracy(prepared), 100.0 / data.num_classes
         if acc["top1"] < NEAR_CHANCE * chance:
@@ -220,10 +230,15 @@ def _phase(name: str, method: Distiller, p: Prepared, epochs: int, optim: OptimS
     steps = len(p.data.train)
     sched = ScheduleSpec(sched_name, steps * epochs, int(round(warmup_epochs * steps)), warmup_ratio, min_ratio)
     optimizer = build_optimizer([method], optim, p.device)
+    train_module = None
+    if p.dist.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_module = DistributedDataParallel(method, device_ids=[p.device.index] if p.device.type == "cuda" else None)
     return Phase(name, method, optimizer, build_scheduler(optimizer, sched), p.data, epochs, p.student.in_chans,
                  grad_clip, cfg.train.log_every, cfg.train.eval_every, autocast_for(p.device, cfg.train.amp),
                  run_dir / "checkpoints", prefix, evaluated_as, memory_format=memory_format(cfg),
-                 compile=cfg.train.compile)
+                 compile=cfg.train.compile, train_module=train_module, world=p.dist.world, is_main=p.dist.is_main)
 
 
 def memory_format(cfg: Config) -> torch.memory_format:
@@ -250,13 +265,14 @@ def teacher_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
     reporter.log(f"teacher {cfg.teacher.model}: training from scratch for {r.epochs} epochs")
     state = run_phase(phase, state, reporter, stop)
     p.teacher.model.eval().requires_grad_(False)
-    # cache the final weights: what the next run with this teacher would also get
-    teacher_mod.save_to_cache(source, p.teacher.model, {
-        "model": cfg.teacher.model, "best_top1": state.best_top1, "run": reporter.run_id,
-        "recipe": to_table(r), "data": cfg.data.name,
-    })
-    for kind in ("last", "best"):  # only needed to resume this phase, which is now done
-        phase.path(kind).unlink(missing_ok=True)
+    if p.dist.is_main:  # cache the final weights: what the next run with this teacher would also get
+        teacher_mod.save_to_cache(source, p.teacher.model, {
+            "model": cfg.teacher.model, "best_top1": state.best_top1, "run": reporter.run_id,
+            "recipe": to_table(r), "data": cfg.data.name,
+        })
+        for kind in ("last", "best"):  # only needed to resume this phase, which is now done
+            phase.path(kind).unlink(missing_ok=True)
+    distributed.barrier()
 
 
 def distill_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: bool) -> LoopState:
@@ -264,7 +280,7 @@ def distill_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
     fixed = None
     if p.teacher is not None:
         fixed = {"teacher": teacher_accuracy(p)}
-        reporter.log(f"teacher top-1 {fixed['teacher']['top1']:.2f}% on {p.data.val.num_images} validation images")
+        reporter.log(f"teacher top-1 {fixed['teacher']['top1']:.2f}% on {p.data.val_images} validation images")
     o = cfg.optim
     phase = _phase("distillation", p.method, p, cfg.train.epochs,
                    OptimSpec(o.name, o.lr, o.weight_decay, o.momentum, o.nesterov, tuple(o.betas)),
@@ -329,62 +345,89 @@ def to_config_table(cfg: Config) -> dict[str, Any]:
     return table
 
 
+class Refusal(Exception):
+    """The run cannot start: a message for stderr and the exit code."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message, code)
+        self.message, self.code = message, code
+
+
+def _attempt(step):
+    """`step()` on every process; a refusal on any process is a refusal on all of them (with the
+    first one's message), so no rank waits forever for one that gave up."""
+    try:
+        result, refusal = step(), None
+    except PresetError as exc:
+        result, refusal = None, ("\n".join(f"error: {p}" for p in exc.problems), exc.exit_code)
+    except EngineError as exc:
+        result, refusal = None, (f"error: {exc}", exc.exit_code)
+    except LookupError as exc:  # no such run to resume
+        result, refusal = None, (f"error: {exc}", EXIT_USAGE)
+    refusals = [r for r in distributed.all_gather_objects(refusal) if r is not None]
+    if refusals:
+        raise Refusal(*refusals[0])
+    return result
+
+
 def run(options: RunOptions) -> int:
-    human = HumanOutput(quiet=options.quiet)
+    """One run, start to end; under torchrun, this process's part of it (rank 0 writes the store)."""
+    info = distributed.from_env()
+    human = HumanOutput(quiet=options.quiet or not info.is_main)
     store = RunStore()
     try:
-        resolved, resume_id = _resolve(options, store)
-        prepared = prepare(resolved)
-    except PresetError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return exc.exit_code
-    except EngineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except LookupError as exc:  # RunNotFound
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    run_id, segment = _open_run(prepared, options, store, resume_id)
-    return execute(prepared, store, run_id, segment, resume_id is not None, options, human)
+        resolved, resume_id = _attempt(lambda: _resolve(options, store))
+        device = _attempt(lambda: select_device(resolved.config.run.device, info))
+        distributed.init(info, device)
+        prepared = _attempt(lambda: prepare(resolved, device, info))
+        run_id, segment = distributed.broadcast(
+            _attempt(lambda: _open_run(prepared, options, store, resume_id) if info.is_main else None))
+    except Refusal as exc:
+        print(exc.message, file=sys.stderr)
+        distributed.shutdown()
+        return exc.code
+    try:
+        reporter = (Reporter(store, run_id, options.json, human) if info.is_main
+                    else SilentReporter(store.runs_dir / run_id, run_id, human))
+        with StopFlag() as stop:
+            return execute(prepared, run_id, segment, resume_id is not None, reporter, stop)
+    finally:
+        distributed.shutdown()
 
 
-def execute(p: Prepared, store: RunStore, run_id: str, segment: int, resuming: bool, options: RunOptions,
-            human: HumanOutput) -> int:
-    reporter = Reporter(store, run_id, options.json, human)
-    with StopFlag() as stop:
-        return _execute(p, store, run_id, segment, resuming, reporter, stop)
-
-
-def _execute(p: Prepared, store: RunStore, run_id: str, segment: int, resuming: bool, reporter: Reporter,
-             stop: StopFlag) -> int:
+def execute(p: Prepared, run_id: str, segment: int, resuming: bool, reporter: Reporter, stop: StopFlag) -> int:
     cfg = p.resolved.config
     started = time.time()
     phase_name = "teacher_training" if p.teacher_source and p.teacher_source.kind == "train" else "distillation"
     try:
         if resuming:
-            last = store.run_dir(run_id) / "checkpoints"
-            from_step, phase_name = _resume_point(last, p.device)
+            from_step, phase_name = resume_point(reporter.dir / "checkpoints")
             reporter.emit("resume", segment=segment, phase=phase_name, from_step=from_step)
             reporter.log(f"resuming {run_id} as segment {segment} from {phase_name} step {from_step}")
         else:
-            reporter.emit("run_started", run_id=run_id, segment=segment, config=to_config_table(cfg),
-                          device=describe_device(p.device, cfg.train.amp), params=param_counts(p),
-                          data=p.data.describe(), uses_teacher=p.teacher is not None,
-                          steps_per_epoch=len(p.data.train), loss_terms=p.method.loss_terms(), versions=versions())
+            device = describe_device(p.device, cfg.train.amp)
+            reporter.emit("run_started", run_id=run_id, segment=segment, config=to_config_table(cfg), device=device,
+                          params=param_counts(p), data=p.data.describe(), uses_teacher=p.teacher is not None,
+                          steps_per_epoch=len(p.data.train), loss_terms=p.method.loss_terms(), versions=versions(),
+                          processes=p.dist.world, batch_per_process=p.data.train.batch_size)
             reporter.log(f"run {run_id}: {cfg.method.name} {cfg.teacher.model + ' → ' if p.teacher else ''}"
-                         f"{cfg.student.model} on {cfg.data.name} ({describe_device(p.device, cfg.train.amp)['name']})")
+                         f"{cfg.student.model} on {cfg.data.name} ({device['name']})")
+            if p.dist.active:
+                reporter.log(f"{p.dist.world} processes: global batch {cfg.data.batch_size} = {p.dist.world} × "
+                             f"{p.data.train.batch_size}; lr {cfg.optim.lr} applies to the global batch as given "
+                             "(no scaling rule)")
         if p.teacher is not None:
             phase_name = "teacher_training"
             teacher_phase(p, reporter, stop, resuming)
         phase_name = "distillation"
         state = distill_phase(p, reporter, stop, resuming)
-        weights = save_student(p, reporter.dir)
+        in_sync = _ranks_in_sync(p)
+        weights = save_student(p, reporter.dir) if p.dist.is_main else None
         summary = reporter.fold
         reporter.emit("run_finished", best={"top1": summary.best_top1, "epoch": summary.best_epoch},
                       final={"top1": summary.final_top1}, fusion={"top1": summary.fusion_top1},
                       teacher={"top1": summary.teacher_top1}, steps=state.step, wall_time=time.time() - started,
-                      student_weights=weights.name)
+                      student_weights=weights.name if weights else None, ranks_in_sync=in_sync)
         reporter.log(f"finished: best top-1 {summary.best_top1:.2f}% (epoch {summary.best_epoch}), "
                      f"final {summary.final_top1:.2f}% — {reporter.dir}")
         reporter.finish("finished", EXIT_OK)
@@ -402,13 +445,25 @@ def _execute(p: Prepared, store: RunStore, run_id: str, segment: int, resuming: 
     except Exception as exc:  # the run failed: record it fully, then report it briefly
         tail = traceback.format_exc().splitlines()[-25:]
         reporter.emit("run_failed", error=type(exc).__name__, message=str(exc), traceback="\n".join(tail),
-                      phase=phase_name)
+                      phase=phase_name, rank=p.dist.rank)
         reporter.log(f"failed: {type(exc).__name__}: {exc}")
         reporter.finish("failed", EXIT_FAILED)
         return EXIT_FAILED
 
 
-def _resume_point(checkpoints: Path, device: torch.device) -> tuple[int, str]:
+def _ranks_in_sync(p: Prepared) -> bool:
+    """Whether every process ends with the same student weights (DDP's promise, checked)."""
+    if not p.dist.active:
+        return True
+    model = p.ema.module if p.ema is not None else p.student.model
+    digest = hashlib.sha256()
+    for tensor in model.parameters():  # buffers (BatchNorm statistics) are per rank by design
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return len(set(distributed.all_gather_objects(digest.hexdigest()))) == 1
+
+
+def resume_point(checkpoints: Path) -> tuple[int, str]:
+    """(step, phase) the newest `last` checkpoint of a run resumes from."""
     for prefix, phase in (("", "distillation"), ("teacher_", "teacher_training")):
         path = checkpoints / f"{prefix}last.pt"
         if path.is_file():

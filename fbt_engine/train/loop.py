@@ -21,7 +21,7 @@ import torch
 
 from fbt_engine.data.sources import DataBundle
 from fbt_engine.methods.base import PAIRS, Distiller
-from fbt_engine.train import checkpoint
+from fbt_engine.train import checkpoint, distributed
 from fbt_engine.train.metrics import linear_cka, mean_cosine, norm_ratio, retrieval_top1, topk_correct
 from fbt_engine.train.report import Reporter
 
@@ -107,6 +107,13 @@ class Phase:
     ema: Any = None  # timm ModelEmaV3 of the student: evaluated and exported in its place
     memory_format: torch.memory_format = torch.contiguous_format
     compile: bool = False
+    train_module: torch.nn.Module | None = None  # the method under DistributedDataParallel, when distributed
+    world: int = 1  # processes training together; batches are per process
+    is_main: bool = True  # the one process that writes checkpoints
+
+    @property
+    def global_batch(self) -> int:
+        return self.data.train.batch_size * self.world
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         return fit_channels(x, self.channels, self.memory_format)
@@ -133,6 +140,8 @@ class Phase:
 
     def save(self, kind: str, state: LoopState) -> Path:
         path = self.path(kind)
+        if not self.is_main:
+            return path
         checkpoint.save(path, {
             "format": 1, "phase": self.name, "state": asdict(state), "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
@@ -153,7 +162,8 @@ class Phase:
 @torch.no_grad()
 def evaluate(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], data: DataBundle,
              inputs: Callable[[torch.Tensor], torch.Tensor], autocast) -> dict[str, Any]:
-    """Top-1/top-5 (%) of every model `predict` returns, and the first model's validation loss."""
+    """Top-1/top-5 (%) of every model `predict` returns, and the first model's validation loss.
+    Distributed, each process scores its share of the validation set and the counts are summed."""
     correct: dict[str, list[torch.Tensor]] = {}
     loss_sum, n, first = None, 0, None
     for x, y in data.val.epoch(0):
@@ -166,9 +176,14 @@ def evaluate(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], data: D
         batch_loss = torch.nn.functional.cross_entropy(logits[first].float(), y, reduction="sum")
         loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
         n += len(y)
-    result: dict[str, Any] = {name: {"top1": 100.0 * float(c1) / n, "top5": 100.0 * float(c5) / n}
-                              for name, (c1, c5) in correct.items()}
-    result["val_loss"] = float(loss_sum) / n
+    names = list(correct)
+    totals = distributed.all_reduce_sum(torch.stack(
+        [c.float() for name in names for c in correct[name]] + [loss_sum.float(), torch.tensor(float(n), device=loss_sum.device)]
+    )).tolist()
+    n_all = totals[-1]
+    result: dict[str, Any] = {name: {"top1": 100.0 * totals[2 * i] / n_all, "top5": 100.0 * totals[2 * i + 1] / n_all}
+                              for i, name in enumerate(names)}
+    result["val_loss"] = totals[-2] / n_all
     return result
 
 
@@ -204,19 +219,20 @@ class TrainForward:
     compiler, an unsupported backend) training goes on eagerly and a warning event says why."""
 
     def __init__(self, phase: Phase, reporter: Reporter):
-        self.method, self.reporter = phase.method, reporter
-        self.fn = torch.compile(phase.method) if phase.compile else phase.method
+        self.eager = phase.train_module or phase.method
+        self.reporter = reporter
+        self.fn = torch.compile(self.eager) if phase.compile else self.eager
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor):
-        if self.fn is self.method:
-            return self.method(x, y)
+        if self.fn is self.eager:
+            return self.eager(x, y)
         try:
             return self.fn(x, y)
         except Exception as exc:
-            self.fn = self.method
+            self.fn = self.eager
             self.reporter.emit("warning", message=f"torch.compile failed ({type(exc).__name__}: {exc}); "
                                                   "training without it")
-            return self.method(x, y)
+            return self.eager(x, y)
 
 
 def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag) -> LoopState:
@@ -251,36 +267,39 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
             interval += values
             finite.append(torch.isfinite(values).all())
             last_of_epoch = state.step_in_epoch == phase.steps_per_epoch
-            if state.step % phase.log_every == 0 or last_of_epoch or stop.requested:
-                _check_finite(finite, interval_start, terms, values)
+            # A single process stops right after the step a stop was asked at; distributed processes
+            # agree on stopping at log steps, where they synchronise anyway.
+            if state.step % phase.log_every == 0 or last_of_epoch or (phase.world == 1 and stop.requested):
                 n = state.step - interval_start
-                means = (interval / n).tolist()
+                reduced = distributed.all_reduce_sum(torch.cat([interval, (~torch.stack(finite)).float()]))
+                _check_finite(reduced[len(interval):] == 0, interval_start, terms, reduced[:len(interval)])
+                means = (reduced[:len(interval)] / (n * phase.world)).tolist()
                 elapsed = time.perf_counter() - interval_t
-                img_s = n * phase.data.train.batch_size / elapsed if elapsed > 0 else None
+                img_s = n * phase.global_batch / elapsed if elapsed > 0 else None
                 reporter.emit("step", phase=phase.name, step=state.step, epoch=epoch + 1, lr=lr,
                               loss=means[0], losses=dict(zip(terms, means[1:])), img_s=img_s)
                 reporter.human.advance(state.step, f"epoch {epoch + 1}/{phase.epochs} loss {means[0]:.4f}")
-                epoch_sum += interval
+                epoch_sum += reduced[:len(interval)] / phase.world
                 epoch_steps += n
                 interval.zero_()
                 finite.clear()
                 interval_start, interval_t = state.step, time.perf_counter()
-            if stop.requested:
-                path = phase.save("last", state)
-                reporter.emit("checkpoint", phase=phase.name, kind="last", epoch=epoch + 1, step=state.step,
-                              path=str(path.relative_to(reporter.dir)))
-                raise Interrupted
+                if distributed.any_rank(stop.requested, device):
+                    path = phase.save("last", state)
+                    reporter.emit("checkpoint", phase=phase.name, kind="last", epoch=epoch + 1, step=state.step,
+                                  path=str(path.relative_to(reporter.dir)))
+                    raise Interrupted
         state.epoch, state.step_in_epoch = epoch + 1, 0
         _end_epoch(phase, state, reporter, epoch_sum / max(1, epoch_steps), terms, time.perf_counter() - epoch_start)
     return state
 
 
-def _check_finite(finite: list[torch.Tensor], interval_start: int, terms: list[str], values: torch.Tensor) -> None:
-    flags = torch.stack(finite)
-    if bool(flags.all()):
+def _check_finite(finite: torch.Tensor, interval_start: int, terms: list[str], sums: torch.Tensor) -> None:
+    """`finite`: one flag per step of the interval (false if any process saw a non-finite loss)."""
+    if bool(finite.all()):
         return
-    first_bad = int((~flags).nonzero()[0, 0])
-    bad_terms = [t for t, v in zip(terms, values[1:].tolist()) if not math.isfinite(v)] or ["total"]
+    first_bad = int((~finite).nonzero()[0, 0])
+    bad_terms = [t for t, v in zip(terms, sums[1:].tolist()) if not math.isfinite(v)] or ["total"]
     raise NonFiniteLoss(interval_start + first_bad + 1, bad_terms)
 
 
@@ -291,17 +310,18 @@ def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: 
         "phase": phase.name, "epoch": epoch, "step": state.step, "epoch_time": epoch_time,
         "lr": phase.optimizer.param_groups[0]["lr"],
         "train_loss": float(train_means[0]), "train_losses": dict(zip(terms, train_means[1:].tolist())),
-        "img_s": phase.steps_per_epoch * phase.data.train.batch_size / epoch_time,
+        "img_s": phase.steps_per_epoch * phase.global_batch / epoch_time,
     }
     is_eval = epoch % phase.eval_every == 0 or epoch == phase.epochs
     if is_eval:
+        distributed.broadcast_buffers(phase.method)
         metrics = evaluate(phase.predict, phase.data, phase.inputs, phase.autocast)
         payload["val_loss"] = metrics.pop("val_loss")
         payload[phase.evaluated_as] = metrics.pop("student")
         payload.update(metrics)  # "fusion" where the method has one
         payload.update(phase.fixed_metrics or {})
     reporter.emit("epoch", **payload)
-    if phase.probe is not None and is_eval:
+    if phase.probe is not None and is_eval and phase.is_main:
         phase.method.eval()
         x, _ = phase.probe
         reporter.emit("stages", phase=phase.name, epoch=epoch, step=state.step,

@@ -100,3 +100,29 @@ class Reporter:
         now = time.time()
         self.store.update_meta(self.run_id, status=status, exit_code=exit_code, ended=now, heartbeat=now)
         self.store.index.upsert(self.fold.summary(self.store.read_meta(self.run_id)))
+
+
+class SilentReporter(Reporter):
+    """What processes other than rank 0 report to: nothing is written (rank 0 owns the store),
+    but the fold of their own events keeps the same summary for the run's last lines."""
+
+    def __init__(self, run_dir: Path, run_id: str, human: HumanOutput):
+        self.dir, self.run_id, self.human = run_dir, run_id, human
+        self.fold = fold_events([])
+
+    def emit(self, event_type: str, **payload: Any) -> dict[str, Any]:
+        event = {"type": event_type, **payload}
+        self.fold.add(event)
+        return event
+
+    def log(self, text: str) -> None:
+        pass
+
+    def heartbeat(self, force: bool = False) -> None:
+        pass
+
+    def checkpoint_index(self) -> None:
+        pass
+
+    def finish(self, status: str, exit_code: int) -> None:
+        self.human.stop()
