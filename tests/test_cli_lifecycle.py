@@ -101,6 +101,7 @@ def killed(tmp_path_factory, teacher_cache):
     try:
         run.wait_for(distillation_step(2))
         run_id = run.events[0]["run_id"]
+        os.kill(run.proc.pid, signal.SIGSTOP)  # still alive, but it cannot finish while we look
         # while it runs: listed as running, and neither deleted nor closed from under it
         assert _status(run_id, home) == "running"
         rm = run_fbt("runs", "rm", "victim", home=home)
