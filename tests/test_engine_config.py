@@ -200,3 +200,11 @@ def test_known_model_names_are_exactly_what_timm_create_model_accepts():
 def test_pretrained_tags_and_unknown_names():
     assert is_known_model("resnet18.a1_in1k") and is_known_model("mixer_nano")
     assert not is_known_model("resnet10_cifra") and not is_known_model("")
+
+
+def test_a_key_from_another_section_is_pointed_to(tmp_path):
+    found = problems_of(GOOD, tmp_path, "train.lr=3e-4", "data.momentum=0.5", "sched.epochs=3")
+    assert found["train.lr"].startswith('--set: train.lr: unknown key (did you mean "optim.lr"?)')
+    assert 'did you mean "optim.momentum"?' in found["data.momentum"]
+    assert 'did you mean "train.epochs"?' in found["sched.epochs"]
+    assert "did you mean" not in problems_of(GOOD, tmp_path, "run.zzz=1")["run.zzz"]

@@ -7,15 +7,16 @@ collected, so `fbt presets validate` can report every one at once.
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from fbt_engine import paths
-from fbt_engine.config.fields import Problem, build
+from fbt_engine.config.fields import Problem, build, describe_fields
 from fbt_engine.config.schema import SECTIONS, Config, DataSection
 from fbt_engine.data.catalog import DATASETS
 from fbt_engine.methods.params import METHOD_PARAMS, FBTParams, MethodParams
@@ -165,8 +166,28 @@ def build_config(table: dict[str, Any], origin, problems: list[Problem]) -> Conf
         if name == "method":
             sections[name] = _build_method(value, origin, problems)
         else:
+            start = len(problems)
             sections[name] = build(SECTIONS[name], value, f"{name}.", origin, problems)
+            problems[start:] = [_hint_other_section(p) for p in problems[start:]]
     return Config(**sections)
+
+
+def _hint_other_section(problem: Problem) -> Problem:
+    """`train.lr` → (did you mean "optim.lr"?): a key that exists, in another section."""
+    if not problem.message.startswith("unknown key") or "did you mean" in problem.message:
+        return problem
+    leaf = problem.key.rsplit(".", 1)[-1]
+    homes = sorted((key.count("."), i, key) for i, key in enumerate(_setting_keys()) if key.rsplit(".", 1)[-1] == leaf)
+    if not homes:
+        return problem
+    hint = f'unknown key (did you mean "{homes[0][2]}"?)'
+    return replace(problem, message=problem.message.replace("unknown key", hint, 1))
+
+
+@functools.cache
+def _setting_keys() -> tuple[str, ...]:
+    return tuple(f"{name}.{key}" for name, cls in SECTIONS.items() if name != "method"
+                 for key, *_ in describe_fields(cls))
 
 
 def _build_method(table: dict[str, Any], origin, problems: list[Problem]) -> MethodParams:
