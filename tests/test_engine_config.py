@@ -203,8 +203,8 @@ def test_pretrained_tags_and_unknown_names():
 
 
 def test_a_key_from_another_section_is_pointed_to(tmp_path):
-    found = problems_of(GOOD, tmp_path, "train.lr=3e-4", "data.momentum=0.5", "sched.epochs=3")
+    found = problems_of(GOOD, tmp_path, "train.lr=3e-4", "data.momentum=0.5", "data.epochs=3")
     assert found["train.lr"].startswith('--set: train.lr: unknown key (did you mean "optim.lr"?)')
     assert 'did you mean "optim.momentum"?' in found["data.momentum"]
-    assert 'did you mean "train.epochs"?' in found["sched.epochs"]
+    assert 'did you mean "train.epochs"?' in found["data.epochs"]  # not teacher.recipe.epochs
     assert "did you mean" not in problems_of(GOOD, tmp_path, "run.zzz=1")["run.zzz"]
