@@ -68,11 +68,14 @@ class FbtApp(App[int]):
         self.start_mode = start_mode
         self.machine = f"CPU ({os.cpu_count()} cores)"
         self.helpers: set[subprocess.Popen] = set()  # short-lived subprocesses to end on exit
+        self.started = False  # History waits for start-up, so crashes are reported by whoever finds them
 
     async def on_mount(self) -> None:
         self.device_label = self.machine
-        await self.switch_mode("dashboard")  # mounted once, so runs can open tabs in it any time
-        await self.switch_mode(self.start_mode)
+        # Every mode is mounted up front: runs can open dashboard tabs any time, and the CSS of
+        # every widget is parsed once here instead of stalling the first visit to a mode.
+        for mode in ("history", "dashboard", self.start_mode):
+            await self.switch_mode(mode)
         self.detect_device()
         self.reattach()
 
@@ -96,7 +99,9 @@ class FbtApp(App[int]):
             self.notify(f"Re-attached to {len(handles)} running run(s).")
         if crashed:
             self.notify("Marked crashed (process gone): " + ", ".join(crashed), severity="warning", timeout=8)
+        self.started = True
         self.refresh_header()
+        self.get_screen("history").reload()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:

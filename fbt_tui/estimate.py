@@ -47,7 +47,7 @@ class ModelSpec:
 def from_past_runs(store: RunStore, cfg: Config) -> tuple[dict[str, int], str] | None:
     """The counts a finished or running run of the same pair, method and data logged."""
     teacher = cfg.teacher.model if cfg.method.needs_teacher else ""
-    for row in store.list():
+    for row in store.index.all():  # not list(): marking crashed runs is start-up's job, not a preview's
         if (row.student, row.teacher, row.method, row.dataset) != (cfg.student.model, teacher, cfg.method.name,
                                                                      cfg.data.name):
             continue

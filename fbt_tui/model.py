@@ -67,20 +67,22 @@ class Series:
 
 
 def decimate(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most ~2·buckets points that keep every bucket's minimum and maximum, so spikes survive
+    """At most 2·buckets points that keep every bucket's minimum and maximum, so spikes survive
     (a plain stride would drop them). Copies, always: the caller may draw them on another thread."""
     n = len(x)
     if buckets < 1 or n <= 2 * buckets:
         return x.copy(), y.copy()
     size = math.ceil(n / buckets)
-    whole = n // size * size
-    ys = y[:whole].reshape(-1, size)
+    padded = math.ceil(n / size) * size
+    ys = np.full(padded, np.nan)
+    ys[:n] = y
+    ys = ys.reshape(-1, size)  # the last bucket is padded with NaN, which never wins below
     nan = np.isnan(ys)
     lo = np.argmin(np.where(nan, np.inf, ys), axis=1)
     hi = np.argmax(np.where(nan, -np.inf, ys), axis=1)
     base = np.arange(len(ys)) * size
     idx = np.stack([np.minimum(lo, hi), np.maximum(lo, hi)], axis=1).ravel() + np.repeat(base, 2)
-    idx = np.concatenate([idx, np.arange(whole, n)])
+    idx = np.unique(np.minimum(idx, n - 1))
     return x[idx], y[idx]
 
 

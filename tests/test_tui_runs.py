@@ -41,7 +41,7 @@ def test_launch_from_presets_and_watch_the_curves_update(with_cached_teacher):
             seen.add(loss.total)
             await pilot.pause(0.1)
             assert time.monotonic() < deadline, "the run did not finish"
-        await wait_for(pilot, lambda: view.drawn_version == view.model.version, 5, "the last redraw")
+        await wait_for(pilot, lambda: view.up_to_date, 5, "the last redraw")
         assert view.model.status == "finished"
         await wait_for(pilot, lambda: not view.handle.thread.is_alive(), 30, "the engine to exit")
         assert len({n for n in seen if n}) >= 2, f"the curves never grew while running: {seen}"
@@ -143,7 +143,7 @@ def test_two_runs_one_crashes_quit_stops_the_other(with_cached_teacher):
         app.screen.query_one("TabbedContent").active = f"run-{doomed.run_id}"
         await pilot.pause(0.5)
         view = app.screen.query_one(f"#run-{doomed.run_id} RunView", RunView)
-        await wait_for(pilot, lambda: view.drawn_version == view.model.version, 5, "the redraw")
+        await wait_for(pilot, lambda: view.up_to_date, 5, "the redraw")
         assert view.query_one("#plot-loss", CurvePlot).total > 0
         assert "crashed" in str(view.query_one("#run-status").render())
         assert app.active_runs == 1

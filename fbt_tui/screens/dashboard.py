@@ -1,6 +1,8 @@
-"""Dashboard mode: one tab per active or opened run, redrawn at most REDRAW_HZ times a second."""
+"""Dashboard mode: one tab per active or opened run; only the visible one is drawn."""
 
 from __future__ import annotations
+
+import time
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,7 +16,7 @@ from fbt_tui.screens.dialogs import ConfirmDialog
 from fbt_tui.widgets.header import FbtHeader
 from fbt_tui.widgets.run_view import RunView
 
-REDRAW_HZ = 4
+TICK_HZ = 12  # each tick draws the text and at most one plot (see RunView)
 EMPTY = ("No run open.\n\nPress [b]p[/] to launch a preset, or [b]h[/] to open a past run from History "
          "([b]enter[/]).\nRuns keep going while you look elsewhere, and after you quit if you choose so.")
 
@@ -38,13 +40,13 @@ class DashboardScreen(FbtScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.set_interval(1 / REDRAW_HZ, self.redraw)
+        self.set_interval(1 / TICK_HZ, self.tick)
         self._show_empty()
 
     def on_screen_resume(self) -> None:
         view = self.current_view()
         if view is not None:
-            self.call_after_refresh(view.redraw, True)
+            self.call_after_refresh(view.redraw)
 
     def _show_empty(self) -> None:
         has_tabs = self.query_one(TabbedContent).tab_count > 0
@@ -72,23 +74,27 @@ class DashboardScreen(FbtScreen):
         return f"{STATUS_MARKS.get(m.status, '?')} {m.name or handle.run_id} {handle.run_id[-6:]}"
 
     def relabel(self, handle: RunHandle) -> None:
+        """Only when the title changed: a new label lays the whole screen out again."""
         try:
-            self.query_one(TabbedContent).get_tab(pane_id(handle.run_id)).label = self._title(handle)
+            tab = self.query_one(TabbedContent).get_tab(pane_id(handle.run_id))
         except (NoMatches, ValueError):
-            pass  # its tab was closed
+            return  # its tab was closed
+        title = self._title(handle)
+        if tab.label.plain != title:
+            tab.label = title
 
-    def redraw(self) -> None:
+    def tick(self) -> None:
         """Only the visible run is drawn; the others catch up when their tab is shown."""
         if self.app.screen is not self:
             return
         view = self.current_view()
         if view is not None:
-            view.redraw()
+            view.tick(time.monotonic())
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         view = self.current_view()
         if view is not None:
-            self.call_after_refresh(view.redraw, True)
+            self.call_after_refresh(view.redraw)
 
     def action_cycle(self, step: int) -> None:
         view = self.current_view()

@@ -27,6 +27,7 @@ from fbt_tui.screens.export import ExportDialog, ExportRequest
 from fbt_tui.widgets.header import FbtHeader
 
 REFRESH_S = 5.0  # while runs are active, their rows (epoch, best) change
+FIRST_CHUNK, CHUNK = 60, 300  # rows added now (a screenful), then per frame: DataTable measures every cell
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ COLUMNS = (
     Column("pair", "teacher → student", lambda s: s.pair, lambda s: s.pair, wide_only=True),
     Column("method", "method", lambda s: s.method, lambda s: s.method),
     Column("status", "status", lambda s: s.status, _status_cell),
-    Column("best", "best top-1 @ep", lambda s: s.best_top1,
+    Column("best", "best @ep", lambda s: s.best_top1,
            lambda s: Text(f"{pct(s.best_top1)} @{s.best_epoch or '–'}", justify="right")),
     Column("final", "final", lambda s: s.final_top1, lambda s: Text(pct(s.final_top1), justify="right")),
     Column("duration", "duration", lambda s: s.duration, lambda s: Text(duration(s.duration), justify="right"),
@@ -113,6 +114,9 @@ class HistoryScreen(FbtScreen):
         self.sort_key, self.sort_reverse = "started", True
         self.trash_view = False
         self.compact: bool | None = None
+        self._generation = 0  # of populate(); a chunk of an older one is dropped
+        self._filling = False
+        self._keep_cursor: str | None = None
 
     def compose(self) -> ComposeResult:
         yield FbtHeader("history")
@@ -137,7 +141,8 @@ class HistoryScreen(FbtScreen):
         return [c for c in COLUMNS if not (self.compact and c.wide_only)]
 
     def on_screen_resume(self) -> None:
-        self.reload()
+        if self.app.started:
+            self.reload()
         self.query_one(DataTable).focus()
 
     def _refresh_if_active(self) -> None:
@@ -156,25 +161,69 @@ class HistoryScreen(FbtScreen):
         self.app.call_from_thread(self._loaded, rows)
 
     def _loaded(self, rows: list[RunSummary]) -> None:
-        self.rows = rows
-        self.populate()
+        if rows == self.rows:
+            return  # a periodic reload with nothing new: no repaint at all
+        previous, self.rows = self.shown, rows
+        shown = self._visible_rows()
+        if [r.id for r in shown] == [r.id for r in previous] and not self._filling:
+            self.shown = shown
+            self._update_changed(previous)
+        else:
+            self.populate()
 
-    def populate(self) -> None:
-        table = self.query_one(DataTable)
-        current = self.cursor_id()
+    def _visible_rows(self) -> list[RunSummary]:
         query = self.query_one("#history-filter", Input).value
         rows = [r for r in self.rows if r.trashed == self.trash_view and matches(r, query)]
-        self.shown = sort_rows(rows, self.sort_key, self.sort_reverse)
-        columns = self.columns()
+        return sort_rows(rows, self.sort_key, self.sort_reverse)
+
+    def _cells(self, r: RunSummary) -> list[Text]:
+        """Text, never str: DataTable would parse a str as markup (slow, and a run named
+        "[x]" would lose its brackets)."""
+        cells = [c.cell(r) for c in self.columns()]
+        if self.compact:
+            cells[0] = r.id[9:]  # the date is in the detail line below; time and suffix stay unique
+        return [Text("●" if r.id in self.marked else ""), *(c if isinstance(c, Text) else Text(c) for c in cells)]
+
+    def _update_changed(self, previous: list[RunSummary]) -> None:
+        table = self.query_one(DataTable)
+        keys = ["mark", *(c.key for c in self.columns())]
+        for old, new in zip(previous, self.shown):
+            if old != new:
+                for key, cell in zip(keys, self._cells(new)):
+                    table.update_cell(new.id, key, cell)
+        self._title()
+        self._detail()
+
+    def populate(self) -> None:
+        """Rebuild the table: the first screenful now, the rest a chunk per frame, so opening
+        History (or re-sorting a thousand runs) never freezes the UI while DataTable measures."""
+        table = self.query_one(DataTable)
+        self._keep_cursor = self.cursor_id() or self._keep_cursor
+        self.shown = self._visible_rows()
         table.clear(columns=True)
         table.add_column(" ", key="mark", width=1)
-        for c in columns:
+        for c in self.columns():
             table.add_column(c.label, key=c.key)
-        for r in self.shown:
-            table.add_row("●" if r.id in self.marked else "", *(c.cell(r) for c in columns), key=r.id)
-        if current is not None and any(r.id == current for r in self.shown):
-            table.move_cursor(row=table.get_row_index(current), scroll=True)
+        self._generation += 1
+        self._fill(self._generation, 0)
         self._title()
+
+    def _fill(self, generation: int, start: int) -> None:
+        if generation != self._generation:
+            return  # a newer populate took over
+        table = self.query_one(DataTable)
+        size = FIRST_CHUNK if start == 0 else CHUNK
+        chunk = self.shown[start:start + size]
+        for r in chunk:
+            table.add_row(*self._cells(r), key=r.id)
+        if self._keep_cursor in {r.id for r in chunk}:
+            table.move_cursor(row=table.get_row_index(self._keep_cursor), scroll=True)
+            self._keep_cursor = None
+        self._filling = start + size < len(self.shown)
+        if self._filling:
+            self.call_after_refresh(self._fill, generation, start + size)
+        else:
+            self._keep_cursor = None
         self._detail()
 
     def _title(self) -> None:
@@ -277,7 +326,7 @@ class HistoryScreen(FbtScreen):
         else:
             self.marked[rid] = None
         table = self.query_one(DataTable)
-        table.update_cell(rid, "mark", "●" if rid in self.marked else "")
+        table.update_cell(rid, "mark", Text("●" if rid in self.marked else ""))
         if table.cursor_row < table.row_count - 1:
             table.move_cursor(row=table.cursor_row + 1)
         self._title()

@@ -2,11 +2,48 @@
 
 from __future__ import annotations
 
+import numpy as np
+from textual_hires_canvas import Canvas
 from textual_plot import HiResMode, PlotWidget
+from textual_plot.plot_widget import LinePlot, map_coordinate_to_hires_pixel
 
 from fbt_tui.model import Panel
 
 PALETTE = ("#4ea1ff", "#ff7b72", "#7ee787", "#d2a8ff", "#ffa657", "#79c0ff", "#f2cc60", "#ff9bce")
+# Unicode braille: the bit of each dot in a 4-row × 2-column cell
+_BRAILLE_BITS = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], dtype=np.int32)
+
+
+def braille_line(px: np.ndarray, py: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Braille codes (height × width cells, 0 = empty) of the polyline through (px, py), given in
+    cell units. Each segment fills, in every dot column it crosses, the dots between its heights
+    there, so the line stays unbroken however steep it is."""
+    x, y = px * 2.0, py * 4.0
+    dots = np.zeros((height * 4 + 1, width * 2), dtype=np.int16)
+    if len(x) == 1:
+        x, y = np.repeat(x, 2), np.repeat(y, 2)
+    x0, x1, y0, y1 = x[:-1], x[1:], y[:-1], y[1:]
+    left, right = np.minimum(x0, x1), np.maximum(x0, x1)
+    first = np.floor(left).astype(np.int64)
+    counts = np.floor(right).astype(np.int64) - first + 1
+    seg = np.repeat(np.arange(len(x0)), counts)
+    col = first[seg] + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    a = np.maximum(col, left[seg])
+    b = np.minimum(col + 1.0, right[seg])
+    dx = x1 - x0
+    slope = np.divide(y1 - y0, dx, out=np.zeros_like(dx), where=dx != 0)[seg]
+    vertical = (dx == 0)[seg]
+    ya = np.where(vertical, y0[seg], y0[seg] + (a - x0[seg]) * slope)
+    yb = np.where(vertical, y1[seg], y0[seg] + (b - x0[seg]) * slope)
+    lo = np.floor(np.minimum(ya, yb)).astype(np.int64)
+    hi = np.floor(np.maximum(ya, yb)).astype(np.int64)
+    keep = (col >= 0) & (col < width * 2) & (hi >= 0) & (lo < height * 4)
+    col, lo, hi = col[keep], np.clip(lo[keep], 0, height * 4 - 1), np.clip(hi[keep], 0, height * 4 - 1)
+    np.add.at(dots, (lo, col), 1)  # a difference array: +1 where a run of dots starts, -1 after it ends
+    np.add.at(dots, (hi + 1, col), -1)
+    filled = np.cumsum(dots, axis=0)[:-1] > 0
+    cells = filled.reshape(height, 4, width, 2) * _BRAILLE_BITS[None, :, None, :]
+    return cells.sum(axis=(1, 3))
 
 
 class CurvePlot(PlotWidget):
@@ -40,3 +77,18 @@ class CurvePlot(PlotWidget):
         self.border_title = f"[b]{panel.title}[/]  " + "  ".join(legend) if legend else f"{panel.title} · no data yet"
         self.shown, self.total = panel.shown, panel.total
         self.border_subtitle = f"showing {panel.shown:,} of {panel.total:,} points" if panel.total else ""
+
+    def _render_line_plot(self, dataset: LinePlot) -> None:
+        """textual-plot rasterises every segment dot by dot in Python (tens of ms for one noisy
+        curve, hundreds for a dashboard); the same braille line, drawn with numpy, takes ~1 ms."""
+        if dataset.hires_mode is not HiResMode.BRAILLE or not len(dataset.x):
+            super()._render_line_plot(dataset)
+            return
+        canvas = self.query_one("#plot", Canvas)
+        width, height = canvas.size
+        px, py = map_coordinate_to_hires_pixel(dataset.x, dataset.y, self._x_min, self._x_max, self._y_min,
+                                               self._y_max, region=self._scale_rectangle)
+        codes = braille_line(np.asarray(px, dtype=float), np.asarray(py, dtype=float), width, height)
+        for code in np.unique(codes[codes > 0]):
+            rows, cols = np.nonzero(codes == code)
+            canvas.set_pixels(list(zip(cols.tolist(), rows.tolist())), chr(0x2800 + int(code)), dataset.line_style)

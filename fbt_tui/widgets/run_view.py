@@ -18,6 +18,8 @@ from fbt_tui.widgets.curves import CurvePlot
 
 PLOTS = (("T–S", "ts"), ("T–F", "tf"), ("F–S", "fs"), ("CE", "ce"), ("loss", "loss"), ("top1", "top1"))
 PHASE_LABEL = {TEACHER: "teacher training", DISTILL: "distillation"}
+TEXT_INTERVAL_S = 0.25
+PLOT_INTERVAL_S = 0.5
 
 
 class AlignmentTable(DataTable):
@@ -37,14 +39,21 @@ class AlignmentTable(DataTable):
 
 class RunView(Vertical):
     """Status line, curves, alignment table and log of one run. In a small terminal only the
-    current plot is shown (cycle with [ and ]); the model is never touched outside its lock."""
+    current plot is shown (cycle with [ and ]); the model is never touched outside its lock.
+
+    Repainting one plot costs Textual 10–40 ms, so a tick redraws the text (status, table, log)
+    and at most one plot, each plot at most every PLOT_INTERVAL_S: the UI never stalls for a
+    whole dashboard at once, however fast the events come."""
 
     def __init__(self, handle: RunHandle, id: str | None = None):
         super().__init__(id=id, classes="run-view")
         self.handle = handle
-        self.drawn_version = -1
         self.log_shown = 0
         self.current = 0
+        self.text_version = -1
+        self.text_at = 0.0
+        self.plot_drawn: dict[str, tuple[int, float]] = {}  # plot id: (model version, when)
+        self.turn = 0
 
     @property
     def model(self) -> RunModel:
@@ -60,7 +69,7 @@ class RunView(Vertical):
             yield Log(max_lines=2000, id="run-log", auto_scroll=True)
 
     def on_resize(self) -> None:
-        self.redraw(force=True)
+        self.redraw()
 
     def on_mount(self) -> None:
         self.query_one("#alignment").border_title = "alignment (probe batch, per epoch)"
@@ -80,7 +89,8 @@ class RunView(Vertical):
 
     def cycle(self, step: int) -> None:
         self.current = (self.current + step) % len(self.panels())
-        self.redraw(force=True)
+        self._mark_current()
+        self.call_after_refresh(self.redraw)
 
     def _mark_current(self) -> None:
         plots, panels = self.plots(), self.panels()
@@ -91,20 +101,50 @@ class RunView(Vertical):
             widget.set_class(widget is panels[self.current], "-current")
         self.set_class(not isinstance(panels[self.current], CurvePlot), "-show-bottom")
 
-    def redraw(self, force: bool = False) -> None:
-        """Cheap when nothing changed: the version check is one integer under no lock."""
-        if not self.region.width or (not force and self.model.version == self.drawn_version):
-            return  # not laid out yet (or in a hidden tab): try again on the next tick
-        self.drawn_version = self.model.version
+    def visible_plots(self) -> list[CurvePlot]:
+        return [p for p in self.plots() if p.region.width]
+
+    @property
+    def up_to_date(self) -> bool:
+        version = self.model.version
+        return self.text_version == version and all(
+            self.plot_drawn.get(p.id, (-1, 0.0))[0] == version for p in self.visible_plots())
+
+    def tick(self, now: float) -> None:
+        """The text when the model changed (at most every TEXT_INTERVAL_S), and one stale plot."""
+        if not self.region.width:
+            return  # in a hidden tab: it catches up when shown
+        version = self.model.version
+        if version != self.text_version and now - self.text_at >= TEXT_INTERVAL_S:
+            self._draw_text(version, now)
+        plots = self.visible_plots()
+        for i in range(len(plots)):
+            plot = plots[(self.turn + i) % len(plots)]
+            drawn_version, drawn_at = self.plot_drawn.get(plot.id, (-1, 0.0))
+            if drawn_version != version and now - drawn_at >= PLOT_INTERVAL_S:
+                self.turn = (self.turn + i + 1) % len(plots)
+                self._draw_plot(plot, version, now)
+                return
+
+    def redraw(self) -> None:
+        """Everything, now: a tab was shown, the terminal resized, another plot cycled in."""
+        if not self.region.width:
+            return
+        now, version = time.monotonic(), self.model.version
         self._mark_current()
-        shown = total = 0
-        for plot in self.plots():
-            if not plot.region.width:  # hidden in a small terminal: not worth drawing
-                continue
-            panel = self.model.panel(plot.group, plot.buckets)
-            plot.show(panel)
-            if plot.group != "top1":
-                shown, total = shown + panel.shown, total + panel.total
+        for plot in self.visible_plots():
+            self._draw_plot(plot, version, now)
+        self._draw_text(version, now)
+
+    def _draw_plot(self, plot: CurvePlot, version: int, now: float) -> None:
+        plot.show(self.model.panel(plot.group, plot.buckets))
+        self.plot_drawn[plot.id] = (version, now)
+
+    def _draw_text(self, version: int, now: float) -> None:
+        self.text_version, self.text_at = version, now
+        self._mark_current()
+        losses = [p for p in self.visible_plots() if p.group != "top1"]
+        shown, total = sum(p.shown for p in losses), sum(p.total for p in losses)
         self.query_one("#run-status", Static).update(self._status(shown, total))
         self.query_one(AlignmentTable).show(self.model)
         self._append_log()

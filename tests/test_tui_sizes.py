@@ -1,0 +1,87 @@
+"""Every screen renders at 80×24 and at 200×60 (tracebacks would fail the run), and what matters
+on each is on screen, not clipped away."""
+
+import time
+
+import pytest
+from textual.widgets import DataTable
+
+from fbt_tui.screens.compare import CompareScreen
+from fbt_tui.screens.dialogs import ErrorDialog
+from fbt_tui.screens.export import ExportDialog
+from fbt_tui.screens.help import HelpScreen
+from fbt_tui.screens.model_picker import ModelPicker
+from fbt_tui.widgets.curves import CurvePlot
+from fbt_tui.widgets.run_view import RunView
+
+from test_tui_support import fake_run, run_app, wait_for
+
+
+def visible(widget) -> bool:
+    return widget.region.width > 0 and widget.region.height > 0
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)], ids=["80x24", "200x60"])
+def test_every_screen_renders(fbt_home, size):
+    t0 = time.time() - 100
+    first = fake_run(fbt_home, "first", top1=(50.0, 60.0, 65.0), started=t0)
+    fake_run(fbt_home, "second", top1=(55.0, 62.0, 61.0), started=t0 + 10, **{"optim.lr": 0.1})
+    small = size == (80, 24)
+
+    async def scenario(app, pilot):
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.ref is not None, 10, "the presets")
+        assert visible(screen.query_one("#preview")) and visible(screen.query_one("#preset-list"))
+        await pilot.press("ctrl+o")
+        assert isinstance(app.screen, ModelPicker)
+        await pilot.press(*"resnet cifar")
+        assert app.screen.query_one("OptionList").option_count >= 2
+        await pilot.press("escape")
+
+        await pilot.press("d")
+        assert visible(app.screen.query_one("#dash-empty"))
+        await pilot.press("h")
+        await wait_for(pilot, lambda: app.screen.query_one(DataTable).row_count == 2, 10, "History")
+        table = app.screen.query_one(DataTable)
+        assert visible(table)
+        assert table.virtual_size.width <= table.region.width  # the columns fit: no sideways scrolling
+        await pilot.press("e")
+        assert isinstance(app.screen, ExportDialog) and visible(app.screen.query_one("#export-path"))
+        await pilot.press("escape")
+        await pilot.press("space", "space", "c")
+        assert isinstance(app.screen, CompareScreen)
+        await wait_for(pilot, lambda: app.screen.data is not None, 10, "the comparison")
+        await pilot.pause(0.3)
+        assert visible(app.screen.query_one("#compare-diff")) and visible(app.screen.query_one("#compare-acc"))
+        await pilot.press("escape")
+
+        await pilot.press("enter")  # the cursor stayed on the older run: open it in the dashboard
+        await wait_for(pilot, lambda: app.screen.query(RunView), 10, "the run's tab")
+        view = app.screen.query_one(RunView)
+        assert view.handle.run_id == first
+        await wait_for(pilot, lambda: view.model.status == "finished", 10, "its events")
+        await pilot.pause(0.5)
+        plots = [p for p in view.query(CurvePlot) if visible(p)]
+        assert len(plots) == (1 if small else 6)
+        assert all(p.region.height >= (8 if small else 12) for p in plots)
+        assert visible(view.query_one("#run-status"))
+        if small:  # one panel at a time: cycle to the alignment table and the log
+            for _ in range(6):
+                await pilot.press("right_square_bracket")
+            assert visible(view.query_one("#alignment")) and not any(visible(p) for p in view.query(CurvePlot))
+            await pilot.press("right_square_bracket")
+            assert visible(view.query_one("#run-log"))
+        else:
+            assert visible(view.query_one("#alignment")) and visible(view.query_one("#run-log"))
+
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        app.show_error("something failed", "a long message " * 40)
+        await pilot.pause()
+        assert isinstance(app.screen, ErrorDialog) and visible(app.screen.query_one("#ok"))
+        await pilot.press("enter")
+        await pilot.press("p")
+        assert app.current_mode == "presets"
+
+    run_app(scenario, size=size)
