@@ -330,3 +330,29 @@ def test_index_rows_round_trip(tmp_path):
     assert (tmp_path / "index.sqlite").is_file()
     assert index.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     index.close()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "old columns"])
+def test_a_corrupt_or_outdated_index_is_rebuilt_from_the_folders(store, fbt_home, damage):
+    import sqlite3
+
+    ids = {finished_run(store, "one"), finished_run(store, "two")}
+    live = sorted((r.as_dict() for r in store.index.all()), key=lambda r: r["id"])
+    store.close()
+    index = fbt_home / "index.sqlite"
+    if damage == "garbage":
+        for f in fbt_home.glob("index.sqlite*"):
+            f.unlink()
+        index.write_bytes(b"this is not a database" * 100)
+    else:  # what an older fbt with fewer summary columns left behind
+        db = sqlite3.connect(index)
+        db.execute("ALTER TABLE runs DROP COLUMN note")
+        db.commit()
+        db.close()
+    reopened = RunStore()
+    make_run(reopened, name="new")  # the first writer after the damage must not hide the older runs
+    assert {r.id for r in reopened.list()} == ids | {reopened.resolve("new")}
+    assert sorted((r.as_dict() for r in reopened.index.all() if r.id in ids), key=lambda r: r["id"]) == live
+    reopened.close()
+    if damage == "garbage":
+        assert (fbt_home / "index.sqlite.corrupt").read_bytes().startswith(b"this is not a database")

@@ -21,13 +21,37 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs(started);
 
 
 class RunIndex:
+    """The index is a cache of the run folders: when it is unreadable, or its columns are not
+    RunSummary's (another fbt version wrote it), it starts empty and RunStore rebuilds it."""
+
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, timeout=10, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+        self.reset = False  # True when this open had to start the index afresh
+        try:
+            self.db = self._open()
+        except sqlite3.DatabaseError:  # "file is not a database": keep it for a post-mortem, start afresh
+            for suffix in ("", "-wal", "-shm"):
+                broken = path.with_name(path.name + suffix)
+                if broken.exists():
+                    broken.replace(path.with_name(f"{path.name}.corrupt{suffix}"))
+            self.db = self._open()
+            self.reset = True
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
+            if columns and columns != _COLUMNS:
+                db.execute("DROP TABLE runs")
+                self.reset = True
+            db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         self.db.close()

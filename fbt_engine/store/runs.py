@@ -91,6 +91,8 @@ class RunStore:
     def index(self) -> RunIndex:
         if self._index is None:
             self._index = RunIndex(self.home / "index.sqlite")
+            if self._index.reset:  # a corrupt or outdated index was replaced: refill it from the folders
+                self.reindex()
         return self._index
 
     def close(self) -> None:
