@@ -356,3 +356,14 @@ def test_a_corrupt_or_outdated_index_is_rebuilt_from_the_folders(store, fbt_home
     reopened.close()
     if damage == "garbage":
         assert (fbt_home / "index.sqlite.corrupt").read_bytes().startswith(b"this is not a database")
+
+
+def test_a_broken_run_folder_does_not_take_the_history_down(store, fbt_home):
+    good = finished_run(store, "good")
+    broken = make_run(store, name="broken")
+    (fbt_home / "runs" / broken / "meta.json").write_text("{ not json")
+    half_made = fbt_home / "runs" / f".{new_run_id()}.tmp"  # a creation that crashed before its rename
+    half_made.mkdir()
+    (half_made / "meta.json").write_text(json.dumps({"id": half_made.name[1:-4], "status": "running"}))
+    assert store.reindex() == 1
+    assert [r.id for r in store.list()] == [good]

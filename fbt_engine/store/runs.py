@@ -156,7 +156,8 @@ class RunStore:
     def _folders(self, include_trashed: bool) -> Iterator[Path]:
         for folder in (self.runs_dir, self.trash_dir) if include_trashed else (self.runs_dir,):
             if folder.is_dir():
-                yield from (p for p in folder.iterdir() if (p / "meta.json").is_file())
+                # ".<id>.tmp" is a run still being created (or one whose creation crashed): not a run
+                yield from (p for p in folder.iterdir() if RUN_ID.match(p.name) and (p / "meta.json").is_file())
 
     # -- changing ------------------------------------------------------------------------------
 
@@ -186,7 +187,12 @@ class RunStore:
         """Rebuild index.sqlite from the run folders alone."""
         summaries = []
         for folder in self._folders(include_trashed=True):
-            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            try:
+                meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # one unreadable meta.json must not take the whole history down
+            if not isinstance(meta, dict) or "id" not in meta:
+                continue
             summaries.append(summarize(meta, read_events(folder / "events.jsonl"),
                                        trashed=folder.parent == self.trash_dir))
         self.index.replace_all(summaries)
