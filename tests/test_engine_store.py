@@ -367,3 +367,13 @@ def test_a_broken_run_folder_does_not_take_the_history_down(store, fbt_home):
     (half_made / "meta.json").write_text(json.dumps({"id": half_made.name[1:-4], "status": "running"}))
     assert store.reindex() == 1
     assert [r.id for r in store.list()] == [good]
+
+
+def test_a_resume_that_changes_train_epochs_updates_the_total():
+    events = [_ev("run_started", config=CONFIG), _ev("phase", phase="distillation", epochs=2),
+              _ev("epoch", **epoch_event(1, 10, 30.0)), _ev("resume", segment=2, phase="distillation", from_step=10),
+              _ev("phase", phase="teacher_training", epochs=9, skipped=True),
+              _ev("phase", phase="distillation", epochs=3), _ev("epoch", **epoch_event(2, 20, 31.0)),
+              _ev("epoch", **epoch_event(3, 30, 32.0))]
+    s = summarize({"id": "r"}, events)
+    assert (s.epochs_done, s.epochs_total) == (3, 3)

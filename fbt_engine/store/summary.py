@@ -71,6 +71,8 @@ class SummaryFold:
             self.student = cfg.get("student", {}).get("model", "")
             self.dataset = cfg.get("data", {}).get("name", "")
             self.epochs_total = cfg.get("train", {}).get("epochs", 0)
+        elif ev["type"] == "phase" and ev.get("phase") == "distillation" and "epochs" in ev:
+            self.epochs_total = int(ev["epochs"])  # a resume may change train.epochs (--set train.epochs=N)
         elif ev["type"] == "epoch" and ev.get("phase", "distillation") == "distillation":
             epoch = int(ev.get("epoch", 0))
             self.epochs_done = max(self.epochs_done, epoch)
