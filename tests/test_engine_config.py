@@ -208,3 +208,14 @@ def test_a_key_from_another_section_is_pointed_to(tmp_path):
     assert 'did you mean "optim.momentum"?' in found["data.momentum"]
     assert 'did you mean "train.epochs"?' in found["data.epochs"]  # not teacher.recipe.epochs
     assert "did you mean" not in problems_of(GOOD, tmp_path, "run.zzz=1")["run.zzz"]
+
+
+def test_a_near_miss_path_gets_a_did_you_mean(tmp_path):
+    (tmp_path / "fashion-mnist").mkdir()
+    (tmp_path / "teacher.safetensors").write_bytes(b"")
+    with pytest.raises(PresetError) as exc:
+        resolve(MLP_TO_CNN, ["data.name=fashion_mnist", f"data.root={tmp_path}/fashion-mnis",
+                             f"teacher.checkpoint={tmp_path}/teacher.safetensor"])
+    text = str(exc.value)
+    assert f'no such folder: {tmp_path}/fashion-mnis (did you mean "{tmp_path}/fashion-mnist"?)' in text
+    assert f'no such file: {tmp_path}/teacher.safetensor (did you mean "{tmp_path}/teacher.safetensors"?)' in text

@@ -220,7 +220,7 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
     ckpt = cfg.teacher.checkpoint
     if cfg.method.needs_teacher and ckpt and not Path(ckpt).expanduser().is_file():
         problems.append(Problem(origin("teacher.checkpoint"), "teacher.checkpoint",
-                                f"no such file: {ckpt}", environment=True))
+                                f"no such file: {ckpt}{_path_hint(ckpt)}", environment=True))
     method = cfg.method
     if isinstance(method, FBTParams) and not method.nce_tau_min <= method.nce_tau <= method.nce_tau_max:
         problems.append(Problem(origin("method.nce_tau"), "method.nce_tau",
@@ -242,7 +242,7 @@ def _check_data(data: DataSection, origin, problems: list[Problem]) -> None:
     if info.needs_root and not root:
         problems.append(Problem(origin("data.root"), "data.root", f'dataset "{data.name}" needs a root folder'))
     elif root and not (data.download or Path(root).expanduser().is_dir()):
-        hint = " (apt-get install -y dataset-fashion-mnist)" if data.name == "fashion_mnist" else ""
+        hint = _path_hint(root) or (" (apt-get install -y dataset-fashion-mnist)" if data.name == "fashion_mnist" else "")
         problems.append(Problem(origin("data.root"), "data.root", f"no such folder: {root}{hint}", environment=True))
     elif root and info.folder and not data.download and not (Path(root).expanduser() / info.folder).is_dir():
         problems.append(Problem(origin("data.root"), "data.root",
@@ -254,6 +254,17 @@ def _check_data(data: DataSection, origin, problems: list[Problem]) -> None:
             problems.append(Problem(origin("data.root"), "data.root",
                                     f"{root} has no {' or '.join(missing)} folder (expected train/<class>/… and "
                                     "val/<class>/…)", environment=True))
+
+
+def _path_hint(path: str) -> str:
+    """' (did you mean "/data/cifar"?)' for a near miss among the existing parent's entries."""
+    target = Path(path).expanduser()
+    try:
+        siblings = [p.name for p in target.parent.iterdir()] if target.parent.is_dir() else []
+    except OSError:
+        return ""
+    close = did_you_mean(target.name, siblings)  # ' (did you mean "name"?)': put the folder in front
+    return close.replace('"', f'"{target.parent}/', 1) if close else ""
 
 
 def resolve(preset: str | Path | None, overrides: Iterable[str] = ()) -> Resolved:
