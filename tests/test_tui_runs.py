@@ -28,9 +28,6 @@ def test_launch_from_presets_and_watch_the_curves_update(with_cached_teacher):
             screen.query_one(f"#f-{key.replace('.', '-')}", Input).value = value
         await pilot.pause()
         assert not screen.problems
-        preview = screen.query_one("#preview")
-        await wait_for(pilot, lambda: "student 309k" in str(preview.render()), 90, "the parameter estimate")
-
         await pilot.press("enter")  # on the preset list: launch
         await wait_for(pilot, lambda: app.current_mode == "dashboard", 10, "the dashboard")
         view = app.screen.query_one(RunView)
@@ -53,6 +50,9 @@ def test_launch_from_presets_and_watch_the_curves_update(with_cached_teacher):
         assert app.active_runs == 0
         await pilot.press("h")
         await wait_for(pilot, lambda: app.screen.query_one("#history-table").row_count == 1, 10, "the history row")
+        await pilot.press("p")  # the preview's parameter counts, estimated in a subprocess meanwhile
+        preview = app.screen.query_one("#preview")
+        await wait_for(pilot, lambda: "student 309k" in str(preview.render()), 90, "the parameter counts")
 
     run_app(scenario)
     assert not any((with_cached_teacher / "tui").iterdir())  # launch logs are gone once the run ended

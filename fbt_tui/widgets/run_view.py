@@ -41,9 +41,9 @@ class RunView(Vertical):
     """Status line, curves, alignment table and log of one run. In a small terminal only the
     current plot is shown (cycle with [ and ]); the model is never touched outside its lock.
 
-    Repainting one plot costs Textual 10–40 ms, so a tick redraws the text (status, table, log)
-    and at most one plot, each plot at most every PLOT_INTERVAL_S: the UI never stalls for a
-    whole dashboard at once, however fast the events come."""
+    Repainting one plot costs Textual 10–40 ms, so a tick redraws either the text (status,
+    table, log) or one plot, each plot at most every PLOT_INTERVAL_S: the UI never stalls for
+    a whole dashboard at once, however fast the events come."""
 
     def __init__(self, handle: RunHandle, id: str | None = None):
         super().__init__(id=id, classes="run-view")
@@ -111,12 +111,14 @@ class RunView(Vertical):
             self.plot_drawn.get(p.id, (-1, 0.0))[0] == version for p in self.visible_plots())
 
     def tick(self, now: float) -> None:
-        """The text when the model changed (at most every TEXT_INTERVAL_S), and one stale plot."""
+        """The text when the model changed (at most every TEXT_INTERVAL_S), or else one stale
+        plot: never both in one frame."""
         if not self.region.width:
             return  # in a hidden tab: it catches up when shown
         version = self.model.version
         if version != self.text_version and now - self.text_at >= TEXT_INTERVAL_S:
             self._draw_text(version, now)
+            return
         plots = self.visible_plots()
         for i in range(len(plots)):
             plot = plots[(self.turn + i) % len(plots)]
