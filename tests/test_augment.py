@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import pytest
+import numpy as np
 import torch
 
+from fbt_engine.config.schema import DataSection
 from fbt_engine.data.augment import (
-    RAND_OPS, parse_randaugment, rand_augment, random_erasing, random_resized_crop, step_generator,
+    RAND_OPS, mix_batch, rand_augment, random_erasing, random_resized_crop, step_generator,
 )
+from fbt_engine.data.sources import load_data
+from fbt_engine.data.specs import parse_randaugment
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -74,3 +78,43 @@ def test_randaugment_spec_parsing():
     assert parse_randaugment("rand-m7-n3") == (7.0, 0.0, 3)
     with pytest.raises(ValueError, match="unsupported"):
         parse_randaugment("rand-m9-w0")
+
+
+@pytest.mark.parametrize("mixup,cutmix", [(0.8, 0.0), (0.0, 1.0), (0.8, 1.0)])
+def test_mix_batch_gives_soft_targets_that_match_the_pixels(mixup, cutmix):
+    x = torch.stack([torch.full((1, 8, 8), float(i)) for i in range(4)])
+    y = torch.tensor([0, 1, 2, 3])
+    mixed, target = mix_batch(x, y, 4, mixup, cutmix, 1.0, 0.5, np.random.default_rng(0))
+    assert torch.allclose(target.sum(1), torch.ones(4))
+    # image 0 is mixed with image 3 (the batch reversed): its mean pixel is the targets' mix
+    lam = target[0, 0].item()
+    assert mixed[0].mean().item() == pytest.approx(lam * 0 + (1 - lam) * 3, abs=1e-5)
+    assert target[0, 3].item() == pytest.approx(1 - lam, abs=1e-6)
+
+
+def test_mix_batch_off_gives_one_hot_targets():
+    x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    same, target = mix_batch(x, y, 4, 0.8, 1.0, 0.0, 0.5, np.random.default_rng(0))
+    assert torch.equal(same, x) and torch.equal(target, torch.eye(4))
+
+
+PAPER_AUG = dict(augmentation="rrc", img_size=32, randaugment="rand-m9-mstd0.5-inc1", random_erasing=0.25,
+                 mixup=0.8, cutmix=1.0, subset=200, batch_size=32, workers=0)
+
+
+@pytest.mark.parametrize("pipeline", ["device", "classic"])
+def test_both_pipelines_give_normalised_batches_of_the_same_form(pipeline):
+    data = load_data(DataSection(pipeline=pipeline, **PAPER_AUG), torch.device("cpu"), seed=0)
+    x, y = next(iter(data.train.epoch(0)))
+    assert x.shape == (32, 1, 32, 32) and x.dtype == torch.float32
+    assert y.shape == (32, 10) and torch.allclose(y.sum(1), torch.ones(32))  # Mixup/CutMix soft targets
+    assert -3 < x.mean().item() < 3
+    vx, vy = next(iter(data.val.epoch(0)))
+    assert vx.shape[1:] == (1, 32, 32) and vy.dtype == torch.int64  # evaluation: plain images, hard labels
+
+
+def test_device_pipeline_batches_are_reproducible_from_any_step():
+    data = load_data(DataSection(pipeline="device", **PAPER_AUG), torch.device("cpu"), seed=3)
+    full = list(data.train.epoch(1))
+    tail = list(data.train.epoch(1, start_step=2))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(full[2:], tail))

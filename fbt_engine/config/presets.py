@@ -19,6 +19,7 @@ from fbt_engine import paths
 from fbt_engine.config.fields import Problem, build, describe_fields
 from fbt_engine.config.schema import SECTIONS, Config, DataSection
 from fbt_engine.data.catalog import DATASETS
+from fbt_engine.data.specs import parse_randaugment
 from fbt_engine.methods.params import METHOD_PARAMS, FBTParams, MethodParams
 from fbt_engine.models.names import is_known_model, known_model_names
 from fbt_engine.registry import did_you_mean
@@ -229,6 +230,14 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
 
 
 def _check_data(data: DataSection, origin, problems: list[Problem]) -> None:
+    if data.randaugment:
+        try:
+            parse_randaugment(data.randaugment)
+        except ValueError as exc:
+            problems.append(Problem(origin("data.randaugment"), "data.randaugment", str(exc)))
+    if len(data.rrc_scale) != 2 or data.rrc_scale[0] > data.rrc_scale[1]:
+        problems.append(Problem(origin("data.rrc_scale"), "data.rrc_scale",
+                                f"expected [low, high] with low ≤ high, got {data.rrc_scale}"))
     info = DATASETS.get(data.name)
     if info is None:
         return  # already reported by the schema

@@ -30,9 +30,21 @@ class DataSection:
     batch_size: int = setting(128, "training batch size", min=1)
     eval_batch_size: int = setting(512, "evaluation batch size", min=1)
     workers: int = setting(2, "loader processes for folder datasets", min=0)
-    augmentation: str = setting("standard", "standard: pad-crop + flip; none", choices=("standard", "none"))
+    augmentation: str = setting(
+        "standard", "standard: pad-crop + flip at the stored size (then resized); rrc: random-resized-crop "
+        "to img_size + flip (the paper protocol's way to 224 px); none", choices=("standard", "rrc", "none"))
     pad: int = setting(4, "padding of the random crop, in pixels of the stored image", min=0)
     hflip: bool = setting(True, "random horizontal flip")
+    rrc_scale: list[float] = setting([0.08, 1.0], "area range of the random-resized-crop, as fractions", min=0, max=1)
+    randaugment: str = setting("", 'timm RandAugment spec, e.g. "rand-m9-mstd0.5-inc1"; empty = off')
+    random_erasing: float = setting(0.0, "probability of random erasing (timm, pixel mode)", min=0, max=1)
+    mixup: float = setting(0.0, "Mixup α; 0 = off", min=0)
+    cutmix: float = setting(0.0, "CutMix α; 0 = off", min=0)
+    mix_prob: float = setting(1.0, "probability that a batch is mixed at all", min=0, max=1)
+    mix_switch_prob: float = setting(0.5, "with both on, probability of CutMix instead of Mixup", min=0, max=1)
+    pipeline: str = setting("device", "device: in-memory data augmented on the training device in batches; "
+                            "classic: torchvision/PIL per image in DataLoader workers (for comparison)",
+                            choices=("device", "classic"))
     subset: int = setting(0, "train on a stratified N-image slice (and evaluate on N/5); 0 = all", min=0)
     download: bool = setting(False, "let torchvision download cifar10/cifar100 into root")
 

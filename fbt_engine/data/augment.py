@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from fbt_engine.data.specs import parse_randaugment
 
 
 def step_generator(device: torch.device, seed: int, epoch: int, step: int) -> torch.Generator:
@@ -230,24 +233,6 @@ RAND_OPS = {
 }
 
 
-def parse_randaugment(spec: str) -> tuple[float, float, int]:
-    """(magnitude, magnitude std, ops per image) from timm's "rand-m9-mstd0.5-inc1" form."""
-    parts = spec.split("-")
-    if parts[0] != "rand":
-        raise ValueError(f'RandAugment spec must start with "rand-": {spec!r}')
-    magnitude, std, n = 10.0, 0.0, 2
-    for part in parts[1:]:
-        if part.startswith("mstd"):
-            std = float(part[4:])
-        elif part.startswith("m"):
-            magnitude = float(part[1:])
-        elif part.startswith("n"):
-            n = int(part[1:])
-        elif part != "inc1":
-            raise ValueError(f"unsupported RandAugment option {part!r} in {spec!r} (m, mstd, n, inc1)")
-    return magnitude, std, n
-
-
 def rand_augment(x: torch.Tensor, spec: str, fill: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """RandAugment on a uint8 batch: each image draws its ops and magnitudes. Every op runs on the
     whole batch and each image keeps the result of the op it drew: more arithmetic than gathering
@@ -265,3 +250,34 @@ def rand_augment(x: torch.Tensor, spec: str, fill: torch.Tensor, g: torch.Genera
             result = torch.where(chosen, op(out, level, g, fill).clamp(0, 255), result)
         out = result
     return out.round().to(torch.uint8)
+
+
+def mix_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, mixup: float, cutmix: float, prob: float,
+              switch_prob: float, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """timm's batch-mode Mixup/CutMix: the batch is mixed with itself reversed, with one λ drawn
+    from Beta(α, α); CutMix pastes a box of area 1 − λ (λ then corrected to the box that fits).
+    Returns soft targets (un-smoothed: the cross-entropy adds label smoothing to any target)."""
+    target = F.one_hot(y, num_classes).float()
+    if rng.random() >= prob or not (mixup or cutmix):
+        return x, target
+    use_cutmix = cutmix > 0 and (mixup <= 0 or rng.random() < switch_prob)
+    lam = float(rng.beta(cutmix, cutmix) if use_cutmix else rng.beta(mixup, mixup))
+    flipped = x.flip(0)
+    if use_cutmix:
+        h, w = x.shape[-2:]
+        cut = math.sqrt(1 - lam)
+        ch, cw = int(h * cut), int(w * cut)
+        cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))
+        y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+        x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+        x = x.clone()
+        x[..., y0:y1, x0:x1] = flipped[..., y0:y1, x0:x1]
+        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    else:
+        x = x * lam + flipped * (1 - lam)
+    return x, target * lam + target.flip(0) * (1 - lam)
+
+
+def step_rng(seed: int, epoch: int, step: int) -> np.random.Generator:
+    """numpy's counterpart of `step_generator`, for the draws made on the host (Mixup's λ)."""
+    return np.random.default_rng([seed, epoch + 1, step + 1])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import pickle
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Protocol
@@ -19,7 +19,10 @@ import numpy as np
 import torch
 
 from fbt_engine.config.schema import DataSection
-from fbt_engine.data.augment import random_crop_flip, step_generator, to_model_input
+from fbt_engine.data.augment import (
+    mix_batch, rand_augment, random_crop_flip, random_erasing, random_hflip, random_resized_crop, step_generator,
+    step_rng, to_model_input,
+)
 from fbt_engine.data.catalog import DATASETS, DatasetInfo
 from fbt_engine.data.idx import FASHION_MNIST_CLASSES, load_fashion_mnist, stratified_indices
 from fbt_engine.registry import Registry
@@ -51,6 +54,38 @@ class Arrays:
         return Arrays(self.images[idx], self.labels[idx])
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """What a training batch goes through, from the [data] section (same for both pipelines)."""
+
+    kind: str  # "standard" | "rrc" | "none"
+    pad: int
+    hflip: bool
+    rrc_scale: tuple[float, float]
+    randaugment: str
+    random_erasing: float
+    mixup: float
+    cutmix: float
+    mix_prob: float
+    mix_switch_prob: float
+    num_classes: int
+
+    @classmethod
+    def of(cls, data: DataSection, num_classes: int) -> "Augmentation":
+        return cls(data.augmentation, data.pad, data.hflip, tuple(data.rrc_scale), data.randaugment,
+                   data.random_erasing, data.mixup, data.cutmix, data.mix_prob, data.mix_switch_prob, num_classes)
+
+    @property
+    def mixes(self) -> bool:
+        return bool(self.mixup or self.cutmix) and self.mix_prob > 0
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> Batch:
+        """Mixup/CutMix with soft targets when asked; otherwise the batch as it is."""
+        if not self.mixes:
+            return x, y
+        return mix_batch(x, y, self.num_classes, self.mixup, self.cutmix, self.mix_prob, self.mix_switch_prob, rng)
+
+
 class DeviceBatches:
     """Batches of an in-memory split held on `device`; augmentation is batched tensor work.
 
@@ -58,7 +93,8 @@ class DeviceBatches:
     batch (training), or its share of the images (evaluation)."""
 
     def __init__(self, arrays: Arrays, data: DataSection, info: DatasetInfo, img_size: int,
-                 device: torch.device, seed: int, train: bool, rank: int = 0, world: int = 1):
+                 device: torch.device, seed: int, train: bool, rank: int = 0, world: int = 1,
+                 augmentation: Augmentation | None = None):
         self.images = torch.from_numpy(arrays.images).to(device)
         self.labels = torch.from_numpy(arrays.labels).to(device)
         self.rank, self.world = rank, world
@@ -68,10 +104,10 @@ class DeviceBatches:
         self.num_images = len(self.labels)
         self.batch_size = data.batch_size // world if train else data.eval_batch_size
         self.train, self.seed, self.device, self.img_size = train, seed, device, img_size
-        self.augment = train and data.augmentation == "standard"
-        self.pad, self.hflip = data.pad, data.hflip
+        self.aug = augmentation if train else None
         self.mean = torch.tensor(info.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(info.std, device=device).view(1, -1, 1, 1)
+        self.fill = (self.mean.flatten() * 255).round()  # RandAugment's fill: the mean colour
         if self.train and self.num_images < self.batch_size:
             raise DataError(f"data.batch_size: {self.num_images} training images cannot fill one batch of "
                             f"{self.batch_size}; lower data.batch_size")
@@ -90,11 +126,30 @@ class DeviceBatches:
         for step in range(start_step, len(self)):
             start = step * span + (self.rank * self.batch_size if self.train else 0)
             idx = order[start:start + self.batch_size]
-            x = self.images[idx]
-            if self.augment:
-                g = step_generator(self.device, self.seed, epoch, step * self.world + self.rank)
-                x = random_crop_flip(x, self.pad, self.hflip, g)
-            yield to_model_input(x, self.img_size, self.mean, self.std), self.labels[idx]
+            x, y = self.images[idx], self.labels[idx]
+            if self.aug is None:
+                yield to_model_input(x, self.img_size, self.mean, self.std), y
+                continue
+            draw = step * self.world + self.rank
+            yield self._augment(x, y, step_generator(self.device, self.seed, epoch, draw),
+                                step_rng(self.seed, epoch, draw))
+
+    def _augment(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator, rng: np.random.Generator) -> Batch:
+        a = self.aug
+        if a.randaugment:
+            x = rand_augment(x, a.randaugment, self.fill, g)
+        if a.kind == "rrc":
+            out = random_resized_crop(x.float(), self.img_size, a.rrc_scale, (3 / 4, 4 / 3), g)
+            if a.hflip:
+                out = random_hflip(out, g)
+            out = (out / 255 - self.mean) / self.std
+        else:
+            if a.kind == "standard":
+                x = random_crop_flip(x, a.pad, a.hflip, g)
+            out = to_model_input(x, self.img_size, self.mean, self.std)
+        if a.random_erasing:
+            out = random_erasing(out, a.random_erasing, g)
+        return a.mix(out, y, rng)
 
     def fixed_batch(self, n: int) -> Batch:
         """The first `n` images, un-augmented: the probe batch for per-stage statistics."""
@@ -102,12 +157,64 @@ class DeviceBatches:
         return to_model_input(x, self.img_size, self.mean, self.std), self.labels[:n]
 
 
+class ArrayImages(torch.utils.data.Dataset):
+    """An in-memory split served image by image as PIL images: the classic pipeline's input."""
+
+    def __init__(self, arrays: Arrays, transform):
+        self.arrays, self.transform = arrays, transform
+
+    def __len__(self) -> int:
+        return len(self.arrays.labels)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        img = self.arrays.images[i]
+        pil = Image.fromarray(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0))
+        return self.transform(pil), int(self.arrays.labels[i])
+
+
+def classic_transforms(a: Augmentation | None, info: DatasetInfo, img_size: int, native: int):
+    """torchvision/timm per-image transforms doing what `DeviceBatches` does in batches."""
+    from torchvision import transforms
+
+    norm = [transforms.ToTensor(), transforms.Normalize(info.mean, info.std)]
+    if a is None or a.kind == "none":
+        resize = [transforms.Resize(img_size)] if img_size != native else []
+        return transforms.Compose([*resize, *norm])
+    if a.kind == "rrc":
+        from timm.data import create_transform
+
+        return create_transform(img_size, is_training=True, scale=a.rrc_scale, hflip=0.5 if a.hflip else 0.0,
+                                vflip=0.0, color_jitter=None, auto_augment=a.randaugment or None,
+                                re_prob=a.random_erasing, re_mode="pixel", interpolation="bilinear",
+                                mean=info.mean, std=info.std)
+    steps = []
+    if a.randaugment:
+        from timm.data.auto_augment import rand_augment_transform
+
+        fill = tuple(round(255 * m) for m in info.mean)
+        steps.append(rand_augment_transform(a.randaugment, {"translate_const": int(native * 0.45), "img_mean": fill}))
+    steps.append(transforms.RandomCrop(native, padding=a.pad))
+    if a.hflip:
+        steps.append(transforms.RandomHorizontalFlip())
+    if img_size != native:
+        steps.append(transforms.Resize(img_size))
+    steps += norm
+    if a.random_erasing:
+        from timm.data.random_erasing import RandomErasing
+
+        steps.append(RandomErasing(a.random_erasing, mode="pixel", device="cpu"))
+    return transforms.Compose(steps)
+
+
 class LoaderBatches:
     """A torchvision dataset streamed by a DataLoader (folder datasets)."""
 
     def __init__(self, dataset, data: DataSection, device: torch.device, seed: int, train: bool,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, augmentation: Augmentation | None = None):
         self.dataset, self.device, self.seed, self.train = dataset, device, seed, train
+        self.aug = augmentation if train else None
         self.rank, self.world = rank, world
         self.batch_size = data.batch_size // world if train else data.eval_batch_size
         self.workers = data.workers
@@ -139,8 +246,12 @@ class LoaderBatches:
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
         for step, (x, y) in enumerate(self._loader(epoch)):
-            if step >= start_step:
-                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if step < start_step:
+                continue
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if self.aug is not None:
+                x, y = self.aug.mix(x, y, step_rng(self.seed, epoch, step * self.world + self.rank))
+            yield x, y
 
     def fixed_batch(self, n: int) -> Batch:
         items = [self.dataset[i] for i in range(min(n, self.num_images))]
@@ -250,7 +361,7 @@ def _subset(train: Arrays, val: Arrays, n: int, seed: int) -> tuple[Arrays, Arra
 
 
 def _imagefolder(data: DataSection, info: DatasetInfo, img_size: int, device: torch.device, seed: int,
-                 rank: int, world: int):
+                 rank: int, world: int, aug: Augmentation):
     from torchvision import datasets, transforms
 
     root = _root(data, info)
@@ -258,11 +369,9 @@ def _imagefolder(data: DataSection, info: DatasetInfo, img_size: int, device: to
     if missing:
         raise DataError(f"data.root: {root} has no {' or '.join(missing)}/ folder (ImageNet layout)")
     norm = transforms.Normalize(info.mean, info.std)
-    train_tf = transforms.Compose([
-        transforms.RandomResizedCrop(img_size), transforms.RandomHorizontalFlip(), transforms.ToTensor(), norm,
-    ] if data.augmentation == "standard" else [
-        transforms.Resize(img_size), transforms.CenterCrop(img_size), transforms.ToTensor(), norm,
-    ])
+    # a folder of full-size images is always random-resized-cropped for training ("standard" too)
+    rrc = replace(aug, kind="rrc") if aug.kind == "standard" else aug
+    train_tf = classic_transforms(rrc, info, img_size, img_size)
     val_tf = transforms.Compose([transforms.Resize(int(round(img_size / 0.875))), transforms.CenterCrop(img_size),
                                  transforms.ToTensor(), norm])
     train = datasets.ImageFolder(str(root / "train"), transform=train_tf)
@@ -274,7 +383,7 @@ def _imagefolder(data: DataSection, info: DatasetInfo, img_size: int, device: to
         n_val = min(max(1, math.ceil(data.subset / 5)), len(vlabels))
         val = torch.utils.data.Subset(val, np.sort(stratified_indices(vlabels, n_val, seed)))
     classes = (train.dataset if data.subset else train).classes
-    return (LoaderBatches(train, data, device, seed, True, rank, world),
+    return (LoaderBatches(train, data, device, seed, True, rank, world, aug),
             LoaderBatches(val, data, device, seed, False, rank, world)), classes
 
 
@@ -285,12 +394,25 @@ def load_data(data: DataSection, device: torch.device, seed: int, rank: int = 0,
     if not img_size:
         raise DataError(f'data.img_size: dataset "{data.name}" has no native size; set one')
     if not info.in_memory:
-        (train, val), classes = _imagefolder(data, info, img_size, device, seed, rank, world)
+        classes = _folder_classes(data, info)
+        aug = Augmentation.of(data, len(classes))
+        (train, val), classes = _imagefolder(data, info, img_size, device, seed, rank, world, aug)
         return DataBundle(info, len(classes), classes, img_size, train, val)
     (train_a, val_a), classes = ArrayLoader.get(data.name)(data, info)
     train_a, val_a = _subset(train_a, val_a, data.subset, seed)
-    return DataBundle(
-        info, len(classes), classes, img_size,
-        DeviceBatches(train_a, data, info, img_size, device, seed, True, rank, world),
-        DeviceBatches(val_a, data, info, img_size, device, seed, False, rank, world),
-    )
+    aug = Augmentation.of(data, len(classes))
+    if data.pipeline == "classic":
+        native = train_a.images.shape[-1]
+        train = LoaderBatches(ArrayImages(train_a, classic_transforms(aug, info, img_size, native)), data, device,
+                              seed, True, rank, world, aug)
+        val = LoaderBatches(ArrayImages(val_a, classic_transforms(None, info, img_size, native)), data, device,
+                            seed, False, rank, world)
+    else:
+        train = DeviceBatches(train_a, data, info, img_size, device, seed, True, rank, world, aug)
+        val = DeviceBatches(val_a, data, info, img_size, device, seed, False, rank, world)
+    return DataBundle(info, len(classes), classes, img_size, train, val)
+
+
+def _folder_classes(data: DataSection, info: DatasetInfo) -> list[str]:
+    train = _root(data, info) / "train"
+    return sorted(p.name for p in train.iterdir() if p.is_dir()) if train.is_dir() else []

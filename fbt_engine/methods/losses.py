@@ -9,7 +9,13 @@ from fbt_engine.train import distributed
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Class indices, or soft targets (Mixup/CutMix); label smoothing applies to either."""
     return F.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
+
+
+def hard_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Class indices from indices or from soft targets (their most likely class)."""
+    return labels.argmax(dim=-1) if labels.is_floating_point() else labels
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -28,11 +34,11 @@ def ofa_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
     OFA-KD's released code subtracts the one-hot from the weights, i.e. the target class is weighted
     (1 + p_t[ĉ])^ε − 1, because the separate cross-entropy term already supplies the "1 ·" part;
     `drop_ce = True` (fbt's default, since fbt also adds CE) is that form. At ε = 1 the full form is
-    cross-entropy against p_t + onehot(ĉ).
+    cross-entropy against p_t + onehot(ĉ). With Mixup/CutMix targets, ĉ is their most likely class.
     """
     log_p_s = F.log_softmax(student.float() / temperature, dim=-1)
     p_t = F.softmax(teacher.float() / temperature, dim=-1)
-    onehot = F.one_hot(labels, num_classes=student.shape[-1]).float()
+    onehot = F.one_hot(hard_labels(labels), num_classes=student.shape[-1]).float()
     weight = (p_t + onehot).pow(eps)
     if drop_ce:
         weight = weight - onehot
