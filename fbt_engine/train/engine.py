@@ -174,7 +174,7 @@ def prepare(resolved: Resolved, device: torch.device, info: DistInfo = DistInfo(
     source = None
     if teacher is not None:
         source = teacher_mod.locate(cfg, data.num_classes, data.img_size)
-        if source.kind != "train":
+        if source.kind in ("checkpoint", "cache"):
             try:
                 teacher_mod.load_weights(teacher.model, source.weights)
             except teacher_mod.TeacherError as exc:
@@ -188,11 +188,11 @@ def prepare(resolved: Resolved, device: torch.device, info: DistInfo = DistInfo(
     except (UnsupportedModel, ValueError) as exc:
         raise EngineError(f"method: {exc}", EXIT_USAGE) from None
     prepared = Prepared(resolved, device, data, student, teacher, source, method, info)
-    if source is not None and source.kind == "checkpoint":
+    if source is not None and source.kind in ("checkpoint", "pretrained"):
         acc, chance = teacher_accuracy(prepared), 100.0 / data.num_classes
         if acc["top1"] < NEAR_CHANCE * chance:
             raise EngineError(
-                f"teacher.checkpoint: {source.weights} scores {acc['top1']:.1f}% top-1 on {cfg.data.name}'s "
+                f"teacher: {source.weights} scores {acc['top1']:.1f}% top-1 on {cfg.data.name}'s "
                 f"validation images, near chance ({chance:.1f}%): a checkpoint for other classes, another class "
                 "order or another input normalisation?", EXIT_ENV)
     return prepared

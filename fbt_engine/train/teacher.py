@@ -30,7 +30,7 @@ class TeacherError(RuntimeError):
 
 @dataclass(frozen=True)
 class TeacherSource:
-    kind: str  # "checkpoint" | "cache" | "train"
+    kind: str  # "checkpoint" | "pretrained" (timm's own weights) | "cache" | "train"
     weights: Path  # the file to load (for "train": where the trained teacher will be cached)
     key: str = ""
 
@@ -50,6 +50,8 @@ def cache_key(cfg: Config, num_classes: int, img_size: int) -> str:
 def locate(cfg: Config, num_classes: int, img_size: int) -> TeacherSource:
     if cfg.teacher.checkpoint:
         return TeacherSource("checkpoint", Path(cfg.teacher.checkpoint).expanduser())
+    if cfg.teacher.kwargs.get("pretrained"):
+        return TeacherSource("pretrained", Path(f"timm:{cfg.teacher.model}"))
     key = cache_key(cfg, num_classes, img_size)
     weights = paths.teacher_cache_dir() / key / "teacher.safetensors"
     return TeacherSource("cache" if weights.is_file() else "train", weights, key)
