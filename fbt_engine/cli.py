@@ -151,6 +151,11 @@ def _write(text: str, output: str) -> None:
 def cmd_run(args) -> int:
     if args.resume is None and args.preset is None:
         raise CliError("fbt run: give a preset (a file or a preset name) or --resume RUN")
+    if args.run_id is not None:
+        from fbt_engine.store.runs import RUN_ID
+
+        if not RUN_ID.match(args.run_id) or _store().exists(args.run_id):
+            raise CliError(f"--id {args.run_id}: not a fresh id of the form YYYYMMDD-HHMMSS-xxxxxx")
     if args.resume is not None:  # a run that cannot be resumed is an error before torch is imported
         store = _store()
         rid = _resolve(store, args.resume)
