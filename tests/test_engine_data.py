@@ -13,7 +13,7 @@ from fbt_engine.config.presets import resolve
 from fbt_engine.config.schema import DataSection
 from fbt_engine.data.catalog import DATASETS
 from fbt_engine.data.idx import FASHION_MNIST_FILES, IdxError, read_idx, stratified_indices
-from fbt_engine.data.sources import Arrays, DataError, DeviceBatches, load_data
+from fbt_engine.data.sources import Arrays, Augmentation, DataError, DeviceBatches, load_data
 from helpers_engine import MLP_TO_CNN, fabricate_cifar, write_idx
 
 CPU = torch.device("cpu")
@@ -56,6 +56,10 @@ def test_embedded_slice_and_its_stratified_subset():
     assert len(sub.train) == 500 // 64  # the last partial training batch is dropped
     assert len(sub.val) == 1 and sub.describe() == {"name": "fashion_mnist_5k", "classes": 10, "img_size": 28,
                                                      "train_images": 500, "val_images": 100}
+    plain = load_data(DataSection(subset=500, batch_size=64, augmentation="none"), CPU, seed=0)
+    (x_aug, y_aug), (x_plain, y_plain) = next(iter(sub.train.epoch(0))), next(iter(plain.train.epoch(0)))
+    assert torch.equal(y_aug, y_plain) and not torch.equal(x_aug, x_plain)  # training batches are augmented
+    assert torch.equal(next(iter(sub.val.epoch(0)))[0], next(iter(plain.val.epoch(0)))[0])  # evaluation is not
 
 
 # -- device batches ---------------------------------------------------------------------------------
@@ -68,7 +72,8 @@ def arrays() -> Arrays:
 
 def _device_batches(arrays: Arrays, seed: int = 0, train: bool = True, **data) -> DeviceBatches:
     cfg = DataSection(batch_size=16, eval_batch_size=32, **data)
-    return DeviceBatches(arrays, cfg, DATASETS["fashion_mnist_5k"], 28, CPU, seed, train=train)
+    return DeviceBatches(arrays, cfg, DATASETS["fashion_mnist_5k"], 28, CPU, seed, train=train,
+                         augmentation=Augmentation.of(cfg, 10))
 
 
 def test_device_batches_depend_only_on_seed_epoch_and_step(arrays):
@@ -114,8 +119,9 @@ def test_training_batches_are_augmented_and_evaluation_batches_are_not(arrays):
 
 def test_resizing_to_the_configured_size(arrays):
     cfg = DataSection(batch_size=16, img_size=32)
-    source = DeviceBatches(arrays, cfg, DATASETS["fashion_mnist_5k"], 32, CPU, 0, train=True)
-    assert _batches(source, 0)[0][0].shape == (16, 1, 32, 32)
+    for aug in (None, Augmentation.of(cfg, 10)):
+        source = DeviceBatches(arrays, cfg, DATASETS["fashion_mnist_5k"], 32, CPU, 0, train=True, augmentation=aug)
+        assert _batches(source, 0)[0][0].shape == (16, 1, 32, 32)
 
 
 def test_too_few_images_for_one_batch_is_a_data_error(arrays):
