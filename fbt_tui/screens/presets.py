@@ -107,7 +107,7 @@ class PresetsScreen(FbtScreen):
             with Vertical(id="preset-side"):
                 yield Label("Presets [dim]built-in ·[/] [$accent]user[/]", classes="section-title")
                 yield OptionList(id="preset-list")
-            with VerticalScroll(id="preset-main"):
+            with VerticalScroll(id="preset-main", can_focus=False):  # tab goes straight to the fields
                 yield Static(id="preview")
                 yield Label("Settings  [dim](edits become --set overrides; enter launches)[/]",
                             classes="section-title")
@@ -141,6 +141,10 @@ class PresetsScreen(FbtScreen):
 
     def on_mount(self) -> None:
         self.reload_list()
+
+    def on_screen_resume(self) -> None:
+        if self.focused is None:
+            self.query_one("#preset-list", OptionList).focus()
 
     def reload_list(self, select: str | None = None) -> None:
         self.refs = list_presets()

@@ -54,6 +54,7 @@ class CurvePlot(PlotWidget):
         self.group = group
         self.markers = markers
         self.shown = self.total = 0
+        self._pinned_y = False  # y limits set here because the data has no spread
 
     def on_mount(self) -> None:
         self.margin_top, self.margin_bottom, self.margin_left = 0, 1, 7
@@ -66,6 +67,7 @@ class CurvePlot(PlotWidget):
 
     def show(self, panel: Panel, styles: dict[str, str] | None = None) -> None:
         self.clear()
+        self._fit_flat_data(panel)
         legend = []
         for i, curve in enumerate(panel.curves):
             style = (styles or {}).get(curve.label, PALETTE[i % len(PALETTE)])
@@ -77,6 +79,21 @@ class CurvePlot(PlotWidget):
         self.border_title = f"[b]{panel.title}[/]  " + "  ".join(legend) if legend else f"{panel.title} · no data yet"
         self.shown, self.total = panel.shown, panel.total
         self.border_subtitle = f"showing {panel.shown:,} of {panel.total:,} points" if panel.total else ""
+
+    def _fit_flat_data(self, panel: Panel) -> None:
+        """Autoscaling a constant curve (one epoch, a frozen teacher) gives a zero-height axis
+        with ticks like 33.000 33.000; give it ±1 instead. No data: the axes start afresh."""
+        ys = np.concatenate([c.y for c in panel.curves]) if panel.curves else np.empty(0)
+        ys = ys[np.isfinite(ys)]
+        if not len(ys):
+            self.set_xlimits(None, None)
+            self.set_ylimits(None, None)
+        elif ys.max() - ys.min() < 1e-9:
+            self.set_ylimits(float(ys[0]) - 1, float(ys[0]) + 1)
+            self._pinned_y = True
+        elif self._pinned_y:
+            self.set_ylimits(None, None)
+            self._pinned_y = False
 
     def _render_line_plot(self, dataset: LinePlot) -> None:
         """textual-plot rasterises every segment dot by dot in Python (tens of ms for one noisy
