@@ -1,0 +1,98 @@
+"""Presets mode: validation next to each field (the engine's own checks), the model picker,
+saving a user preset without ever touching a built-in."""
+
+import tomllib
+
+from textual.widgets import Input, Select
+
+from fbt_tui.screens.dialogs import ErrorDialog, PromptDialog
+from fbt_tui.screens.model_picker import ModelPicker
+
+from test_tui_support import run_app, wait_for
+
+
+def field_error(screen, key: str) -> str:
+    row = screen.query_one(f"#f-{key.replace('.', '-')}-row")
+    return str(row.query_one(".field-error").render()) if row.has_class("-invalid") else ""
+
+
+async def loaded(app, pilot):
+    screen = app.screen
+    await wait_for(pilot, lambda: screen.ref is not None and screen.ref.name == "mlp_to_cnn", 10, "the preset")
+    return screen
+
+
+def test_errors_show_next_to_their_field_and_block_the_launch(fbt_home):
+    async def scenario(app, pilot):
+        screen = await loaded(app, pilot)
+        screen.query_one("#f-train-epochs", Input).value = "0"
+        screen.query_one("#f-data-batch_size", Input).value = "lots"
+        screen.query_one("#f-student-model", Input).value = "resnet11_cifar"
+        screen.query_one("#f-extra", Input).value = "method.nce_wieght=2"
+        await pilot.pause()
+        assert "expected a value ≥ 1, got 0" in field_error(screen, "train.epochs")
+        assert "expected an integer" in field_error(screen, "data.batch_size")
+        assert 'did you mean "resnet18_cifar"' in field_error(screen, "student.model")
+        assert "nce_weight" in field_error(screen, "extra")  # the engine's own "did you mean"
+        assert field_error(screen, "optim.lr") == ""
+        assert "4 problem(s)" in str(screen.query_one("#preview").render())
+        await pilot.press("enter")  # on the list: refused, nothing launched
+        assert not app.manager.handles and app.current_mode == "presets"
+
+        screen.query_one("#f-train-epochs", Input).value = "3"
+        screen.query_one("#f-data-batch_size", Input).value = "64"
+        screen.query_one("#f-extra", Input).value = ""
+        screen.query_one("#f-method-name", Select).value = "kd"
+        await pilot.pause()
+        assert field_error(screen, "train.epochs") == ""
+        # only what differs from the preset, strings quoted as TOML, numbers as typed
+        assert screen.overrides() == ['student.model="resnet11_cifar"', 'method.name="kd"', "train.epochs=3",
+                                      "data.batch_size=64"]
+
+        await pilot.press("ctrl+r")  # back to the preset as written
+        assert screen.overrides() == [] and not screen.problems
+
+    run_app(scenario)
+
+
+def test_model_picker_fills_the_field(fbt_home):
+    async def scenario(app, pilot):
+        screen = await loaded(app, pilot)
+        screen.query_one("#f-teacher-model", Input).focus()
+        await pilot.press("ctrl+o")
+        assert isinstance(app.screen, ModelPicker) and "teacher" in str(app.screen.query_one(".dialog-title").render())
+        await pilot.press(*"deit micro", "enter")
+        assert screen.query_one("#f-teacher-model", Input).value == "deit_micro"
+        assert 'teacher.model="deit_micro"' in screen.overrides()
+
+    run_app(scenario)
+
+
+def test_save_as_user_preset_never_overwrites_a_builtin(fbt_home):
+    user_dir = fbt_home / "config" / "presets"
+
+    async def scenario(app, pilot):
+        screen = await loaded(app, pilot)
+        screen.query_one("#f-train-epochs", Input).value = "7"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        assert isinstance(app.screen, PromptDialog)
+        prompt = app.screen.query_one(Input)
+        assert prompt.value == "mlp_to_cnn_custom"
+        prompt.value = "mlp_to_cnn"  # a built-in's name
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog), 5, "the refusal")
+        await pilot.press("enter")
+        assert not user_dir.exists() or not any(user_dir.iterdir())
+
+        await pilot.press("ctrl+s")
+        app.screen.query_one(Input).value = "longer"
+        await pilot.press("enter")
+        saved = user_dir / "longer.toml"
+        await wait_for(pilot, saved.exists, 5, "the saved preset")
+        table = tomllib.loads(saved.read_text())
+        assert table["train"]["epochs"] == 7 and table["student"]["model"] == "resnet10_cifar"
+        await wait_for(pilot, lambda: screen.ref is not None and screen.ref.name == "longer", 5, "the new preset")
+        assert not screen.ref.builtin and screen.overrides() == []  # its own values now
+
+    run_app(scenario)
