@@ -29,7 +29,7 @@ from fbt_engine.store.runs import RunNotFound, RunStore, new_run_id, process_ali
 
 from fbt_tui.model import RunModel
 
-POLL_S = 0.1  # events reach the screen within one poll plus one redraw
+POLL_S = 0.05  # events reach the screen within one poll plus one text redraw (< 0.5 s)
 GPU_POLL_S = 2.0
 STOP_GRACE_S = 30.0  # SIGINT lets the engine finish its step and save; after this, SIGKILL
 _ERR_TAIL = 40

@@ -1,6 +1,7 @@
 """The dashboard's metrics model without any widget: folding, decimation, resume, corrupt files."""
 
 import json
+import os
 
 import numpy as np
 
@@ -100,3 +101,21 @@ def test_eta_from_the_phase_pace():
     assert m.eta_seconds(now=110.0) == 30.0  # 5 of 20 steps in 10 s
     m.add_events([{"type": "run_finished", "time": 120.0}])
     assert m.eta_seconds(now=120.0) is None
+
+
+def test_device_and_gpu_memory_come_from_nvidia_smi(tmp_path, monkeypatch):
+    from fbt_tui.app import machine_device
+    from fbt_tui.runs import RunHandle
+
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text('#!/bin/sh\nif [ "$1" = "-L" ]; then echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)"; '
+                    'else echo "4242, 5120"; echo "77, 100"; fi\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert machine_device() == "NVIDIA H100 80GB HBM3"
+    manager = RunManager(lambda message: None, tmp_path)
+    handle = RunHandle("r", RunModel("r"), pid=4242, live=True)
+    handle.model.add_events([{"type": "run_started", "time": 0, "device": {"type": "cuda", "name": "H100"}}])
+    assert manager._gpu_memory(handle) == 5.0  # MiB of that pid only, in GB
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert machine_device().startswith("CPU (")

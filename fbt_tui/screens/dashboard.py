@@ -16,7 +16,7 @@ from fbt_tui.screens.dialogs import ConfirmDialog
 from fbt_tui.widgets.header import FbtHeader
 from fbt_tui.widgets.run_view import RunView
 
-TICK_HZ = 12  # each tick draws the text and at most one plot (see RunView)
+TICK_HZ = 16  # each tick draws the text or one plot (see RunView)
 EMPTY = ("No run open.\n\nPress [b]p[/] to launch a preset, or [b]h[/] to open a past run from History "
          "([b]enter[/]).\nRuns keep going while you look elsewhere, and after you quit if you choose so.")
 
