@@ -77,13 +77,24 @@ class FbtApp(App[int]):
         # every widget is parsed once here instead of stalling the first visit to a mode.
         for mode in ("history", "dashboard", self.start_mode):
             await self.switch_mode(mode)
-        # A full collection walks every object the app holds (~180k once mounted, mostly Textual's
-        # cached strips) and stalls the UI 100–150 ms. Freeze what start-up made, and collect the
-        # young generation less often, so short-lived strips die before they are ever promoted.
+        # A full collection walks every object the app holds (130k+ once a dashboard is drawn,
+        # mostly Textual's cached strips) and stalls the UI for 100 ms or more. Whatever survives
+        # one is alive, so it is frozen: the next full collection walks only what came since.
         gc.freeze()
-        gc.set_threshold(10_000, 10, 10)
+        gc.callbacks.append(self._freeze_survivors)
         self.detect_device()
         self.reattach()
+
+    @staticmethod
+    def _freeze_survivors(phase: str, info: dict) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            gc.freeze()
+
+    @staticmethod
+    def thaw() -> None:
+        """Widgets just removed (a closed tab) may be cycles among frozen objects: let the next
+        full collection see everything once."""
+        gc.unfreeze()
 
     # -- workers ---------------------------------------------------------------------------------
 
@@ -152,16 +163,16 @@ class FbtApp(App[int]):
             self.dashboard.relabel(handle)
         self.refresh_header()
 
-    def on_run_ended(self, message: RunEnded) -> None:
+    async def on_run_ended(self, message: RunEnded) -> None:
+        if message.status == "cancelled":  # stopped before its run folder existed: nothing to show
+            await self.dashboard.close_run(message.run_id)
         handle = self.manager.handles.get(message.run_id)
         if handle is not None:
             self.dashboard.relabel(handle)
             severity = "information" if message.status in ("finished", "interrupted", "cancelled") else "error"
             self.notify(f"{handle.model.name or message.run_id}: {message.status}", severity=severity)
         self.refresh_header()
-        history = self.get_screen("history")
-        if history.is_mounted:
-            history.reload()
+        self.get_screen("history").reload()
 
     async def on_launch_failed(self, message: LaunchFailed) -> None:
         await self.dashboard.close_run(message.run_id)
@@ -205,6 +216,9 @@ class FbtApp(App[int]):
 
     def cleanup(self) -> None:
         """Tail threads and helper processes end with the app; runs do not."""
+        if self._freeze_survivors in gc.callbacks:
+            gc.callbacks.remove(self._freeze_survivors)
+        gc.unfreeze()
         self.manager.shutdown()
         for proc in list(self.helpers):
             if proc.poll() is None:

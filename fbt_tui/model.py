@@ -22,6 +22,7 @@ PAIRS = (("ts", "T–S"), ("tf", "T–F"), ("fs", "F–S"))
 POOLED_METRICS = ("cka", "cos", "retrieval", "norm_ratio")
 SPARK = "▁▂▃▄▅▆▇█"
 LOG_LINES = 2000
+FOLD_SLICE = 2000  # events folded per hold of the lock (a few ms)
 
 
 def loss_group(term: str) -> str:
@@ -184,13 +185,14 @@ class RunModel:
     # -- folding ----------------------------------------------------------------------------------
 
     def add_events(self, events: list[dict[str, Any]]) -> None:
-        if not events:
-            return
-        with self.lock:
-            for ev in events:
-                self._add(ev)
-            self.events_seen += len(events)
-            self.version += 1
+        """In slices, so a redraw waiting for the lock never waits for a whole long run's file."""
+        for start in range(0, len(events), FOLD_SLICE):
+            batch = events[start:start + FOLD_SLICE]
+            with self.lock:
+                for ev in batch:
+                    self._add(ev)
+                self.events_seen += len(batch)
+                self.version += 1
 
     def add_log(self, lines: list[str]) -> None:
         if not lines:

@@ -118,6 +118,7 @@ class DashboardScreen(FbtScreen):
     async def close_run(self, run_id: str) -> None:
         if self.query(f"#{pane_id(run_id)}"):
             await self.query_one(TabbedContent).remove_pane(pane_id(run_id))
+            self.app.thaw()
         self._show_empty()
 
     async def action_close_tab(self) -> None:

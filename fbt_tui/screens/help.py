@@ -12,7 +12,7 @@ from textual_plot import PlotWidget
 
 EXTRA = {
     "Everywhere": [("ctrl+p", "command palette: run actions, launch a preset, go to a mode"),
-                   ("tab / shift+tab", "move between widgets"), ("ctrl+q", "quit (asks when runs are active)")],
+                   ("tab / shift+tab", "move between widgets")],
     "Presets": [("↑ ↓", "choose a preset"), ("tab", "into the form; edits validate as you type")],
     "History": [("click a header", "sort by that column (again: reverse)"),
                 ("/ then text", "words match anywhere; status:crashed, tag:best, method:fbt narrow down")],

@@ -105,7 +105,7 @@ class PresetsScreen(FbtScreen):
         yield FbtHeader("presets")
         with Horizontal(id="presets-body"):
             with Vertical(id="preset-side"):
-                yield Label("Presets [dim]built-in ·[/] [$accent]user[/]", classes="section-title")
+                yield Label("Presets  [dim]✎ = yours[/]", classes="section-title")
                 yield OptionList(id="preset-list")
             with VerticalScroll(id="preset-main", can_focus=False):  # tab goes straight to the fields
                 yield Static(id="preview")
@@ -151,7 +151,7 @@ class PresetsScreen(FbtScreen):
         options = self.query_one("#preset-list", OptionList)
         options.clear_options()
         for i, ref in enumerate(self.refs):
-            label = escape(ref.name) if ref.builtin else f"[b $accent]{escape(ref.name)}[/]"
+            label = escape(ref.name) if ref.builtin else f"[b $accent]✎ {escape(ref.name)}[/]"
             options.add_option(Option(label, id=str(i)))
         names = [r.name for r in self.refs]
         default = select or "mlp_to_cnn"
