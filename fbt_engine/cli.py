@@ -85,8 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                        metavar="ACTION")
     pls = presets.add_parser("ls", help="list presets")
     pls.add_argument("--json", action="store_true")
-    presets.add_parser("validate", help="report every problem of each preset").add_argument(
-        "presets", nargs="+", metavar="PRESET")
+    validate = presets.add_parser("validate", help="report every problem of each preset")
+    validate.add_argument("presets", nargs="+", metavar="PRESET")
+    validate.add_argument("--strict", action="store_true",
+                          help="also fail (exit 3) when this machine lacks the data or checkpoint a preset names")
 
     sub.add_parser("paths", help="where fbt keeps its data")
     doctor = sub.add_parser("doctor", help="what this environment has")
@@ -102,11 +104,11 @@ def _store():
     return RunStore()
 
 
-def _resolve(store, ref: str, include_trashed: bool = False) -> str:
+def _resolve(store, ref: str, include_trashed: bool = False, trashed_only: bool = False) -> str:
     from fbt_engine.store.runs import RunNotFound
 
     try:
-        return store.resolve(ref, include_trashed=include_trashed)
+        return store.resolve(ref, include_trashed=include_trashed, trashed_only=trashed_only)
     except RunNotFound as exc:
         raise CliError(str(exc)) from None
 
@@ -199,7 +201,7 @@ def cmd_runs(args) -> int:
             print(f"moved {rid} to the trash (fbt runs restore {rid})")
     elif action == "restore":
         for ref in args.runs:
-            rid = _resolve(store, ref, include_trashed=True)
+            rid = _resolve(store, ref, trashed_only=True)
             try:
                 store.restore(rid)
             except LookupError as exc:  # RunNotFound: the run is not in the trash
@@ -352,12 +354,18 @@ def cmd_presets(args) -> int:
         worst = EXIT_OK
         for ref in args.presets:
             resolved = collect(ref)
-            if not resolved.problems:
+            # A preset is valid when its content is; what it needs from this machine (a dataset
+            # folder, a checkpoint) is a warning unless --strict, since presets travel between machines.
+            needs = [p for p in resolved.problems if p.environment and p.key != "preset" and not args.strict]
+            errors = [p for p in resolved.problems if p not in needs]
+            for problem in errors:
+                print(f"error: {problem}", file=sys.stderr)
+            for problem in needs:
+                print(f"warning: {problem} (needed to run it on this machine)", file=sys.stderr)
+            if not errors:
                 print(f"ok: {resolved.source}")
                 continue
-            for problem in resolved.problems:
-                print(f"error: {problem}", file=sys.stderr)
-            worst = max(worst, EXIT_USAGE if any(not p.environment for p in resolved.problems) else EXIT_ENV)
+            worst = max(worst, EXIT_USAGE if any(not p.environment for p in errors) else EXIT_ENV)
         return worst
     rows = []
     for ref in list_presets():

@@ -126,8 +126,6 @@ def test_an_unreadable_teacher_checkpoint_exits_3(fbt_home, tmp_path):
     assert_clean_error(result, 3, f"teacher.checkpoint: cannot read {bad}", home=fbt_home)
 
 
-@pytest.mark.xfail(strict=True, reason="engine.prepare reports a bad student.kwargs as 'model: CifarResNet.__init__() "
-                                       "got an unexpected keyword argument' without naming the dotted key")
 def test_a_bad_model_keyword_names_the_dotted_key(fbt_home):
     result = run_fbt("run", MLP_TO_CNN, "--set", "student.kwargs.bogus=1")
     assert_clean_error(result, 2, "student.kwargs", "bogus", home=fbt_home)

@@ -225,9 +225,9 @@ def test_tag_note_rm_restore_purge(copied):
     assert rid in run_fbt("runs", "ls", "--trash").stdout
     assert run_fbt("export", rid, "--format", "csv").returncode == 0  # a trashed run can still be read
     not_trashed = run_fbt("runs", "restore", "beta")
-    assert not_trashed.returncode == 2 and "not in the trash" in not_trashed.stderr
+    assert not_trashed.returncode == 2 and 'no run in the trash matches "beta"' in not_trashed.stderr
     assert "Traceback" not in not_trashed.stderr
-    assert run_fbt("runs", "restore", rid).returncode == 0 and (copied / "runs" / rid).is_dir()
+    assert run_fbt("runs", "restore", "last").returncode == 0 and (copied / "runs" / rid).is_dir()  # newest trashed
     assert len(fbt_json("runs", "ls", "--json")) == 2
 
     run_fbt("runs", "rm", "alpha")

@@ -132,8 +132,6 @@ def test_kill_9_leaves_a_run_listed_as_crashed_with_its_events_intact(killed):
     assert "crashed" in run_fbt("runs", "show", "victim", home=home).stdout
 
 
-@pytest.mark.xfail(strict=True, reason="engine._resume_point: with no last.pt it returns phase teacher_training, so "
-                                       "the crashed segment's distillation steps are not superseded (1, 2, 1, 2, …)")
 def test_resume_after_kill_9_continues_as_one_history(killed):
     home, run_id, _ = killed
     run_dir = only_run(home)
@@ -143,3 +141,21 @@ def test_resume_after_kill_9_continues_as_one_history(killed):
     assert first["type"] == "resume" and first["segment"] == 2
     assert meta(run_dir)["status"] == "finished" and _status(run_id, home) == "finished"
     assert steps(effective(file_events(run_dir))) == list(range(1, STEPS_PER_EPOCH + 1))
+
+
+def test_resume_with_more_epochs_records_the_change_in_config_and_event(with_cached_teacher):
+    home = with_cached_teacher
+    run = Streamed("run", MLP_TO_CNN, *tiny_sets("train.log_every=1"), "--json", "--name", "extend-me", home=home)
+    try:
+        run.wait_for(distillation_step(2))
+        run.proc.send_signal(signal.SIGINT)
+        assert run.finish() == 130, run.stderr
+    finally:
+        run.close()
+    resumed = run_fbt("run", "--resume", "extend-me", "--set", "train.epochs=2", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    first = stdout_events(resumed.stdout)[0]
+    assert first["type"] == "resume" and first["changed"] == {"train.epochs": [1, 2]}
+    run_dir = only_run(home)
+    assert "epochs = 2" in (run_dir / "config.toml").read_text()
+    assert steps(effective(file_events(run_dir)))[-1] == 2 * STEPS_PER_EPOCH

@@ -48,6 +48,7 @@ class Resolved:
     source: str  # the preset's path, or "<defaults>"
     raw: bytes  # the preset file's exact bytes, stored with the run
     problems: list[Problem] = field(default_factory=list)
+    changed: dict[str, list] = field(default_factory=dict)  # on resume: key → [before, after]
 
 
 # --- locating presets ---------------------------------------------------------------------------

@@ -74,10 +74,14 @@ def process_alive(pid: int, start_ticks: int | None) -> bool:
     return True
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 class RunStore:
@@ -234,11 +238,14 @@ class RunStore:
     def _index_is_empty_but_runs_exist(self) -> bool:
         return not self.index.all(include_trashed=True) and any(self._folders(include_trashed=True))
 
-    def resolve(self, ref: str, include_trashed: bool = False) -> str:
+    def resolve(self, ref: str, include_trashed: bool = False, trashed_only: bool = False) -> str:
         """A run id from an id, a unique id prefix, a name (its latest run) or `last`."""
-        runs = self.list(include_trashed=include_trashed)
+        runs = self.list(include_trashed=include_trashed or trashed_only)
+        where = " in the trash" if trashed_only else ""
+        if trashed_only:
+            runs = [r for r in runs if r.trashed]
         if not runs:
-            raise RunNotFound("there are no runs yet")
+            raise RunNotFound("the trash is empty" if trashed_only else "there are no runs yet")
         if ref == "last":
             return runs[0].id
         exact = [r.id for r in runs if r.id == ref]
@@ -252,7 +259,7 @@ class RunStore:
             return named[0]
         if len(prefixed) > 1:
             raise RunNotFound(f'"{ref}" matches {len(prefixed)} runs: {", ".join(prefixed[:5])}')
-        raise RunNotFound(f'no run matches "{ref}" (an id, a unique id prefix, a name, or "last")')
+        raise RunNotFound(f'no run{where} matches "{ref}" (an id, a unique id prefix, a name, or "last")')
 
     def trash(self, run_id: str) -> None:
         meta = self.read_meta(run_id)

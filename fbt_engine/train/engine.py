@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 import torch
 
 import fbt_engine
@@ -31,8 +32,9 @@ from fbt_engine.methods.base import Distiller, build_method
 from fbt_engine.methods.baselines import Scratch
 from fbt_engine.methods.params import ScratchParams
 from fbt_engine.models.adapters import StagedModel, UnsupportedModel
-from fbt_engine.models.factory import build_staged, count_params
-from fbt_engine.store.runs import RUN_ID, RunStore, process_start_ticks
+from fbt_engine.models.factory import count_params, create_model
+from fbt_engine.store.events import effective, read_events
+from fbt_engine.store.runs import RUN_ID, RunStore, process_start_ticks, write_text_atomic
 from fbt_engine.train import checkpoint, distributed, teacher as teacher_mod
 from fbt_engine.train.distributed import DistInfo
 from fbt_engine.train.loop import (
@@ -121,10 +123,13 @@ def _resolve(options: RunOptions, store: RunStore) -> tuple[Resolved, str | None
         if bad:
             raise EngineError(f"--set {bad[0]}: a resumed run keeps its config; only "
                               f"{', '.join(RESUMABLE_SETTINGS)} may change", EXIT_USAGE)
+        before = collect(run_dir / "config.toml").config
         resolved = collect(run_dir / "config.toml", options.sets)
         if resolved.problems:
             raise PresetError(resolved.problems)
         resolved.raw = (run_dir / "preset.toml").read_bytes()
+        resolved.changed = {key: [_dotted(before, key), _dotted(resolved.config, key)] for key in RESUMABLE_SETTINGS
+                            if _dotted(before, key) != _dotted(resolved.config, key)}
         return resolved, run_id
     if options.run_id and (not RUN_ID.match(options.run_id) or store.exists(options.run_id)):
         raise EngineError(f"--id {options.run_id}: not a fresh id of the form YYYYMMDD-HHMMSS-xxxxxx", EXIT_USAGE)
@@ -138,6 +143,11 @@ def _resolve(options: RunOptions, store: RunStore) -> tuple[Resolved, str | None
     resolved = resolve(options.preset, extra)
     resolved.config.run.tags = sorted(set(resolved.config.run.tags) | set(options.tags))
     return resolved, None
+
+
+def _dotted(cfg: Config, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
 
 
 def _toml_string(text: str) -> str:
@@ -156,15 +166,12 @@ def prepare(resolved: Resolved, device: torch.device, info: DistInfo = DistInfo(
         data = load_data(cfg.data, device, cfg.run.seed, rank=info.rank, world=info.world)
     except DataError as exc:
         raise EngineError(str(exc), EXIT_ENV) from None
-    try:
-        student = build_staged(cfg.student.model, data.num_classes, data.img_size, cfg.student.kwargs).model
-        student = StagedModel(student.to(device), data.img_size)
-        teacher = None
-        if cfg.method.needs_teacher:
-            t_model = build_staged(cfg.teacher.model, data.num_classes, data.img_size, cfg.teacher.kwargs).model
-            teacher = StagedModel(t_model.to(device), data.img_size)
-    except (UnsupportedModel, TypeError, ValueError, RuntimeError) as exc:
-        raise EngineError(f"model: {exc}", EXIT_USAGE) from None
+    student = _build_model("student", cfg.student.model, cfg.student.kwargs, data)
+    teacher = _build_model("teacher", cfg.teacher.model, cfg.teacher.kwargs, data) if cfg.method.needs_teacher \
+        else None
+    for view in (student, teacher):
+        if view is not None:
+            view.model.to(device)  # in place: the adapter's references to its modules stay valid
     if teacher is not None and teacher.in_chans != student.in_chans:
         raise EngineError(f"teacher.kwargs: the teacher takes {teacher.in_chans} input channels and the student "
                           f"{student.in_chans}; give both the same in_chans", EXIT_USAGE)
@@ -196,6 +203,27 @@ def prepare(resolved: Resolved, device: torch.device, info: DistInfo = DistInfo(
                 f"validation images, near chance ({chance:.1f}%): a checkpoint for other classes, another class "
                 "order or another input normalisation?", EXIT_ENV)
     return prepared
+
+
+def _build_model(side: str, name: str, kwargs: dict[str, Any], data: DataBundle) -> StagedModel:
+    """One side's model in its four-stage view, any failure named by that side's dotted keys."""
+    try:
+        return StagedModel(create_model(name, data.num_classes, data.img_size, kwargs), data.img_size)
+    except Exception as exc:
+        if kwargs.get("pretrained") and not isinstance(exc, (TypeError, UnsupportedModel)):
+            raise EngineError(f"{side}.kwargs.pretrained: timm could not load {name}'s pretrained weights "
+                              f"({type(exc).__name__}: {exc}); is the network reachable?", EXIT_ENV) from None
+        raise _model_error(side, name, kwargs, data, exc) from None
+
+
+def _model_error(side: str, name: str, kwargs: dict[str, Any], data: DataBundle, exc: Exception) -> Exception:
+    if isinstance(exc, UnsupportedModel):
+        return EngineError(f"{side}.model: {name}: {exc}", EXIT_USAGE)
+    if isinstance(exc, (TypeError, ValueError, RuntimeError, AssertionError)):
+        where = f"{side}.kwargs" if kwargs else f"{side}.model"
+        return EngineError(f"{where}: {name} cannot be built at {data.img_size} px with {kwargs or 'no kwargs'}: "
+                           f"{exc}", EXIT_USAGE)
+    return exc
 
 
 def teacher_accuracy(p: Prepared) -> dict[str, float]:
@@ -333,6 +361,8 @@ def _open_run(p: Prepared, options: RunOptions, store: RunStore, resume_id: str 
     if meta.get("status") == "finished":
         raise EngineError(f"--resume {resume_id}: the run already finished", EXIT_USAGE)
     segment = int(meta.get("segments", 1)) + 1
+    if p.resolved.changed:  # the run's resolved config stays the one it now runs with
+        write_text_atomic(store.run_dir(resume_id) / "config.toml", tomli_w.dumps(to_config_table(cfg)))
     store.update_meta(resume_id, status="running", pid=os.getpid(), pid_start=process_start_ticks(os.getpid()),
                       host=socket.gethostname(), heartbeat=time.time(), ended=None, exit_code=None,
                       segments=segment)
@@ -401,8 +431,9 @@ def execute(p: Prepared, run_id: str, segment: int, resuming: bool, reporter: Re
     phase_name = "teacher_training" if p.teacher_source and p.teacher_source.kind == "train" else "distillation"
     try:
         if resuming:
-            from_step, phase_name = resume_point(reporter.dir / "checkpoints")
-            reporter.emit("resume", segment=segment, phase=phase_name, from_step=from_step)
+            from_step, phase_name = resume_point(reporter.dir)
+            reporter.emit("resume", segment=segment, phase=phase_name, from_step=from_step,
+                          changed=p.resolved.changed)
             reporter.log(f"resuming {run_id} as segment {segment} from {phase_name} step {from_step}")
         else:
             device = describe_device(p.device, cfg.train.amp)
@@ -462,11 +493,13 @@ def _ranks_in_sync(p: Prepared) -> bool:
     return len(set(distributed.all_gather_objects(digest.hexdigest()))) == 1
 
 
-def resume_point(checkpoints: Path) -> tuple[int, str]:
-    """(step, phase) the newest `last` checkpoint of a run resumes from."""
+def resume_point(run_dir: Path) -> tuple[int, str]:
+    """(step, phase) a run resumes from: its newest `last` checkpoint, or, when the earlier segment
+    died before writing one, step 0 of the phase it had reached (so its steps are superseded)."""
     for prefix, phase in (("", "distillation"), ("teacher_", "teacher_training")):
-        path = checkpoints / f"{prefix}last.pt"
+        path = run_dir / "checkpoints" / f"{prefix}last.pt"
         if path.is_file():
             payload = torch.load(path, map_location="cpu", weights_only=False)
             return int(payload["state"]["step"]), phase
-    return 0, "teacher_training"
+    reached = [e["phase"] for e in effective(read_events(run_dir / "events.jsonl")) if e["type"] == "phase"]
+    return 0, "distillation" if "distillation" in reached else "teacher_training"

@@ -82,7 +82,8 @@ def load_weights(model: nn.Module, path: Path) -> None:
     except TeacherError:
         raise
     except Exception as exc:  # a corrupt or foreign file: say which, not a traceback
-        raise TeacherError(f"teacher.checkpoint: cannot read {path}: {exc}") from None
+        raise TeacherError(f"teacher.checkpoint: cannot read {path}: not a PyTorch checkpoint (torch.save) or a "
+                           f".safetensors file ({type(exc).__name__}: {exc})") from None
     missing, unexpected = _mismatch(model, state)
     if missing or unexpected:
         raise TeacherError(
