@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN", help="continue an interrupted or crashed run")
     run.add_argument("--id", dest="run_id", help=argparse.SUPPRESS)  # the TUI picks the id it will tail
     run.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    run.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                     help="train with N processes on this machine (DDP, launched through torchrun)")
+    run.add_argument("--nnodes", default="1", help="machines taking part (torchrun's --nnodes, e.g. 2 or 1:4)")
+    run.add_argument("--node-rank", type=int, default=0, help="this machine's rank among --nnodes")
+    run.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="where the machines meet (several machines)")
 
     runs = sub.add_parser("runs", help="run history").add_subparsers(dest="runs_command", metavar="ACTION")
     ls = runs.add_parser("ls", help="list runs")
@@ -178,6 +183,10 @@ def cmd_run(args) -> int:
             for problem in problems:
                 print(f"error: {problem}", file=sys.stderr)
             return PresetError(problems).exit_code
+    from fbt_engine.launch import is_launcher, launch
+
+    if is_launcher(args):
+        return launch(args)
     from fbt_engine.train.engine import RunOptions, run
 
     return run(RunOptions(preset=args.preset, sets=args.sets, name=args.name, tags=args.tags, device=args.device,

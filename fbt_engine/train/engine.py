@@ -418,7 +418,7 @@ def run(options: RunOptions) -> int:
         return exc.code
     try:
         reporter = (Reporter(store, run_id, options.json, human) if info.is_main
-                    else SilentReporter(store.runs_dir / run_id, run_id, human))
+                    else SilentReporter(store.runs_dir / run_id, run_id, human, info.rank))
         with StopFlag() as stop:
             return execute(prepared, run_id, segment, resume_id is not None, reporter, stop)
     finally:

@@ -103,16 +103,18 @@ class Reporter:
 
 
 class SilentReporter(Reporter):
-    """What processes other than rank 0 report to: nothing is written (rank 0 owns the store),
-    but the fold of their own events keeps the same summary for the run's last lines."""
+    """What processes other than rank 0 report to: rank 0 owns the store, so nothing is written,
+    except this rank's failure, left as rank-<r>.error.json for rank 0 and the launcher to report."""
 
-    def __init__(self, run_dir: Path, run_id: str, human: HumanOutput):
-        self.dir, self.run_id, self.human = run_dir, run_id, human
+    def __init__(self, run_dir: Path, run_id: str, human: HumanOutput, rank: int):
+        self.dir, self.run_id, self.human, self.rank = run_dir, run_id, human, rank
         self.fold = fold_events([])
 
     def emit(self, event_type: str, **payload: Any) -> dict[str, Any]:
         event = {"type": event_type, **payload}
         self.fold.add(event)
+        if event_type == "run_failed":
+            (self.dir / f"rank-{self.rank}.error.json").write_text(json.dumps({**payload, "rank": self.rank}))
         return event
 
     def log(self, text: str) -> None:

@@ -1,0 +1,87 @@
+"""`fbt run --nproc-per-node N`: one run over several processes, launched through PyTorch's own
+torchrun. This process validates first, picks the run id, starts torchrun and waits; when rank 0
+died without closing the run (killed, or taken down with a failing rank), it closes the run with
+the ranks' errors, so no run is left "running" and every rank's failure reaches the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from fbt_engine.store.events import EventWriter
+from fbt_engine.store.runs import RunStore, new_run_id
+
+STATUS_EXIT = {"finished": 0, "interrupted": 130}
+RANK_ERRORS = "rank-*.error.json"  # written by failing ranks other than 0 (see train/report.py)
+
+
+def torchrun_command(args, run_id: str | None) -> list[str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={args.nproc_per_node}",
+           f"--nnodes={args.nnodes}", f"--node-rank={args.node_rank}"]
+    if args.rdzv_endpoint:
+        cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={args.rdzv_endpoint}"]
+    elif str(args.nnodes) == "1":
+        cmd.append("--standalone")
+    cmd += ["-m", "fbt_engine", "run"]
+    if args.preset:
+        cmd.append(args.preset)
+    for item in args.sets:
+        cmd += ["--set", item]
+    for tag in args.tags:
+        cmd += ["--tag", tag]
+    for flag, value in (("--name", args.name), ("--device", args.device), ("--resume", args.resume),
+                        ("--id", run_id)):
+        if value:
+            cmd += [flag, value]
+    cmd += [flag for flag, on in (("--json", args.json), ("--quiet", args.quiet)) if on]
+    return cmd
+
+
+def launch(args) -> int:
+    store = RunStore()
+    run_id = None if args.resume else (args.run_id or new_run_id())
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the ranks; this one stays to close up
+    try:
+        code = subprocess.call(torchrun_command(args, run_id), stdin=subprocess.DEVNULL)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if args.node_rank != 0:
+        return code
+    rid = run_id or store.resolve(args.resume)
+    if not store.exists(rid):
+        return code  # refused before the run existed; the ranks said why
+    return close_if_abandoned(store, rid, code)
+
+
+def close_if_abandoned(store: RunStore, run_id: str, code: int) -> int:
+    meta = store.read_meta(run_id)
+    status = meta.get("status")
+    run_dir = store.run_dir(run_id)
+    errors = [json.loads(p.read_text()) for p in sorted(run_dir.glob(RANK_ERRORS))]
+    if status != "running":
+        for e in errors:
+            print(f"error: rank {e.get('rank')}: {e.get('error')}: {e.get('message')}", file=sys.stderr)
+        return STATUS_EXIT.get(status, 1)
+    first = errors[0] if errors else {"error": "ProcessExit", "message": f"torchrun exited with code {code}"}
+    writer = EventWriter(run_dir / "events.jsonl")
+    writer.write("run_failed", error=first.get("error"), message=first.get("message"),
+                 traceback=first.get("traceback", ""), rank=first.get("rank"), ranks=errors)
+    writer.close()
+    now = time.time()
+    store.update_meta(run_id, status="failed", exit_code=code or 1, ended=now, heartbeat=now)
+    store.refresh_index(run_id)
+    print(f"error: run {run_id} failed on rank {first.get('rank', '?')}: {first.get('error')}: "
+          f"{first.get('message')}", file=sys.stderr)
+    return 1
+
+
+def is_launcher(args) -> bool:
+    """True for the process that should start torchrun (not for the ranks it starts)."""
+    several = args.nproc_per_node > 1 or str(args.nnodes) != "1"
+    return several and "LOCAL_RANK" not in os.environ
+
+

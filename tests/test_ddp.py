@@ -1,0 +1,108 @@
+"""Distributed runs through torchrun with the gloo backend on CPU: one run folder written by
+rank 0 alone, the same weights on every rank, stop and resume, and a dead rank reaching the store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_fbt, tiny_sets
+from fbt_engine.store.events import effective
+from helpers_engine import MLP_TO_CNN, file_events, meta, only_run, steps
+
+DDP = ["--nproc-per-node", "2"]
+# the global batch of 64 splits into 2 × 32; 500 images → 7 steps per epoch
+STEPS_PER_EPOCH = 7
+
+
+def start(home: Path, *args: str) -> subprocess.Popen:
+    """`fbt run … --nproc-per-node 2` in its own session, so the test can signal the whole launch."""
+    env = {**os.environ, "FBT_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "fbt_engine", "run", *args], env=env, cwd=REPO,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def wait_for_step(home: Path, step: int, proc: subprocess.Popen, timeout: float = 180) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        runs = list((home / "runs").glob("*/events.jsonl")) if (home / "runs").is_dir() else []
+        if runs and any(s >= step for s in steps(file_events(runs[0].parent))):
+            return runs[0].parent
+        time.sleep(0.2)
+    raise AssertionError(f"no distillation step {step} within {timeout} s")
+
+
+def test_two_process_run_writes_one_history_and_ends_in_sync(with_cached_teacher):
+    result = run_fbt("run", MLP_TO_CNN, *tiny_sets("train.epochs=2"), *DDP, "--json")
+    assert result.returncode == 0, result.stderr
+    run_dir = only_run(with_cached_teacher)
+    events = file_events(run_dir)
+    assert [e["type"] for e in events].count("run_started") == 1
+    started = events[0]
+    assert (started["processes"], started["batch_per_process"]) == (2, 32)
+    done = steps(events)
+    assert done == sorted(set(done)) and done[-1] == 2 * STEPS_PER_EPOCH  # each step logged once
+    assert events[-1]["type"] == "run_finished" and events[-1]["ranks_in_sync"] is True
+    assert (run_dir / "student.safetensors").is_file()
+    assert meta(run_dir)["status"] == "finished"
+    assert not list(run_dir.glob("rank-*"))
+
+
+def test_a_stopped_distributed_run_resumes_at_the_exact_step(with_cached_teacher):
+    home = with_cached_teacher
+    proc = start(home, MLP_TO_CNN, *tiny_sets("train.epochs=2"), *DDP, "--name", "ddp-stop")
+    run_dir = wait_for_step(home, 2, proc)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert meta(run_dir)["status"] == "interrupted" and (run_dir / "checkpoints" / "last.pt").is_file()
+    resumed = run_fbt("run", "--resume", "ddp-stop", *DDP, home=home)
+    assert resumed.returncode == 0, resumed.stderr
+    history = steps(effective(file_events(run_dir)))
+    assert history == sorted(set(history)) and history[-1] == 2 * STEPS_PER_EPOCH
+    assert meta(run_dir)["segments"] == 2 and file_events(run_dir)[-1]["ranks_in_sync"] is True
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        pid = int(stat[stat.rindex(")") + 2:].split()[1])
+    return False
+
+
+def _rank_pid(launcher: int, rank: int) -> int:
+    """The pid of the torchrun worker with RANK=rank started by `launcher`."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            if f"RANK={rank}".encode() in environ and _descends_from(int(proc.name), launcher):
+                return int(proc.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no rank {rank} process")
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_rank_fails_the_run_instead_of_leaving_it_running(with_cached_teacher):
+    home = with_cached_teacher
+    proc = start(home, MLP_TO_CNN, *tiny_sets("train.epochs=30"), *DDP)
+    run_dir = wait_for_step(home, 2, proc)
+    os.kill(_rank_pid(proc.pid, 1), signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 1
+    m = meta(run_dir)
+    assert m["status"] == "failed", m
+    assert file_events(run_dir)[-1]["type"] == "run_failed"
+    assert "Traceback" not in stderr.splitlines()[-1]
