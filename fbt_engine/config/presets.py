@@ -193,14 +193,32 @@ def _setting_keys() -> tuple[str, ...]:
 
 
 def _build_method(table: dict[str, Any], origin, problems: list[Problem]) -> MethodParams:
+    """[method]: `name` picks the method; its settings are the flat keys, plus a sub-table named
+    after it ([method.fbt] …). Sub-tables of the other methods are checked but left unused, so a
+    preset can carry settings for several methods and `--set method.name=kd` still works on it."""
     params = dict(table)
     name = params.pop("name", FBTParams.name)
+    per_method = {k: params.pop(k) for k in list(params) if k in METHOD_PARAMS and isinstance(params[k], dict)}
+    for other, sub in per_method.items():
+        if other != name:
+            build(METHOD_PARAMS.get(other), sub, f"method.{other}.", origin, problems)
     if not isinstance(name, str) or name not in METHOD_PARAMS:
         problems.append(Problem(origin("method.name"), "method.name",
                                 f"expected one of {', '.join(METHOD_PARAMS.names())}, got {name!r}"
                                 + (did_you_mean(name, METHOD_PARAMS.names()) if isinstance(name, str) else "")))
         return FBTParams()
-    return build(METHOD_PARAMS.get(name), params, "method.", origin, problems)
+    own = per_method.get(name, {})
+    clash = sorted(set(own) & set(params))
+    if clash:
+        problems.append(Problem(origin(f"method.{clash[0]}"), f"method.{clash[0]}",
+                                f"set both in [method] and in [method.{name}]; keep one"))
+    cls = METHOD_PARAMS.get(name)
+    if not own:
+        return build(cls, params, "method.", origin, problems)
+    # each part is checked under the keys as written; the settings are their union
+    build(cls, params, "method.", origin, problems)
+    build(cls, own, f"method.{name}.", origin, problems)
+    return build(cls, {**params, **own}, "method.", origin, [])
 
 
 def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
