@@ -44,3 +44,9 @@ def number(value: float | None, digits: int = 3) -> str:
         return "–"
     return f"{value:.{digits}g}" if abs(value) < 1e-2 or abs(value) >= 1e4 else f"{value:.{digits}f}".rstrip("0").rstrip(".")
 
+
+
+def literal(text: str) -> str:
+    """Text for Textual markup, shown as is: every "[" escaped (textual.markup.escape leaves a
+    lone "[" alone, and a closing tag right after it then swallows both)."""
+    return text.replace("[", r"\[")

@@ -11,7 +11,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Label, Static
+from textual.widgets import DataTable, Label, Static
 
 from fbt_engine.store.export import compare, flatten, load_config
 from fbt_engine.store.runs import RunStore
@@ -21,6 +21,7 @@ from fbt_tui.format import duration, pct
 from fbt_tui.model import Panel, RunModel
 from fbt_tui.screens.base import FbtScreen
 from fbt_tui.widgets.curves import PALETTE, CurvePlot
+from fbt_tui.widgets.keybar import KeyBar
 
 METRICS = (("top1", "student top-1 % / epoch"), ("loss", "train loss / step"), ("CE", "CE terms / step"))
 
@@ -70,7 +71,7 @@ class CompareScreen(FbtScreen):
                 yield CurvePlot("loss", id="compare-metric")
             yield Label("config keys that differ", id="compare-diff-title", classes="section-title")
             yield DataTable(id="compare-diff", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
         self.load()

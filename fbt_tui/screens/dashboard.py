@@ -7,7 +7,7 @@ import time
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 from fbt_tui.format import STATUS_MARKS
 from fbt_tui.runs import RunHandle
@@ -15,6 +15,7 @@ from fbt_tui.screens.base import FbtScreen
 from fbt_tui.screens.dialogs import ConfirmDialog
 from fbt_tui.widgets.header import FbtHeader
 from fbt_tui.widgets.run_view import RunView
+from fbt_tui.widgets.keybar import KeyBar
 
 TICK_HZ = 16  # each tick draws the text or one plot (see RunView)
 EMPTY = ("No run open.\n\nPress [b]p[/] to launch a preset, or [b]h[/] to open a past run from History "
@@ -37,7 +38,7 @@ class DashboardScreen(FbtScreen):
         yield FbtHeader("dashboard")
         yield Static(EMPTY, id="dash-empty")
         yield TabbedContent(id="run-tabs")
-        yield Footer()
+        yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
         self.set_interval(1 / TICK_HZ, self.tick)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
-from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 from textual_plot import PlotWidget
+
+from fbt_tui.format import literal
 
 EXTRA = {
     "Everywhere": [("ctrl+p", "command palette: run actions, launch a preset, go to a mode"),
@@ -61,4 +62,4 @@ class HelpScreen(ModalScreen[None]):
             with VerticalScroll():
                 for title, rows in sections():
                     yield Label(title, classes="section-title")
-                    yield Static("\n".join(f"  [b]{escape(f'{key:>16}')}[/]  {escape(text)}" for key, text in rows))
+                    yield Static("\n".join(f"  [b]{literal(f'{key:>16}')}[/]  {literal(text)}" for key, text in rows))

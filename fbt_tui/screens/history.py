@@ -12,19 +12,20 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.markup import escape
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widget import Widget
+from textual.widgets import DataTable, Input, Static
 
 from fbt_engine.store.export import export_metrics, export_student
 from fbt_engine.store.runs import RunStore
 from fbt_engine.store.summary import RunSummary
 
-from fbt_tui.format import STATUS_MARKS, STATUS_STYLES, duration, pct, when
+from fbt_tui.format import STATUS_MARKS, STATUS_STYLES, duration, literal, pct, when
 from fbt_tui.screens.base import FbtScreen
 from fbt_tui.screens.compare import CompareScreen
 from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
 from fbt_tui.screens.export import ExportDialog, ExportRequest
 from fbt_tui.widgets.header import FbtHeader
+from fbt_tui.widgets.keybar import KeyBar
 
 REFRESH_S = 5.0  # while runs are active, their rows (epoch, best) change
 FIRST_CHUNK, CHUNK = 60, 300  # rows added now (a screenful), then per frame: DataTable measures every cell
@@ -89,6 +90,25 @@ def matches(s: RunSummary, query: str) -> bool:
     return True
 
 
+class RunTable(DataTable):
+    """Textual re-applies every style whenever a screen resumes, and DataTable then drops all its
+    rendered cells: each visit to History re-rendered ~600 visible cells (~100 ms). They are kept
+    unless something that styles a cell really changed (a new theme, say)."""
+
+    _signature: tuple = ()
+
+    def notify_style_update(self) -> None:
+        Widget.notify_style_update(self)  # the widget's own style caches, so the check sees new styles
+        try:
+            signature = (self.rich_style, *(self.get_component_rich_style(name, partial=True)
+                                            for name in sorted(self.COMPONENT_CLASSES)))
+        except KeyError:  # the first styling: component styles do not exist yet
+            signature = ()
+        if not signature or signature != self._signature:
+            self._signature = signature
+            super().notify_style_update()
+
+
 class HistoryScreen(FbtScreen):
     BINDINGS = [
         Binding("enter", "open", "Open", show=False),
@@ -123,9 +143,9 @@ class HistoryScreen(FbtScreen):
         yield Static(id="history-title")
         yield Input(placeholder="filter: words, status:crashed, tag:best, method:fbt — enter to keep, esc to clear",
                     id="history-filter")
-        yield DataTable(id="history-table", cursor_type="row", zebra_stripes=True)
+        yield RunTable(id="history-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="history-detail")
-        yield Footer()
+        yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
         self.query_one("#history-filter").display = False
@@ -257,11 +277,11 @@ class HistoryScreen(FbtScreen):
         row = next((r for r in self.shown if r.id == rid), None)
         text = ""
         if row is not None:
-            text = (f"[b]{escape(row.id)}[/] {escape(row.pair)} · {escape(row.dataset)} · "
+            text = (f"[b]{literal(row.id)}[/] {literal(row.pair)} · {literal(row.dataset)} · "
                     f"epochs {row.epochs_done}/{row.epochs_total} · {duration(row.duration)} · "
                     f"teacher {pct(row.teacher_top1)} · fusion {pct(row.fusion_top1)} · started {when(row.started)}")
             if row.note:
-                text += f"\n[i]note:[/] {escape(row.note)}"
+                text += f"\n[i]note:[/] {literal(row.note)}"
         self.query_one("#history-detail", Static).update(text)
 
     # -- sorting and filtering -------------------------------------------------------------------

@@ -21,9 +21,8 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.markup import escape
 from textual.suggester import SuggestFromList
-from textual.widgets import Button, Footer, Input, Label, OptionList, Select, Static
+from textual.widgets import Button, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
 from fbt_engine import paths
@@ -35,11 +34,12 @@ from fbt_engine.models.names import known_model_names, own_model_names
 from fbt_engine.store.runs import RunStore
 
 from fbt_tui.estimate import ModelSpec, count_in_subprocess, from_past_runs
-from fbt_tui.format import count
+from fbt_tui.format import count, literal
 from fbt_tui.screens.base import FbtScreen
 from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
 from fbt_tui.screens.model_picker import ModelPicker
 from fbt_tui.widgets.header import FbtHeader
+from fbt_tui.widgets.keybar import KeyBar
 
 PRESET_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
 
@@ -137,7 +137,7 @@ class PresetsScreen(FbtScreen):
                     yield Button("Launch (enter)", variant="success", id="launch")
                     yield Button("Save as user preset (ctrl+s)", id="save")
                     yield Button("Reset (ctrl+r)", id="reset")
-        yield Footer()
+        yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
         self.reload_list()
@@ -151,7 +151,7 @@ class PresetsScreen(FbtScreen):
         options = self.query_one("#preset-list", OptionList)
         options.clear_options()
         for i, ref in enumerate(self.refs):
-            label = escape(ref.name) if ref.builtin else f"[b $accent]✎ {escape(ref.name)}[/]"
+            label = literal(ref.name) if ref.builtin else f"[b $accent]✎ {literal(ref.name)}[/]"
             options.add_option(Option(label, id=str(i)))
         names = [r.name for r in self.refs]
         default = select or "mlp_to_cnn"
@@ -231,7 +231,7 @@ class PresetsScreen(FbtScreen):
             self._field_error(f"#{field_id(spec.key)}-row", by_field.get(spec.key, []))
         self._field_error("#f-extra-row", by_field.get(EXTRA, []))
         box = self.query_one("#other-problems", Static)
-        box.update("\n".join(f"[b $error]✗[/] {escape(o)}" for o in others))
+        box.update("\n".join(f"[b $error]✗[/] {literal(o)}" for o in others))
         box.display = bool(others)
         self.show_preview(resolved.config)
 
@@ -239,7 +239,7 @@ class PresetsScreen(FbtScreen):
         row_widget = self.query_one(row)
         row_widget.set_class(bool(messages), "-invalid")
         error = row_widget.query_one(".field-error", Static)
-        error.update("\n".join(f"✗ {escape(m)}" for m in messages))
+        error.update("\n".join(f"✗ {literal(m)}" for m in messages))
         error.display = bool(messages)
 
     # -- preview ---------------------------------------------------------------------------------
@@ -261,16 +261,16 @@ class PresetsScreen(FbtScreen):
             self.estimate(cfg, spec)
             params_text = "[dim]estimating…[/]"
         elif isinstance(params, str):
-            params_text = f"[dim]{escape(params)}[/]"
+            params_text = f"[dim]{literal(params)}[/]"
         else:
             counts, origin = params
             params_text = " · ".join(f"{who} {count(counts[who])}" for who in ("teacher", "student", "fusion")
-                                     if who in counts) + f"  [dim]({escape(origin)})[/]"
+                                     if who in counts) + f"  [dim]({literal(origin)})[/]"
         status = "[b $success]✓ valid[/]" if not self.problems else f"[b $error]✗ {len(self.problems)} problem(s)[/]"
         lines = [
-            f"[b]{escape(self.ref.name)}[/]  [dim]{source} · {escape(str(self.ref.path))}[/]  {status}",
-            f"teacher  [b]{escape(teacher)}[/]   →   student  [b]{escape(cfg.student.model or '?')}[/]",
-            f"method   {escape(cfg.method.name)}    data  {escape(data)}    batch  {cfg.data.batch_size}",
+            f"[b]{literal(self.ref.name)}[/]  [dim]{source} · {literal(str(self.ref.path))}[/]  {status}",
+            f"teacher  [b]{literal(teacher)}[/]   →   student  [b]{literal(cfg.student.model or '?')}[/]",
+            f"method   {literal(cfg.method.name)}    data  {literal(data)}    batch  {cfg.data.batch_size}",
             f"epochs   {epochs}    optim  {cfg.optim.name} lr {cfg.optim.lr:g}",
             f"params   {params_text}",
         ]

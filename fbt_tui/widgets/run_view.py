@@ -7,11 +7,10 @@ import time
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
-from textual.markup import escape
 from textual.widget import Widget
 from textual.widgets import DataTable, Log, Static
 
-from fbt_tui.format import clock, count, number, pct, status_markup
+from fbt_tui.format import clock, count, literal, number, pct, status_markup
 from fbt_tui.model import DISTILL, TEACHER, RunModel, sparkline, trend
 from fbt_tui.runs import RunHandle
 from fbt_tui.widgets.curves import CurvePlot
@@ -175,13 +174,13 @@ class RunView(Vertical):
                 progress.append(f"ETA {clock(m.eta_seconds(time.time()))}")
             progress.append(f"best {pct(m.best[0])}% @{m.best[1]}" if m.best else "best –")
             if m.outcome.get("type") == "run_failed":
-                progress.append(f"[b $error]{escape(str(m.outcome.get('error')))}: "
-                                f"{escape(str(m.outcome.get('message')))}[/]")
+                progress.append(f"[b $error]{literal(str(m.outcome.get('error')))}: "
+                                f"{literal(str(m.outcome.get('message')))}[/]")
             params = m.params
             sizes = [f"{who} {count(params[who])}" for who in ("teacher", "student", "fusion") if who in params]
-            context = [escape(m.pair_label()), escape((m.config.get("method") or {}).get("name", "")),
-                       escape(m.data.get("name", "")), ", ".join(sizes)]
-            device = escape(m.device.get("name", ""))
+            context = [literal(m.pair_label()), literal((m.config.get("method") or {}).get("name", "")),
+                       literal(m.data.get("name", "")), ", ".join(sizes)]
+            device = literal(m.device.get("name", ""))
             if m.device.get("type") == "cuda":
                 used = f"{m.gpu_mem_gb:.1f}" if m.gpu_mem_gb is not None else "–"
                 total_gb = m.device.get("memory_gb")
