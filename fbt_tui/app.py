@@ -21,6 +21,8 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
+from fbt_engine.store.runs import RunNotFound
+
 from fbt_tui.runs import LaunchFailed, RunEnded, RunHandle, RunManager, RunUpdated, TailFailed
 from fbt_tui.screens.dashboard import DashboardScreen
 from fbt_tui.screens.dialogs import ConfirmDialog, ErrorDialog, QuitDialog
@@ -137,15 +139,23 @@ class FbtApp(App[int]):
     def dashboard(self) -> DashboardScreen:
         return self.get_screen("dashboard")  # type: ignore[return-value]
 
-    async def launch(self, preset: Path, sets: list[str]) -> RunHandle:
-        handle = self.manager.launch(preset, sets)
+    async def launch(self, preset: Path, sets: list[str]) -> RunHandle | None:
+        try:
+            handle = self.manager.launch(preset, sets)
+        except OSError as exc:  # no fork, no disk: say so, keep the app
+            self.show_error(f"could not start {preset.stem}", str(exc))
+            return None
         await self.switch_mode("dashboard")
         await self.dashboard.open_run(handle)
         self.refresh_header()
         return handle
 
     async def open_run(self, run_id: str) -> None:
-        handle = self.manager.open(run_id)
+        try:
+            handle = self.manager.open(run_id)
+        except (RunNotFound, OSError, ValueError) as exc:  # gone or unreadable since it was listed
+            self.show_error(f"cannot open run {run_id}", str(exc))
+            return
         await self.switch_mode("dashboard")
         await self.dashboard.open_run(handle)
         self.refresh_header()

@@ -62,10 +62,6 @@ class Series:
     def y(self) -> np.ndarray:
         return self._y[: self.n]
 
-    @property
-    def last(self) -> float | None:
-        return float(self._y[self.n - 1]) if self.n else None
-
 
 def decimate(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
     """At most 2·buckets points that keep every bucket's minimum and maximum, so spikes survive
@@ -111,7 +107,6 @@ class PhaseInfo:
     steps_per_epoch: int = 0
     from_step: int = 0
     started: float = 0.0  # time of its phase event, for the ETA
-    skipped: bool = False
 
     @property
     def total_steps(self) -> int:
@@ -168,6 +163,7 @@ class RunModel:
     step: int = 0
     img_s: float | None = None
     lr: float | None = None
+    loss: float | None = None  # the total, from the latest step event
     best: tuple[float, int] | None = None  # (top-1, epoch) of the student in distillation
     outcome: dict[str, Any] = field(default_factory=dict)  # the final event, once there is one
     gpu_mem_gb: float | None = None
@@ -230,8 +226,7 @@ class RunModel:
         elif kind == "phase":
             self.phase = phase
             self.phases[phase] = PhaseInfo(int(ev.get("epochs") or 0), int(ev.get("steps_per_epoch") or 0),
-                                           int(ev.get("from_step") or 0), float(ev.get("time") or 0.0),
-                                           bool(ev.get("skipped")))
+                                           int(ev.get("from_step") or 0), float(ev.get("time") or 0.0))
             if phase == DISTILL:
                 self.epoch, self.step = 0, int(ev.get("from_step") or 0)
         elif kind == "step":
@@ -240,7 +235,7 @@ class RunModel:
             for term, value in (ev.get("losses") or {}).items():
                 self._series(self._losses, (phase, term)).append(x, value)
             self.phase, self.step, self.epoch = phase, int(ev["step"]), int(ev.get("epoch") or self.epoch)
-            self.img_s, self.lr = ev.get("img_s"), ev.get("lr")
+            self.img_s, self.lr, self.loss = ev.get("img_s"), ev.get("lr"), ev.get("loss")
         elif kind == "epoch":
             epoch = int(ev.get("epoch") or 0)
             if ev.get("val_loss") is not None or "val_loss" in (ev.get("nonfinite") or []):

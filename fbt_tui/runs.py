@@ -193,7 +193,7 @@ class RunManager:
                 os.killpg(handle.pid, sig)
             else:
                 os.kill(handle.pid, sig)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):  # gone already, or another user's process
             return False
         return True
 

@@ -373,11 +373,15 @@ class PresetsScreen(FbtScreen):
     def _write_preset(self, target: Path, confirmed: bool | None) -> None:
         if not confirmed or self.ref is None:
             return
-        table = tomllib.loads(self.ref.path.read_text(encoding="utf-8"))
         over, _ = parse_overrides(self.overrides())
         header = f"# saved by fbt from {self.ref.path}\n"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(header + tomli_w.dumps(merge(table, over)), encoding="utf-8")
+        try:
+            table = tomllib.loads(self.ref.path.read_text(encoding="utf-8"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(header + tomli_w.dumps(merge(table, over)), encoding="utf-8")
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            self.app.show_error(f"could not save {target.name}", str(exc))
+            return
         self.notify(f"Saved {target}")
         self.reload_list(select=target.stem)
 

@@ -168,6 +168,10 @@ class RunView(Vertical):
                 progress.append(f"epoch {m.epoch}/{m.epochs_total}")
             if m.steps_total:
                 progress.append(f"step {m.step}/{m.steps_total}")
+            if m.loss is not None:
+                progress.append(f"loss {number(m.loss)}")
+            if m.lr is not None:
+                progress.append(f"lr {m.lr:.3g}")
             if m.img_s:
                 progress.append(f"{m.img_s:,.0f} img/s")
             if m.is_active:
