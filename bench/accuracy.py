@@ -56,7 +56,7 @@ class Mode:
     extra: tuple[str, ...] = field(default_factory=tuple)
 
 
-QUICK = Mode("quick", subset=10000, epochs=3, teacher_epochs=8, seeds=(0, 1, 2))
+QUICK = Mode("quick", subset=5000, epochs=3, teacher_epochs=10, seeds=(0, 1, 2))
 FULL = Mode("full", subset=0, epochs=15, teacher_epochs=30, seeds=(0, 1, 2))
 
 
