@@ -260,9 +260,9 @@ class RunModel:
         elif kind in FINAL_EVENTS:
             self.status = FINAL_EVENTS[kind]
             self.outcome = ev
-            if kind == "run_failed":
-                self._log_line(f"failed: {ev.get('error')}: {ev.get('message')}")
-                for line in (ev.get("traceback") or "").splitlines():
+            if kind == "run_failed" and ev.get("traceback"):  # the log has the one-line reason already
+                self._log_line(f"{ev.get('error')} traceback:")
+                for line in ev["traceback"].splitlines():
                     self._log_line("  " + line)
 
     def _log_line(self, line: str) -> None:
