@@ -8,7 +8,7 @@ from textual.widgets import Input, Select
 from fbt_tui.screens.dialogs import ErrorDialog, PromptDialog
 from fbt_tui.screens.model_picker import ModelPicker
 
-from test_tui_support import run_app, wait_for
+from test_tui_support import MLP_TO_CNN as MLP, run_app, wait_for
 
 
 def field_error(screen, key: str) -> str:
@@ -94,5 +94,31 @@ def test_save_as_user_preset_never_overwrites_a_builtin(fbt_home):
         assert table["train"]["epochs"] == 7 and table["student"]["model"] == "resnet10_cifar"
         await wait_for(pilot, lambda: screen.ref is not None and screen.ref.name == "longer", 5, "the new preset")
         assert not screen.ref.builtin and screen.overrides() == []  # its own values now
+
+    run_app(scenario)
+
+
+def test_what_this_machine_lacks_is_a_warning_not_an_error(fbt_home):
+    """As `fbt presets validate`: a missing dataset folder does not make the preset invalid, but
+    the app will not start a run the engine would refuse at once."""
+    user_dir = fbt_home / "config" / "presets"
+    user_dir.mkdir(parents=True)
+    (user_dir / "elsewhere.toml").write_text(MLP.read_text().replace(
+        'name = "fashion_mnist_5k"', f'name = "fashion_mnist"\nroot = "{fbt_home / "no-such-folder"}"'))
+
+    async def scenario(app, pilot):
+        screen = app.screen
+        screen.reload_list(select="elsewhere")
+        await wait_for(pilot, lambda: screen.ref is not None and screen.ref.name == "elsewhere", 10, "the preset")
+        assert screen.problems and not screen.errors
+        preview = str(screen.query_one("#preview").render())
+        assert "✓ valid" in preview and "missing on this machine" in preview
+        assert "no-such-folder" in str(screen.query_one("#other-problems").render())
+        await pilot.press("enter")
+        assert not app.manager.handles and app.current_mode == "presets"
+        await pilot.press("ctrl+s")
+        app.screen.query_one(Input).value = "elsewhere_copy"
+        await pilot.press("enter")
+        await wait_for(pilot, (user_dir / "elsewhere_copy.toml").exists, 5, "the saved copy")
 
     run_app(scenario)

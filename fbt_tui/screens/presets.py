@@ -98,7 +98,7 @@ class PresetsScreen(FbtScreen):
         self.refs: list[PresetRef] = []
         self.ref: PresetRef | None = None
         self.base: Config | None = None  # the preset as written, to tell edits from its own values
-        self.problems: list[Problem] = []
+        self.problems: list[Problem] = []  # errors and this machine's needs, as collect() found them
         self.params_cache: dict[ModelSpec, tuple[dict[str, int], str] | str] = {}
 
     def compose(self) -> ComposeResult:
@@ -218,29 +218,35 @@ class PresetsScreen(FbtScreen):
         self.problems = resolved.problems
         keys = {spec.key for spec in FIELDS}
         extra_keys = {item.partition("=")[0].strip() for item in self.query_one("#f-extra", Input).value.split()}
-        by_field: dict[str, list[str]] = {}
+        by_field: dict[str, list[Problem]] = {}
         others = []
         for p in self.problems:
             if p.key in keys:
-                by_field.setdefault(p.key, []).append(p.message)
+                by_field.setdefault(p.key, []).append(p)
             elif p.key in extra_keys or p.source == "--set":
-                by_field.setdefault(EXTRA, []).append(f"{p.key}: {p.message}")
+                by_field.setdefault(EXTRA, []).append(Problem(p.source, p.key, f"{p.key}: {p.message}", p.environment))
             else:
-                others.append(str(p))
+                others.append(p)
         for spec in FIELDS:
             self._field_error(f"#{field_id(spec.key)}-row", by_field.get(spec.key, []))
         self._field_error("#f-extra-row", by_field.get(EXTRA, []))
         box = self.query_one("#other-problems", Static)
-        box.update("\n".join(f"[b $error]✗[/] {literal(o)}" for o in others))
+        box.update("\n".join(_problem_line(p, str(p)) for p in others))
         box.display = bool(others)
         self.show_preview(resolved.config)
 
-    def _field_error(self, row: str, messages: list[str]) -> None:
+    @property
+    def errors(self) -> list[Problem]:
+        """What makes the preset invalid. The rest (`environment`) is what this machine lacks to
+        run it (a dataset folder, a checkpoint): `fbt presets validate` warns about those."""
+        return [p for p in self.problems if not p.environment]
+
+    def _field_error(self, row: str, problems: list[Problem]) -> None:
         row_widget = self.query_one(row)
-        row_widget.set_class(bool(messages), "-invalid")
+        row_widget.set_class(any(not p.environment for p in problems), "-invalid")
         error = row_widget.query_one(".field-error", Static)
-        error.update("\n".join(f"✗ {literal(m)}" for m in messages))
-        error.display = bool(messages)
+        error.update("\n".join(_problem_line(p, p.message) for p in problems))
+        error.display = bool(problems)
 
     # -- preview ---------------------------------------------------------------------------------
 
@@ -254,7 +260,7 @@ class PresetsScreen(FbtScreen):
             epochs += f" (+ {cfg.teacher.recipe.epochs} teacher, unless cached)"
         spec = ModelSpec.of(cfg)
         params = self.params_cache.get(spec)
-        if any(p.key in ("teacher.model", "student.model", "method.name") for p in self.problems):
+        if any(p.key in ("teacher.model", "student.model", "method.name") for p in self.errors):
             params_text = "[dim]– (fix the models first)[/]"
         elif params is None:
             self.params_cache[spec] = "estimating…"
@@ -266,7 +272,10 @@ class PresetsScreen(FbtScreen):
             counts, origin = params
             params_text = " · ".join(f"{who} {count(counts[who])}" for who in ("teacher", "student", "fusion")
                                      if who in counts) + f"  [dim]({literal(origin)})[/]"
-        status = "[b $success]✓ valid[/]" if not self.problems else f"[b $error]✗ {len(self.problems)} problem(s)[/]"
+        needs = len(self.problems) - len(self.errors)
+        status = f"[b $error]✗ {len(self.errors)} problem(s)[/]" if self.errors else "[b $success]✓ valid[/]"
+        if needs and not self.errors:
+            status += f" [b $warning]! {needs} thing(s) missing on this machine[/]"
         lines = [
             f"[b]{literal(self.ref.name)}[/]  [dim]{source} · {literal(str(self.ref.path))}[/]  {status}",
             f"teacher  [b]{literal(teacher)}[/]   →   student  [b]{literal(cfg.student.model or '?')}[/]",
@@ -320,8 +329,13 @@ class PresetsScreen(FbtScreen):
         if self.ref is None:
             return
         self.validate_form()
-        if self.problems:
-            self.notify(f"{len(self.problems)} problem(s) to fix first; they are shown next to their fields.",
+        if self.errors:
+            self.notify(f"{len(self.errors)} problem(s) to fix first; they are shown next to their fields.",
+                        severity="error")
+            return
+        if self.problems:  # the engine would stop at once (exit 3): say why without starting it
+            self.notify("This machine lacks what the preset needs: "
+                        + "; ".join(f"{p.key}: {p.message}" for p in self.problems),
                         severity="error")
             return
         await self.app.launch(self.ref.path, self.overrides())
@@ -344,7 +358,7 @@ class PresetsScreen(FbtScreen):
         if self.ref is None:
             return
         self.validate_form()
-        if self.problems:
+        if self.errors:  # what this machine lacks is no reason not to save: presets travel
             self.notify("Fix the problems before saving.", severity="error")
             return
         default = self.ref.name if not self.ref.builtin else f"{self.ref.name}_custom"
@@ -389,3 +403,9 @@ class PresetsScreen(FbtScreen):
         for ref in list_presets():
             yield SystemCommand(f"Launch preset {ref.name}", "as written, no overrides",
                                 partial(self.app.launch, ref.path, []))
+
+
+def _problem_line(p: Problem, text: str) -> str:
+    if p.environment:
+        return f"[$warning]! {literal(text)} (needed to run it on this machine)[/]"
+    return f"[$error]✗ {literal(text)}[/]"
