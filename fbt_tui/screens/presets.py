@@ -147,15 +147,25 @@ class PresetsScreen(FbtScreen):
             self.query_one("#preset-list", OptionList).focus()
 
     def reload_list(self, select: str | None = None) -> None:
+        """Presets by folder: a folder's name is a heading once, its presets go by their own name,
+        with "_to_" shown as an arrow so a long pair wraps between teacher and student (the
+        preview above the form shows the exact name)."""
         self.refs = list_presets()
         options = self.query_one("#preset-list", OptionList)
         options.clear_options()
+        folder = ""
         for i, ref in enumerate(self.refs):
-            label = literal(ref.name) if ref.builtin else f"[b $accent]✎ {literal(ref.name)}[/]"
+            parent, _, stem = ref.name.rpartition("/")
+            if parent != folder:
+                folder = parent
+                options.add_option(Option(f"[dim]{literal(parent)}/[/]", disabled=True))
+            shown = literal(stem.replace("_to_", " → "))
+            label = shown if ref.builtin else f"[b $accent]✎ {shown}[/]"
             options.add_option(Option(label, id=str(i)))
         names = [r.name for r in self.refs]
-        default = select or "mlp_to_cnn"
-        options.highlighted = names.index(default) if default in names else (0 if names else None)
+        default = select if select in names else "mlp_to_cnn" if "mlp_to_cnn" in names else None
+        if default is not None:
+            options.highlighted = options.get_option_index(str(names.index(default)))
         options.focus()
 
     # -- loading a preset into the form ----------------------------------------------------------
