@@ -11,7 +11,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Log, Static
 
 from fbt_tui.format import clock, count, literal, number, pct, status_markup
-from fbt_tui.model import DISTILL, TEACHER, RunModel, sparkline, trend
+from fbt_tui.model import DISTILL, TEACHER, AlignmentRow, RunModel, sparkline, trend
 from fbt_tui.runs import RunHandle
 from fbt_tui.widgets.curves import CurvePlot
 
@@ -24,13 +24,19 @@ PLOT_INTERVAL_S = 0.5
 class AlignmentTable(DataTable):
     """METHOD.md §5: CKA per stage and the pooled pair stats, latest value, sparkline, trend."""
 
+    shown: list[AlignmentRow] = []
+
     def on_mount(self) -> None:
         self.cursor_type = "none"
         self.add_columns("where", "CKA", "history", "trend", "cos", "retr.", "norm")
 
     def show(self, model: RunModel) -> None:
+        rows = model.alignment()
+        if rows == self.shown:
+            return  # stages come once an epoch: most redraws have nothing new for this table
+        self.shown = rows
         self.clear()
-        for row in model.alignment():
+        for row in rows:
             last = next((v for v in reversed(row.cka) if v is not None), None)
             self.add_row(row.label, number(last), Text(sparkline(row.cka), style="#7ee787"), trend(row.cka),
                          number(row.cos), number(row.retrieval), number(row.norm_ratio))
