@@ -31,7 +31,7 @@ export FBT_HOME=${FBT_HOME:-$(mktemp -d)}
   python3 bench/throughput.py --device cuda --preset mlp_to_cnn --batch 512 --steps 60 --repeats 3 "${FULL[@]}"
   echo
   echo "## a 60,000-image FBT distillation epoch of mlp_to_cnn (target < 1.5 s), eager and compiled"
-  for compile in false true; do
+  for compile in off on; do
     python3 -m fbt_engine run presets/mlp_to_cnn.toml "${FULL[@]}" --set data.batch_size=512 \
       --set train.epochs=3 --set teacher.recipe.epochs=1 --set train.compile=$compile --json --quiet \
       | python3 -c "import sys, json

@@ -109,7 +109,8 @@ class TrainSection:
                        choices=("auto", "bf16", "off"))
     eval_every: int = setting(1, "evaluate every N epochs (and always after the last)", min=1)
     channels_last: bool = setting(False, "channels-last memory format for CNNs")
-    compile: bool = setting(False, "torch.compile the training step")
+    compile: str = setting("auto", "torch.compile the training step: auto (on CUDA), on, off; if compiling "
+                           "fails, training goes on eagerly with a warning", choices=("auto", "on", "off"))
     ema: float = setting(0.0, "decay of an exponential moving average of the student; 0 = off", min=0, max=1)
     label_smoothing: float = setting(0.1, "label smoothing of the cross-entropy terms", min=0, max=1)
     log_every: int = setting(10, "emit a step event every N optimiser steps", min=1)

@@ -266,7 +266,12 @@ def _phase(name: str, method: Distiller, p: Prepared, epochs: int, optim: OptimS
     return Phase(name, method, optimizer, build_scheduler(optimizer, sched), p.data, epochs, p.student.in_chans,
                  grad_clip, cfg.train.log_every, cfg.train.eval_every, autocast_for(p.device, cfg.train.amp),
                  run_dir / "checkpoints", prefix, evaluated_as, memory_format=memory_format(cfg),
-                 compile=cfg.train.compile, train_module=train_module, world=p.dist.world, is_main=p.dist.is_main)
+                 compile=uses_compile(cfg.train.compile, p.device), train_module=train_module, world=p.dist.world, is_main=p.dist.is_main)
+
+
+def uses_compile(setting: str, device: torch.device) -> bool:
+    """train.compile: "auto" compiles on CUDA, where the warm-up pays for itself within an epoch."""
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
 def memory_format(cfg: Config) -> torch.memory_format:
