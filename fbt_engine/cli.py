@@ -96,8 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also fail (exit 3) when this machine lacks the data or checkpoint a preset names")
 
     sub.add_parser("paths", help="where fbt keeps its data")
-    doctor = sub.add_parser("doctor", help="what this environment has")
+    doctor = sub.add_parser("doctor", help="what this environment has; with --preset, whether it can run that preset")
     doctor.add_argument("--json", action="store_true")
+    doctor.add_argument("--preset", metavar="PRESET",
+                        help="also check this preset here: data, models, and its teacher checkpoint (keys, accuracy "
+                             "on the validation split; --set data.subset=N scores N/5 images instead)")
+    doctor.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a preset key (with --preset)")
     return p
 
 
@@ -413,16 +418,18 @@ def cmd_paths(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from fbt_engine.doctor import report
+    from fbt_engine.doctor import check_preset, report
 
     checks = report()
+    if args.preset:
+        checks += check_preset(args.preset, args.sets)
     if args.json:
         print(json.dumps(checks, indent=1))
     else:
         for c in checks:
             mark = {"ok": "✓", "warn": "!", "missing": "✗"}[c["state"]]
             print(f"{mark} {c['name']:22s} {c['detail']}")
-    return EXIT_OK
+    return EXIT_ENV if args.preset and any(c["state"] == "missing" for c in checks[-4:]) else EXIT_OK
 
 
 COMMANDS = {"run": cmd_run, "runs": cmd_runs, "compare": cmd_compare, "export": cmd_export,

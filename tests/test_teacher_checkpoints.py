@@ -76,3 +76,14 @@ def test_a_cached_teacher_skips_the_teacher_phase(with_cached_teacher):
     assert '"source":"cache"' in phases[0] and '"skipped":true' in phases[0]
     assert not any('"phase":"teacher_training"' in line and '"type":"step"' in line
                    for line in result.stdout.splitlines())
+
+
+def test_doctor_checks_a_preset_and_its_teacher_checkpoint(fbt_home, tmp_path):
+    good = run_fbt("doctor", "--preset", "mlp_to_cnn")
+    assert good.returncode == 0 and "no checkpoint and none cached" in good.stdout
+    torch.save(create_model("mixer_nano", 10, 28).state_dict(), tmp_path / "untrained.pth")
+    bad = run_fbt("doctor", "--preset", "mlp_to_cnn", "--set", f'teacher.checkpoint="{tmp_path / "untrained.pth"}"')
+    assert bad.returncode == 3 and "near chance" in bad.stdout
+    torch.save(create_model("resnet10_cifar", 10, 28).state_dict(), tmp_path / "other.pth")
+    wrong = run_fbt("doctor", "--preset", "mlp_to_cnn", "--set", f'teacher.checkpoint="{tmp_path / "other.pth"}"')
+    assert wrong.returncode == 3 and "does not fit MlpMixer" in wrong.stdout and "Traceback" not in wrong.stderr
