@@ -24,40 +24,42 @@ class Scratch(Distiller):
         return ["ce"]
 
 
-@METHODS.register("kd")
-class KD(Distiller):
-    params: KDParams
+class LogitDistiller(Distiller):
+    """CE on the labels plus one loss between the student's and the frozen teacher's logits."""
+
+    term: str
+
+    def logit_loss(self, student: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> MethodOutput:
         with torch.no_grad():
             teacher_logits = self.teacher_view.model(x)
         logits = self.student(x)
-        p = self.params
-        return MethodOutput(logits, {
-            "ce": p.ce_weight * self.ce(logits, y),
-            "kd": p.kd_weight * kd_loss(logits, teacher_logits, p.temperature),
-        })
+        return MethodOutput(logits, {"ce": self.params.ce_weight * self.ce(logits, y),
+                                     self.term: self.logit_loss(logits, teacher_logits, y)})
 
     def loss_terms(self) -> list[str]:
-        return ["ce", "kd"]
+        return ["ce", self.term]
+
+
+@METHODS.register("kd")
+class KD(LogitDistiller):
+    params: KDParams
+    term = "kd"
+
+    def logit_loss(self, student, teacher, y):
+        return self.params.kd_weight * kd_loss(student, teacher, self.params.temperature)
 
 
 @METHODS.register("ofa_logit")
-class OFALogit(Distiller):
+class OFALogit(LogitDistiller):
     params: OFALogitParams
+    term = "ofa"
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> MethodOutput:
-        with torch.no_grad():
-            teacher_logits = self.teacher_view.model(x)
-        logits = self.student(x)
+    def logit_loss(self, student, teacher, y):
         p = self.params
-        return MethodOutput(logits, {
-            "ce": p.ce_weight * self.ce(logits, y),
-            "ofa": p.logit_weight * ofa_loss(logits, teacher_logits, y, p.ofa_eps, p.ofa_temperature, p.ofa_drop_ce),
-        })
-
-    def loss_terms(self) -> list[str]:
-        return ["ce", "ofa"]
+        return p.logit_weight * ofa_loss(student, teacher, y, p.ofa_eps, p.ofa_temperature, p.ofa_drop_ce)
 
 
 @METHODS.register("fitnet_mse")
