@@ -24,7 +24,7 @@ def test_launch_from_presets_and_watch_the_curves_update(with_cached_teacher):
     async def scenario(app, pilot):
         screen = app.screen
         await wait_for(pilot, lambda: screen.ref is not None and screen.ref.name == "mlp_to_cnn", 10, "the preset")
-        for key, value in tiny_form_values().items():
+        for key, value in {**tiny_form_values(), "train.epochs": "3"}.items():  # a few seconds to watch
             screen.query_one(f"#f-{key.replace('.', '-')}", Input).value = value
         await pilot.pause()
         assert not screen.problems
@@ -44,7 +44,7 @@ def test_launch_from_presets_and_watch_the_curves_update(with_cached_teacher):
         assert len({n for n in seen if n}) >= 2, f"the curves never grew while running: {seen}"
         status = str(app.screen.query_one("#run-status").render())
         assert f"showing {view.model.point_count()} of {view.model.point_count()} points" in status
-        assert app.screen.query_one("#plot-top1", CurvePlot).total == 3  # student, teacher, fusion × 1 epoch
+        assert app.screen.query_one("#plot-top1", CurvePlot).total == 9  # student, teacher, fusion × 3 epochs
         assert app.screen.query_one(AlignmentTable).row_count == 7
         assert any("finished" in line for line in app.screen.query_one(Log).lines)
         assert app.active_runs == 0

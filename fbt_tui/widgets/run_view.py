@@ -144,8 +144,11 @@ class RunView(Vertical):
         self._draw_text(version, now)
 
     def _draw_plot(self, plot: CurvePlot, version: int, now: float) -> None:
+        before = plot.shown, plot.total
         plot.show(self.model.panel(plot.group, plot.buckets))
         self.plot_drawn[plot.id] = (version, now)
+        if (plot.shown, plot.total) != before:
+            self.text_version = -1  # the status line's "showing N of M points" sums the plots
 
     def _draw_text(self, version: int, now: float) -> None:
         self.text_version, self.text_at = version, now
