@@ -14,13 +14,13 @@ SESSION="fbt-e2e-$$"
 RUN_TIMEOUT="${RUN_TIMEOUT:-600}"
 failures=0
 
-engines() { pgrep -f -- "fbt_engine run .*--id" | while read -r pid; do
+engines() { { pgrep -f -- "fbt_engine run .*--id" || true; } | while read -r pid; do
     if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "FBT_HOME=$HOME_DIR"; then echo "$pid"; fi
 done; }
 cleanup() {  # only the engines of this check's FBT_HOME: SIGINT, then SIGKILL what is left
     tmux kill-session -t "$SESSION" 2>/dev/null || true
-    local pids; pids="$(engines)"
-    if [[ -n "$pids" ]]; then kill -INT $pids 2>/dev/null || true; sleep 5; kill -KILL $(engines) 2>/dev/null || true; fi
+    local pids; pids="$(engines || true)"
+    if [[ -n "$pids" ]]; then kill -INT $pids 2>/dev/null || true; sleep 5; kill -KILL $(engines || true) 2>/dev/null || true; fi
     rm -rf "$HOME_DIR"
 }
 trap cleanup EXIT
