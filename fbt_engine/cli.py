@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+from fbt_engine.formats import duration, percent, when
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
 
@@ -129,22 +130,6 @@ def _console():
     # Piped or redirected, rich would assume 80 columns and cut ids and statuses to "fi…";
     # a reader (a person with `| less`, or grep) needs every cell whole.
     return Console(highlight=False, width=None if sys.stdout.isatty() else 240)
-
-
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{v:.2f}"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
-
-
-def _when(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "–"
 
 
 def _write(text: str, output: str) -> None:
@@ -275,8 +260,8 @@ def _runs_ls(store, args) -> int:
         table.add_column(col, no_wrap=col in ("id", "started"))
     for r in rows:
         table.add_row(r.id, r.name if r.name != r.id else "", r.status, r.method, r.pair,
-                      f"{_pct(r.best_top1)} @{r.best_epoch or '–'}", _pct(r.final_top1), _duration(r.duration),
-                      ",".join(r.tags), _when(r.started))
+                      f"{percent(r.best_top1)} @{r.best_epoch or '–'}", percent(r.final_top1), duration(r.duration),
+                      ",".join(r.tags), when(r.started))
     _console().print(table)
     return EXIT_OK
 
@@ -296,10 +281,10 @@ def _runs_show(store, args) -> int:
     out.print(f"[bold]{s.id}[/]  {s.name if s.name != s.id else ''}")
     for label, value in (("status", s.status + (f" (exit {meta.get('exit_code')})" if meta.get("exit_code") else "")),
                          ("method", s.method), ("pair", s.pair), ("data", s.dataset),
-                         ("best top-1", f"{_pct(s.best_top1)} (epoch {s.best_epoch or '–'})"),
-                         ("final top-1", _pct(s.final_top1)), ("teacher top-1", _pct(s.teacher_top1)),
-                         ("fusion top-1", _pct(s.fusion_top1)), ("epochs", f"{s.epochs_done}/{s.epochs_total}"),
-                         ("started", _when(s.started)), ("duration", _duration(s.duration)),
+                         ("best top-1", f"{percent(s.best_top1)} (epoch {s.best_epoch or '–'})"),
+                         ("final top-1", percent(s.final_top1)), ("teacher top-1", percent(s.teacher_top1)),
+                         ("fusion top-1", percent(s.fusion_top1)), ("epochs", f"{s.epochs_done}/{s.epochs_total}"),
+                         ("started", when(s.started)), ("duration", duration(s.duration)),
                          ("tags", ", ".join(s.tags) or "–"), ("note", s.note or "–"), ("folder", str(store.run_dir(rid)))):
         out.print(f"  {label:14s} {value}", markup=False)
     if failure:
@@ -324,8 +309,8 @@ def cmd_compare(args) -> int:
     best = max((s.best_top1 for s in summaries if s.best_top1 is not None), default=None)
     for s in summaries:
         mark = " ★" if s.best_top1 is not None and s.best_top1 == best and len(summaries) > 1 else ""
-        table.add_row(s.id, s.method, s.pair, s.status, f"{_pct(s.best_top1)} @{s.best_epoch or '–'}{mark}",
-                      _pct(s.final_top1), _pct(s.fusion_top1), _duration(s.duration))
+        table.add_row(s.id, s.method, s.pair, s.status, f"{percent(s.best_top1)} @{s.best_epoch or '–'}{mark}",
+                      percent(s.final_top1), percent(s.fusion_top1), duration(s.duration))
     out = _console()
     out.print(table)
     if diff:

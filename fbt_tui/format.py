@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fbt_engine.cli import _duration as duration, _pct as pct, _when as when  # noqa: F401  (re-exported)
+from fbt_engine.formats import duration, percent as pct, when  # noqa: F401  (re-exported)
 
 STATUS_MARKS = {"running": "●", "starting": "◌", "finished": "✓", "failed": "✗", "crashed": "‼",
                 "interrupted": "◼", "cancelled": "◼", "failed to start": "✗"}

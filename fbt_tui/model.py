@@ -204,12 +204,6 @@ class RunModel:
                 self.status = status
                 self.version += 1
 
-    def set_gpu_memory(self, gb: float | None) -> None:
-        with self.lock:
-            if gb != self.gpu_mem_gb:
-                self.gpu_mem_gb = gb
-                self.version += 1
-
     def _add(self, ev: dict[str, Any]) -> None:
         kind = ev.get("type")
         phase = ev.get("phase", DISTILL)
@@ -236,6 +230,7 @@ class RunModel:
                 self._series(self._losses, (phase, term)).append(x, value)
             self.phase, self.step, self.epoch = phase, int(ev["step"]), int(ev.get("epoch") or self.epoch)
             self.img_s, self.lr, self.loss = ev.get("img_s"), ev.get("lr"), ev.get("loss")
+            self.gpu_mem_gb = ev.get("gpu_mem_gb", self.gpu_mem_gb)  # the engine's peak, on CUDA
         elif kind == "epoch":
             epoch = int(ev.get("epoch") or 0)
             if ev.get("val_loss") is not None or "val_loss" in (ev.get("nonfinite") or []):

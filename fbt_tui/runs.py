@@ -10,7 +10,6 @@ closing a tab never stops a run or its tailing.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,13 +23,12 @@ from typing import Callable
 from textual.message import Message
 
 from fbt_engine import paths
-from fbt_engine.store.events import EventTail
+from fbt_engine.store.events import EventTail, LineTail
 from fbt_engine.store.runs import RunNotFound, RunStore, new_run_id, process_alive
 
 from fbt_tui.model import RunModel
 
 POLL_S = 0.05  # events reach the screen within one poll plus one text redraw (< 0.5 s)
-GPU_POLL_S = 2.0
 STOP_GRACE_S = 30.0  # SIGINT lets the engine finish its step and save; after this, SIGKILL
 _ERR_TAIL = 40
 STALE_LAUNCH_S = 600.0
@@ -64,25 +62,6 @@ class TailFailed(Message):
         self.run_id, self.error = run_id, error
 
 
-class LineTail:
-    """New complete lines of a growing text file."""
-
-    def __init__(self, path: Path):
-        self.path, self.offset, self._partial = path, 0, ""
-
-    def poll(self) -> list[str]:
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                chunk = fh.read()
-        except FileNotFoundError:
-            return []
-        self.offset += len(chunk)
-        text = self._partial + chunk.decode("utf-8", errors="replace")
-        *lines, self._partial = text.split("\n")
-        return lines
-
-
 @dataclass
 class RunHandle:
     run_id: str
@@ -107,7 +86,6 @@ class RunManager:
         self.post = post
         self.home = home or paths.data_home()
         self.handles: dict[str, RunHandle] = {}
-        self._nvidia_smi = shutil.which("nvidia-smi")
 
     # -- starting, attaching, opening ------------------------------------------------------------
 
@@ -250,14 +228,10 @@ class RunManager:
         if folder is None:
             return
         events, log = EventTail(folder / "events.jsonl"), LineTail(folder / "stdout.log")
-        next_gpu = 0.0
         while True:
             exited = self._exited(h)  # before reading, so the last read sees the final lines
             if self._read(h, events, log):
                 self._notify(h)
-            if h.live and time.monotonic() >= next_gpu:
-                h.model.set_gpu_memory(self._gpu_memory(h))
-                next_gpu = time.monotonic() + GPU_POLL_S
             if exited or not h.live:
                 self._finish(h, store, events, log)
                 return
@@ -341,20 +315,6 @@ class RunManager:
             self.post(LaunchFailed(h.run_id, h.preset, code, errors))
         else:
             self.post(RunEnded(h.run_id, "cancelled"))
-
-    def _gpu_memory(self, h: RunHandle) -> float | None:
-        """The run's GPU memory as the driver sees it (the events carry none), in GB."""
-        if self._nvidia_smi is None or h.pid is None or h.model.device.get("type") != "cuda":
-            return None
-        try:
-            out = subprocess.run([self._nvidia_smi, "--query-compute-apps=pid,used_memory",
-                                  "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=2,
-                                 stdin=subprocess.DEVNULL).stdout
-        except (OSError, subprocess.SubprocessError):
-            return None
-        used = [float(mib) for pid, _, mib in (line.partition(",") for line in out.splitlines())
-                if pid.strip() == str(h.pid) and mib.strip().replace(".", "", 1).isdigit()]
-        return round(sum(used) / 1024, 2) if used else None
 
 
 def _tail_lines(path: Path, n: int = _ERR_TAIL) -> list[str]:

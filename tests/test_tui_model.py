@@ -103,19 +103,18 @@ def test_eta_from_the_phase_pace():
     assert m.eta_seconds(now=120.0) is None
 
 
-def test_device_and_gpu_memory_come_from_nvidia_smi(tmp_path, monkeypatch):
+def test_device_from_nvidia_smi_and_gpu_memory_from_the_events(tmp_path, monkeypatch):
     from fbt_tui.app import machine_device
-    from fbt_tui.runs import RunHandle
 
     fake = tmp_path / "nvidia-smi"
-    fake.write_text('#!/bin/sh\nif [ "$1" = "-L" ]; then echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)"; '
-                    'else echo "4242, 5120"; echo "77, 100"; fi\n')
+    fake.write_text('#!/bin/sh\nif [ "$1" = "-L" ]; then echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)"; fi\n')
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     assert machine_device() == "NVIDIA H100 80GB HBM3"
-    manager = RunManager(lambda message: None, tmp_path)
-    handle = RunHandle("r", RunModel("r"), pid=4242, live=True)
-    handle.model.add_events([{"type": "run_started", "time": 0, "device": {"type": "cuda", "name": "H100"}}])
-    assert manager._gpu_memory(handle) == 5.0  # MiB of that pid only, in GB
+    model = RunModel("r")
+    model.add_events([{"type": "run_started", "time": 0, "device": {"type": "cuda", "name": "H100"}},
+                      {"type": "step", "time": 1, "phase": "distillation", "step": 1, "epoch": 1, "losses": {},
+                       "gpu_mem_gb": 5.0}])
+    assert model.gpu_mem_gb == 5.0
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     assert machine_device().startswith("CPU (")

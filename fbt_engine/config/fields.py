@@ -152,7 +152,7 @@ def build(cls: type, table: Mapping[str, Any], prefix: str, origin: Origin, prob
             continue
         values[key] = converted
     for name, f in fields.items():
-        if name not in values and f.metadata.get("required"):
+        if name not in table and f.metadata.get("required"):
             dotted = f"{prefix}{name}"
             problems.append(Problem(origin(dotted), dotted, f"is required: {f.metadata['help']}"))
     return cls(**values)

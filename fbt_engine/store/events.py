@@ -113,31 +113,45 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 
 @dataclass
-class EventTail:
-    """Incremental reader: each poll() returns the complete new events since the last one."""
+class LineTail:
+    """The complete new lines of a growing text file since the last poll (a line still being
+    written waits for its newline)."""
 
     path: Path
     offset: int = 0
-    broken: bool = False  # a corrupt line was met; nothing after it is read
     _partial: str = field(default="", repr=False)
 
-    def poll(self) -> list[dict[str, Any]]:
-        if self.broken:
-            return []
+    def poll(self) -> list[str]:
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
                 chunk = fh.read()
         except FileNotFoundError:
             return []
-        if not chunk:
-            return []
         self.offset += len(chunk)
-        text = self._partial + chunk.decode("utf-8", errors="replace")
-        complete, _, self._partial = text.rpartition("\n")
-        if not complete:
+        *lines, self._partial = (self._partial + chunk.decode("utf-8", errors="replace")).split("\n")
+        return lines
+
+
+@dataclass
+class EventTail:
+    """Incremental reader: each poll() returns the complete new events since the last one."""
+
+    path: Path
+    broken: bool = False  # a corrupt line was met; nothing after it is read
+    lines: LineTail = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.lines = LineTail(self.path)
+
+    @property
+    def offset(self) -> int:
+        return self.lines.offset
+
+    def poll(self) -> list[dict[str, Any]]:
+        if self.broken:
             return []
-        lines = [line + "\n" for line in complete.split("\n")]
+        lines = [line + "\n" for line in self.lines.poll()]
         events = list(parse_lines(lines))
         if len(events) < len(lines):
             self.broken = True

@@ -349,14 +349,16 @@ def save_student(p: Prepared, run_dir: Path) -> Path:
     return path
 
 
-def _open_run(p: Prepared, options: RunOptions, store: RunStore, resume_id: str | None) -> tuple[str, int]:
+def _open_run(p: Prepared, options: RunOptions, store: RunStore, resume_id: str | None,
+              launched: float) -> tuple[str, int]:
     """(run id, segment) of a new run folder, or of the run being resumed."""
     cfg = p.resolved.config
     if resume_id is None:
         run_dir = store.create(
             config=to_config_table(cfg), preset_raw=p.resolved.raw, preset_source=p.resolved.source,
             name=cfg.run.name, tags=cfg.run.tags, run_id=options.run_id,
-            extra_meta={"segments": 1, "versions": versions(), "needs_teacher": cfg.method.needs_teacher,
+            extra_meta={"started": launched, "segments": 1, "versions": versions(),
+                        "needs_teacher": cfg.method.needs_teacher,
                         "teacher_weights": str(p.teacher_source.weights) if p.teacher_source else ""},
         )
         return run_dir.name, 1
@@ -407,6 +409,7 @@ def _attempt(step):
 
 def run(options: RunOptions) -> int:
     """One run, start to end; under torchrun, this process's part of it (rank 0 writes the store)."""
+    launched = time.time()  # a run's duration counts its preparation (data, models, teacher) too
     info = distributed.from_env()
     human = HumanOutput(quiet=options.quiet or not info.is_main)
     store = RunStore()
@@ -416,7 +419,7 @@ def run(options: RunOptions) -> int:
         distributed.init(info, device)
         prepared = _attempt(lambda: prepare(resolved, device, info))
         run_id, segment = distributed.broadcast(
-            _attempt(lambda: _open_run(prepared, options, store, resume_id) if info.is_main else None))
+            _attempt(lambda: _open_run(prepared, options, store, resume_id, launched) if info.is_main else None))
     except Refusal as exc:
         print(exc.message, file=sys.stderr)
         distributed.shutdown()

@@ -272,12 +272,13 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
             if state.step % phase.log_every == 0 or last_of_epoch or (phase.world == 1 and stop.requested):
                 n = state.step - interval_start
                 reduced = distributed.all_reduce_sum(torch.cat([interval, (~torch.stack(finite)).float()]))
-                _check_finite(reduced[len(interval):] == 0, interval_start, terms, reduced[:len(interval)])
                 means = (reduced[:len(interval)] / (n * phase.world)).tolist()
                 elapsed = time.perf_counter() - interval_t
                 img_s = n * phase.global_batch / elapsed if elapsed > 0 else None
                 reporter.emit("step", phase=phase.name, step=state.step, epoch=epoch + 1, lr=lr,
-                              loss=means[0], losses=dict(zip(terms, means[1:])), img_s=img_s)
+                              loss=means[0], losses=dict(zip(terms, means[1:])), img_s=img_s, **gpu_memory(device))
+                # the interval's step event first, so a NaN still shows on the curves it broke
+                _check_finite(reduced[len(interval):] == 0, interval_start, terms, reduced[:len(interval)])
                 reporter.human.advance(state.step, f"epoch {epoch + 1}/{phase.epochs} loss {means[0]:.4f}")
                 epoch_sum += reduced[:len(interval)] / phase.world
                 epoch_steps += n
@@ -292,6 +293,13 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
         state.epoch, state.step_in_epoch = epoch + 1, 0
         _end_epoch(phase, state, reporter, epoch_sum / max(1, epoch_steps), terms, time.perf_counter() - epoch_start)
     return state
+
+
+def gpu_memory(device: torch.device) -> dict[str, float]:
+    """{"gpu_mem_gb": peak memory the allocator reserved} on CUDA (no sync); nothing on CPU."""
+    if device.type != "cuda":
+        return {}
+    return {"gpu_mem_gb": round(torch.cuda.max_memory_reserved(device) / 2**30, 2)}
 
 
 def _check_finite(finite: torch.Tensor, interval_start: int, terms: list[str], sums: torch.Tensor) -> None:
@@ -311,6 +319,7 @@ def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: 
         "lr": phase.optimizer.param_groups[0]["lr"],
         "train_loss": float(train_means[0]), "train_losses": dict(zip(terms, train_means[1:].tolist())),
         "img_s": phase.steps_per_epoch * phase.global_batch / epoch_time,
+        **gpu_memory(next(phase.method.parameters()).device),
     }
     is_eval = epoch % phase.eval_every == 0 or epoch == phase.epochs
     if is_eval:

@@ -1,0 +1,21 @@
+"""Short human formats shared by the CLI and the TUI. No torch, no textual."""
+
+from __future__ import annotations
+
+import time
+
+
+def percent(v: float | None) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "–"
