@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
 PRESETS = ("mlp_to_cnn", "vit_to_cnn", "cnn_to_vit", "cnn_to_mlp", "cnn_to_cnn")
 FBT = [sys.executable, "-m", "fbt_engine"]
 
@@ -59,36 +59,13 @@ def engine_step_time(events: list[dict]) -> float:
     return statistics.median(e["epoch_time"] / steps for e in epochs)
 
 
-def bare_step_time(name: str, home: Path, steps: int = 40) -> float:
-    """The same method, optimiser and schedule on pre-made device tensors: no data pipeline, no
-    logging, no store."""
-    os.environ["FBT_HOME"] = str(home)
-    import torch
+def bare_step_time(name: str, batch: int, steps: int = 40) -> float:
+    """Seconds per step of the same method, optimiser and schedule on pre-made tensors on the
+    device (no data pipeline, no logging, no store): bench/throughput.py's bare loop."""
+    from throughput import bare_rate, build
 
-    from fbt_engine.config.presets import resolve
-    from fbt_engine.train.engine import _phase, prepare
-    from fbt_engine.train.loop import fit_channels
-
-    p = prepare(resolve(REPO / "presets" / f"{name}.toml"))
-    o = p.resolved.config.optim
-    from fbt_engine.train.optim import OptimSpec
-
-    phase = _phase("distillation", p.method, p, 1, OptimSpec(o.name, o.lr, o.weight_decay, o.momentum),
-                   0.0, "cosine", 0.01, 0.0, o.grad_clip, Path(tempfile.mkdtemp()), "", "student")
-    batches = [(fit_channels(x, p.student.in_chans).contiguous(), y) for x, y in p.data.train.epoch(0)]
-    p.method.train()
-    times = []
-    for i in range(steps):
-        x, y = batches[i % len(batches)]
-        start = time.perf_counter()
-        out = p.method(x, y)
-        loss = sum(out.losses.values())
-        phase.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        phase.optimizer.step()
-        phase.scheduler.step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[5:])
+    p = build(name, "fbt", [], "cpu", "device", steps, batch)
+    return batch / bare_rate(p, steps)[0]
 
 
 def main() -> int:
@@ -98,6 +75,7 @@ def main() -> int:
     args = p.parse_args()
     rows = [("fbt --help", f"{help_time():.3f} s", "< 0.3 s")]
     home = Path(tempfile.mkdtemp(prefix="fbt-bench-"))
+    os.environ["FBT_HOME"] = str(home)  # the bare loops read this home's teacher cache too
     names = args.presets.split(",")
     if not args.skip_demo:
         cold, _ = run_preset("mlp_to_cnn", home)
@@ -108,7 +86,7 @@ def main() -> int:
         target = "< 60 s" if name == "mlp_to_cnn" else "≈ 60 s"
         rows.append((f"{name}, teacher cached", f"{warm:.1f} s", target))
         engine = engine_step_time(events)
-        bare = bare_step_time(name, home)
+        bare = bare_step_time(name, events[0]["config"]["data"]["batch_size"])
         rows.append((f"{name}: step in fbt / bare loop", f"{engine * 1e3:.0f} / {bare * 1e3:.0f} ms "
                      f"(overhead {100 * (engine / bare - 1):+.1f} %)", "< 5 %"))
     width = max(len(r[0]) for r in rows)

@@ -150,7 +150,8 @@ class PresetsScreen(FbtScreen):
         """Presets by folder: a folder's name is a heading once, its presets go by their own name,
         with "_to_" shown as an arrow so a long pair wraps between teacher and student (the
         preview above the form shows the exact name)."""
-        self.refs = list_presets()
+        # yours first, then the built-in top level, then each folder under its heading
+        self.refs = sorted(list_presets(), key=lambda r: (r.builtin, "/" in r.name, r.name))
         options = self.query_one("#preset-list", OptionList)
         options.clear_options()
         folder = ""
