@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fbt_engine.methods.losses import info_nce, kd_loss, ofa_loss
+from fbt_engine.methods.losses import feature_mse, info_nce, kd_loss, ofa_loss
 
 
 def softmax(row, t=1.0):
@@ -28,6 +28,14 @@ def test_info_nce_on_a_3x2_toy_batch():
     assert got.item() == pytest.approx(expected, rel=1e-6)
     # By hand: rows' positive probabilities 0.5910, 0.3290, 0.2634 → mean −log = 0.9906
     assert got.item() == pytest.approx(0.9906, abs=1e-3)
+
+
+def test_feature_mse_is_the_distance_between_unit_rows_whatever_their_scale():
+    learner = torch.tensor([[3.0, 0.0], [0.0, 5.0]])
+    source = torch.tensor([[0.0, 100.0], [0.0, 0.1]])
+    # row 1: orthogonal unit vectors, distance² 2; row 2: the same direction, 0 → mean 1
+    assert feature_mse(learner, source).item() == pytest.approx(1.0, abs=1e-6)
+    assert feature_mse(1e4 * learner, source).item() == pytest.approx(1.0, abs=1e-6)
 
 
 @pytest.mark.parametrize("eps", [1.0, 1.5])

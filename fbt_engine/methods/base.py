@@ -60,7 +60,11 @@ class Distiller(nn.Module):
         return Features(*self.student_view.forward(x))
 
     def teacher_features(self, x: torch.Tensor, grad: bool = False) -> Features:
-        """The teacher's view, without autograd unless a method trains teacher modules it borrows."""
+        """The teacher's view, without autograd unless a method trains teacher modules it borrows.
+
+        `no_grad`, not `inference_mode`: the teacher's outputs feed trainable modules (projection
+        heads, L2G), which must save them for backward, and inference tensors cannot be saved
+        without a copy; `no_grad` already skips building the graph."""
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             return Features(*self.teacher_view.forward(x))
 
