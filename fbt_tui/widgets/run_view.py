@@ -58,7 +58,9 @@ class RunView(Vertical):
         self.text_version = -1
         self.text_at = 0.0
         self.plot_drawn: dict[str, tuple[int, float]] = {}  # plot id: (model version, when)
+        self.plot_data: dict[str, tuple] = {}  # plot id: what its last drawing showed
         self.turn = 0
+        self.curves: list[CurvePlot] = []  # composed once: the ticks never query the DOM
 
     @property
     def model(self) -> RunModel:
@@ -77,19 +79,23 @@ class RunView(Vertical):
         self.redraw()
 
     def on_mount(self) -> None:
-        self.query_one("#alignment").border_title = "alignment (probe batch, per epoch)"
-        self.query_one("#run-log").border_title = "engine log"
+        self.curves = list(self.query(CurvePlot))
+        self.status_line = self.query_one("#run-status", Static)
+        self.table = self.query_one(AlignmentTable)
+        self.log_view = self.query_one("#run-log", Log)
+        self.table.border_title = "alignment (probe batch, per epoch)"
+        self.log_view.border_title = "engine log"
         self._mark_current()
 
     def plots(self) -> list[CurvePlot]:
         groups = set(self.model.groups()) | {"loss", "top1"}
-        return [p for p in self.query(CurvePlot) if p.group in groups]
+        return [p for p in self.curves if p.group in groups]
 
     def panels(self) -> list[Widget]:
         """What [ and ] cycle through: the run's plots, and in a short terminal the table and log."""
         items: list[Widget] = list(self.plots())
         if self.screen.has_class("-short"):
-            items += [self.query_one(AlignmentTable), self.query_one("#run-log", Log)]
+            items += [self.table, self.log_view]
         return items
 
     def cycle(self, step: int) -> None:
@@ -100,9 +106,9 @@ class RunView(Vertical):
     def _mark_current(self) -> None:
         plots, panels = self.plots(), self.panels()
         self.current = min(self.current, len(panels) - 1)
-        for plot in self.query(CurvePlot):
+        for plot in self.curves:
             plot.set_class(plot not in plots, "-absent")
-        for widget in [*self.query(CurvePlot), self.query_one(AlignmentTable), self.query_one("#run-log")]:
+        for widget in [*self.curves, self.table, self.log_view]:
             widget.set_class(widget is panels[self.current], "-current")
         self.set_class(not isinstance(panels[self.current], CurvePlot), "-show-bottom")
 
@@ -130,8 +136,8 @@ class RunView(Vertical):
             drawn_version, drawn_at = self.plot_drawn.get(plot.id, (-1, 0.0))
             if drawn_version != version and now - drawn_at >= PLOT_INTERVAL_S:
                 self.turn = (self.turn + i + 1) % len(plots)
-                self._draw_plot(plot, version, now)
-                return
+                if self._draw_plot(plot, version, now):
+                    return  # one repaint a frame; a plot whose data did not change cost nothing
 
     def redraw(self) -> None:
         """Everything, now: a tab was shown, the terminal resized, another plot cycled in."""
@@ -140,23 +146,32 @@ class RunView(Vertical):
         now, version = time.monotonic(), self.model.version
         self._mark_current()
         for plot in self.visible_plots():
-            self._draw_plot(plot, version, now)
+            self._draw_plot(plot, version, now, force=True)
         self._draw_text(version, now)
 
-    def _draw_plot(self, plot: CurvePlot, version: int, now: float) -> None:
-        before = plot.shown, plot.total
-        plot.show(self.model.panel(plot.group, plot.buckets))
+    def _draw_plot(self, plot: CurvePlot, version: int, now: float, force: bool = False) -> bool:
+        """Repaint `plot` if its curves changed (or `force`: its size may have); whether it did."""
+        panel = self.model.panel(plot.group, plot.buckets)
+        # Series only grow, so a curve's label and point count say whether it changed.
+        data = (panel.title, plot.buckets, tuple((c.label, c.total) for c in panel.curves))
         self.plot_drawn[plot.id] = (version, now)
+        if not force and self.plot_data.get(plot.id) == data:
+            return False
+        self.plot_data[plot.id] = data
+        before = plot.shown, plot.total
+        plot.show(panel)
         if (plot.shown, plot.total) != before:
             self.text_version = -1  # the status line's "showing N of M points" sums the plots
+        return True
 
     def _draw_text(self, version: int, now: float) -> None:
         self.text_version, self.text_at = version, now
         self._mark_current()
         losses = [p for p in self.visible_plots() if p.group != "top1"]
         shown, total = sum(p.shown for p in losses), sum(p.total for p in losses)
-        self.query_one("#run-status", Static).update(self._status(shown, total))
-        self.query_one(AlignmentTable).show(self.model)
+        # two lines, always: no layout pass for a new status
+        self.status_line.update(self._status(shown, total), layout=False)
+        self.table.show(self.model)
         self._append_log()
 
     def _append_log(self) -> None:
@@ -165,7 +180,7 @@ class RunView(Vertical):
             lines = list(self.model.log)[-new:] if new > 0 else []
             self.log_shown = self.model.log_serial
         if lines:
-            self.query_one("#run-log", Log).write_lines(lines)
+            self.log_view.write_lines(lines)
 
     def _status(self, shown: int, total: int) -> str:
         """Two lines: progress first (what a glance needs), then what is running where."""

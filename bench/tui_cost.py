@@ -1,0 +1,114 @@
+"""What the dashboard costs a run (issue 5 target: < 2 % of its throughput).
+
+A real engine subprocess (`fbt run <preset>`) trains with and without the TUI attached, runs
+interleaved off/on/off/on…; with the TUI, the app (headless, Textual's run_test at 160×48)
+re-attaches to the run as soon as its folder exists and shows its dashboard live, exactly as when
+a user opens `fbt` next to a running run. Throughput is the distillation epochs' img/s from the
+run's own `epoch` events, the first epoch left out (warm-up). The teacher is trained once, before
+the trials, into the bench's own data home.
+
+    .venv/bin/python bench/tui_cost.py [--preset mlp_to_cnn] [--epochs 3] [--pairs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from fbt_engine.store.events import read_events
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def engine(preset: str, epochs: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "fbt_engine", "run", str(REPO / "presets" / f"{preset}.toml"),
+                             "--set", f"train.epochs={epochs}", "--quiet"],
+                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO)
+
+
+def distillation_img_s(run_dir: Path) -> float:
+    epochs = [e for e in read_events(run_dir / "events.jsonl")
+              if e["type"] == "epoch" and e["phase"] == "distillation"]
+    if len(epochs) < 2:
+        raise SystemExit(f"{run_dir.name}: fewer than two distillation epochs; raise --epochs")
+    return statistics.mean(e["img_s"] for e in epochs[1:])
+
+
+def newest_run(home: Path, before: set[str]) -> Path | None:
+    runs = home / "runs"
+    fresh = [p for p in runs.iterdir() if p.name not in before] if runs.exists() else []
+    return next((p for p in fresh if (p / "events.jsonl").exists()), None)
+
+
+def existing(home: Path) -> set[str]:
+    runs = home / "runs"
+    return {p.name for p in runs.iterdir()} if runs.exists() else set()
+
+
+def trial_without(home: Path, preset: str, epochs: int) -> float:
+    before = existing(home)
+    if engine(preset, epochs).wait() != 0:
+        raise SystemExit("the engine failed; run the same command by hand to see why")
+    return distillation_img_s(newest_run(home, before))
+
+
+async def trial_with(home: Path, preset: str, epochs: int) -> float:
+    from fbt_tui.app import FbtApp
+    from fbt_tui.widgets.run_view import RunView
+
+    before = existing(home)
+    proc = engine(preset, epochs)
+    while newest_run(home, before) is None:  # the app re-attaches to runs it finds running
+        await asyncio.sleep(0.05)
+    app = FbtApp(start_mode="presets")
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            while proc.poll() is None:
+                await pilot.pause(0.2)
+            if not app.screen.query(RunView):
+                raise SystemExit("the app never showed the run's dashboard")
+    finally:
+        app.cleanup()
+    if proc.wait() != 0:
+        raise SystemExit("the engine failed; run the same command by hand to see why")
+    return distillation_img_s(newest_run(home, before))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="mlp_to_cnn")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=3, help="off/on pairs, interleaved")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fbt-tui-cost-") as tmp:
+        home = Path(tmp)
+        os.environ["FBT_HOME"] = str(home)
+        t = time.perf_counter()
+        trial_without(home, args.preset, 2)  # trains and caches the teacher
+        print(f"teacher cached in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+        off, on = [], []
+        for i in range(args.pairs):
+            off.append(trial_without(home, args.preset, args.epochs))
+            on.append(asyncio.run(trial_with(home, args.preset, args.epochs)))
+            print(f"pair {i + 1}: without {off[-1]:.0f} img/s, with the TUI {on[-1]:.0f} img/s", file=sys.stderr)
+    cost = 1 - statistics.mean(on) / statistics.mean(off)
+    print(f"$ {shlex.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"{platform.processor() or platform.machine()} · {os.cpu_count()} cores · "
+          f"load {os.getloadavg()[0]:.1f} · Python {platform.python_version()}")
+    print(f"{args.preset}, {args.epochs} epochs, img/s of distillation epochs 2..{args.epochs}:")
+    print(f"  without the TUI  {statistics.mean(off):8.0f}  ({', '.join(f'{v:.0f}' for v in off)})")
+    print(f"  TUI attached     {statistics.mean(on):8.0f}  ({', '.join(f'{v:.0f}' for v in on)})")
+    print(f"  cost of the TUI  {cost * 100:7.1f} %   (target < 2 %)")
+
+
+if __name__ == "__main__":
+    main()
