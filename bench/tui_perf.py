@@ -147,14 +147,17 @@ async def bench_stream(home: Path, rate: float, seconds: float, preload: int) ->
     originals = {"text": RunView._draw_text, "plot": RunView._draw_plot}
 
     def timed(kind: str):
-        def wrapper(self: RunView, *args) -> None:
+        def wrapper(self: RunView, *args, **kwargs):
             with self.model.lock:
                 step = self.model.step
             t = time.perf_counter()
-            originals[kind](self, *args)
+            painted = originals[kind](self, *args, **kwargs)
+            if painted is False:
+                return painted  # a plot whose curves had not changed: nothing drawn
             costs[kind].append((time.perf_counter() - t) * 1000)
             if kind == "text" or args[0].id == "plot-loss":
                 drawn[kind].append((time.time(), step))
+            return painted
         return wrapper
 
     RunView._draw_text, RunView._draw_plot = timed("text"), timed("plot")  # type: ignore[method-assign]
