@@ -185,3 +185,19 @@ def test_crashed_runs_are_marked_on_start_up(fbt_home):
     run_app(scenario)
     store.close()
     assert json.loads((fbt_home / "runs" / run_id / "meta.json").read_text())["status"] == "crashed"
+
+
+def test_a_one_epoch_run_gets_a_readable_epoch_axis(fbt_home):
+    """One epoch is one x value: autoscaling would give an axis of width zero (ticks 0.9999990 …)."""
+    run = fake_run(fbt_home, "short", top1=(55.0,))
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 1)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.current_mode == "dashboard", 10, "the dashboard")
+        assert app.screen.query_one(RunView).handle.run_id == run
+        plot = app.screen.query_one("#plot-top1", CurvePlot)
+        await wait_for(pilot, lambda: plot.total == 3, 10, "drawn curves")
+        assert (plot._x_min, plot._x_max) == (0.0, 2.0)
+
+    run_app(scenario, start_mode="history")

@@ -54,7 +54,7 @@ class CurvePlot(PlotWidget):
         self.group = group
         self.markers = markers
         self.shown = self.total = 0
-        self._pinned_y = False  # y limits set here because the data has no spread
+        self._pinned: set[str] = set()  # axes whose limits are set here: the data has no spread on them
 
     def on_mount(self) -> None:
         self.margin_top, self.margin_bottom, self.margin_left = 0, 1, 7
@@ -81,19 +81,21 @@ class CurvePlot(PlotWidget):
         self.border_subtitle = f"showing {panel.shown:,} of {panel.total:,} points" if panel.total else ""
 
     def _fit_flat_data(self, panel: Panel) -> None:
-        """Autoscaling a constant curve (one epoch, a frozen teacher) gives a zero-height axis
-        with ticks like 33.000 33.000; give it ±1 instead. No data: the axes start afresh."""
-        ys = np.concatenate([c.y for c in panel.curves]) if panel.curves else np.empty(0)
-        ys = ys[np.isfinite(ys)]
-        if not len(ys):
-            self.set_xlimits(None, None)
-            self.set_ylimits(None, None)
-        elif ys.max() - ys.min() < 1e-9:
-            self.set_ylimits(float(ys[0]) - 1, float(ys[0]) + 1)
-            self._pinned_y = True
-        elif self._pinned_y:
-            self.set_ylimits(None, None)
-            self._pinned_y = False
+        """Autoscaling a constant curve (one epoch, a frozen teacher) gives a zero-width axis
+        with ticks like 0.9999990 1.0000000; give that axis ±1 instead. No data: the axes start afresh."""
+        for axis in "xy":
+            values = np.concatenate([getattr(c, axis) for c in panel.curves]) if panel.curves else np.empty(0)
+            values = values[np.isfinite(values)]
+            limits = getattr(self, f"set_{axis}limits")
+            if not len(values):
+                limits(None, None)
+                self._pinned.discard(axis)
+            elif values.max() - values.min() < 1e-9:
+                limits(float(values[0]) - 1, float(values[0]) + 1)
+                self._pinned.add(axis)
+            elif axis in self._pinned:
+                limits(None, None)
+                self._pinned.discard(axis)
 
     def _render_line_plot(self, dataset: LinePlot) -> None:
         """textual-plot rasterises every segment dot by dot in Python (tens of ms for one noisy
