@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The GPU check of the speed issue, for one H100/H200, in about 5 minutes, with nothing but this
-# repository, the full Fashion-MNIST IDX files and two wheels the GPU image lacks.
+# repository, the full Fashion-MNIST IDX files and the wheels the GPU image lacks (tomli-w and
+# platformdirs for the engine; textual and textual-plot for the TUI-cost section, which is
+# skipped without them).
 #
 # Prepare on a machine with pip and the Debian dataset (once):
 #   echo /.whl/ >> .git/info/exclude; echo /.data/ >> .git/info/exclude
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl tomli-w platformdirs
+#   python3 -m pip download --only-binary=:all: --python-version 3.12 -d .whl \
+#     tomli-w platformdirs textual textual-plot
 #   mkdir -p .data && cp -r /usr/share/datasets/fashion-mnist .data/
 # Run there (carry .whl and .data):
 #   bench/gpu_check.sh [OUT_DIR]        # table on stdout and in OUT_DIR/gpu_check.txt
@@ -39,4 +42,11 @@ ev = [json.loads(l) for l in sys.stdin]
 t = [e['epoch_time'] for e in ev if e['type'] == 'epoch' and e['phase'] == 'distillation']
 print(f'compile=$compile: distillation epochs {\", \".join(f\"{x:.2f}\" for x in t)} s (first includes warm-up)')"
   done
+  echo
+  echo "## what the attached TUI costs a run (target < 2 %)"
+  if python3 -c "import textual, textual_plot" 2> /dev/null; then
+    python3 bench/tui_cost.py --epochs 20 --pairs 2
+  else
+    echo "skipped: textual and textual-plot are not installed (carry their wheels in .whl)"
+  fi
 } 2>&1 | tee "$OUT/gpu_check.txt"
