@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fbt_engine.methods.losses import feature_mse, info_nce, kd_loss, ofa_loss
+from fbt_engine.methods.losses import feature_mse, info_nce, kd_loss, ofa_loss, unit_distance
 
 
 def softmax(row, t=1.0):
@@ -30,12 +30,19 @@ def test_info_nce_on_a_3x2_toy_batch():
     assert got.item() == pytest.approx(0.9906, abs=1e-3)
 
 
-def test_feature_mse_is_the_distance_between_unit_rows_whatever_their_scale():
+def test_unit_distance_is_the_distance_between_unit_rows_whatever_their_scale():
     learner = torch.tensor([[3.0, 0.0], [0.0, 5.0]])
     source = torch.tensor([[0.0, 100.0], [0.0, 0.1]])
     # row 1: orthogonal unit vectors, distance² 2; row 2: the same direction, 0 → mean 1
-    assert feature_mse(learner, source).item() == pytest.approx(1.0, abs=1e-6)
-    assert feature_mse(1e4 * learner, source).item() == pytest.approx(1.0, abs=1e-6)
+    assert unit_distance(learner, source).item() == pytest.approx(1.0, abs=1e-6)
+    assert unit_distance(1e4 * learner, source).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_fitnet_mse_is_the_plain_element_wise_mean():
+    """FitNet's hint loss on (B, C, H, W) maps: no normalisation along any axis."""
+    learner = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 2, 2)
+    source = torch.tensor([1.0, 0.0, 3.0, 0.0]).reshape(1, 1, 2, 2)
+    assert feature_mse(learner, source).item() == pytest.approx((0 + 4 + 0 + 16) / 4)
 
 
 @pytest.mark.parametrize("eps", [1.0, 1.5])

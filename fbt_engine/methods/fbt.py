@@ -16,7 +16,7 @@ from torch import nn
 
 from fbt_engine.methods.base import METHODS, PAIRS, Distiller, Features, MethodOutput
 from fbt_engine.methods.fusion import FusionModel, FusionPlan
-from fbt_engine.methods.losses import feature_mse, info_nce, ofa_loss
+from fbt_engine.methods.losses import info_nce, ofa_loss, unit_distance
 from fbt_engine.methods.params import FBTParams
 from fbt_engine.models.adapters import HeadOutput
 
@@ -48,7 +48,7 @@ class PairFeatureLoss(nn.Module):
         z_source, z_learner = self.embed(source, learner)
         if self.kind == "infonce":
             return info_nce(z_learner, z_source, self.tau, gather=self.p.gather_negatives)
-        return feature_mse(z_learner, z_source)
+        return unit_distance(z_learner, z_source)
 
 
 @METHODS.register("fbt")

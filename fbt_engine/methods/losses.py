@@ -61,11 +61,16 @@ def info_nce(learner: torch.Tensor, source: torch.Tensor, tau: torch.Tensor | fl
 
 
 def feature_mse(learner: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """Plain element-wise MSE (FitNet's hint loss)."""
+    return F.mse_loss(learner.float(), source.float())
+
+
+def unit_distance(learner: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """Squared distance between the L2-normalised rows (2 − 2·cos), mean over the batch.
 
-    Normalised because a raw MSE's gradient grows with the feature norms: with SGD at the
-    students' learning rates the regression head diverged within ten steps on pooled ViT/Mixer
-    features. Scale-free, it differs from InfoNCE only in having no negatives, which is the
-    comparison the ablation is for."""
+    FBT's `feature_loss = "mse"` on pooled features. Normalised because a raw MSE's gradient
+    grows with the feature norms: with SGD at the students' learning rates the regression head
+    diverged within ten steps on pooled ViT/Mixer features. Scale-free, it differs from InfoNCE
+    only in having no negatives, which is the comparison the ablation is for."""
     diff = F.normalize(learner.float(), dim=-1) - F.normalize(source.float(), dim=-1)
     return diff.pow(2).sum(dim=-1).mean()
