@@ -154,9 +154,11 @@ class RunView(Vertical):
         panel = self.model.panel(plot.group, plot.buckets)
         # Series only grow, so a curve's label and point count say whether it changed.
         data = (panel.title, plot.buckets, tuple((c.label, c.total) for c in panel.curves))
-        self.plot_drawn[plot.id] = (version, now)
         if not force and self.plot_data.get(plot.id) == data:
+            # up to date at this version; the rate limit still counts from its last real repaint
+            self.plot_drawn[plot.id] = (version, self.plot_drawn.get(plot.id, (-1, 0.0))[1])
             return False
+        self.plot_drawn[plot.id] = (version, now)
         self.plot_data[plot.id] = data
         before = plot.shown, plot.total
         plot.show(panel)
