@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 
 def main() -> int:
@@ -29,17 +29,15 @@ def main() -> int:
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
+    from throughput import distillation_phase
+
     from fbt_engine.config.presets import resolve
-    from fbt_engine.methods.base import Features
-    from fbt_engine.train.engine import _phase, prepare, select_device
+    from fbt_engine.train.engine import prepare, select_device
     from fbt_engine.train.loop import fit_channels
-    from fbt_engine.train.optim import OptimSpec
 
     resolved = resolve(args.preset, [*args.sets, f'run.device="{args.device}"'])
     p = prepare(resolved, select_device(resolved.config.run.device))
-    o = resolved.config.optim
-    phase = _phase("distillation", p.method, p, 1, OptimSpec(o.name, o.lr, o.weight_decay, o.momentum), 0.0,
-                   "cosine", 0.01, 0.0, o.grad_clip, Path(tempfile.mkdtemp()), "", "student")
+    phase = distillation_phase(p, Path(tempfile.mkdtemp()))
     method = p.method
     batches = iter(p.data.train.epoch(0))
 

@@ -46,14 +46,23 @@ def build(preset: str, method: str, sets: list[str], device: str, pipeline: str,
     return prepare(resolved, select_device(resolved.config.run.device))
 
 
+def distillation_phase(p, run_dir: Path):
+    """The distillation phase of `p` for one epoch, with the preset's optimiser and a cosine schedule."""
+    from fbt_engine.train.engine import _phase
+    from fbt_engine.train.optim import OptimSpec
+
+    o = p.resolved.config.optim
+    return _phase("distillation", p.method, p, 1, OptimSpec(o.name, o.lr, o.weight_decay, o.momentum), 0.0,
+                  "cosine", 0.01, 0.0, o.grad_clip, run_dir, "", "student")
+
+
 def engine_rate(p, home: Path) -> tuple[float, float]:
     """(images/s, peak GiB) of fbt's own loop over one epoch, warm-up interval excluded."""
     import torch
 
     from fbt_engine.store.runs import RunStore
-    from fbt_engine.train.engine import _phase, to_config_table
+    from fbt_engine.train.engine import to_config_table
     from fbt_engine.train.loop import LoopState, StopFlag, run_phase
-    from fbt_engine.train.optim import OptimSpec
     from fbt_engine.train.report import HumanOutput, Reporter
 
     store = RunStore(home)
@@ -61,9 +70,7 @@ def engine_rate(p, home: Path) -> tuple[float, float]:
     run_dir = store.create(config=to_config_table(cfg), preset_raw=b"", preset_source="bench", name="bench",
                            tags=["bench"], extra_meta={})
     reporter = Reporter(store, run_dir.name, False, HumanOutput(quiet=True))
-    o = cfg.optim
-    phase = _phase("distillation", p.method, p, 1, OptimSpec(o.name, o.lr, o.weight_decay, o.momentum), 0.0,
-                   "cosine", 0.01, 0.0, o.grad_clip, run_dir, "", "student")
+    phase = distillation_phase(p, run_dir)
     phase.eval_every = 10**9  # time the training steps; the epoch's evaluation is not throughput
     _reset_peak(p.device)
     with StopFlag() as stop:
@@ -76,14 +83,9 @@ def engine_rate(p, home: Path) -> tuple[float, float]:
 def bare_rate(p, steps: int) -> tuple[float, float]:
     import torch
 
-    from fbt_engine.train.engine import _phase
     from fbt_engine.train.loop import fit_channels
-    from fbt_engine.train.optim import OptimSpec
 
-    cfg = p.resolved.config
-    o = cfg.optim
-    phase = _phase("distillation", p.method, p, 1, OptimSpec(o.name, o.lr, o.weight_decay, o.momentum), 0.0,
-                   "cosine", 0.01, 0.0, o.grad_clip, Path(tempfile.mkdtemp()), "", "student")
+    phase = distillation_phase(p, Path(tempfile.mkdtemp()))
     x, y = next(iter(p.data.train.epoch(0)))
     x = fit_channels(x, p.student.in_chans, phase.memory_format).clone()
     if y.is_floating_point():

@@ -5,7 +5,8 @@ interleaved off/on/off/on…; with the TUI, the app (headless, Textual's run_tes
 re-attaches to the run as soon as its folder exists and shows its dashboard live, exactly as when
 a user opens `fbt` next to a running run. Throughput is the distillation epochs' img/s from the
 run's own `epoch` events, the first epoch left out (warm-up). The teacher is trained once, before
-the trials, into the bench's own data home.
+the trials, into the bench's own data home. It also prints the app's own CPU use while attached
+(this process's CPU time over wall time: the UI thread and the tailing thread together).
 
     .venv/bin/python bench/tui_cost.py [--preset mlp_to_cnn] [--epochs 3] [--pairs 3]
 """
@@ -61,7 +62,8 @@ def trial_without(home: Path, preset: str, epochs: int) -> float:
     return distillation_img_s(newest_run(home, before))
 
 
-async def trial_with(home: Path, preset: str, epochs: int) -> float:
+async def trial_with(home: Path, preset: str, epochs: int) -> tuple[float, float]:
+    """(the run's img/s, the app's CPU use as a fraction of one core while attached)."""
     from fbt_tui.app import FbtApp
     from fbt_tui.widgets.run_view import RunView
 
@@ -72,15 +74,17 @@ async def trial_with(home: Path, preset: str, epochs: int) -> float:
     app = FbtApp(start_mode="presets")
     try:
         async with app.run_test(size=(160, 48)) as pilot:
+            wall, cpu = time.perf_counter(), time.process_time()
             while proc.poll() is None:
                 await pilot.pause(0.2)
+            app_cpu = (time.process_time() - cpu) / (time.perf_counter() - wall)
             if not app.screen.query(RunView):
                 raise SystemExit("the app never showed the run's dashboard")
     finally:
         app.cleanup()
     if proc.wait() != 0:
         raise SystemExit("the engine failed; run the same command by hand to see why")
-    return distillation_img_s(newest_run(home, before))
+    return distillation_img_s(newest_run(home, before)), app_cpu
 
 
 def main() -> None:
@@ -95,11 +99,14 @@ def main() -> None:
         t = time.perf_counter()
         trial_without(home, args.preset, 2)  # trains and caches the teacher
         print(f"teacher cached in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-        off, on = [], []
+        off, on, app_cpu = [], [], []
         for i in range(args.pairs):
             off.append(trial_without(home, args.preset, args.epochs))
-            on.append(asyncio.run(trial_with(home, args.preset, args.epochs)))
-            print(f"pair {i + 1}: without {off[-1]:.0f} img/s, with the TUI {on[-1]:.0f} img/s", file=sys.stderr)
+            rate, cpu = asyncio.run(trial_with(home, args.preset, args.epochs))
+            on.append(rate)
+            app_cpu.append(cpu)
+            print(f"pair {i + 1}: without {off[-1]:.0f} img/s, with the TUI {on[-1]:.0f} img/s "
+                  f"(app: {cpu:.1%} of a core)", file=sys.stderr)
     cost = 1 - statistics.mean(on) / statistics.mean(off)
     print(f"$ {shlex.join([Path(sys.executable).name, *sys.argv])}")
     print(f"{platform.processor() or platform.machine()} · {os.cpu_count()} cores · "
@@ -108,6 +115,8 @@ def main() -> None:
     print(f"  without the TUI  {statistics.mean(off):8.0f}  ({', '.join(f'{v:.0f}' for v in off)})")
     print(f"  TUI attached     {statistics.mean(on):8.0f}  ({', '.join(f'{v:.0f}' for v in on)})")
     print(f"  cost of the TUI  {cost * 100:7.1f} %   (target < 2 %)")
+    print(f"  the app's own CPU while attached: {statistics.mean(app_cpu):.1%} of one core "
+          f"({', '.join(f'{v:.1%}' for v in app_cpu)})")
 
 
 if __name__ == "__main__":

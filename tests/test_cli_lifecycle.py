@@ -26,6 +26,18 @@ def _status(run_id: str, home=None) -> str:
     return row["status"]
 
 
+def _interrupted_at_step_2(home, name: str, *sets: str) -> Streamed:
+    """A run named `name`, stopped with Ctrl-C once distillation step 2 is logged (exit 130)."""
+    run = Streamed("run", MLP_TO_CNN, *tiny_sets(*sets, "train.log_every=1"), "--json", "--name", name, home=home)
+    try:
+        run.wait_for(distillation_step(2))
+        run.proc.send_signal(signal.SIGINT)
+        assert run.finish() == 130, run.stderr
+    finally:
+        run.close()
+    return run
+
+
 def test_a_non_finite_loss_fails_the_run_at_its_step(with_cached_teacher):
     result = run_fbt("run", MLP_TO_CNN, *tiny_sets("optim.lr=1e30", "train.log_every=1"), "--json")
     assert result.returncode == 1, result.stderr
@@ -53,14 +65,7 @@ def test_a_non_finite_loss_fails_the_run_at_its_step(with_cached_teacher):
 
 def test_ctrl_c_stops_after_the_step_and_resume_continues_without_gaps_or_repeats(with_cached_teacher):
     home = with_cached_teacher
-    run = Streamed("run", MLP_TO_CNN, *tiny_sets("train.epochs=2", "train.log_every=1"), "--json",
-                   "--name", "interrupted-one", home=home)
-    try:
-        run.wait_for(distillation_step(2))
-        run.proc.send_signal(signal.SIGINT)
-        assert run.finish() == 130, run.stderr
-    finally:
-        run.close()
+    run = _interrupted_at_step_2(home, "interrupted-one", "train.epochs=2")
     assert "Traceback" not in run.stderr and "fbt run --resume" in run.stderr
     first = run.events
     assert [e["type"] for e in first[-2:]] == ["checkpoint", "run_interrupted"]
@@ -147,13 +152,7 @@ def test_resume_after_kill_9_continues_as_one_history(killed):
 
 def test_resume_with_more_epochs_records_the_change_in_config_and_event(with_cached_teacher):
     home = with_cached_teacher
-    run = Streamed("run", MLP_TO_CNN, *tiny_sets("train.log_every=1"), "--json", "--name", "extend-me", home=home)
-    try:
-        run.wait_for(distillation_step(2))
-        run.proc.send_signal(signal.SIGINT)
-        assert run.finish() == 130, run.stderr
-    finally:
-        run.close()
+    _interrupted_at_step_2(home, "extend-me")
     resumed = run_fbt("run", "--resume", "extend-me", "--set", "train.epochs=2", "--json")
     assert resumed.returncode == 0, resumed.stderr
     first = stdout_events(resumed.stdout)[0]

@@ -146,6 +146,12 @@ class RunStore:
     def exists(self, run_id: str) -> bool:
         return any((folder / run_id).exists() for folder in (self.runs_dir, self.trash_dir))
 
+    def fresh_id_error(self, run_id: str) -> str | None:
+        """Why `run_id` (picked by a caller, e.g. the TUI) cannot name a new run; None if it can."""
+        if RUN_ID.match(run_id) and not self.exists(run_id):
+            return None
+        return f"--id {run_id}: not a fresh id of the form YYYYMMDD-HHMMSS-xxxxxx"
+
     def read_meta(self, run_id: str) -> dict[str, Any]:
         return json.loads((self.run_dir(run_id) / "meta.json").read_text(encoding="utf-8"))
 

@@ -34,7 +34,7 @@ from fbt_engine.methods.params import ScratchParams
 from fbt_engine.models.adapters import StagedModel, UnsupportedModel
 from fbt_engine.models.factory import count_params, create_model
 from fbt_engine.store.events import effective, read_events
-from fbt_engine.store.runs import RUN_ID, RunStore, process_start_ticks, write_text_atomic
+from fbt_engine.store.runs import RunStore, process_start_ticks, write_text_atomic
 from fbt_engine.train import checkpoint, distributed, teacher as teacher_mod
 from fbt_engine.train.distributed import DistInfo
 from fbt_engine.train.loop import (
@@ -131,8 +131,8 @@ def _resolve(options: RunOptions, store: RunStore) -> tuple[Resolved, str | None
         resolved.changed = {key: [_dotted(before, key), _dotted(resolved.config, key)] for key in RESUMABLE_SETTINGS
                             if _dotted(before, key) != _dotted(resolved.config, key)}
         return resolved, run_id
-    if options.run_id and (not RUN_ID.match(options.run_id) or store.exists(options.run_id)):
-        raise EngineError(f"--id {options.run_id}: not a fresh id of the form YYYYMMDD-HHMMSS-xxxxxx", EXIT_USAGE)
+    if options.run_id and (error := store.fresh_id_error(options.run_id)):
+        raise EngineError(error, EXIT_USAGE)
     if options.preset is None:
         raise EngineError("fbt run: give a preset (a file or a preset name) or --resume RUN", EXIT_USAGE)
     extra = list(options.sets)
