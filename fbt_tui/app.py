@@ -171,6 +171,7 @@ class FbtApp(App[int]):
         handle = self.manager.handles.get(message.run_id)
         if handle is not None:
             self.dashboard.relabel(handle)
+            self.dashboard.run_updated(handle)
         self.refresh_header()
 
     async def on_run_ended(self, message: RunEnded) -> None:

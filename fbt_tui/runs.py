@@ -28,7 +28,7 @@ from fbt_engine.store.runs import RunNotFound, RunStore, new_run_id, process_ali
 
 from fbt_tui.model import RunModel
 
-POLL_S = 0.05  # events reach the screen within one poll plus one text redraw (< 0.5 s)
+POLL_S = 0.1  # an event reaches the screen within a poll and a DRAW_INTERVAL_S (< 0.5 s)
 STOP_GRACE_S = 30.0  # SIGINT lets the engine finish its step and save; after this, SIGKILL
 _ERR_TAIL = 40
 STALE_LAUNCH_S = 600.0

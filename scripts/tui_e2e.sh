@@ -117,7 +117,7 @@ wait_for "Presets" 30 "Presets renders at 80×24"
 keys h
 wait_for "runs: 2 of 2" 15 "History renders at 80×24"
 keys Enter
-wait_for "showing" 15 "a past run opens in the dashboard at 80×24"
+wait_for "T–S / step  ━" 15 "a past run opens in the dashboard at 80×24, curves drawn"
 keys "]" "]" "]" "]" "]" "]"
 wait_for "alignment" 10 "[ and ] reach the alignment table"
 keys "?"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -17,7 +15,6 @@ from fbt_tui.widgets.header import FbtHeader
 from fbt_tui.widgets.run_view import RunView
 from fbt_tui.widgets.keybar import KeyBar
 
-TICK_HZ = 16  # each tick draws the text or one plot (see RunView)
 EMPTY = ("No run open.\n\nPress [b]p[/] to launch a preset, or [b]h[/] to open a past run from History "
          "([b]enter[/]).\nRuns keep going while you look elsewhere, and after you quit if you choose so.")
 
@@ -41,7 +38,6 @@ class DashboardScreen(FbtScreen):
         yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
-        self.set_interval(1 / TICK_HZ, self.tick)
         self._show_empty()
 
     def on_screen_resume(self) -> None:
@@ -84,13 +80,13 @@ class DashboardScreen(FbtScreen):
         if tab.label.plain != title:
             tab.label = title
 
-    def tick(self) -> None:
+    def run_updated(self, handle: RunHandle) -> None:
         """Only the visible run is drawn; the others catch up when their tab is shown."""
-        if self.app.screen is not self:
+        if not self.is_current:  # another mode, or the app is closing
             return
         view = self.current_view()
-        if view is not None:
-            view.tick(time.monotonic())
+        if view is not None and view.handle is handle:
+            view.model_changed()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         view = self.current_view()

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import numpy as np
+from rich.style import Style
+from textual.app import ComposeResult
+from textual.containers import Grid
 from textual_hires_canvas import Canvas
 from textual_plot import HiResMode, PlotWidget
-from textual_plot.plot_widget import LinePlot, map_coordinate_to_hires_pixel
+from textual_plot.plot_widget import Legend, LinePlot, map_coordinate_to_hires_pixel
 
+from fbt_tui.format import count
 from fbt_tui.model import Panel
 
 PALETTE = ("#4ea1ff", "#ff7b72", "#7ee787", "#d2a8ff", "#ffa657", "#79c0ff", "#f2cc60", "#ff9bce")
@@ -46,6 +52,25 @@ def braille_line(px: np.ndarray, py: np.ndarray, width: int, height: int) -> np.
     return cells.sum(axis=(1, 3))
 
 
+class StyledCanvas(Canvas):
+    """A Canvas that looks up its style once. The hires canvas asks for `rich_style` on every
+    line it renders, and each time Textual walks the whole DOM above it: a quarter of a dashboard
+    frame. The style changes only when styles do, which Textual announces to every widget below
+    the change through `notify_style_update` (its own component-style cache is cleared there too)."""
+
+    _style: Style | None = None
+
+    @property
+    def rich_style(self) -> Style:
+        if self._style is None:
+            self._style = super().rich_style
+        return self._style
+
+    def notify_style_update(self) -> None:
+        self._style = None
+        super().notify_style_update()
+
+
 class CurvePlot(PlotWidget):
     """One panel of curves, redrawn whole: the model hands it at most a few points per column."""
 
@@ -55,8 +80,19 @@ class CurvePlot(PlotWidget):
         self.markers = markers
         self.shown = self.total = 0
         self._pinned: set[str] = set()  # axes whose limits are set here: the data has no spread on them
+        self._drawing_here = False
+        self._borders: tuple[str, str] = ("", "")
+        self.canvases: list[StyledCanvas] = []
+
+    def compose(self) -> ComposeResult:
+        """PlotWidget's own layout, on StyledCanvas."""
+        with Grid():
+            for part in ("margin-top", "margin-left", "plot", "margin-bottom"):
+                yield StyledCanvas(1, 1, id=part)
+        yield Legend(id="legend")
 
     def on_mount(self) -> None:
+        self.canvases = list(self.query(StyledCanvas))
         self.margin_top, self.margin_bottom, self.margin_left = 0, 1, 7
         self.border_title = self.group
 
@@ -66,19 +102,48 @@ class CurvePlot(PlotWidget):
         return max(8, (self.size.width - self.margin_left) * 2)
 
     def show(self, panel: Panel, styles: dict[str, str] | None = None) -> None:
-        self.clear()
-        self._fit_flat_data(panel)
-        legend = []
-        for i, curve in enumerate(panel.curves):
-            style = (styles or {}).get(curve.label, PALETTE[i % len(PALETTE)])
-            if self.markers or len(curve.x) == 1:
-                self.scatter(curve.x, curve.y, marker="•", marker_style=style, hires_mode=HiResMode.BRAILLE)
-            if len(curve.x) > 1:
-                self.plot(curve.x, curve.y, line_style=style, hires_mode=HiResMode.BRAILLE)
-            legend.append(f"[{style}]━[/] {curve.label}")
-        self.border_title = f"[b]{panel.title}[/]  " + "  ".join(legend) if legend else f"{panel.title} · no data yet"
+        """Draw `panel` onto the canvases now, so that only they are repainted. PlotWidget would
+        repaint itself whole and draw the canvases while Textual renders that frame, which
+        repaints them again in the next one: two frames of the whole plot for every update."""
+        self._drawing_here = True
+        try:
+            self.clear()
+            self._fit_flat_data(panel)
+            legend = []
+            for i, curve in enumerate(panel.curves):
+                style = (styles or {}).get(curve.label, PALETTE[i % len(PALETTE)])
+                if self.markers or len(curve.x) == 1:
+                    self.scatter(curve.x, curve.y, marker="•", marker_style=style, hires_mode=HiResMode.BRAILLE)
+                if len(curve.x) > 1:
+                    self.plot(curve.x, curve.y, line_style=style, hires_mode=HiResMode.BRAILLE)
+                legend.append(f"[{style}]━[/] {curve.label}")
+        finally:
+            self._drawing_here = False
+        if self._needs_canvas_resize:
+            self.refresh()  # a new size: PlotWidget's render() sizes the canvases first, then draws
+        else:
+            with ExitStack() as batch:  # each canvas repaints once, not once per line and label on it
+                for canvas in self.canvases:
+                    batch.enter_context(canvas.batch_refresh())
+                self._render_plot()
+            self._needs_rerender = False
         self.shown, self.total = panel.shown, panel.total
-        self.border_subtitle = f"showing {panel.shown:,} of {panel.total:,} points" if panel.total else ""
+        # A border change repaints the whole plot, so the subtitle changes only when the count
+        # it rounds does; the status line has the exact counts.
+        self._set_borders(f"[b]{panel.title}[/]  " + "  ".join(legend) if legend else f"{panel.title} · no data yet",
+                          f"min/max per column of {count(panel.total)} points" if panel.shown < panel.total else "")
+
+    def _set_borders(self, title: str, subtitle: str) -> None:
+        if (title, subtitle) != self._borders:
+            self._borders = title, subtitle
+            self.border_title, self.border_subtitle = title, subtitle
+
+    def _rerender(self) -> None:
+        """PlotWidget calls this after each change; show() draws once, after all of them."""
+        if self._drawing_here:
+            self._needs_rerender = True
+        else:
+            super()._rerender()
 
     def _fit_flat_data(self, panel: Panel) -> None:
         """Autoscaling a constant curve (one epoch, a frozen teacher) gives a zero-width axis

@@ -7,6 +7,7 @@ import time
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import DataTable, Log, Static
 
@@ -17,8 +18,8 @@ from fbt_tui.widgets.curves import CurvePlot
 
 PLOTS = (("T–S", "ts"), ("T–F", "tf"), ("F–S", "fs"), ("CE", "ce"), ("loss", "loss"), ("top1", "top1"))
 PHASE_LABEL = {TEACHER: "teacher training", DISTILL: "distillation"}
-TEXT_INTERVAL_S = 0.25
-PLOT_INTERVAL_S = 0.5
+DRAW_INTERVAL_S = 0.25  # SPEC §7: curves redrawn at most ~4×/s
+FRAME_BUDGET_S = 0.010  # the UI thread's CPU one frame spends drawing plots; Textual then renders them
 
 
 class AlignmentTable(DataTable):
@@ -46,21 +47,23 @@ class RunView(Vertical):
     """Status line, curves, alignment table and log of one run. In a small terminal only the
     current plot is shown (cycle with [ and ]); the model is never touched outside its lock.
 
-    Repainting one plot costs Textual 10–40 ms, so a tick redraws either the text (status,
-    table, log) or one plot, each plot at most every PLOT_INTERVAL_S: the UI never stalls for
-    a whole dashboard at once, however fast the events come."""
+    Drawing is driven by the run's updates, not by a clock: an update schedules one drawing of
+    everything that changed, at most every DRAW_INTERVAL_S. Every frame costs Textual's
+    compositor a pass over the area that changed, so the changed plots go into as few frames as
+    FRAME_BUDGET_S allows (one, unless the curves hold hundreds of thousands of points): the
+    app's CPU is what a run on a small machine loses, and no frame stalls the UI for long."""
 
     def __init__(self, handle: RunHandle, id: str | None = None):
         super().__init__(id=id, classes="run-view")
         self.handle = handle
         self.log_shown = 0
         self.current = 0
-        self.text_version = -1
-        self.text_at = 0.0
-        self.plot_drawn: dict[str, tuple[int, float]] = {}  # plot id: (model version, when)
+        self.drawn_version = -1
+        self.drawn_at = -DRAW_INTERVAL_S
+        self.due: Timer | None = None  # the scheduled drawing, if any
+        self.pending: list[tuple[CurvePlot, bool]] = []  # (plot, force): the rest of a drawing under way
         self.plot_data: dict[str, tuple] = {}  # plot id: what its last drawing showed
-        self.turn = 0
-        self.curves: list[CurvePlot] = []  # composed once: the ticks never query the DOM
+        self.curves: list[CurvePlot] = []  # composed once: drawing never queries the DOM
 
     @property
     def model(self) -> RunModel:
@@ -117,58 +120,65 @@ class RunView(Vertical):
 
     @property
     def up_to_date(self) -> bool:
-        version = self.model.version
-        return self.text_version == version and all(
-            self.plot_drawn.get(p.id, (-1, 0.0))[0] == version for p in self.visible_plots())
+        return self.drawn_version == self.model.version and self.due is None and not self.pending
 
-    def tick(self, now: float) -> None:
-        """The text when the model changed (at most every TEXT_INTERVAL_S), or else one stale
-        plot: never both in one frame."""
-        if not self.region.width:
-            return  # in a hidden tab: it catches up when shown
-        version = self.model.version
-        if version != self.text_version and now - self.text_at >= TEXT_INTERVAL_S:
-            self._draw_text(version, now)
-            return
-        plots = self.visible_plots()
-        for i in range(len(plots)):
-            plot = plots[(self.turn + i) % len(plots)]
-            drawn_version, drawn_at = self.plot_drawn.get(plot.id, (-1, 0.0))
-            if drawn_version != version and now - drawn_at >= PLOT_INTERVAL_S:
-                self.turn = (self.turn + i + 1) % len(plots)
-                if self._draw_plot(plot, version, now):
-                    return  # one repaint a frame; a plot whose data did not change cost nothing
+    def model_changed(self) -> None:
+        """The run has news: draw it when DRAW_INTERVAL_S has passed since the last drawing."""
+        if self.due is not None or self.pending:
+            return  # that drawing will see the news, or schedule the next one
+        wait = self.drawn_at + DRAW_INTERVAL_S - time.monotonic()
+        if wait > 0:
+            self.due = self.set_timer(wait, self._draw_due)
+        else:
+            self._draw_due()
+
+    def _draw_due(self) -> None:
+        self.due = None
+        if self.region.width and self.screen.is_current:
+            self._draw()
+        # hidden (another tab, another mode): redraw() catches up when it is shown
 
     def redraw(self) -> None:
         """Everything, now: a tab was shown, the terminal resized, another plot cycled in."""
-        if not self.region.width:
-            return
-        now, version = time.monotonic(), self.model.version
-        self._mark_current()
-        for plot in self.visible_plots():
-            self._draw_plot(plot, version, now, force=True)
-        self._draw_text(version, now)
+        if self.region.width:
+            self._draw(force=True)
 
-    def _draw_plot(self, plot: CurvePlot, version: int, now: float, force: bool = False) -> bool:
+    def _draw(self, force: bool = False) -> None:
+        self.drawn_version, self.drawn_at = self.model.version, time.monotonic()
+        self._mark_current()
+        under_way = bool(self.pending)
+        self.pending = [(plot, force) for plot in self.visible_plots()]
+        if not under_way:  # else the drawing under way goes on with this list
+            self._draw_pending()
+
+    def _draw_pending(self) -> None:
+        """Plots until this frame's FRAME_BUDGET_S of CPU is spent, the rest after the next
+        refresh; then the text, whose status line sums what the plots show."""
+        if not self.is_attached:
+            self.pending.clear()  # its tab was closed meanwhile
+            return
+        start = time.thread_time()
+        while self.pending:
+            self._draw_plot(*self.pending.pop(0))
+            if self.pending and time.thread_time() - start > FRAME_BUDGET_S:
+                self.call_after_refresh(self._draw_pending)
+                return
+        self._draw_text()
+        if self.model.version != self.drawn_version:
+            self.model_changed()  # news that came while this drawing went on
+
+    def _draw_plot(self, plot: CurvePlot, force: bool = False) -> bool:
         """Repaint `plot` if its curves changed (or `force`: its size may have); whether it did."""
         panel = self.model.panel(plot.group, plot.buckets)
         # Series only grow, so a curve's label and point count say whether it changed.
         data = (panel.title, plot.buckets, tuple((c.label, c.total) for c in panel.curves))
         if not force and self.plot_data.get(plot.id) == data:
-            # up to date at this version; the rate limit still counts from its last real repaint
-            self.plot_drawn[plot.id] = (version, self.plot_drawn.get(plot.id, (-1, 0.0))[1])
             return False
-        self.plot_drawn[plot.id] = (version, now)
         self.plot_data[plot.id] = data
-        before = plot.shown, plot.total
         plot.show(panel)
-        if (plot.shown, plot.total) != before:
-            self.text_version = -1  # the status line's "showing N of M points" sums the plots
         return True
 
-    def _draw_text(self, version: int, now: float) -> None:
-        self.text_version, self.text_at = version, now
-        self._mark_current()
+    def _draw_text(self) -> None:
         losses = [p for p in self.visible_plots() if p.group != "top1"]
         shown, total = sum(p.shown for p in losses), sum(p.total for p in losses)
         # two lines, always: no layout pass for a new status
