@@ -168,6 +168,8 @@ class FbtApp(App[int]):
 
     def on_run_updated(self, message: RunUpdated) -> None:
         self.manager.acknowledge(message.run_id)
+        if not self.is_running:
+            return  # a run's news that arrives while the app closes: its screens are gone
         handle = self.manager.handles.get(message.run_id)
         if handle is not None:
             self.dashboard.relabel(handle)
@@ -175,6 +177,8 @@ class FbtApp(App[int]):
         self.refresh_header()
 
     async def on_run_ended(self, message: RunEnded) -> None:
+        if not self.is_running:
+            return
         if message.status == "cancelled":  # stopped before its run folder existed: nothing to show
             await self.dashboard.close_run(message.run_id)
         handle = self.manager.handles.get(message.run_id)
@@ -186,11 +190,15 @@ class FbtApp(App[int]):
         self.get_screen("history").reload()
 
     async def on_launch_failed(self, message: LaunchFailed) -> None:
+        if not self.is_running:
+            return
         await self.dashboard.close_run(message.run_id)
         self.refresh_header()
         self.show_error(f"{message.preset or 'the run'} did not start (exit {message.code})", message.errors)
 
     def on_tail_failed(self, message: TailFailed) -> None:
+        if not self.is_running:
+            return
         self.show_error(f"lost track of run {message.run_id}", message.error)
 
     # -- modes, help, quit -----------------------------------------------------------------------

@@ -45,3 +45,49 @@ def test_plots_follow_the_terminal_size_and_the_theme(fbt_home):
         assert canvas.rich_style != style
 
     run_app(scenario, start_mode="history")
+
+
+def test_every_plot_is_drawn_when_a_long_run_is_opened(fbt_home):
+    """A long finished run is read in a few updates: its loss plots appear in one of them, before
+    they have a size, and must still be drawn once laid out."""
+    fake_run(fbt_home, "whole", top1=(50.0, 60.0), steps_per_epoch=20_000)  # read in several folds
+
+    async def scenario(app, pilot):
+        await wait_for(pilot, lambda: app.screen.query("#history-table"), 10, "History")
+        await wait_for(pilot, lambda: app.screen.query_one("#history-table").row_count == 1, 10, "the run's row")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen.query(RunView), 10, "the run's tab")
+        view = app.screen.query_one(RunView)
+        await wait_for(pilot, lambda: view.model.status == "finished" and view.up_to_date, 10, "the run read")
+        await pilot.pause(0.5)
+        assert {p.id: p.total > 0 for p in view.plots()} == {p.id: True for p in view.plots()}
+        assert len(view.plots()) == 6
+
+    run_app(scenario, start_mode="history")
+
+
+def test_closing_a_tab_while_its_drawing_is_spread_over_frames(fbt_home, monkeypatch):
+    """A drawing that continues in later frames must end with the tab, not draw on removed plots."""
+    import fbt_tui.widgets.run_view as run_view
+
+    monkeypatch.setattr(run_view, "FRAME_BUDGET_S", -1.0)  # one plot a frame: every drawing is spread
+    fake_run(fbt_home, "closed", top1=(50.0, 60.0), steps_per_epoch=40)
+
+    async def scenario(app, pilot):
+        for attempt in range(12):  # the race needs the close to land mid-drawing: several timings
+            if app.current_mode != "history":
+                await app.switch_mode("history")
+            await wait_for(pilot, lambda: app.screen.query_one("#history-table").row_count == 1, 10, "the run's row")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: app.screen.query(RunView), 10, "the run's tab")
+            view = app.screen.query_one(RunView)
+            await wait_for(pilot, lambda: view.up_to_date and view.plot_data, 10, "the first drawing")
+            view.redraw()
+            assert view.pending  # the rest of this drawing waits for the next frames
+            await pilot.pause(0.01 * (attempt % 4))
+            await pilot.press("w")
+            await pilot.pause(0.3)
+            assert not app.screen.query(RunView)
+        assert app.is_running  # an exception in a callback would have ended the app
+
+    run_app(scenario, start_mode="history")

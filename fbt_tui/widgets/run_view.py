@@ -20,6 +20,7 @@ PLOTS = (("T–S", "ts"), ("T–F", "tf"), ("F–S", "fs"), ("CE", "ce"), ("loss
 PHASE_LABEL = {TEACHER: "teacher training", DISTILL: "distillation"}
 DRAW_INTERVAL_S = 0.25  # SPEC §7: curves redrawn at most ~4×/s
 FRAME_BUDGET_S = 0.010  # the UI thread's CPU one frame spends drawing plots; Textual then renders them
+NEXT_FRAME_S = 1 / 60  # Textual renders at most 60 frames a second
 
 
 class AlignmentTable(DataTable):
@@ -106,17 +107,28 @@ class RunView(Vertical):
         self._mark_current()
         self.call_after_refresh(self.redraw)
 
-    def _mark_current(self) -> None:
+    def _mark_current(self) -> bool:
+        """Show the run's plots and the current panel; whether that changed what is shown (the
+        widgets that came get their size at the next refresh)."""
         plots, panels = self.plots(), self.panels()
         self.current = min(self.current, len(panels) - 1)
-        for plot in self.curves:
-            plot.set_class(plot not in plots, "-absent")
-        for widget in [*self.curves, self.table, self.log_view]:
-            widget.set_class(widget is panels[self.current], "-current")
-        self.set_class(not isinstance(panels[self.current], CurvePlot), "-show-bottom")
+        marks = [(plot, "-absent", plot not in plots) for plot in self.curves]
+        marks += [(widget, "-current", widget is panels[self.current])
+                  for widget in [*self.curves, self.table, self.log_view]]
+        marks.append((self, "-show-bottom", not isinstance(panels[self.current], CurvePlot)))
+        changed = False
+        for widget, name, on in marks:
+            changed |= widget.has_class(name) != on
+            widget.set_class(on, name)
+        return changed
 
     def visible_plots(self) -> list[CurvePlot]:
         return [p for p in self.plots() if p.region.width]
+
+    @property
+    def on_screen(self) -> bool:
+        """Not in a hidden tab or mode, nor being removed with its closed tab (`display` is False then)."""
+        return bool(self.region.width) and self.is_attached and self.display and self.screen.is_current
 
     @property
     def up_to_date(self) -> bool:
@@ -134,34 +146,37 @@ class RunView(Vertical):
 
     def _draw_due(self) -> None:
         self.due = None
-        if self.region.width and self.screen.is_current:
+        if self.on_screen:
             self._draw()
-        # hidden (another tab, another mode): redraw() catches up when it is shown
+        # hidden: redraw() catches up when it is shown
 
     def redraw(self) -> None:
         """Everything, now: a tab was shown, the terminal resized, another plot cycled in."""
-        if self.region.width:
+        if self.on_screen:
             self._draw(force=True)
 
     def _draw(self, force: bool = False) -> None:
+        if self._mark_current():  # plots came (the run's first losses) or went: draw them once laid out
+            self.call_after_refresh(self.redraw)
+            return
         self.drawn_version, self.drawn_at = self.model.version, time.monotonic()
-        self._mark_current()
         under_way = bool(self.pending)
         self.pending = [(plot, force) for plot in self.visible_plots()]
         if not under_way:  # else the drawing under way goes on with this list
             self._draw_pending()
 
     def _draw_pending(self) -> None:
-        """Plots until this frame's FRAME_BUDGET_S of CPU is spent, the rest after the next
-        refresh; then the text, whose status line sums what the plots show."""
-        if not self.is_attached:
-            self.pending.clear()  # its tab was closed meanwhile
+        """Plots until FRAME_BUDGET_S of the UI thread's CPU is spent, the rest a frame later (a
+        timer of this view's: it ends with the view); then the text, whose status line sums what
+        the plots show."""
+        if not self.on_screen:
+            self.pending.clear()  # hidden or closed meanwhile: redraw() starts afresh when shown
             return
         start = time.thread_time()
         while self.pending:
             self._draw_plot(*self.pending.pop(0))
             if self.pending and time.thread_time() - start > FRAME_BUDGET_S:
-                self.call_after_refresh(self._draw_pending)
+                self.set_timer(NEXT_FRAME_S, self._draw_pending)
                 return
         self._draw_text()
         if self.model.version != self.drawn_version:
