@@ -19,15 +19,22 @@ def fitted(plot: CurvePlot) -> bool:
         braille_cells(plot.query_one("#plot", StyledCanvas)) > 0
 
 
+async def open_from_history(app, pilot) -> RunView:
+    """The only run of History, opened in its dashboard tab."""
+    if app.current_mode != "history":
+        await app.switch_mode("history")
+    await wait_for(pilot, lambda: app.screen.query("#history-table"), 10, "History")
+    await wait_for(pilot, lambda: app.screen.query_one("#history-table").row_count == 1, 10, "the run's row")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: app.screen.query(RunView), 10, "the run's tab")
+    return app.screen.query_one(RunView)
+
+
 def test_plots_follow_the_terminal_size_and_the_theme(fbt_home):
     fake_run(fbt_home, "sized", top1=(50.0, 60.0, 65.0), steps_per_epoch=40)
 
     async def scenario(app, pilot):
-        await wait_for(pilot, lambda: app.screen.query("#history-table"), 10, "History")
-        await wait_for(pilot, lambda: app.screen.query_one("#history-table").row_count == 1, 10, "the run's row")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: app.screen.query(RunView), 10, "the run's tab")
-        view = app.screen.query_one(RunView)
+        view = await open_from_history(app, pilot)
         plot = view.query_one("#plot-loss", CurvePlot)
         await wait_for(pilot, lambda: view.up_to_date and plot.total == 123, 10, "the loss curve")  # 120 steps, 3 val
         await wait_for(pilot, lambda: fitted(plot), 5, "the curve on a canvas of the plot's size")
@@ -53,11 +60,7 @@ def test_every_plot_is_drawn_when_a_long_run_is_opened(fbt_home):
     fake_run(fbt_home, "whole", top1=(50.0, 60.0), steps_per_epoch=20_000)  # read in several folds
 
     async def scenario(app, pilot):
-        await wait_for(pilot, lambda: app.screen.query("#history-table"), 10, "History")
-        await wait_for(pilot, lambda: app.screen.query_one("#history-table").row_count == 1, 10, "the run's row")
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: app.screen.query(RunView), 10, "the run's tab")
-        view = app.screen.query_one(RunView)
+        view = await open_from_history(app, pilot)
         await wait_for(pilot, lambda: view.model.status == "finished" and view.up_to_date, 10, "the run read")
         await pilot.pause(0.5)
         assert {p.id: p.total > 0 for p in view.plots()} == {p.id: True for p in view.plots()}
@@ -75,12 +78,7 @@ def test_closing_a_tab_while_its_drawing_is_spread_over_frames(fbt_home, monkeyp
 
     async def scenario(app, pilot):
         for attempt in range(12):  # the race needs the close to land mid-drawing: several timings
-            if app.current_mode != "history":
-                await app.switch_mode("history")
-            await wait_for(pilot, lambda: app.screen.query_one("#history-table").row_count == 1, 10, "the run's row")
-            await pilot.press("enter")
-            await wait_for(pilot, lambda: app.screen.query(RunView), 10, "the run's tab")
-            view = app.screen.query_one(RunView)
+            view = await open_from_history(app, pilot)
             await wait_for(pilot, lambda: view.up_to_date and view.plot_data, 10, "the first drawing")
             view.redraw()
             assert view.pending  # the rest of this drawing waits for the next frames
