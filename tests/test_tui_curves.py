@@ -61,7 +61,7 @@ def test_every_plot_is_drawn_when_a_long_run_is_opened(fbt_home):
 
     async def scenario(app, pilot):
         view = await open_from_history(app, pilot)
-        await wait_for(pilot, lambda: view.model.status == "finished" and view.up_to_date, 10, "the run read")
+        await wait_for(pilot, lambda: view.model.status == "finished" and view.up_to_date, 30, "the run read")
         await pilot.pause(0.5)
         assert {p.id: p.total > 0 for p in view.plots()} == {p.id: True for p in view.plots()}
         assert len(view.plots()) == 6
