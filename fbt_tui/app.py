@@ -10,13 +10,15 @@ import gc
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable
-from functools import partial
+from collections.abc import Callable, Iterable
+from functools import partial, wraps
 from pathlib import Path
+from typing import Any
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
@@ -44,6 +46,14 @@ def machine_device() -> str:
         if names:
             return names[0] if len(names) == 1 else f"{len(names)}× {names[0]}"
     return f"CPU ({os.cpu_count()} cores)"
+
+
+def while_running(handler: Callable[[FbtApp, Message], Any]) -> Callable[[FbtApp, Message], Any]:
+    """A run's message can arrive while the app closes, after its screens are gone: it is dropped then."""
+    @wraps(handler)
+    def handle(app: FbtApp, message: Message) -> Any:
+        return handler(app, message) if app.is_running else None
+    return handle
 
 
 class FbtApp(App[int]):
@@ -166,19 +176,17 @@ class FbtApp(App[int]):
         named = [h.model.device.get("name") for h in active if h.model.device.get("name")]
         self.device_label = named[0] if named else self.machine
 
+    @while_running
     def on_run_updated(self, message: RunUpdated) -> None:
         self.manager.acknowledge(message.run_id)
-        if not self.is_running:
-            return  # a run's news that arrives while the app closes: its screens are gone
         handle = self.manager.handles.get(message.run_id)
         if handle is not None:
             self.dashboard.relabel(handle)
             self.dashboard.run_updated(handle)
         self.refresh_header()
 
+    @while_running
     async def on_run_ended(self, message: RunEnded) -> None:
-        if not self.is_running:
-            return
         if message.status == "cancelled":  # stopped before its run folder existed: nothing to show
             await self.dashboard.close_run(message.run_id)
         handle = self.manager.handles.get(message.run_id)
@@ -189,16 +197,14 @@ class FbtApp(App[int]):
         self.refresh_header()
         self.get_screen("history").reload()
 
+    @while_running
     async def on_launch_failed(self, message: LaunchFailed) -> None:
-        if not self.is_running:
-            return
         await self.dashboard.close_run(message.run_id)
         self.refresh_header()
         self.show_error(f"{message.preset or 'the run'} did not start (exit {message.code})", message.errors)
 
+    @while_running
     def on_tail_failed(self, message: TailFailed) -> None:
-        if not self.is_running:
-            return
         self.show_error(f"lost track of run {message.run_id}", message.error)
 
     # -- modes, help, quit -----------------------------------------------------------------------

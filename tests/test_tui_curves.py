@@ -6,7 +6,7 @@ from textual.dom import DOMNode
 from fbt_tui.widgets.curves import CurvePlot, StyledCanvas
 from fbt_tui.widgets.run_view import RunView
 
-from test_tui_support import fake_run, run_app, wait_for
+from test_tui_support import fake_run, open_from_history, run_app, wait_for
 
 
 def braille_cells(canvas: StyledCanvas) -> int:
@@ -17,17 +17,6 @@ def fitted(plot: CurvePlot) -> bool:
     """Every canvas holds a buffer of its own size on screen, and the curves are on the plot."""
     return all(c._canvas_size == c.size for c in plot.canvases if c.size) and \
         braille_cells(plot.query_one("#plot", StyledCanvas)) > 0
-
-
-async def open_from_history(app, pilot) -> RunView:
-    """The only run of History, opened in its dashboard tab."""
-    if app.current_mode != "history":
-        await app.switch_mode("history")
-    await wait_for(pilot, lambda: app.screen.query("#history-table"), 10, "History")
-    await wait_for(pilot, lambda: app.screen.query_one("#history-table").row_count == 1, 10, "the run's row")
-    await pilot.press("enter")
-    await wait_for(pilot, lambda: app.screen.query(RunView), 10, "the run's tab")
-    return app.screen.query_one(RunView)
 
 
 def test_plots_follow_the_terminal_size_and_the_theme(fbt_home):

@@ -16,7 +16,7 @@ from fbt_tui.widgets.curves import CurvePlot
 from fbt_tui.widgets.run_view import RunView
 
 from conftest import run_fbt
-from test_tui_support import fake_run, run_app, wait_for
+from test_tui_support import fake_run, open_from_history, run_app, wait_for
 
 
 def table_ids(app) -> list[str]:
@@ -192,10 +192,7 @@ def test_a_one_epoch_run_gets_a_readable_epoch_axis(fbt_home):
     run = fake_run(fbt_home, "short", top1=(55.0,))
 
     async def scenario(app, pilot):
-        await history_loaded(app, pilot, 1)
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: app.current_mode == "dashboard", 10, "the dashboard")
-        assert app.screen.query_one(RunView).handle.run_id == run
+        assert (await open_from_history(app, pilot)).handle.run_id == run
         plot = app.screen.query_one("#plot-top1", CurvePlot)
         await wait_for(pilot, lambda: plot.total == 3, 10, "drawn curves")
         assert (plot._x_min, plot._x_max) == (0.0, 2.0)

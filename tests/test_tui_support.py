@@ -54,6 +54,19 @@ async def wait_for(pilot, predicate: Callable[[], Any], timeout: float = 60, wha
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+async def open_from_history(app, pilot):
+    """The only run of History, opened in its dashboard tab: its RunView."""
+    from fbt_tui.widgets.run_view import RunView
+
+    if app.current_mode != "history":
+        await app.switch_mode("history")
+    await wait_for(pilot, lambda: app.screen.query("#history-table"), 10, "History")
+    await wait_for(pilot, lambda: app.screen.query_one("#history-table").row_count == 1, 10, "the run's row")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: app.screen.query(RunView), 10, "the run's tab")
+    return app.screen.query_one(RunView)
+
+
 def tiny_form_values() -> dict[str, str]:
     """The conftest TINY settings as Presets-form fields (plus the one without a field)."""
     values = dict(item.split("=", 1) for item in TINY)

@@ -81,9 +81,7 @@ class DashboardScreen(FbtScreen):
             tab.label = title
 
     def run_updated(self, handle: RunHandle) -> None:
-        """Only the visible run is drawn; the others catch up when their tab is shown."""
-        if not self.is_current:  # another mode, or the app is closing
-            return
+        """Only the visible run is drawn (see RunView.on_screen); the others catch up when shown."""
         view = self.current_view()
         if view is not None and view.handle is handle:
             view.model_changed()
