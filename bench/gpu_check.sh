@@ -1,52 +1,118 @@
 #!/usr/bin/env bash
 # The GPU check of the speed issue, for one H100/H200, in about 5 minutes, with nothing but this
 # repository, the full Fashion-MNIST IDX files and the wheels the GPU image lacks (tomli-w and
-# platformdirs for the engine; textual and textual-plot for the TUI-cost section, which is
-# skipped without them).
+# platformdirs for the engine; textual and its kin for the TUI-cost section, skipped without them).
 #
-# Prepare on a machine with pip and the Debian dataset (once):
-#   echo /.whl/ >> .git/info/exclude; echo /.data/ >> .git/info/exclude
-#   python3 -m pip download --only-binary=:all: --python-version 3.12 -d .whl \
-#     tomli-w platformdirs textual textual-plot
-#   mkdir -p .data && cp -r /usr/share/datasets/fashion-mnist .data/
-# Run there (carry .whl and .data):
+# Prepare here, once (needs pip's registry and the Debian package dataset-fashion-mnist):
+#   bench/gpu_check.sh --prepare        # .whl/ and .data/, both git-ignored through .git/info/exclude
+#   bench/gpu_check.sh --smoke          # every section on this CPU at toy sizes: proves the script
+#                                       # runs before GPU time is spent on it (~3 min on 2 cores)
+# Run there (the device tool's `run`, carry [".whl", ".data"], OUT set by the tool):
 #   bench/gpu_check.sh [OUT_DIR]        # table on stdout and in OUT_DIR/gpu_check.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The image's missing packages; versions are the dev venv's, the ones the tests passed with.
+WHEELS=(tomli-w platformdirs textual textual-plot textual-hires-canvas mdit-py-plugins)
+if [ "${1:-}" = --prepare ]; then
+  exclude=$(git rev-parse --git-path info/exclude)
+  mkdir -p "$(dirname "$exclude")"
+  for ignored in /.whl/ /.data/; do
+    grep -qsxF "$ignored" "$exclude" || echo "$ignored" >> "$exclude"
+  done
+  rm -rf .whl && mkdir -p .whl .data
+  pins=$(.venv/bin/python -c "import sys, importlib.metadata as m
+print(' '.join(f'{n}=={m.version(n)}' for n in sys.argv[1:]))" "${WHEELS[@]}")
+  # shellcheck disable=SC2086  # one word per pin
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl $pins \
+    2> >(grep -v "^WARNING: Location" >&2)
+  cp -r /usr/share/datasets/fashion-mnist .data/
+  ls .whl .data/fashion-mnist
+  exit 0
+fi
+
+DEVICE=cuda
+if [ "${1:-}" = --smoke ]; then shift; DEVICE=cpu; fi
+smoke() { [ "$DEVICE" = cpu ]; }
+# sizes of each section: the check's on the GPU, toys for --smoke
+if smoke; then
+  PAPER=(--batch 2 --steps 10 --repeats 1 --set data.img_size=64)
+  SMALL=(--batch 64 --steps 10 --repeats 1)
+  EPOCH=(--set data.subset=2048 --set data.batch_size=64)
+  TUI=(--epochs 2 --pairs 1 --set data.subset=2048)
+else
+  PAPER=(--batch 128 --steps 40 --repeats 2)
+  SMALL=(--batch 512 --steps 60 --repeats 3)
+  EPOCH=(--set data.batch_size=512)
+  TUI=(--epochs 6 --pairs 2 --set data.batch_size=512 --set train.compile=off --set teacher.recipe.epochs=1)
+fi
+
+ROOT=${FMNIST_ROOT:-$PWD/.data/fashion-mnist}
+if ! compgen -G "$ROOT/train-images-idx3-ubyte*" > /dev/null; then
+  echo "error: no Fashion-MNIST in $ROOT: run bench/gpu_check.sh --prepare here and carry .data" >&2
+  exit 2
+fi
 OUT=${1:-${OUT:-bench/out}}
 mkdir -p "$OUT"
 if compgen -G ".whl/*.whl" > /dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/fbt-site .whl/*.whl
-  export PYTHONPATH=/tmp/fbt-site
+  site=$(mktemp -d)
+  python3 -m pip install -q --root-user-action=ignore --no-index --no-deps --no-compile --target "$site" .whl/*.whl
+  export PYTHONPATH=$site
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-ROOT=${FMNIST_ROOT:-.data/fashion-mnist}
-FULL=(--set 'data.name="fashion_mnist"' --set "data.root=\"$ROOT\"")
+FULL=(--set 'data.name="fashion_mnist"' --set "data.root=\"$ROOT\"" --set data.download=false)
 export FBT_HOME=${FBT_HOME:-$(mktemp -d)}
-{
-  echo "# fbt GPU check — $(date -u +%Y-%m-%dT%H:%MZ) — $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
-  echo
-  echo "## ViT-S → ResNet18 at 224 px, batch 128 (paper pair; Fashion-MNIST random-resized-cropped to 224)"
-  python3 bench/throughput.py --device cuda --preset paper/cifar100_vit_s_to_resnet18 --batch 128 \
-    --steps 40 --repeats 2 "${FULL[@]}" --set data.download=false
-  echo
-  echo "## mlp_to_cnn on the full Fashion-MNIST, batch 512"
-  python3 bench/throughput.py --device cuda --preset mlp_to_cnn --batch 512 --steps 60 --repeats 3 "${FULL[@]}"
-  echo
-  echo "## a 60,000-image FBT distillation epoch of mlp_to_cnn (target < 1.5 s), eager and compiled"
+
+failed=0
+# One section of the table: a failure is reported and the next section still runs (GPU time is scarce).
+section() {
+  local title=$1 start=$SECONDS; shift
+  echo; echo "## $title"
+  "$@" || { echo "FAILED (exit $?): $title"; failed=$((failed + 1)); }
+  echo "($((SECONDS - start)) s)"
+}
+
+epoch_times() {  # the distillation epochs' times and any warning, from a run's --json events
+  python3 -c "import sys, json
+events = [json.loads(line) for line in sys.stdin]
+times = [e['epoch_time'] for e in events if e['type'] == 'epoch' and e['phase'] == 'distillation']
+print(f'compile=$1: distillation epochs', ', '.join(f'{t:.2f}' for t in times) or 'none finished',
+      's (the first includes warm-up)' if times else '')
+for e in events:
+    if e['type'] == 'warning':
+        print('  warning:', e['message'])"
+}
+
+fbt_epochs() {
+  local compile rc=0
   for compile in off on; do
-    python3 -m fbt_engine run presets/mlp_to_cnn.toml "${FULL[@]}" --set data.batch_size=512 \
+    python3 -m fbt_engine run presets/mlp_to_cnn.toml "${FULL[@]}" "${EPOCH[@]}" --set "run.device=\"$DEVICE\"" \
       --set train.epochs=3 --set teacher.recipe.epochs=1 --set train.compile=$compile --json --quiet \
-      | python3 -c "import sys, json
-ev = [json.loads(l) for l in sys.stdin]
-t = [e['epoch_time'] for e in ev if e['type'] == 'epoch' and e['phase'] == 'distillation']
-print(f'compile=$compile: distillation epochs {\", \".join(f\"{x:.2f}\" for x in t)} s (first includes warm-up)')"
+      | epoch_times $compile || rc=$?
   done
-  echo
-  echo "## what the attached TUI costs a run (target < 2 %)"
+  return $rc
+}
+
+tui_cost() {
   if python3 -c "import textual, textual_plot" 2> /dev/null; then
-    python3 bench/tui_cost.py --epochs 20 --pairs 2
+    python3 bench/tui_cost.py "${TUI[@]}" "${FULL[@]}" --set "run.device=\"$DEVICE\""
   else
     echo "skipped: textual and textual-plot are not installed (carry their wheels in .whl)"
   fi
+}
+
+{
+  card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -1 || true)
+  echo "# fbt GPU check — $(date -u +%Y-%m-%dT%H:%MZ) — ${card:-no GPU}$(smoke && echo ' — SMOKE: toy sizes on the CPU, not measurements')"
+  python3 -c "import sys, torch, timm; print(f'Python {sys.version.split()[0]}, torch {torch.__version__}, timm {timm.__version__}')"
+  section "ViT-S → ResNet18 at 224 px, batch 128 (paper pair; Fashion-MNIST random-resized-cropped to 224)" \
+    python3 bench/throughput.py --device "$DEVICE" --preset paper/cifar100_vit_s_to_resnet18 "${PAPER[@]}" "${FULL[@]}"
+  section "mlp_to_cnn on the full Fashion-MNIST, batch 512" \
+    python3 bench/throughput.py --device "$DEVICE" --preset mlp_to_cnn "${SMALL[@]}" "${FULL[@]}"
+  section "a 60,000-image FBT distillation epoch of mlp_to_cnn (target < 1.5 s), eager and compiled" fbt_epochs
+  section "what the attached TUI costs a run (target < 2 %)" tui_cost
+  echo
+  echo "$failed of 4 sections failed; $SECONDS s in all"
+  [ $failed = 0 ]
 } 2>&1 | tee "$OUT/gpu_check.txt"

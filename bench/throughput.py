@@ -6,9 +6,10 @@ interleaved A/B/C per repeat so that drift hits every variant alike:
   classic  the same loop fed by the classic pipeline (per-image torchvision/PIL in DataLoader workers)
   bare     the same method, optimiser and schedule on pre-made device tensors: no data, no logging
 
-for the methods scratch, kd, ofa_logit and fbt. Prints images/s, peak GPU memory and the ratios
-the targets are about (fbt/kd step cost, engine/bare, engine/classic), and fbt's achieved TFLOP/s
-(FLOPs of one step from torch.utils.flop_counter) against the card's bf16 peak.
+for the methods scratch, kd, ofa_logit and fbt, all eager (`train.compile="off"` unless a --set
+says otherwise). Prints images/s, peak GPU memory and the ratios the targets are about (fbt/kd
+step cost, engine/bare, engine/classic), and fbt's achieved TFLOP/s (FLOPs of one step from
+torch.utils.flop_counter) against the card's bf16 peak.
 
     python bench/throughput.py --device cpu                       # mlp_to_cnn at its preset batch
     python bench/throughput.py --device cuda --preset paper/cifar100_vit_s_to_resnet18 \\
@@ -38,7 +39,9 @@ def build(preset: str, method: str, sets: list[str], device: str, pipeline: str,
     from fbt_engine.config.presets import resolve
     from fbt_engine.train.engine import prepare, select_device
 
-    extra = [*sets, f'method.name="{method}"', f'data.pipeline="{pipeline}"', f"data.batch_size={batch}",
+    # eager like the bare loop (a --set may say otherwise): compiled speed is what an epoch shows, and
+    # twelve compilations would outlast the GPU check
+    extra = ['train.compile="off"', *sets, f'method.name="{method}"', f'data.pipeline="{pipeline}"', f"data.batch_size={batch}",
              f"data.subset={steps * batch}", f'run.device="{device}"', "train.log_every=5"]
     if pipeline == "classic":
         extra.append(f"data.workers={max(1, (os.cpu_count() or 2) - 1)}")
@@ -203,4 +206,11 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from fbt_engine.config.presets import PresetError
+    from fbt_engine.train.engine import EngineError
+
+    try:
+        raise SystemExit(main())
+    except (PresetError, EngineError) as exc:  # a bad --set or missing data: said in a line, like `fbt run`
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None

@@ -9,7 +9,7 @@ the trials, into the bench's own data home. It also prints the app's own CPU use
 the first distillation epoch to the engine's exit (this process's CPU time over wall time: the UI
 thread and the tailing thread together; the run's ending is in it).
 
-    .venv/bin/python bench/tui_cost.py [--preset mlp_to_cnn] [--epochs 3] [--pairs 3]
+    .venv/bin/python bench/tui_cost.py [--preset mlp_to_cnn] [--epochs 3] [--pairs 3] [--set KEY=VALUE …]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from fbt_engine.store.events import read_events
@@ -31,9 +32,19 @@ from fbt_engine.store.events import read_events
 REPO = Path(__file__).resolve().parents[1]
 
 
-def engine(preset: str, epochs: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fbt_engine", "run", str(REPO / "presets" / f"{preset}.toml"),
-                             "--set", f"train.epochs={epochs}", "--quiet"],
+@dataclass(frozen=True)
+class Trial:
+    """What every run of the bench trains: a preset and its overrides (e.g. the full dataset on a GPU,
+    where the embedded 5,000 images last 0.1 s an epoch)."""
+
+    preset: str
+    sets: tuple[str, ...]
+
+
+def engine(run: Trial, epochs: int) -> subprocess.Popen:
+    sets = [arg for kv in [*run.sets, f"train.epochs={epochs}"] for arg in ("--set", kv)]
+    return subprocess.Popen([sys.executable, "-m", "fbt_engine", "run", str(REPO / "presets" / f"{run.preset}.toml"),
+                             *sets, "--quiet"],
                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO)
 
 
@@ -56,20 +67,20 @@ def existing(home: Path) -> set[str]:
     return {p.name for p in runs.iterdir()} if runs.exists() else set()
 
 
-def trial_without(home: Path, preset: str, epochs: int) -> float:
+def trial_without(home: Path, run: Trial, epochs: int) -> float:
     before = existing(home)
-    if engine(preset, epochs).wait() != 0:
+    if engine(run, epochs).wait() != 0:
         raise SystemExit("the engine failed; run the same command by hand to see why")
     return distillation_img_s(newest_run(home, before))
 
 
-async def trial_with(home: Path, preset: str, epochs: int) -> tuple[float, float]:
+async def trial_with(home: Path, run: Trial, epochs: int) -> tuple[float, float]:
     """(the run's img/s, the app's CPU use as a fraction of one core after the first epoch)."""
     from fbt_tui.app import FbtApp
     from fbt_tui.widgets.run_view import RunView
 
     before = existing(home)
-    proc = engine(preset, epochs)
+    proc = engine(run, epochs)
     while newest_run(home, before) is None:  # the app re-attaches to runs it finds running
         await asyncio.sleep(0.05)
     app = FbtApp(start_mode="presets")
@@ -99,17 +110,19 @@ def main() -> None:
     parser.add_argument("--preset", default="mlp_to_cnn")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=3, help="off/on pairs, interleaved")
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="a preset override for every run")
     args = parser.parse_args()
+    run = Trial(args.preset, tuple(args.sets))
     with tempfile.TemporaryDirectory(prefix="fbt-tui-cost-") as tmp:
         home = Path(tmp)
         os.environ["FBT_HOME"] = str(home)
         t = time.perf_counter()
-        trial_without(home, args.preset, 2)  # trains and caches the teacher
+        trial_without(home, run, 2)  # trains and caches the teacher
         print(f"teacher cached in {time.perf_counter() - t:.0f} s", file=sys.stderr)
         off, on, app_cpu = [], [], []
         for i in range(args.pairs):
-            off.append(trial_without(home, args.preset, args.epochs))
-            rate, cpu = asyncio.run(trial_with(home, args.preset, args.epochs))
+            off.append(trial_without(home, run, args.epochs))
+            rate, cpu = asyncio.run(trial_with(home, run, args.epochs))
             on.append(rate)
             app_cpu.append(cpu)
             print(f"pair {i + 1}: without {off[-1]:.0f} img/s, with the TUI {on[-1]:.0f} img/s "
