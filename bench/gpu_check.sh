@@ -111,8 +111,10 @@ tui_cost() {
   section "mlp_to_cnn on the full Fashion-MNIST, batch 512" \
     python3 bench/throughput.py --device "$DEVICE" --preset mlp_to_cnn "${SMALL[@]}" "${FULL[@]}"
   section "a 60,000-image FBT distillation epoch of mlp_to_cnn (target < 1.5 s), eager and compiled" fbt_epochs
+  section "host syncs inside a training step (CUDA's sync debug mode; target: none)" \
+    python3 bench/sync_check.py --device "$DEVICE"
   section "what the attached TUI costs a run (target < 2 %)" tui_cost
   echo
-  echo "$failed of 4 sections failed; $SECONDS s in all"
+  echo "$failed of 5 sections failed; $SECONDS s in all"
   [ $failed = 0 ]
 } 2>&1 | tee "$OUT/gpu_check.txt"

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fbt_engine.data.specs import parse_randaugment
+from fbt_engine.labels import one_hot
 
 
 def step_generator(device: torch.device, seed: int, epoch: int, step: int) -> torch.Generator:
@@ -257,7 +258,7 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, mixup: float, 
     """timm's batch-mode Mixup/CutMix: the batch is mixed with itself reversed, with one λ drawn
     from Beta(α, α); CutMix pastes a box of area 1 − λ (λ then corrected to the box that fits).
     Returns soft targets (un-smoothed: the cross-entropy adds label smoothing to any target)."""
-    target = F.one_hot(y, num_classes).float()
+    target = one_hot(y, num_classes)
     if rng.random() >= prob or not (mixup or cutmix):
         return x, target
     use_cutmix = cutmix > 0 and (mixup <= 0 or rng.random() < switch_prob)

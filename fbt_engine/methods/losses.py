@@ -5,17 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fbt_engine.labels import hard_labels, one_hot
 from fbt_engine.train import distributed
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
     """Class indices, or soft targets (Mixup/CutMix); label smoothing applies to either."""
     return F.cross_entropy(logits.float(), labels, label_smoothing=smoothing)
-
-
-def hard_labels(labels: torch.Tensor) -> torch.Tensor:
-    """Class indices from indices or from soft targets (their most likely class)."""
-    return labels.argmax(dim=-1) if labels.is_floating_point() else labels
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -38,7 +34,7 @@ def ofa_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
     """
     log_p_s = F.log_softmax(student.float() / temperature, dim=-1)
     p_t = F.softmax(teacher.float() / temperature, dim=-1)
-    onehot = F.one_hot(hard_labels(labels), num_classes=student.shape[-1]).float()
+    onehot = one_hot(hard_labels(labels), student.shape[-1])
     weight = (p_t + onehot).pow(eps)
     if drop_ce:
         weight = weight - onehot

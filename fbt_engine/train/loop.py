@@ -26,6 +26,11 @@ from fbt_engine.train.metrics import linear_cka, mean_cosine, norm_ratio, retrie
 from fbt_engine.train.report import Reporter
 
 
+# The loop's functions that read the device back on purpose (a log step, an epoch's end); nothing
+# else inside a training step may (tests/test_host_syncs.py, bench/sync_check.py on CUDA)
+READ_BACK_AT = frozenset({"_log_interval", "_end_epoch"})
+
+
 class NonFiniteLoss(RuntimeError):
     def __init__(self, step: int, terms: list[str]):
         self.step = step
@@ -270,18 +275,9 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
             # A single process stops right after the step a stop was asked at; distributed processes
             # agree on stopping at log steps, where they synchronise anyway.
             if state.step % phase.log_every == 0 or last_of_epoch or (phase.world == 1 and stop.requested):
-                n = state.step - interval_start
-                reduced = distributed.all_reduce_sum(torch.cat([interval, (~torch.stack(finite)).float()]))
-                means = (reduced[:len(interval)] / (n * phase.world)).tolist()
-                elapsed = time.perf_counter() - interval_t
-                img_s = n * phase.global_batch / elapsed if elapsed > 0 else None
-                reporter.emit("step", phase=phase.name, step=state.step, epoch=epoch + 1, lr=lr,
-                              loss=means[0], losses=dict(zip(terms, means[1:])), img_s=img_s, **gpu_memory(device))
-                # the interval's step event first, so a NaN still shows on the curves it broke
-                _check_finite(reduced[len(interval):] == 0, interval_start, terms, reduced[:len(interval)])
-                reporter.human.advance(state.step, f"epoch {epoch + 1}/{phase.epochs} loss {means[0]:.4f}")
-                epoch_sum += reduced[:len(interval)] / phase.world
-                epoch_steps += n
+                epoch_sum += _log_interval(phase, reporter, state.step, epoch, lr, interval, finite, terms,
+                                           interval_start, time.perf_counter() - interval_t)
+                epoch_steps += state.step - interval_start
                 interval.zero_()
                 finite.clear()
                 interval_start, interval_t = state.step, time.perf_counter()
@@ -293,6 +289,23 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
         state.epoch, state.step_in_epoch = epoch + 1, 0
         _end_epoch(phase, state, reporter, epoch_sum / max(1, epoch_steps), terms, time.perf_counter() - epoch_start)
     return state
+
+
+def _log_interval(phase: Phase, reporter: Reporter, step: int, epoch: int, lr: float, interval: torch.Tensor,
+                  finite: list[torch.Tensor], terms: list[str], interval_start: int, elapsed: float) -> torch.Tensor:
+    """A log step: the loop's one read-back of the device (the interval's loss sums and finiteness
+    flags, reduced over processes), its `step` event and the NaN check. Returns the sums averaged
+    over processes."""
+    n = step - interval_start
+    reduced = distributed.all_reduce_sum(torch.cat([interval, (~torch.stack(finite)).float()]))
+    means = (reduced[:len(interval)] / (n * phase.world)).tolist()
+    reporter.emit("step", phase=phase.name, step=step, epoch=epoch + 1, lr=lr, loss=means[0],
+                  losses=dict(zip(terms, means[1:])), img_s=n * phase.global_batch / elapsed if elapsed > 0 else None,
+                  **gpu_memory(interval.device))
+    # the interval's step event first, so a NaN still shows on the curves it broke
+    _check_finite(reduced[len(interval):] == 0, interval_start, terms, reduced[:len(interval)])
+    reporter.human.advance(step, f"epoch {epoch + 1}/{phase.epochs} loss {means[0]:.4f}")
+    return reduced[:len(interval)] / phase.world
 
 
 def gpu_memory(device: torch.device) -> dict[str, float]:

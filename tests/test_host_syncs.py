@@ -1,0 +1,105 @@
+"""The training step never waits for the device (issue 5): between log steps, nothing in a step —
+data, augmentation, forward, losses, backward, optimiser, EMA — reads a tensor back to the host.
+On a GPU each such read stalls Python until every queued kernel has run, so the next step's
+kernels start only after it and the GPU idles while Python catches up.
+
+Real tiny runs, in this process, with every aten op watched: the ops that must read a tensor's
+value (`.item()`, `bool(t)`, `nonzero`, boolean indexing, …) are recorded with the functions on
+the stack, as are Python calls of `.tolist()`, `.cpu()` and `.numpy()` (which on a CPU tensor need
+no aten op). Reading back is the point of the log step (`_log_interval`) and the epoch's end
+(`_end_epoch`: evaluation, alignment stats, checkpoints), so reads there are allowed."""
+
+from __future__ import annotations
+
+import traceback
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from conftest import PRESETS, TINY
+from fbt_engine.train.engine import RunOptions, run
+from fbt_engine.train.loop import READ_BACK_AT
+
+# aten ops whose result depends on a tensor's values, so the host must wait for the device
+SYNCING_OPS = {"_local_scalar_dense", "is_nonzero", "nonzero", "masked_select", "_unique2", "unique_dim",
+               "unique_consecutive", "equal", "repeat_interleave"}
+# Tensor methods that copy to the host whatever the device (`.to(device)` is left out: on this
+# CPU-only machine a move to the tensor's own device looks the same as a copy to the host)
+SYNCING_METHODS = ("tolist", "cpu", "numpy")
+# torch.optim's `_get_value` reads the optimiser's step counters, tensors that stay on the CPU
+# unless the optimiser is fused, as fbt's is on CUDA: a read here costs no device sync there
+READ_BACK_ALLOWED = READ_BACK_AT | {"_get_value"}
+EVERY_AUGMENTATION = ['data.augmentation="rrc"', "data.img_size=32", 'data.randaugment="rand-m9-mstd0.5-inc1"',
+                      "data.random_erasing=0.25", "data.mixup=0.8", "data.cutmix=1.0"]
+
+
+class SyncProbe(TorchDispatchMode):
+    """Every host read made inside a training step, as (what, the innermost fbt functions)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[tuple[str, str]] = []
+
+    def record(self, what: str) -> None:
+        stack = traceback.extract_stack()
+        names = {frame.name for frame in stack}
+        if "run_phase" in names and not names & READ_BACK_ALLOWED:
+            ours = [f"{f.name} ({f.filename.rsplit('/', 1)[-1]}:{f.lineno})" for f in stack
+                    if "/fbt_engine/" in f.filename]
+            self.reads.append((what, " ← ".join(reversed(ours[-3:]))))
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in SYNCING_OPS or (name == "index" and _has_bool_index(args)):
+            self.record(name)
+        return func(*args, **(kwargs or {}))
+
+
+def _has_bool_index(args: tuple) -> bool:
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1] if i is not None)
+
+
+@pytest.fixture
+def probe(monkeypatch):
+    with SyncProbe() as mode:
+        for method in SYNCING_METHODS:
+            original = getattr(torch.Tensor, method)
+
+            def watched(self, *args, _original=original, _name=method, **kwargs):
+                mode.record(f"Tensor.{_name}()")
+                return _original(self, *args, **kwargs)
+
+            monkeypatch.setattr(torch.Tensor, method, watched)
+        yield mode
+
+
+@pytest.mark.parametrize("method, extra", [
+    ("fbt", EVERY_AUGMENTATION + ["train.ema=0.99", "optim.grad_clip=1.0"]),
+    ("scratch", []),
+    ("kd", []),
+    ("ofa_logit", []),
+    ("fitnet_mse", []),
+])
+def test_no_step_reads_the_device_between_log_steps(with_cached_teacher, probe, method, extra):
+    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), quiet=True,
+                          sets=[*TINY, f'method.name="{method}"', "train.log_every=4", *extra]))
+    assert code == 0
+    assert not probe.reads, "host reads inside training steps:\n" + "\n".join(
+        f"  {what}: {where}" for what, where in sorted(set(probe.reads)))
+
+
+def test_the_probe_sees_a_read_inside_a_step(with_cached_teacher, probe, monkeypatch):
+    """The check above could pass by watching nothing: a step that calls .item() must be caught."""
+    from fbt_engine.train import loop
+
+    original = loop.TrainForward.__call__
+
+    def reading(self, x, y):
+        out = original(self, x, y)
+        float(out.losses["ce"].detach())  # what a careless progress print would do
+        return out
+
+    monkeypatch.setattr(loop.TrainForward, "__call__", reading)
+    assert run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), quiet=True, sets=[*TINY])) == 0
+    assert any(what == "_local_scalar_dense" for what, _ in probe.reads)
