@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# The GPU check of the speed issue, for one H100/H200, in about 5 minutes, with nothing but this
-# repository, the full Fashion-MNIST IDX files and the wheels the GPU image lacks (tomli-w and
-# platformdirs for the engine; textual and its kin for the TUI-cost section, skipped without them).
+# The GPU check of the speed issue, for one H100/H200, in about 5 minutes (each section has a time
+# limit, 570 s in all), with nothing but this repository, the full Fashion-MNIST IDX files and the
+# wheels the GPU image lacks or may hold too old (tomli-w and platformdirs for the engine; textual
+# and its kin for the TUI-cost section, skipped without them).
 #
 # Prepare here, once (needs pip's registry and the Debian package dataset-fashion-mnist):
 #   bench/gpu_check.sh --prepare        # .whl/ and .data/, both git-ignored through .git/info/exclude
 #   bench/gpu_check.sh --smoke          # every section on this CPU at toy sizes: proves the script
 #                                       # runs before GPU time is spent on it (~3 min on 2 cores)
-# Run there (the device tool's `run`, carry [".whl", ".data"], OUT set by the tool):
+# Run there (the device tool's `run`, carry [".whl", ".data"], timeout_s 600, OUT set by the tool):
 #   bench/gpu_check.sh [OUT_DIR]        # table on stdout and in OUT_DIR/gpu_check.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The image's missing packages; versions are the dev venv's, the ones the tests passed with.
-WHEELS=(tomli-w platformdirs textual textual-plot textual-hires-canvas mdit-py-plugins)
+# The image's missing packages, and rich and pygments, whose versions there may be older than
+# textual's minimum; versions are the dev venv's, the ones the tests passed with.
+WHEELS=(tomli-w platformdirs textual textual-plot textual-hires-canvas mdit-py-plugins rich pygments)
 if [ "${1:-}" = --prepare ]; then
   exclude=$(git rev-parse --git-path info/exclude)
   mkdir -p "$(dirname "$exclude")"
@@ -42,10 +44,10 @@ if smoke; then
   EPOCH=(--set data.subset=2048 --set data.batch_size=64)
   TUI=(--epochs 2 --pairs 1 --set data.subset=2048)
 else
-  PAPER=(--batch 128 --steps 40 --repeats 2)
-  SMALL=(--batch 512 --steps 60 --repeats 3)
+  PAPER=(--batch 128 --steps 30 --repeats 2)
+  SMALL=(--batch 512 --steps 60 --repeats 2)
   EPOCH=(--set data.batch_size=512)
-  TUI=(--epochs 6 --pairs 2 --set data.batch_size=512 --set train.compile=off --set teacher.recipe.epochs=1)
+  TUI=(--epochs 4 --pairs 2 --set data.batch_size=512 --set train.compile=off --set teacher.recipe.epochs=1)
 fi
 
 ROOT=${FMNIST_ROOT:-$PWD/.data/fashion-mnist}
@@ -57,14 +59,18 @@ OUT=${1:-${OUT:-bench/out}}
 mkdir -p "$OUT"
 if compgen -G ".whl/*.whl" > /dev/null; then
   site=$(mktemp -d)
-  python3 -m pip install -q --root-user-action=ignore --no-index --no-deps --no-compile --target "$site" .whl/*.whl
-  export PYTHONPATH=$site
+  python3 -m pip install -q --root-user-action=ignore --no-index --no-deps --no-compile --target "$site" .whl/*.whl \
+    && export PYTHONPATH=$site || echo "warning: the carried wheels did not install; going on without them"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 FULL=(--set 'data.name="fashion_mnist"' --set "data.root=\"$ROOT\"" --set data.download=false)
 export FBT_HOME=${FBT_HOME:-$(mktemp -d)}
 
 failed=0
+limited() {  # at most $1 seconds on the GPU, so that one slow section cannot eat the others' time
+  local seconds=$1; shift
+  if smoke; then "$@"; else timeout -k 10 "$seconds" "$@"; fi
+}
 # One section of the table: a failure is reported and the next section still runs (GPU time is scarce).
 section() {
   local title=$1 start=$SECONDS; shift
@@ -84,10 +90,11 @@ for e in events:
         print('  warning:', e['message'])"
 }
 
-fbt_epochs() {
+fbt_epochs() {  # the first run also trains the 1-epoch teacher, which the compiled run reuses
   local compile rc=0
+  local -A seconds=([off]=60 [on]=130)
   for compile in off on; do
-    python3 -m fbt_engine run presets/mlp_to_cnn.toml "${FULL[@]}" "${EPOCH[@]}" --set "run.device=\"$DEVICE\"" \
+    limited "${seconds[$compile]}" python3 -m fbt_engine run presets/mlp_to_cnn.toml "${FULL[@]}" "${EPOCH[@]}" --set "run.device=\"$DEVICE\"" \
       --set train.epochs=3 --set teacher.recipe.epochs=1 --set train.compile=$compile --json --quiet \
       | epoch_times $compile || rc=$?
   done
@@ -96,7 +103,7 @@ fbt_epochs() {
 
 tui_cost() {
   if python3 -c "import textual, textual_plot" 2> /dev/null; then
-    python3 bench/tui_cost.py "${TUI[@]}" "${FULL[@]}" --set "run.device=\"$DEVICE\""
+    limited 100 python3 bench/tui_cost.py "${TUI[@]}" "${FULL[@]}" --set "run.device=\"$DEVICE\""
   else
     echo "skipped: textual and textual-plot are not installed (carry their wheels in .whl)"
   fi
@@ -106,13 +113,15 @@ tui_cost() {
   card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -1 || true)
   echo "# fbt GPU check — $(date -u +%Y-%m-%dT%H:%MZ) — ${card:-no GPU}$(smoke && echo ' — SMOKE: toy sizes on the CPU, not measurements')"
   python3 -c "import sys, torch, timm; print(f'Python {sys.version.split()[0]}, torch {torch.__version__}, timm {timm.__version__}')"
-  section "ViT-S → ResNet18 at 224 px, batch 128 (paper pair; Fashion-MNIST random-resized-cropped to 224)" \
-    python3 bench/throughput.py --device "$DEVICE" --preset paper/cifar100_vit_s_to_resnet18 "${PAPER[@]}" "${FULL[@]}"
+  # the quick sections first: a section cut off by its limit prints nothing
   section "mlp_to_cnn on the full Fashion-MNIST, batch 512" \
-    python3 bench/throughput.py --device "$DEVICE" --preset mlp_to_cnn "${SMALL[@]}" "${FULL[@]}"
+    limited 90 python3 bench/throughput.py --device "$DEVICE" --preset mlp_to_cnn "${SMALL[@]}" "${FULL[@]}"
   section "a 60,000-image FBT distillation epoch of mlp_to_cnn (target < 1.5 s), eager and compiled" fbt_epochs
   section "host syncs inside a training step (CUDA's sync debug mode; target: none)" \
-    python3 bench/sync_check.py --device "$DEVICE"
+    limited 50 python3 bench/sync_check.py --device "$DEVICE"
+  section "ViT-S → ResNet18 at 224 px, batch 128 (paper pair; Fashion-MNIST random-resized-cropped to 224)" \
+    limited 140 python3 bench/throughput.py --device "$DEVICE" --preset paper/cifar100_vit_s_to_resnet18 \
+    "${PAPER[@]}" "${FULL[@]}"
   section "what the attached TUI costs a run (target < 2 %)" tui_cost
   echo
   echo "$failed of 5 sections failed; $SECONDS s in all"

@@ -44,8 +44,11 @@ def main() -> int:
 
     inside, expected = Counter(), Counter()
 
+    shown = warnings.showwarning
+
     def traced(message, category, filename, lineno, file=None, line=None):
         if "synchroniz" not in str(message):
+            shown(message, category, filename, lineno, file, line)
             return
         stack = traceback.extract_stack()[:-1]
         names = {f.name for f in stack}

@@ -40,7 +40,7 @@ def build(preset: str, method: str, sets: list[str], device: str, pipeline: str,
     from fbt_engine.train.engine import prepare, select_device
 
     # eager like the bare loop (a --set may say otherwise): compiled speed is what an epoch shows, and
-    # twelve compilations would outlast the GPU check
+    # eight compilations would outlast the GPU check
     extra = ['train.compile="off"', *sets, f'method.name="{method}"', f'data.pipeline="{pipeline}"', f"data.batch_size={batch}",
              f"data.subset={steps * batch}", f'run.device="{device}"', "train.log_every=5"]
     if pipeline == "classic":

@@ -9,7 +9,7 @@ import torch
 def one_hot(indices: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Float one-hot rows. Unlike F.one_hot, it never reads the labels back to check their range
     (F.one_hot does on the CPU, twice a call), so the training step stays free of host syncs."""
-    rows = torch.zeros(*indices.shape, num_classes, device=indices.device)
+    rows = torch.zeros(*indices.shape, num_classes, dtype=torch.float32, device=indices.device)
     return rows.scatter_(-1, indices.unsqueeze(-1), 1.0)
 
 

@@ -11,6 +11,8 @@ no aten op). Reading back is the point of the log step (`_log_interval`) and the
 
 from __future__ import annotations
 
+import sys
+import time
 import traceback
 
 import pytest
@@ -18,12 +20,15 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from conftest import PRESETS, TINY
+from fbt_engine.store.runs import RunStore
 from fbt_engine.train.engine import RunOptions, run
 from fbt_engine.train.loop import READ_BACK_AT
 
-# aten ops whose result depends on a tensor's values, so the host must wait for the device
+# aten ops whose result (or its size) depends on a tensor's values, so the host must wait for the
+# device; some of them (bincount, histc) read only on CUDA
 SYNCING_OPS = {"_local_scalar_dense", "is_nonzero", "nonzero", "masked_select", "_unique2", "unique_dim",
-               "unique_consecutive", "equal", "repeat_interleave"}
+               "unique_consecutive", "equal", "repeat_interleave", "bincount", "histc"}
+INDEXING_OPS = {"index", "index_put", "index_put_"}  # with a boolean mask: a nonzero inside
 # Tensor methods that copy to the host whatever the device (`.to(device)` is left out: on this
 # CPU-only machine a move to the tensor's own device looks the same as a copy to the host)
 SYNCING_METHODS = ("tolist", "cpu", "numpy")
@@ -51,7 +56,7 @@ class SyncProbe(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
-        if name in SYNCING_OPS or (name == "index" and _has_bool_index(args)):
+        if name in SYNCING_OPS or (name in INDEXING_OPS and _has_bool_index(args)):
             self.record(name)
         return func(*args, **(kwargs or {}))
 
@@ -89,17 +94,45 @@ def test_no_step_reads_the_device_between_log_steps(with_cached_teacher, probe, 
         f"  {what}: {where}" for what, where in sorted(set(probe.reads)))
 
 
-def test_the_probe_sees_a_read_inside_a_step(with_cached_teacher, probe, monkeypatch):
-    """The check above could pass by watching nothing: a step that calls .item() must be caught."""
+@pytest.mark.parametrize("read, seen_as", [
+    (lambda t: float(t), "_local_scalar_dense"),  # what a careless progress print would do
+    (lambda t: t.tolist(), "Tensor.tolist()"),
+    (lambda t: t[t > 0], "index"),
+])
+def test_the_probe_sees_a_read_inside_a_step(with_cached_teacher, probe, monkeypatch, read, seen_as):
+    """The check above could pass by watching nothing: a step that reads a loss must be caught."""
     from fbt_engine.train import loop
 
     original = loop.TrainForward.__call__
 
     def reading(self, x, y):
         out = original(self, x, y)
-        float(out.losses["ce"].detach())  # what a careless progress print would do
+        read(out.losses["ce"].detach().reshape(1))
         return out
 
     monkeypatch.setattr(loop.TrainForward, "__call__", reading)
     assert run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), quiet=True, sets=[*TINY])) == 0
-    assert any(what == "_local_scalar_dense" for what, _ in probe.reads)
+    assert any(what == seen_as for what, _ in probe.reads)
+
+
+WAIT_S = 2.0
+
+
+def test_a_step_events_img_s_counts_the_wait_for_the_device(with_cached_teacher, monkeypatch):
+    """On a GPU the loop runs ahead of the device until the log step reads back; the interval's
+    time must end after that read, else img/s measures how fast Python queues kernels. The read
+    is made slow here (2 s), as a busy device would make it: no interval of 4 steps × 64 images
+    may then claim more than 256 / 2 images/s (this CPU trains 3–5 times faster than that)."""
+    original = torch.Tensor.tolist
+
+    def slow_when_logging(self, *args, **kwargs):
+        if sys._getframe(1).f_code.co_name == "_log_interval":
+            time.sleep(WAIT_S)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "tolist", slow_when_logging)
+    assert run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), quiet=True,
+                          sets=[*TINY, "train.log_every=4"])) == 0
+    store = RunStore()
+    steps = [e for e in store.events(store.resolve("last")) if e["type"] == "step" and e["phase"] == "distillation"]
+    assert steps and all(e["img_s"] <= 4 * 64 / WAIT_S for e in steps), [round(e["img_s"]) for e in steps]

@@ -26,9 +26,10 @@ from fbt_engine.train.metrics import linear_cka, mean_cosine, norm_ratio, retrie
 from fbt_engine.train.report import Reporter
 
 
-# The loop's functions that read the device back on purpose (a log step, an epoch's end); nothing
-# else inside a training step may (tests/test_host_syncs.py, bench/sync_check.py on CUDA)
-READ_BACK_AT = frozenset({"_log_interval", "_end_epoch"})
+# The functions that read the device back on purpose, all at log steps or an epoch's end (any_rank:
+# processes agree on a stop request); nothing else inside a training step may (tests/test_host_syncs.py,
+# bench/sync_check.py on CUDA)
+READ_BACK_AT = frozenset({"_log_interval", "any_rank", "_end_epoch"})
 
 
 class NonFiniteLoss(RuntimeError):
@@ -276,7 +277,7 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
             # agree on stopping at log steps, where they synchronise anyway.
             if state.step % phase.log_every == 0 or last_of_epoch or (phase.world == 1 and stop.requested):
                 epoch_sum += _log_interval(phase, reporter, state.step, epoch, lr, interval, finite, terms,
-                                           interval_start, time.perf_counter() - interval_t)
+                                           interval_start, interval_t)
                 epoch_steps += state.step - interval_start
                 interval.zero_()
                 finite.clear()
@@ -292,13 +293,13 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
 
 
 def _log_interval(phase: Phase, reporter: Reporter, step: int, epoch: int, lr: float, interval: torch.Tensor,
-                  finite: list[torch.Tensor], terms: list[str], interval_start: int, elapsed: float) -> torch.Tensor:
-    """A log step: the loop's one read-back of the device (the interval's loss sums and finiteness
-    flags, reduced over processes), its `step` event and the NaN check. Returns the sums averaged
-    over processes."""
+                  finite: list[torch.Tensor], terms: list[str], interval_start: int, interval_t: float) -> torch.Tensor:
+    """A log step: the read-back of the interval's loss sums and finiteness flags (reduced over
+    processes), its `step` event and the NaN check. Returns the sums averaged over processes."""
     n = step - interval_start
     reduced = distributed.all_reduce_sum(torch.cat([interval, (~torch.stack(finite)).float()]))
     means = (reduced[:len(interval)] / (n * phase.world)).tolist()
+    elapsed = time.perf_counter() - interval_t  # after the read-back: the device has finished the interval
     reporter.emit("step", phase=phase.name, step=step, epoch=epoch + 1, lr=lr, loss=means[0],
                   losses=dict(zip(terms, means[1:])), img_s=n * phase.global_batch / elapsed if elapsed > 0 else None,
                   **gpu_memory(interval.device))
