@@ -74,7 +74,7 @@ def engine_rate(p, home: Path) -> tuple[float, float]:
                            tags=["bench"], extra_meta={})
     reporter = Reporter(store, run_dir.name, False, HumanOutput(quiet=True))
     phase = distillation_phase(p, run_dir)
-    phase.eval_every = 10**9  # time the training steps; the epoch's evaluation is not throughput
+    phase.is_main = False  # writes no checkpoints (the paper pair's would be ~400 MB a measurement)
     _reset_peak(p.device)
     with StopFlag() as stop:
         run_phase(phase, LoopState(), reporter, stop)
@@ -83,12 +83,12 @@ def engine_rate(p, home: Path) -> tuple[float, float]:
     return statistics.median(rates), _peak(p.device)
 
 
-def bare_rate(p, steps: int) -> tuple[float, float]:
+def bare_rate(p, steps: int, home: Path) -> tuple[float, float]:
     import torch
 
     from fbt_engine.train.loop import fit_channels
 
-    phase = distillation_phase(p, Path(tempfile.mkdtemp()))
+    phase = distillation_phase(p, home)  # saves nothing there
     x, y = next(iter(p.data.train.epoch(0)))
     x = fit_channels(x, p.student.in_chans, phase.memory_format).clone()
     if y.is_floating_point():
@@ -158,9 +158,12 @@ def main() -> int:
     ap.add_argument("--no-classic", action="store_true", help="skip the classic-pipeline variant")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra preset overrides")
     args = ap.parse_args()
-    os.environ["FBT_HOME"] = tempfile.mkdtemp(prefix="fbt-throughput-")
-    home = Path(os.environ["FBT_HOME"])
+    with tempfile.TemporaryDirectory(prefix="fbt-throughput-") as tmp:
+        os.environ["FBT_HOME"] = tmp
+        return measure(args, Path(tmp))
 
+
+def measure(args: argparse.Namespace, home: Path) -> int:
     import torch
 
     from fbt_engine.config.presets import resolve
@@ -176,7 +179,7 @@ def main() -> int:
         for m in methods:
             for v in variants:
                 p = prepared[(m, v)]
-                rate, peak = bare_rate(p, args.steps) if v == "bare" else engine_rate(p, home)
+                rate, peak = bare_rate(p, args.steps, home) if v == "bare" else engine_rate(p, home)
                 rates.setdefault((m, v), []).append(rate)
                 peaks[(m, v)] = max(peaks.get((m, v), 0.0), peak) if peak == peak else peak
     med = {k: statistics.median(v) for k, v in rates.items()}
