@@ -69,7 +69,7 @@ export FBT_HOME=${FBT_HOME:-$(mktemp -d)}
 failed=0
 limited() {  # at most $1 seconds on the GPU, so that one slow section cannot eat the others' time
   local seconds=$1; shift
-  if smoke; then "$@"; else timeout -k 10 "$seconds" "$@"; fi
+  if smoke; then "$@"; else timeout -s INT -k 10 "$seconds" "$@"; fi
 }
 # One section of the table: a failure is reported and the next section still runs (GPU time is scarce).
 section() {

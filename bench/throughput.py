@@ -217,3 +217,5 @@ if __name__ == "__main__":
     except (PresetError, EngineError) as exc:  # a bad --set or missing data: said in a line, like `fbt run`
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:  # Ctrl-C, or the GPU check's time limit
+        raise SystemExit("throughput: interrupted before the table was complete") from None

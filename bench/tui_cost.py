@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import shlex
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,12 +49,21 @@ class Trial:
     engine_threads: int | None = None  # torch's CPU threads in the engine process; None = its default
 
 
-def engine(run: Trial, epochs: int) -> subprocess.Popen:
+@contextlib.contextmanager
+def engine(run: Trial, epochs: int) -> Iterator[subprocess.Popen]:
+    """`fbt run` in its own session (a Ctrl-C meant for the bench does not reach it), killed if the
+    bench ends first (an error, a Ctrl-C, a time limit's SIGINT)."""
     sets = [arg for kv in [*run.sets, f"train.epochs={epochs}"] for arg in ("--set", kv)]
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(run.engine_threads)} if run.engine_threads else {}))
-    return subprocess.Popen([sys.executable, "-m", "fbt_engine", "run", str(REPO / "presets" / f"{run.preset}.toml"),
+    proc = subprocess.Popen([sys.executable, "-m", "fbt_engine", "run", str(REPO / "presets" / f"{run.preset}.toml"),
                              *sets, "--quiet"],
                             stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO, env=env)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def distillation_img_s(run_dir: Path) -> float:
@@ -76,8 +87,9 @@ def existing(home: Path) -> set[str]:
 
 def trial_without(home: Path, run: Trial, epochs: int) -> float:
     before = existing(home)
-    if engine(run, epochs).wait() != 0:
-        raise SystemExit("the engine failed; run the same command by hand to see why")
+    with engine(run, epochs) as proc:
+        if proc.wait() != 0:
+            raise SystemExit("the engine failed; run the same command by hand to see why")
     return distillation_img_s(newest_run(home, before))
 
 
@@ -87,28 +99,28 @@ async def trial_with(home: Path, run: Trial, epochs: int) -> tuple[float, float]
     from fbt_tui.widgets.run_view import RunView
 
     before = existing(home)
-    proc = engine(run, epochs)
-    while newest_run(home, before) is None:  # the app re-attaches to runs it finds running
-        await asyncio.sleep(0.05)
-    app = FbtApp(start_mode="presets")
-    try:
-        async with app.run_test(size=(160, 48)) as pilot:
-            def counted() -> bool:  # the epochs whose img/s count: after the first distillation epoch
-                views = app.screen.query(RunView)
-                return bool(views) and views.first().model.best is not None
+    with engine(run, epochs) as proc:
+        while newest_run(home, before) is None and proc.poll() is None:  # the app re-attaches to running runs
+            await asyncio.sleep(0.05)
+        app = FbtApp(start_mode="presets")
+        try:
+            async with app.run_test(size=(160, 48)) as pilot:
+                def counted() -> bool:  # the epochs whose img/s count: after the first distillation epoch
+                    views = app.screen.query(RunView)
+                    return bool(views) and views.first().model.best is not None
 
-            while proc.poll() is None and not counted():
-                await pilot.pause(0.2)
-            if not counted():
-                raise SystemExit("the app never showed the run's first distillation epoch; raise --epochs")
-            wall, cpu = time.perf_counter(), time.process_time()
-            while proc.poll() is None:
-                await pilot.pause(0.2)
-            app_cpu = (time.process_time() - cpu) / max(time.perf_counter() - wall, 1e-9)
-    finally:
-        app.cleanup()
-    if proc.wait() != 0:
-        raise SystemExit("the engine failed; run the same command by hand to see why")
+                while proc.poll() is None and not counted():
+                    await pilot.pause(0.2)
+                if not counted():
+                    raise SystemExit("the app never showed the run's first distillation epoch; raise --epochs")
+                wall, cpu = time.perf_counter(), time.process_time()
+                while proc.poll() is None:
+                    await pilot.pause(0.2)
+                app_cpu = (time.process_time() - cpu) / max(time.perf_counter() - wall, 1e-9)
+        finally:
+            app.cleanup()
+        if proc.wait() != 0:
+            raise SystemExit("the engine failed; run the same command by hand to see why")
     return distillation_img_s(newest_run(home, before)), app_cpu
 
 
@@ -149,4 +161,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl-C, or the GPU check's time limit
+        raise SystemExit("tui_cost: interrupted before it measured every pair") from None
