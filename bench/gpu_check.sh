@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check of the speed issue, for one H100/H200, in about 5 minutes (each section has a time
-# limit, 570 s in all), with nothing but this repository, the full Fashion-MNIST IDX files and the
+# limit, 535 s in all), with nothing but this repository, the full Fashion-MNIST IDX files and the
 # wheels the GPU image lacks or may hold too old (tomli-w and platformdirs for the engine; textual
 # and its kin for the TUI-cost section, skipped without them).
 #
@@ -69,7 +69,7 @@ export FBT_HOME=${FBT_HOME:-$(mktemp -d)}
 failed=0
 limited() {  # at most $1 seconds on the GPU, so that one slow section cannot eat the others' time
   local seconds=$1; shift
-  if smoke; then "$@"; else timeout -s INT -k 10 "$seconds" "$@"; fi
+  if smoke; then "$@"; else timeout -s INT -k 3 "$seconds" "$@"; fi
 }
 # One section of the table: a failure is reported and the next section still runs (GPU time is scarce).
 section() {
@@ -92,7 +92,7 @@ for e in events:
 
 fbt_epochs() {  # the first run also trains the 1-epoch teacher, which the compiled run reuses
   local compile rc=0
-  local -A seconds=([off]=60 [on]=130)
+  local -A seconds=([off]=55 [on]=120)
   for compile in off on; do
     limited "${seconds[$compile]}" python3 -m fbt_engine run presets/mlp_to_cnn.toml "${FULL[@]}" "${EPOCH[@]}" --set "run.device=\"$DEVICE\"" \
       --set train.epochs=3 --set teacher.recipe.epochs=1 --set train.compile=$compile --json --quiet \
@@ -103,7 +103,7 @@ fbt_epochs() {  # the first run also trains the 1-epoch teacher, which the compi
 
 tui_cost() {
   if python3 -c "import textual, textual_plot" 2> /dev/null; then
-    limited 100 python3 bench/tui_cost.py "${TUI[@]}" "${FULL[@]}" --set "run.device=\"$DEVICE\""
+    limited 95 python3 bench/tui_cost.py "${TUI[@]}" "${FULL[@]}" --set "run.device=\"$DEVICE\""
   else
     echo "skipped: textual and textual-plot are not installed (carry their wheels in .whl)"
   fi
@@ -115,12 +115,12 @@ tui_cost() {
   python3 -c "import sys, torch, timm; print(f'Python {sys.version.split()[0]}, torch {torch.__version__}, timm {timm.__version__}')"
   # the quick sections first: a section cut off by its limit prints nothing
   section "mlp_to_cnn on the full Fashion-MNIST, batch 512" \
-    limited 90 python3 bench/throughput.py --device "$DEVICE" --preset mlp_to_cnn "${SMALL[@]}" "${FULL[@]}"
+    limited 85 python3 bench/throughput.py --device "$DEVICE" --preset mlp_to_cnn "${SMALL[@]}" "${FULL[@]}"
   section "a 60,000-image FBT distillation epoch of mlp_to_cnn (target < 1.5 s), eager and compiled" fbt_epochs
   section "host syncs inside a training step (CUDA's sync debug mode; target: none)" \
-    limited 50 python3 bench/sync_check.py --device "$DEVICE"
+    limited 45 python3 bench/sync_check.py --device "$DEVICE"
   section "ViT-S → ResNet18 at 224 px, batch 128 (paper pair; Fashion-MNIST random-resized-cropped to 224)" \
-    limited 140 python3 bench/throughput.py --device "$DEVICE" --preset paper/cifar100_vit_s_to_resnet18 \
+    limited 135 python3 bench/throughput.py --device "$DEVICE" --preset paper/cifar100_vit_s_to_resnet18 \
     "${PAPER[@]}" "${FULL[@]}"
   section "what the attached TUI costs a run (target < 2 %)" tui_cost
   echo

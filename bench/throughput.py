@@ -211,11 +211,12 @@ def measure(args: argparse.Namespace, home: Path) -> int:
 if __name__ == "__main__":
     from fbt_engine.config.presets import PresetError
     from fbt_engine.train.engine import EngineError
+    from fbt_engine.train.loop import Interrupted
 
     try:
         raise SystemExit(main())
     except (PresetError, EngineError) as exc:  # a bad --set or missing data: said in a line, like `fbt run`
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
-    except KeyboardInterrupt:  # Ctrl-C, or the GPU check's time limit
+    except (KeyboardInterrupt, Interrupted):  # Ctrl-C, or the GPU check's time limit (a loop stops at its step)
         raise SystemExit("throughput: interrupted before the table was complete") from None

@@ -22,9 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import os
 import platform
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -49,20 +51,29 @@ class Trial:
     engine_threads: int | None = None  # torch's CPU threads in the engine process; None = its default
 
 
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the forked child only calls it
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the engine's process before it starts: killed when the bench dies, even by SIGKILL."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 @contextlib.contextmanager
 def engine(run: Trial, epochs: int) -> Iterator[subprocess.Popen]:
-    """`fbt run` in its own session (a Ctrl-C meant for the bench does not reach it), killed if the
-    bench ends first (an error, a Ctrl-C, a time limit's SIGINT)."""
+    """`fbt run` in its own session (a Ctrl-C meant for the bench does not reach it), killed with
+    its whole process group if the bench ends first (an error, a Ctrl-C, a time limit's SIGINT)."""
     sets = [arg for kv in [*run.sets, f"train.epochs={epochs}"] for arg in ("--set", kv)]
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(run.engine_threads)} if run.engine_threads else {}))
     proc = subprocess.Popen([sys.executable, "-m", "fbt_engine", "run", str(REPO / "presets" / f"{run.preset}.toml"),
-                             *sets, "--quiet"],
-                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO, env=env)
+                             *sets, "--quiet"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            start_new_session=True, preexec_fn=_die_with_parent, cwd=REPO, env=env)
     try:
         yield proc
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)  # its own group: start_new_session made pgid = pid
             proc.wait()
 
 
@@ -111,6 +122,8 @@ async def trial_with(home: Path, run: Trial, epochs: int) -> tuple[float, float]
 
                 while proc.poll() is None and not counted():
                     await pilot.pause(0.2)
+                if proc.returncode:
+                    raise SystemExit("the engine failed; run the same command by hand to see why")
                 if not counted():
                     raise SystemExit("the app never showed the run's first distillation epoch; raise --epochs")
                 wall, cpu = time.perf_counter(), time.process_time()
