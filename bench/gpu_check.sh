@@ -112,7 +112,7 @@ tui_cost() {
 {
   card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -1 || true)
   echo "# fbt GPU check — $(date -u +%Y-%m-%dT%H:%MZ) — ${card:-no GPU}$(smoke && echo ' — SMOKE: toy sizes on the CPU, not measurements')"
-  python3 -c "import sys, torch, timm; print(f'Python {sys.version.split()[0]}, torch {torch.__version__}, timm {timm.__version__}')"
+  python3 -m fbt_engine doctor || true  # versions, the device, the data: the context of every number below
   # the quick sections first: a section cut off by its limit prints nothing
   section "mlp_to_cnn on the full Fashion-MNIST, batch 512" \
     limited 85 python3 bench/throughput.py --device "$DEVICE" --preset mlp_to_cnn "${SMALL[@]}" "${FULL[@]}"
