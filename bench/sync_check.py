@@ -38,7 +38,14 @@ def main() -> int:
     if device == "cuda" and not torch.cuda.is_available():
         print("sync_check: no CUDA device (on the CPU, tests/test_host_syncs.py checks)", file=sys.stderr)
         return 2
-    os.environ["FBT_HOME"] = tempfile.mkdtemp(prefix="fbt-sync-")
+    with tempfile.TemporaryDirectory(prefix="fbt-sync-") as home:
+        os.environ["FBT_HOME"] = home
+        return check(device)
+
+
+def check(device: str) -> int:
+    import torch
+
     from fbt_engine.train.engine import RunOptions, run
     from fbt_engine.train.loop import READ_BACK_AT
 

@@ -182,16 +182,15 @@ class RunView(Vertical):
         if self.model.version != self.drawn_version:
             self.model_changed()  # news that came while this drawing went on
 
-    def _draw_plot(self, plot: CurvePlot, force: bool = False) -> bool:
-        """Repaint `plot` if its curves changed (or `force`: its size may have); whether it did."""
+    def _draw_plot(self, plot: CurvePlot, force: bool = False) -> None:
+        """Repaint `plot` if its curves changed (or `force`: its size may have)."""
         panel = self.model.panel(plot.group, plot.buckets)
         # Series only grow, so a curve's label and point count say whether it changed.
         data = (panel.title, plot.buckets, tuple((c.label, c.total) for c in panel.curves))
         if not force and self.plot_data.get(plot.id) == data:
-            return False
+            return
         self.plot_data[plot.id] = data
         plot.show(panel)
-        return True
 
     def _draw_text(self) -> None:
         losses = [p for p in self.visible_plots() if p.group != "top1"]
