@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check of the speed issue, for one H100/H200, in about 5 minutes (each section has a time
-# limit, 535 s in all), with nothing but this repository, the full Fashion-MNIST IDX files and the
+# limit, 560 s in all), with nothing but this repository, the full Fashion-MNIST IDX files and the
 # wheels the GPU image lacks or may hold too old (tomli-w and platformdirs for the engine; textual
 # and its kin for the TUI-cost section, skipped without them).
 #
@@ -40,11 +40,13 @@ smoke() { [ "$DEVICE" = cpu ]; }
 # sizes of each section: the check's on the GPU, toys for --smoke
 if smoke; then
   PAPER=(--batch 2 --steps 10 --repeats 1 --set data.img_size=64)
+  PROFILE=(--steps 2 --set data.batch_size=2 --set data.img_size=64)
   SMALL=(--batch 64 --steps 10 --repeats 1)
   EPOCH=(--set data.subset=2048 --set data.batch_size=64)
   TUI=(--epochs 2 --pairs 1 --set data.subset=2048)
 else
   PAPER=(--batch 128 --steps 30 --repeats 2)
+  PROFILE=(--steps 5 --set data.batch_size=128)
   SMALL=(--batch 512 --steps 60 --repeats 2)
   EPOCH=(--set data.batch_size=512)
   TUI=(--epochs 4 --pairs 2 --set data.batch_size=512 --set train.compile=off --set teacher.recipe.epochs=1)
@@ -92,7 +94,7 @@ for e in events:
 
 fbt_epochs() {  # the first run also trains the 1-epoch teacher, which the compiled run reuses
   local compile rc=0
-  local -A seconds=([off]=55 [on]=120)
+  local -A seconds=([off]=55 [on]=105)
   for compile in off on; do
     limited "${seconds[$compile]}" python3 -m fbt_engine run presets/mlp_to_cnn.toml "${FULL[@]}" "${EPOCH[@]}" --set "run.device=\"$DEVICE\"" \
       --set train.epochs=3 --set teacher.recipe.epochs=1 --set train.compile=$compile --json --quiet \
@@ -103,7 +105,7 @@ fbt_epochs() {  # the first run also trains the 1-epoch teacher, which the compi
 
 tui_cost() {
   if python3 -c "import textual, textual_plot" 2> /dev/null; then
-    limited 95 python3 bench/tui_cost.py "${TUI[@]}" "${FULL[@]}" --set "run.device=\"$DEVICE\""
+    limited 90 python3 bench/tui_cost.py "${TUI[@]}" "${FULL[@]}" --set "run.device=\"$DEVICE\""
   else
     echo "skipped: textual and textual-plot are not installed (carry their wheels in .whl)"
   fi
@@ -119,11 +121,14 @@ tui_cost() {
   section "a 60,000-image FBT distillation epoch of mlp_to_cnn (target < 1.5 s), eager and compiled" fbt_epochs
   section "host syncs inside a training step (CUDA's sync debug mode; target: none)" \
     limited 45 python3 bench/sync_check.py --device "$DEVICE"
+  section "where one FBT step of ViT-S → ResNet18 at 224 px, batch 128, spends the GPU's time (torch.profiler)" \
+    limited 45 python3 bench/profile_step.py --device "$DEVICE" --preset paper/cifar100_vit_s_to_resnet18 \
+    "${PROFILE[@]}" "${FULL[@]}"
   section "ViT-S → ResNet18 at 224 px, batch 128 (paper pair; Fashion-MNIST random-resized-cropped to 224)" \
     limited 135 python3 bench/throughput.py --device "$DEVICE" --preset paper/cifar100_vit_s_to_resnet18 \
     "${PAPER[@]}" "${FULL[@]}"
   section "what the attached TUI costs a run (target < 2 %)" tui_cost
   echo
-  echo "$failed of 5 sections failed; $SECONDS s in all"
+  echo "$failed of 6 sections failed; $SECONDS s in all"
   [ $failed = 0 ]
 } 2>&1 | tee "$OUT/gpu_check.txt"
