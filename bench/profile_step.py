@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Where one FBT training step spends its time: torch.profiler over a few steps of a preset, with
-the step cut into labelled parts (teacher forward, student forward, fusion, losses, backward,
-optimiser) and the top operators by self time.
+"""Where an FBT training step spends its time, by torch.profiler, in one of two views:
 
-    python bench/profile_step.py [--preset mlp_to_cnn] [--device cpu|cuda] [--steps 10]
+  (default) one step cut into labelled parts (teacher forward, student forward, fusion, losses,
+            backward, optimiser) and the top operators, on a fixed batch
+  --loop    fbt's own training loop (run_phase: device data and augmentation, the step, the loss
+            bookkeeping) over `--steps` steps of an epoch: the wall time per step against the time the
+            device was busy, which says whether the step is bound by the host (Python queuing
+            kernels) or by the device, and the top operators by host time and by device time
+
+    python bench/profile_step.py [--preset mlp_to_cnn] [--device cpu|cuda] [--steps 10] [--loop]
 """
 
 from __future__ import annotations
@@ -12,10 +17,14 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+LOOP_SKIPPED = 10  # steps of the loop run before the profiled ones: allocator, cuDNN and autocast warm up
+LOOP_WARMUP = 3  # steps the profiler traces and throws away
 
 
 def main() -> int:
@@ -23,28 +32,46 @@ def main() -> int:
     ap.add_argument("--preset", default="mlp_to_cnn")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--loop", action="store_true", help="profile fbt's training loop instead of one step")
     ap.add_argument("--set", dest="sets", action="append", default=[])
     args = ap.parse_args()
-    os.environ["FBT_HOME"] = tempfile.mkdtemp(prefix="fbt-profile-")
+    with tempfile.TemporaryDirectory(prefix="fbt-profile-") as home:
+        os.environ["FBT_HOME"] = home
+        table = profile_loop(args, Path(home)) if args.loop else profile_step(args)
+    print(table)
+    print("command: python bench/profile_step.py " + " ".join(sys.argv[1:]))
+    return 0
+
+
+def activities(device: str) -> list:
+    from torch.profiler import ProfilerActivity
+
+    return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+
+
+def top(prof, sort: str) -> str:
+    return prof.key_averages().table(sort_by=sort, row_limit=25, max_name_column_width=55)
+
+
+def profile_step(args: argparse.Namespace) -> str:
     import torch
-    from torch.profiler import ProfilerActivity, profile, record_function
+    from torch.profiler import profile, record_function
 
     from throughput import distillation_phase
 
     from fbt_engine.config.presets import resolve
     from fbt_engine.train.engine import prepare, select_device
-    from fbt_engine.train.loop import fit_channels
 
     resolved = resolve(args.preset, [*args.sets, f'run.device="{args.device}"'])
     p = prepare(resolved, select_device(resolved.config.run.device))
-    phase = distillation_phase(p, Path(tempfile.mkdtemp()))
+    phase = distillation_phase(p, Path(os.environ["FBT_HOME"]))
     method = p.method
     batches = iter(p.data.train.epoch(0))
 
     def step(profiled: bool) -> None:
         with record_function("data (device batch + augmentation)"):
             x, y = next(batches)
-            x = fit_channels(x, p.student.in_chans)
+            x = phase.inputs(x)
         with phase.autocast():
             if hasattr(method, "fusion") and profiled:
                 with record_function("teacher forward"):
@@ -66,19 +93,61 @@ def main() -> int:
     method.train()
     for _ in range(3):
         step(False)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
-    with profile(activities=activities) as prof:
+    with profile(activities=activities(args.device)) as prof:
         for _ in range(args.steps):
             step(True)
     # on CUDA the labelled parts' CPU times are only how fast Python queued them: read their device time
     sort = "self_device_time_total" if args.device == "cuda" else "self_cpu_time_total"
-    table = prof.key_averages().table(sort_by=sort, row_limit=25, max_name_column_width=55)
-    print(f"# {args.preset}, method {resolved.config.method.name}, batch {resolved.config.data.batch_size}, "
-          f"{args.device}, {args.steps} steps (the labelled forwards are profiled separately from the "
-          "step's own forward, so they add up to more than one step)")
-    print(table)
-    print("command: python bench/profile_step.py " + " ".join(sys.argv[1:]))
-    return 0
+    return (f"# {args.preset}, method {resolved.config.method.name}, batch {resolved.config.data.batch_size}, "
+            f"{args.device}, {args.steps} steps (the labelled forwards are profiled separately from the "
+            f"step's own forward, so they add up to more than one step)\n{top(prof, sort)}")
+
+
+def profile_loop(args: argparse.Namespace, home: Path) -> str:
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import profile, schedule
+
+    from throughput import build, engine_phase, run_engine
+
+    from fbt_engine.config.presets import resolve
+
+    cfg = resolve(args.preset, args.sets).config
+    # the epoch outlasts the profiled steps by one, so that the epoch's evaluation is never traced
+    steps = LOOP_SKIPPED + LOOP_WARMUP + args.steps + 1
+    p = build(args.preset, cfg.method.name, args.sets, args.device, "device", steps, cfg.data.batch_size)
+    phase, reporter = engine_phase(p, home)
+    stamps: list[float] = []
+    window = range(LOOP_SKIPPED + LOOP_WARMUP, LOOP_SKIPPED + LOOP_WARMUP + args.steps + 1)
+    with profile(activities=activities(args.device),
+                 schedule=schedule(wait=LOOP_SKIPPED, warmup=LOOP_WARMUP, active=args.steps, repeat=1)) as prof:
+        epoch = phase.data.train.epoch
+
+        def stepping(*a, **kw):  # batch i of the epoch is the profiler's step i
+            for i, batch in enumerate(epoch(*a, **kw)):
+                if i in window:
+                    if args.device == "cuda":
+                        torch.cuda.synchronize()  # the window's edges only; the steps inside run free
+                    stamps.append(time.perf_counter())
+                if i:
+                    prof.step()
+                yield batch
+
+        phase.data.train.epoch = stepping
+        run_engine(phase, reporter)
+    wall = (stamps[-1] - stamps[0]) / args.steps
+    # the device's own events (kernels, copies), as the profiler's table totals them
+    busy = (sum(e.self_device_time_total for e in prof.key_averages()
+                if e.device_type == DeviceType.CUDA and not e.is_user_annotation) / args.steps / 1e6
+            if args.device == "cuda" else None)
+    bound = ("" if busy is None else f"; device busy {1e3 * busy:.2f} ms a step ({100 * busy / wall:.0f} % of the wall "
+             f"time: {'bound by the host' if busy < 0.8 * wall else 'bound by the device'})")
+    head = (f"# {args.preset}, fbt's loop, method {cfg.method.name}, batch {cfg.data.batch_size}, {args.device}, "
+            f"{args.steps} steps after {LOOP_SKIPPED + LOOP_WARMUP}: wall {1e3 * wall:.2f} ms a step{bound}")
+    tables = [f"## by host time\n{top(prof, 'self_cpu_time_total')}"]
+    if args.device == "cuda":
+        tables.append(f"## by device time\n{top(prof, 'self_device_time_total')}")
+    return "\n".join([head, *tables])
 
 
 if __name__ == "__main__":

@@ -59,27 +59,34 @@ def distillation_phase(p, run_dir: Path):
                   "cosine", 0.01, 0.0, o.grad_clip, run_dir, "", "student")
 
 
-def engine_rate(p, home: Path) -> tuple[float, float]:
-    """(images/s, peak GiB) of fbt's own loop over one epoch, warm-up interval excluded."""
-    import torch
-
+def engine_phase(p, home: Path):
+    """(the distillation phase, its reporter) of a bench run in `home`, as fbt's loop runs it."""
     from fbt_engine.store.runs import RunStore
     from fbt_engine.train.engine import to_config_table
-    from fbt_engine.train.loop import LoopState, StopFlag, run_phase
     from fbt_engine.train.report import HumanOutput, Reporter
 
     store = RunStore(home)
-    cfg = p.resolved.config
-    run_dir = store.create(config=to_config_table(cfg), preset_raw=b"", preset_source="bench", name="bench",
-                           tags=["bench"], extra_meta={})
-    reporter = Reporter(store, run_dir.name, False, HumanOutput(quiet=True))
+    run_dir = store.create(config=to_config_table(p.resolved.config), preset_raw=b"", preset_source="bench",
+                           name="bench", tags=["bench"], extra_meta={})
     phase = distillation_phase(p, run_dir)
     phase.is_main = False  # writes no checkpoints (the paper pair's would be ~400 MB a measurement)
-    _reset_peak(p.device)
+    return phase, Reporter(store, run_dir.name, False, HumanOutput(quiet=True))
+
+
+def run_engine(phase, reporter) -> None:
+    from fbt_engine.train.loop import LoopState, StopFlag, run_phase
+
     with StopFlag() as stop:
         run_phase(phase, LoopState(), reporter, stop)
     reporter.finish("finished", 0)
-    rates = [e["img_s"] for e in store.events(run_dir.name) if e["type"] == "step"][1:]
+
+
+def engine_rate(p, home: Path) -> tuple[float, float]:
+    """(images/s, peak GiB) of fbt's own loop over one epoch, warm-up interval excluded."""
+    phase, reporter = engine_phase(p, home)
+    _reset_peak(p.device)
+    run_engine(phase, reporter)
+    rates = [e["img_s"] for e in reporter.store.events(reporter.run_id) if e["type"] == "step"][1:]
     return statistics.median(rates), _peak(p.device)
 
 

@@ -63,6 +63,21 @@ def test_each_rand_op_keeps_shape_and_range(name):
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 255
 
 
+def test_sharpness_matches_torchvision_per_image():
+    """RandAugment's sharpness is PIL's (torchvision's adjust_sharpness) at each image's own factor."""
+    import torchvision.transforms.functional as TF
+
+    from fbt_engine.data.augment import _enhance_factor
+
+    x, level = images(6), torch.full((6,), 9.0)
+    out = RAND_OPS["SharpnessIncreasing"](x.float(), level, gen(3), torch.tensor([128.0, 128.0, 128.0]))
+    factors = _enhance_factor(level, gen(3))
+    for image, factor, got in zip(x, factors.tolist(), out):
+        # torchvision rounds its smoothed image (±0.5) and its result (< 1) to uint8; a wrong kernel
+        # would be tens of levels off
+        assert (got - TF.adjust_sharpness(image, factor).float()).abs().max() < 1.5
+
+
 def test_rand_augment_is_seeded_and_changes_images():
     x = images()
     fill = torch.tensor([128.0, 128.0, 128.0])

@@ -62,7 +62,7 @@ def test_a_file_with_many_problems_reports_every_one(tmp_path):
     assert "expected a number, got 'fast'" in found["optim.lr"]
     assert "≥ 0" in found["run.seed"] and "≤ 1" in found["optim.momentum"]
     assert '"auto", "bf16", "off"' in found["train.amp"]
-    assert "true or false" in found["train.channels_last"]
+    assert "expected a string, got 1" in found["train.channels_last"]
     assert 'required by method "fbt"' in found["teacher.model"]
 
 
@@ -221,3 +221,50 @@ def test_a_near_miss_path_gets_a_did_you_mean(tmp_path):
     text = str(exc.value)
     assert f'no such folder: {tmp_path}/fashion-mnis (did you mean "{tmp_path}/fashion-mnist"?)' in text
     assert f'no such file: {tmp_path}/teacher.safetensor (did you mean "{tmp_path}/teacher.safetensors"?)' in text
+
+
+@pytest.mark.parametrize("requested, local_rank, index", [("cuda", None, 0), ("cuda:1", None, 1), ("auto", None, 0),
+                                                          ("cuda", 1, 1)])
+def test_a_cuda_device_always_names_its_index(monkeypatch, requested, local_rank, index):
+    """torch.cuda.set_device refuses a bare "cuda" (as the first GPU check found): the selected
+    device carries its index, also under torchrun. The GPU is faked: none exists here."""
+    import torch
+    from torch.cuda._utils import _get_device_index
+
+    from fbt_engine.train.distributed import DistInfo
+    from fbt_engine.train.engine import select_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    info = DistInfo() if local_rank is None else DistInfo(rank=local_rank, world=2, local_rank=local_rank)
+    device = select_device(requested, info)
+    assert device == torch.device("cuda", index)
+    assert _get_device_index(device) == index  # what set_device calls, and what raised before
+
+
+def test_a_cuda_device_beyond_the_count_is_a_clear_error(monkeypatch):
+    import torch
+
+    from fbt_engine.train.engine import EngineError, select_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(EngineError, match="cuda:1: only 1 CUDA device"):
+        select_device("cuda:1")
+
+
+@pytest.mark.parametrize("setting, nhwc", [("auto", False), ("on", True), ("off", False)])
+def test_channels_last_puts_every_convolution_and_the_input_in_nhwc(setting, nhwc):
+    """"auto" is NHWC on CUDA only (checked on the CPU here, where "auto" means off)."""
+    import torch
+
+    from fbt_engine.train.engine import prepare
+    from fbt_engine.train.loop import fit_channels
+
+    resolved = resolve(str(PRESETS / "mlp_to_cnn.toml"), ["data.subset=256", f'train.channels_last="{setting}"'])
+    p = prepare(resolved, torch.device("cpu"))
+    fmt = torch.channels_last if nhwc else torch.contiguous_format
+    convs = [w for w in p.method.parameters() if w.dim() == 4]
+    assert convs and all(w.is_contiguous(memory_format=fmt) for w in convs)
+    x, _ = next(iter(p.data.train.epoch(0)))  # grayscale: NCHW keeps the 3-channel expansion a view
+    assert fit_channels(x, p.student.in_chans, fmt).is_contiguous(memory_format=torch.channels_last) == nhwc

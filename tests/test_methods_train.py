@@ -26,10 +26,13 @@ def trained_teacher(tmp_path_factory):
     return home / "teachers"
 
 
-@pytest.mark.parametrize("method", ["scratch", "kd", "ofa_logit", "fitnet_mse", "fbt"])
-def test_every_loss_term_falls(fbt_home, trained_teacher, method):
+@pytest.mark.parametrize("method, extra", [
+    ("scratch", []), ("kd", []), ("ofa_logit", []), ("fitnet_mse", []), ("fbt", []),
+    ("fbt", ['train.channels_last="on"']),  # CUDA's default, whose NHWC tensors meet the fusion's reshapes
+])
+def test_every_loss_term_falls(fbt_home, trained_teacher, method, extra):
     shutil.copytree(trained_teacher, fbt_home / "teachers")
-    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=[*SETS, f'method.name="{method}"'],
+    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=[*SETS, f'method.name="{method}"', *extra],
                           quiet=True))
     assert code == 0
     store = RunStore()

@@ -193,9 +193,10 @@ def _solarize_add(x, level, g, fill):
 
 
 def _sharpness(x, level, g, fill):
-    kernel = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], device=x.device, dtype=x.dtype) / 13
+    # PIL's smoothing kernel (5 at the centre, 1 around, over 13) as a box sum plus 4 × the centre: no
+    # kernel made from host numbers, which on CUDA would be a copy that waits
     c = x.shape[1]
-    smooth = F.conv2d(x, kernel.expand(c, 1, 3, 3), groups=c)
+    smooth = (F.conv2d(x, x.new_ones(c, 1, 3, 3), groups=c) + 4 * x[:, :, 1:-1, 1:-1]) / 13
     blurred = x.clone()
     blurred[:, :, 1:-1, 1:-1] = smooth
     return _blend(x, blurred, _enhance_factor(level, g))

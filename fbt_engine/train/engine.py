@@ -94,6 +94,7 @@ def select_device(requested: str, info: DistInfo = DistInfo()) -> torch.device:
         index = int(requested.split(":")[1]) if ":" in requested else 0
         if index >= torch.cuda.device_count():
             raise EngineError(f"run.device: {requested}: only {torch.cuda.device_count()} CUDA device(s)", EXIT_ENV)
+        return torch.device("cuda", index)  # torch.cuda.set_device refuses a CUDA device without its index
     return torch.device(requested)
 
 
@@ -186,12 +187,9 @@ def prepare(resolved: Resolved, device: torch.device, info: DistInfo = DistInfo(
                 teacher_mod.load_weights(teacher.model, source.weights)
             except teacher_mod.TeacherError as exc:
                 raise EngineError(str(exc), EXIT_ENV) from None
-    if cfg.train.channels_last:
-        for view in (student, teacher):
-            if view is not None:
-                view.model.to(memory_format=torch.channels_last)
     try:
-        method = build_method(student, teacher, cfg.method, cfg.train.label_smoothing).to(device)
+        method = build_method(student, teacher, cfg.method, cfg.train.label_smoothing).to(
+            device, memory_format=memory_format(cfg, device))
     except (UnsupportedModel, ValueError) as exc:
         raise EngineError(f"method: {exc}", EXIT_USAGE) from None
     prepared = Prepared(resolved, device, data, student, teacher, source, method, info)
@@ -230,7 +228,7 @@ def teacher_accuracy(p: Prepared) -> dict[str, float]:
     """The frozen teacher's validation accuracy, measured once per run."""
     if p.teacher_acc is None:
         cfg = p.resolved.config
-        inputs = partial(fit_channels, channels=p.student.in_chans, memory_format=memory_format(cfg))
+        inputs = partial(fit_channels, channels=p.student.in_chans, memory_format=memory_format(cfg, p.device))
         p.teacher.model.eval()
         p.teacher_acc = evaluate(lambda x: {"teacher": p.teacher.model(x)}, p.data, inputs,
                                  autocast_for(p.device, cfg.train.amp))["teacher"]
@@ -265,17 +263,19 @@ def _phase(name: str, method: Distiller, p: Prepared, epochs: int, optim: OptimS
         train_module = DistributedDataParallel(method, device_ids=[p.device.index] if p.device.type == "cuda" else None)
     return Phase(name, method, optimizer, build_scheduler(optimizer, sched), p.data, epochs, p.student.in_chans,
                  grad_clip, cfg.train.log_every, cfg.train.eval_every, autocast_for(p.device, cfg.train.amp),
-                 run_dir / "checkpoints", prefix, evaluated_as, memory_format=memory_format(cfg),
-                 compile=uses_compile(cfg.train.compile, p.device), train_module=train_module, world=p.dist.world, is_main=p.dist.is_main)
+                 run_dir / "checkpoints", prefix, evaluated_as, memory_format=memory_format(cfg, p.device),
+                 compile=on_cuda_when_auto(cfg.train.compile, p.device), train_module=train_module, world=p.dist.world, is_main=p.dist.is_main)
 
 
-def uses_compile(setting: str, device: torch.device) -> bool:
-    """train.compile: "auto" compiles on CUDA, where the warm-up pays for itself within an epoch."""
+def on_cuda_when_auto(setting: str, device: torch.device) -> bool:
+    """An "auto" | "on" | "off" setting: "auto" is on for CUDA only. train.compile: the warm-up pays
+    for itself within an epoch there, not on a CPU. train.channels_last: cuDNN's bf16 convolutions
+    and batch norms run NHWC, so NCHW tensors are converted at every layer there; a CPU gains nothing."""
     return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
-def memory_format(cfg: Config) -> torch.memory_format:
-    return torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+def memory_format(cfg: Config, device: torch.device) -> torch.memory_format:
+    return torch.channels_last if on_cuda_when_auto(cfg.train.channels_last, device) else torch.contiguous_format
 
 
 def teacher_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: bool) -> None:
