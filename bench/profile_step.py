@@ -100,7 +100,10 @@ def profile_step(args: argparse.Namespace) -> str:
     sort = "self_device_time_total" if args.device == "cuda" else "self_cpu_time_total"
     return (f"# {args.preset}, method {resolved.config.method.name}, batch {resolved.config.data.batch_size}, "
             f"{args.device}, {args.steps} steps (the labelled forwards are profiled separately from the "
-            f"step's own forward, so they add up to more than one step)\n{top(prof, sort)}")
+            f"step's own forward, so they add up to more than one step"
+            + ("; on CUDA a labelled part's device time runs from its first kernel's start to its last "
+               "kernel's end, the device's idle gaps between them included" if args.device == "cuda" else "")
+            + f")\n{top(prof, sort)}")
 
 
 def profile_loop(args: argparse.Namespace, home: Path) -> str:

@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 METHODS = ("scratch", "kd", "ofa_logit", "fbt")
+INTERVAL = 5  # steps between fbt's log steps (where its loop reads back), and between the bare loop's syncs
 # dense bf16 peak (TFLOP/s) by a substring of the device name; data, not a guess per call
 BF16_PEAK = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "RTX 4090": 165.0}
 
@@ -42,7 +43,7 @@ def build(preset: str, method: str, sets: list[str], device: str, pipeline: str,
     # eager like the bare loop (a --set may say otherwise): compiled speed is what an epoch shows, and
     # eight compilations would outlast the GPU check
     extra = ['train.compile="off"', *sets, f'method.name="{method}"', f'data.pipeline="{pipeline}"', f"data.batch_size={batch}",
-             f"data.subset={steps * batch}", f'run.device="{device}"', "train.log_every=5"]
+             f"data.subset={steps * batch}", f'run.device="{device}"', f"train.log_every={INTERVAL}"]
     if pipeline == "classic":
         extra.append(f"data.workers={max(1, (os.cpu_count() or 2) - 1)}")
     resolved = resolve(preset, extra)
@@ -102,10 +103,13 @@ def bare_rate(p, steps: int, home: Path) -> tuple[float, float]:
         y = y.clone()
     p.method.train()
     _reset_peak(p.device)
+    # timed by intervals of steps, synchronised only at their ends as fbt's loop is at its log steps:
+    # a sync per step would idle the device while Python queues the next step
     times = []
-    for i in range(steps):
-        _sync(p.device)
-        start = time.perf_counter()
+    for i in range(INTERVAL * max(2, -(-steps // INTERVAL))):
+        if i % INTERVAL == 0:
+            _sync(p.device)
+            times.append(time.perf_counter())
         with phase.autocast():
             out = p.method(x, y)
         loss = sum(out.losses.values())
@@ -115,9 +119,10 @@ def bare_rate(p, steps: int, home: Path) -> tuple[float, float]:
             torch.nn.utils.clip_grad_norm_(p.method.parameters(), phase.grad_clip)
         phase.optimizer.step()
         phase.scheduler.step()
-        _sync(p.device)
-        times.append(time.perf_counter() - start)
-    return len(x) / statistics.median(times[max(1, steps // 5):]), _peak(p.device)
+    _sync(p.device)
+    times.append(time.perf_counter())
+    intervals = [b - a for a, b in zip(times, times[1:])][1:]  # the first interval warms up
+    return INTERVAL * len(x) / statistics.median(intervals), _peak(p.device)
 
 
 def step_flops(p) -> float:
