@@ -6,11 +6,12 @@
 #
 # Prepare here, once (needs pip's registry and the Debian package dataset-fashion-mnist):
 #   bench/gpu_check.sh --prepare        # .whl/ and .data/, both git-ignored through .git/info/exclude
-#   SECTIONS="$ALL_SECTIONS" bench/gpu_check.sh --smoke   # every section on this CPU at toy sizes: proves the script
-#                                       # runs before GPU time is spent on it (~3 min on 2 cores)
+#   SECTIONS="mlp epochs kd_compiled sync profile loop paper layout tui" bench/gpu_check.sh --smoke
+#                                       # every section on this CPU at toy sizes: proves the script
+#                                       # runs before GPU time is spent on it (~5 min on 2 cores)
 # Run there (the device tool's `run`, carry [".whl", ".data"], timeout_s 600, OUT set by the tool):
 #   bench/gpu_check.sh [OUT_DIR]        # table on stdout and in OUT_DIR/gpu_check.txt
-#   SECTIONS="sync loop" bench/gpu_check.sh [OUT_DIR]   # some sections only (keys: $ALL_SECTIONS below)
+#   SECTIONS="loop layout kd_compiled" bench/gpu_check.sh [OUT_DIR]   # some sections only (ALL_SECTIONS below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,9 +62,10 @@ if ! compgen -G "$ROOT/train-images-idx3-ubyte*" > /dev/null; then
   exit 2
 fi
 OUT=${1:-${OUT:-bench/out}}
-# the issue's checks; `loop` and `layout` are diagnoses to name in SECTIONS (all eight outlast 600 s)
+# the issue's checks; `loop`, `layout` and `kd_compiled` are diagnoses to name in SECTIONS (all nine
+# outlast 600 s)
 CHECKS="mlp epochs sync profile paper tui"
-ALL_SECTIONS="mlp epochs sync profile loop paper layout tui"
+ALL_SECTIONS="mlp epochs kd_compiled sync profile loop paper layout tui"
 SECTIONS=${SECTIONS:-$CHECKS}
 for key in $SECTIONS; do
   [[ " $ALL_SECTIONS " == *" $key "* ]] || { echo "error: SECTIONS: no section \"$key\" (sections: $ALL_SECTIONS)" >&2; exit 2; }
@@ -98,22 +100,28 @@ epoch_times() {  # the distillation epochs' times and any warning, from a run's 
   python3 -c "import sys, json
 events = [json.loads(line) for line in sys.stdin]
 times = [e['epoch_time'] for e in events if e['type'] == 'epoch' and e['phase'] == 'distillation']
-print(f'compile=$1: distillation epochs', ', '.join(f'{t:.2f}' for t in times) or 'none finished',
+print(f'$1: distillation epochs', ', '.join(f'{t:.2f}' for t in times) or 'none finished',
       's (the first includes warm-up)' if times else '')
 for e in events:
     if e['type'] == 'warning':
         print('  warning:', e['message'])"
 }
 
+epochs() {  # 3 distillation epochs of mlp_to_cnn: epochs METHOD COMPILE SECONDS
+  limited "$3" python3 -m fbt_engine run presets/mlp_to_cnn.toml "${FULL[@]}" "${EPOCH[@]}" --set "run.device=\"$DEVICE\"" \
+    --set train.epochs=3 --set teacher.recipe.epochs=1 --set "method.name=\"$1\"" --set "train.compile=\"$2\"" \
+    --json --quiet | epoch_times "$1, compile=$2"
+}
+
 fbt_epochs() {  # the first run also trains the 1-epoch teacher, which the compiled run reuses
-  local compile rc=0
-  local -A seconds=([off]=45 [on]=100)
-  for compile in off on; do
-    limited "${seconds[$compile]}" python3 -m fbt_engine run presets/mlp_to_cnn.toml "${FULL[@]}" "${EPOCH[@]}" --set "run.device=\"$DEVICE\"" \
-      --set train.epochs=3 --set teacher.recipe.epochs=1 --set train.compile=$compile --json --quiet \
-      | epoch_times $compile || rc=$?
-  done
+  local rc=0
+  epochs fbt off 45 || rc=$?
+  epochs fbt on 100 || rc=$?
   return $rc
+}
+
+compiled_kd() {  # kd as CUDA runs it by default, compiled: with fbt's compiled epochs, fbt/kd there
+  epochs kd on 100
 }
 
 paper_layouts() {  # NHWC (what train.channels_last = "auto" picks on CUDA) against NCHW, kd and fbt
@@ -142,6 +150,7 @@ tui_cost() {
   section mlp "mlp_to_cnn on the full Fashion-MNIST, batch 512" \
     limited 85 python3 bench/throughput.py --device "$DEVICE" --preset mlp_to_cnn "${SMALL[@]}" "${FULL[@]}"
   section epochs "a 60,000-image FBT distillation epoch of mlp_to_cnn (target < 1.5 s), eager and compiled" fbt_epochs
+  section kd_compiled "a 60,000-image KD epoch of mlp_to_cnn, compiled (fbt / kd as CUDA runs them by default)" compiled_kd
   section sync "host syncs inside a training step (CUDA's sync debug mode; target: none)" \
     limited 45 python3 bench/sync_check.py --device "$DEVICE"
   section profile "where one FBT step of ViT-S → ResNet18 at 224 px, batch 128, spends the GPU's time (torch.profiler)" \
