@@ -62,7 +62,7 @@ def test_a_file_with_many_problems_reports_every_one(tmp_path):
     assert "expected a number, got 'fast'" in found["optim.lr"]
     assert "≥ 0" in found["run.seed"] and "≤ 1" in found["optim.momentum"]
     assert '"auto", "bf16", "off"' in found["train.amp"]
-    assert "expected a string, got 1" in found["train.channels_last"]
+    assert 'expected one of "auto", "on", "off", got 1 (int)' in found["train.channels_last"]
     assert 'required by method "fbt"' in found["teacher.model"]
 
 

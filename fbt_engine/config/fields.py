@@ -90,6 +90,19 @@ def _check_value(tp: Any, value: Any) -> tuple[bool, Any]:
     return _check_scalar(tp, value)
 
 
+def _listed(choices: tuple[str, ...]) -> str:
+    return ", ".join(f'"{c}"' for c in choices) if len(choices) <= 12 else f"{len(choices)} names"
+
+
+def _expected(f: dataclasses.Field, tp: Any) -> str:
+    """What a setting takes, in words: its choices when they are a short fixed list (so that
+    `channels_last = true` learns it wants "on"), else its type."""
+    choices = f.metadata.get("choices")
+    if choices is not None and not callable(choices) and len(choices) <= 12:
+        return f"one of {_listed(choices)}"
+    return _type_word(tp)
+
+
 def _constraint_problem(f: dataclasses.Field, value: Any) -> str | None:
     meta = f.metadata
     choices = meta.get("choices")
@@ -97,8 +110,7 @@ def _constraint_problem(f: dataclasses.Field, value: Any) -> str | None:
         choices = tuple(choices())
     if choices is not None and isinstance(value, str) and value not in choices:
         if not (value == "" and not meta.get("required")):
-            listed = ", ".join(f'"{c}"' for c in choices) if len(choices) <= 12 else f"{len(choices)} names"
-            return f'expected one of {listed}, got "{value}"{did_you_mean(value, choices)}'
+            return f'expected one of {_listed(choices)}, got "{value}"{did_you_mean(value, choices)}'
     lo, hi = meta.get("min"), meta.get("max")
     numbers = value if isinstance(value, list) else [value]
     for v in numbers:
@@ -144,7 +156,7 @@ def build(cls: type, table: Mapping[str, Any], prefix: str, origin: Origin, prob
             continue
         ok, converted = _check_value(tp, value)
         if not ok:
-            problems.append(Problem(origin(dotted), dotted, f"expected {_type_word(tp)}, got {_describe(value)}"))
+            problems.append(Problem(origin(dotted), dotted, f"expected {_expected(f, tp)}, got {_describe(value)}"))
             continue
         message = _constraint_problem(f, converted)
         if message:
