@@ -255,16 +255,57 @@ def test_a_cuda_device_beyond_the_count_is_a_clear_error(monkeypatch):
 
 @pytest.mark.parametrize("setting, nhwc", [("auto", False), ("on", True), ("off", False)])
 def test_channels_last_puts_every_convolution_and_the_input_in_nhwc(setting, nhwc):
-    """"auto" is NHWC on CUDA only (checked on the CPU here, where "auto" means off)."""
+    """Student, teacher (which the method holds outside its module tree) and the method's own
+    modules; "auto" is NHWC on CUDA only, so off on this CPU."""
     import torch
 
     from fbt_engine.train.engine import prepare
     from fbt_engine.train.loop import fit_channels
 
-    resolved = resolve(str(PRESETS / "mlp_to_cnn.toml"), ["data.subset=256", f'train.channels_last="{setting}"'])
+    resolved = resolve(str(PRESETS / "cnn_to_cnn.toml"), ["data.subset=256", f'train.channels_last="{setting}"'])
     p = prepare(resolved, torch.device("cpu"))
     fmt = torch.channels_last if nhwc else torch.contiguous_format
-    convs = [w for w in p.method.parameters() if w.dim() == 4]
-    assert convs and all(w.is_contiguous(memory_format=fmt) for w in convs)
+    assert p.memory_format == fmt
+    for part in (p.student.model, p.teacher.model, p.method):
+        convs = [w for w in part.parameters() if w.dim() == 4]
+        assert convs and all(w.is_contiguous(memory_format=fmt) for w in convs), type(part).__name__
     x, _ = next(iter(p.data.train.epoch(0)))  # grayscale: NCHW keeps the 3-channel expansion a view
     assert fit_channels(x, p.student.in_chans, fmt).is_contiguous(memory_format=torch.channels_last) == nhwc
+
+
+@pytest.mark.parametrize("setting, weights, chosen", [
+    ("auto", 4, "channels_last"), ("off", 4, "contiguous_format"), ("auto", 5, "contiguous_format"),
+])
+def test_channels_last_on_cuda(setting, weights, chosen):
+    """What a CUDA run gets (no GPU needed to choose): NHWC for "auto", NCHW for models with 5-D
+    weights, which NHWC cannot hold."""
+    import torch
+    from torch import nn
+
+    from fbt_engine.train.engine import memory_format
+
+    model = nn.Conv2d(3, 8, 3) if weights == 4 else nn.Conv3d(3, 8, 3)
+    assert memory_format(setting, torch.device("cuda", 0), {"student": model}) == getattr(torch, chosen)
+
+
+def test_channels_last_on_refuses_5d_weights_by_name():
+    import torch
+    from torch import nn
+
+    from fbt_engine.train.engine import EngineError, memory_format
+
+    with pytest.raises(EngineError, match='channels_last = "on": the teacher has 5-D weights'):
+        memory_format("on", torch.device("cuda", 0), {"student": nn.Conv2d(3, 8, 3), "teacher": nn.Conv3d(3, 8, 3)})
+
+
+@pytest.mark.parametrize("old, new", [(False, "off"), (True, "on")])
+def test_a_saved_config_with_the_old_boolean_channels_last_still_resumes(tmp_path, old, new):
+    """train.channels_last was a boolean until 2026-11; runs saved then hold it in config.toml,
+    which resuming reads back."""
+    from fbt_engine.train.engine import to_config_table
+
+    table = to_config_table(resolve(MLP_TO_CNN).config)
+    table["train"]["channels_last"] = old
+    (tmp_path / "config.toml").write_text(tomli_w.dumps(table))
+    resolved = collect(tmp_path / "config.toml")
+    assert resolved.problems == [] and resolved.config.train.channels_last == new

@@ -27,9 +27,12 @@ def setting(
     min: float | None = None,
     max: float | None = None,
     required: bool = False,
+    from_bool: tuple[str, str] | None = None,
 ) -> Any:
-    """A dataclass field with validation metadata. `required` means an empty value is an error."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "required": required}
+    """A dataclass field with validation metadata. `required` means an empty value is an error.
+    `from_bool`: the (false, true) choices a boolean stands for, for a setting that was a boolean
+    once and whose old value still sits in saved runs' configs."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "required": required, "from_bool": from_bool}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -96,7 +99,7 @@ def _listed(choices: tuple[str, ...]) -> str:
 
 def _expected(f: dataclasses.Field, tp: Any) -> str:
     """What a setting takes, in words: its choices when they are a short fixed list (so that
-    `channels_last = true` learns it wants "on"), else its type."""
+    `amp = true` learns it wants "bf16"), else its type."""
     choices = f.metadata.get("choices")
     if choices is not None and not callable(choices) and len(choices) <= 12:
         return f"one of {_listed(choices)}"
@@ -154,6 +157,8 @@ def build(cls: type, table: Mapping[str, Any], prefix: str, origin: Origin, prob
                 continue
             values[key] = build(tp, value, f"{dotted}.", origin, problems)
             continue
+        if isinstance(value, bool) and f.metadata.get("from_bool"):
+            value = f.metadata["from_bool"][value]
         ok, converted = _check_value(tp, value)
         if not ok:
             problems.append(Problem(origin(dotted), dotted, f"expected {_expected(f, tp)}, got {_describe(value)}"))

@@ -109,7 +109,8 @@ class TrainSection:
                        choices=("auto", "bf16", "off"))
     eval_every: int = setting(1, "evaluate every N epochs (and always after the last)", min=1)
     channels_last: str = setting("auto", "channels-last (NHWC) memory format for the models and their input: "
-                                 "auto (on CUDA), on, off", choices=("auto", "on", "off"))
+                                 "auto (on CUDA), on, off", choices=("auto", "on", "off"),
+                                 from_bool=("off", "on"))  # a boolean until 2026-11: runs saved then resume
     compile: str = setting("auto", "torch.compile the training step: auto (on CUDA), on, off; if compiling "
                            "fails, training goes on eagerly with a warning", choices=("auto", "on", "off"))
     ema: float = setting(0.0, "decay of an exponential moving average of the student; 0 = off", min=0, max=1)

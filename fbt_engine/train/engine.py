@@ -78,6 +78,7 @@ class Prepared:
     teacher_source: teacher_mod.TeacherSource | None
     method: Distiller
     dist: DistInfo = DistInfo()
+    memory_format: torch.memory_format = torch.contiguous_format  # the models' and their input's
     ema: Any = None  # set by the distillation phase when train.ema is on
     teacher_acc: dict[str, float] | None = None  # the frozen teacher's validation top-1/top-5
 
@@ -98,13 +99,13 @@ def select_device(requested: str, info: DistInfo = DistInfo()) -> torch.device:
     return torch.device(requested)
 
 
-def describe_device(device: torch.device, amp: str) -> dict[str, Any]:
+def describe_device(device: torch.device, amp: str, fmt: torch.memory_format) -> dict[str, Any]:
     bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    common = {"amp": "bf16" if bf16 else "off", "layout": "NHWC" if fmt is torch.channels_last else "NCHW"}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        return {"type": "cuda", "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1),
-                "amp": "bf16" if bf16 else "off"}
-    return {"type": "cpu", "name": f"CPU ({torch.get_num_threads()} threads)", "amp": "bf16" if bf16 else "off"}
+        return {"type": "cuda", "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1), **common}
+    return {"type": "cpu", "name": f"CPU ({torch.get_num_threads()} threads)", **common}
 
 
 def versions() -> dict[str, str]:
@@ -170,9 +171,12 @@ def prepare(resolved: Resolved, device: torch.device, info: DistInfo = DistInfo(
     student = _build_model("student", cfg.student.model, cfg.student.kwargs, data)
     teacher = _build_model("teacher", cfg.teacher.model, cfg.teacher.kwargs, data) if cfg.method.needs_teacher \
         else None
-    for view in (student, teacher):
-        if view is not None:
-            view.model.to(device)  # in place: the adapter's references to its modules stay valid
+    views = {role: view for role, view in (("student", student), ("teacher", teacher)) if view is not None}
+    fmt = memory_format(cfg.train.channels_last, device, {role: view.model for role, view in views.items()})
+    for view in views.values():
+        # in place: the adapter's references to its modules stay valid; the teacher is no module of
+        # the method, so this is where its layout is set
+        view.model.to(device, memory_format=fmt)
     if teacher is not None and teacher.in_chans != student.in_chans:
         raise EngineError(f"teacher.kwargs: the teacher takes {teacher.in_chans} input channels and the student "
                           f"{student.in_chans}; give both the same in_chans", EXIT_USAGE)
@@ -188,11 +192,10 @@ def prepare(resolved: Resolved, device: torch.device, info: DistInfo = DistInfo(
             except teacher_mod.TeacherError as exc:
                 raise EngineError(str(exc), EXIT_ENV) from None
     try:
-        method = build_method(student, teacher, cfg.method, cfg.train.label_smoothing).to(
-            device, memory_format=memory_format(cfg, device))
+        method = build_method(student, teacher, cfg.method, cfg.train.label_smoothing).to(device, memory_format=fmt)
     except (UnsupportedModel, ValueError) as exc:
         raise EngineError(f"method: {exc}", EXIT_USAGE) from None
-    prepared = Prepared(resolved, device, data, student, teacher, source, method, info)
+    prepared = Prepared(resolved, device, data, student, teacher, source, method, info, fmt)
     if source is not None and source.kind in ("checkpoint", "pretrained"):
         acc, chance = teacher_accuracy(prepared), 100.0 / data.num_classes
         if acc["top1"] < NEAR_CHANCE * chance:
@@ -228,7 +231,7 @@ def teacher_accuracy(p: Prepared) -> dict[str, float]:
     """The frozen teacher's validation accuracy, measured once per run."""
     if p.teacher_acc is None:
         cfg = p.resolved.config
-        inputs = partial(fit_channels, channels=p.student.in_chans, memory_format=memory_format(cfg, p.device))
+        inputs = partial(fit_channels, channels=p.student.in_chans, memory_format=p.memory_format)
         p.teacher.model.eval()
         p.teacher_acc = evaluate(lambda x: {"teacher": p.teacher.model(x)}, p.data, inputs,
                                  autocast_for(p.device, cfg.train.amp))["teacher"]
@@ -263,7 +266,7 @@ def _phase(name: str, method: Distiller, p: Prepared, epochs: int, optim: OptimS
         train_module = DistributedDataParallel(method, device_ids=[p.device.index] if p.device.type == "cuda" else None)
     return Phase(name, method, optimizer, build_scheduler(optimizer, sched), p.data, epochs, p.student.in_chans,
                  grad_clip, cfg.train.log_every, cfg.train.eval_every, autocast_for(p.device, cfg.train.amp),
-                 run_dir / "checkpoints", prefix, evaluated_as, memory_format=memory_format(cfg, p.device),
+                 run_dir / "checkpoints", prefix, evaluated_as, memory_format=p.memory_format,
                  compile=on_cuda_when_auto(cfg.train.compile, p.device), train_module=train_module, world=p.dist.world, is_main=p.dist.is_main)
 
 
@@ -274,8 +277,16 @@ def on_cuda_when_auto(setting: str, device: torch.device) -> bool:
     return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
-def memory_format(cfg: Config, device: torch.device) -> torch.memory_format:
-    return torch.channels_last if on_cuda_when_auto(cfg.train.channels_last, device) else torch.contiguous_format
+def memory_format(setting: str, device: torch.device, models: dict[str, torch.nn.Module]) -> torch.memory_format:
+    """train.channels_last. NHWC holds 4-D tensors only: "auto" keeps NCHW for models with 5-D
+    weights (3-D convolutions), "on" refuses them."""
+    if not on_cuda_when_auto(setting, device):
+        return torch.contiguous_format
+    volumetric = [role for role, model in models.items() if any(w.dim() == 5 for w in model.parameters())]
+    if volumetric and setting == "on":
+        raise EngineError(f'train.channels_last = "on": the {volumetric[0]} has 5-D weights, which the NHWC '
+                          'layout cannot hold; use "auto" or "off"', EXIT_USAGE)
+    return torch.contiguous_format if volumetric else torch.channels_last
 
 
 def teacher_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: bool) -> None:
@@ -444,7 +455,7 @@ def execute(p: Prepared, run_id: str, segment: int, resuming: bool, reporter: Re
                           changed=p.resolved.changed)
             reporter.log(f"resuming {run_id} as segment {segment} from {phase_name} step {from_step}")
         else:
-            device = describe_device(p.device, cfg.train.amp)
+            device = describe_device(p.device, cfg.train.amp, p.memory_format)
             reporter.emit("run_started", run_id=run_id, segment=segment, config=to_config_table(cfg), device=device,
                           params=param_counts(p), data=p.data.describe(), uses_teacher=p.teacher is not None,
                           steps_per_epoch=len(p.data.train), loss_terms=p.method.loss_terms(), versions=versions(),
