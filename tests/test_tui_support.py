@@ -27,13 +27,22 @@ def run_app(scenario: Callable[[Any, Any], Awaitable[None]], size: tuple[int, in
             start_mode: str = "presets") -> None:
     """Run `scenario(app, pilot)` in a fresh app; afterwards nothing it started is left running."""
     from fbt_tui.app import FbtApp
+    from fbt_tui.screens.dialogs import ErrorDialog
 
     async def main() -> None:
         app = FbtApp(start_mode=start_mode)
         try:
             async with app.run_test(size=size) as pilot:
                 await pilot.pause(0.2)
-                await scenario(app, pilot)
+                try:
+                    await scenario(app, pilot)
+                except Exception as exc:
+                    # a failure with an error dialog open may be that dialog's doing: say what it said
+                    dialogs = [s for s in app.screen_stack if isinstance(s, ErrorDialog)]
+                    if dialogs:
+                        raise AssertionError(f"{type(exc).__name__}: {exc}\nwith an error dialog open: "
+                                             f"{dialogs[-1].title_text}: {dialogs[-1].message}") from exc
+                    raise
         finally:
             for handle in list(app.manager.handles.values()):
                 if handle.proc is not None and handle.proc.poll() is None:
