@@ -54,7 +54,6 @@ def top(prof, sort: str) -> str:
 
 
 def profile_step(args: argparse.Namespace) -> str:
-    import torch
     from torch.profiler import profile, record_function
 
     from throughput import distillation_phase

@@ -47,7 +47,7 @@ def check(device: str) -> int:
     import torch
 
     from fbt_engine.train.engine import RunOptions, run
-    from fbt_engine.train.loop import READ_BACK_AT
+    from fbt_engine.train.loop import read_site
 
     inside, expected = Counter(), Counter()
 
@@ -57,12 +57,10 @@ def check(device: str) -> int:
         if "synchroniz" not in str(message):
             shown(message, category, filename, lineno, file, line)
             return
-        stack = traceback.extract_stack()[:-1]
-        names = {f.name for f in stack}
-        if "run_phase" not in names:
-            return
-        ours = [f"{f.name} ({Path(f.filename).name}:{f.lineno})" for f in stack if "fbt_engine" in f.filename]
-        (expected if names & READ_BACK_AT else inside)[" ← ".join(reversed(ours[-3:]))] += 1
+        site = read_site(traceback.extract_stack()[:-1])
+        if site is not None:
+            where, at_read_back = site
+            (expected if at_read_back else inside)[where] += 1
 
     warnings.showwarning = traced
     warnings.simplefilter("always")

@@ -22,7 +22,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from conftest import PRESETS, TINY
 from fbt_engine.store.runs import RunStore
 from fbt_engine.train.engine import RunOptions, run
-from fbt_engine.train.loop import READ_BACK_AT
+from fbt_engine.train.loop import READ_BACK_AT, read_site
 
 # aten ops whose result (or its size) depends on a tensor's values, so the host must wait for the
 # device; some of them (bincount, histc) read only on CUDA
@@ -53,13 +53,11 @@ class SyncProbe(TorchDispatchMode):
 
     def record(self, what: str) -> None:
         stack = traceback.extract_stack()
-        names = {frame.name for frame in stack}
         if what in HOST_DATA_OPS and any(HOST_DATA_ALLOWED_IN in frame.filename for frame in stack):
             return
-        if "run_phase" in names and not names & READ_BACK_ALLOWED:
-            ours = [f"{f.name} ({f.filename.rsplit('/', 1)[-1]}:{f.lineno})" for f in stack
-                    if "/fbt_engine/" in f.filename]
-            self.reads.append((what, " ← ".join(reversed(ours[-3:]))))
+        site = read_site(stack, READ_BACK_ALLOWED)
+        if site is not None and not site[1]:
+            self.reads.append((what, site[0]))
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__

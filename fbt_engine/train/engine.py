@@ -171,12 +171,12 @@ def prepare(resolved: Resolved, device: torch.device, info: DistInfo = DistInfo(
     student = _build_model("student", cfg.student.model, cfg.student.kwargs, data)
     teacher = _build_model("teacher", cfg.teacher.model, cfg.teacher.kwargs, data) if cfg.method.needs_teacher \
         else None
-    views = {role: view for role, view in (("student", student), ("teacher", teacher)) if view is not None}
-    fmt = memory_format(cfg.train.channels_last, device, {role: view.model for role, view in views.items()})
-    for view in views.values():
+    models = {"student": student.model} | ({"teacher": teacher.model} if teacher is not None else {})
+    fmt = memory_format(cfg.train.channels_last, device, models)
+    for model in models.values():
         # in place: the adapter's references to its modules stay valid; the teacher is no module of
         # the method, so this is where its layout is set
-        view.model.to(device, memory_format=fmt)
+        model.to(device, memory_format=fmt)
     if teacher is not None and teacher.in_chans != student.in_chans:
         raise EngineError(f"teacher.kwargs: the teacher takes {teacher.in_chans} input channels and the student "
                           f"{student.in_chans}; give both the same in_chans", EXIT_USAGE)

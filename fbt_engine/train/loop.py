@@ -12,7 +12,8 @@ import contextlib
 import math
 import signal
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,16 @@ from fbt_engine.train.report import Reporter
 # processes agree on a stop request); nothing else inside a training step may (tests/test_host_syncs.py,
 # bench/sync_check.py on CUDA)
 READ_BACK_AT = frozenset({"_log_interval", "any_rank", "_end_epoch"})
+
+
+def read_site(stack: traceback.StackSummary, allowed: Iterable[str] = READ_BACK_AT) -> tuple[str, bool] | None:
+    """Where a host read with this Python stack happened, for the checks above: None outside a
+    training loop, else (its innermost three fbt_engine frames, whether it is at an allowed point)."""
+    names = {frame.name for frame in stack}
+    if "run_phase" not in names:
+        return None
+    ours = [f"{f.name} ({Path(f.filename).name}:{f.lineno})" for f in stack if "/fbt_engine/" in f.filename]
+    return " ← ".join(reversed(ours[-3:])), bool(names & set(allowed))
 
 
 class NonFiniteLoss(RuntimeError):
