@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# The GPU check of the speed issue, for one H100/H200, in about 6 minutes (each section has a time
-# limit, 525 s in all; 337 s on an H100 with a shorter TUI section), with nothing but this repository,
+# The GPU check of the speed issue, for one H100/H200, in about 7 minutes (each section has a time
+# limit, 755 s in all; the checks' sections took about 400 s between them on an H100, measured in
+# separate calls), with nothing but this repository,
 # the full Fashion-MNIST IDX files and the wheels the GPU image lacks or may hold too old (tomli-w and platformdirs for the engine; textual
 # and its kin for the TUI-cost section, skipped without them).
 #
 # Prepare here, once (needs pip's registry and the Debian package dataset-fashion-mnist):
 #   bench/gpu_check.sh --prepare        # .whl/ and .data/, both git-ignored through .git/info/exclude
-#   SECTIONS="mlp epochs kd_compiled sync profile loop paper layout tui" bench/gpu_check.sh --smoke
+#   SECTIONS="mlp epochs graphs plain mlp_graphs sync profile loop loop_graphs paper paper_graphs paper_compiled layout fp32 tui" \
+#     bench/gpu_check.sh --smoke
 #                                       # every section on this CPU at toy sizes: proves the script
 #                                       # runs before GPU time is spent on it (~5 min on 2 cores)
 # Run there (the device tool's `run`, carry [".whl", ".data"], timeout_s 600, OUT set by the tool):
 #   bench/gpu_check.sh [OUT_DIR]        # table on stdout and in OUT_DIR/gpu_check.txt
-#   SECTIONS="loop layout kd_compiled" bench/gpu_check.sh [OUT_DIR]   # some sections only (ALL_SECTIONS below)
+#   SECTIONS="graphs mlp_graphs" bench/gpu_check.sh [OUT_DIR]   # some sections only (ALL_SECTIONS below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,10 +64,9 @@ if ! compgen -G "$ROOT/train-images-idx3-ubyte*" > /dev/null; then
   exit 2
 fi
 OUT=${1:-${OUT:-bench/out}}
-# the issue's checks; `loop`, `layout` and `kd_compiled` are diagnoses to name in SECTIONS (all nine
-# outlast 600 s)
-CHECKS="mlp epochs sync profile paper tui"
-ALL_SECTIONS="mlp epochs kd_compiled sync profile loop paper layout tui"
+# the issue's checks; the others are diagnoses to name in SECTIONS (all of them outlast 600 s)
+CHECKS="graphs mlp_graphs sync paper_graphs tui"
+ALL_SECTIONS="mlp epochs graphs plain mlp_graphs sync profile loop loop_graphs paper paper_graphs paper_compiled layout fp32 tui"
 SECTIONS=${SECTIONS:-$CHECKS}
 for key in $SECTIONS; do
   [[ " $ALL_SECTIONS " == *" $key "* ]] || { echo "error: SECTIONS: no section \"$key\" (sections: $ALL_SECTIONS)" >&2; exit 2; }
@@ -96,32 +97,61 @@ section() {
   echo "($((SECONDS - start)) s)"
 }
 
-epoch_times() {  # the distillation epochs' times and any warning, from a run's --json events
+epoch_times() {  # the distillation epochs' times, the student's accuracy and any warning, from a run's --json events
   python3 -c "import sys, json
 events = [json.loads(line) for line in sys.stdin]
-times = [e['epoch_time'] for e in events if e['type'] == 'epoch' and e['phase'] == 'distillation']
+epochs = [e for e in events if e['type'] == 'epoch' and e['phase'] == 'distillation']
+times = [e['epoch_time'] for e in epochs]
+top1 = [e['student']['top1'] for e in epochs if 'student' in e]  # a mode that computes wrongly shows here
 print(f'$1: distillation epochs', ', '.join(f'{t:.2f}' for t in times) or 'none finished',
-      's (the first includes warm-up)' if times else '')
+      's (the first includes warm-up)' if times else '',
+      '; student top-1 ' + ', '.join(f'{a:.1f}' for a in top1) + ' %' if top1 else '')
 for e in events:
     if e['type'] == 'warning':
         print('  warning:', e['message'])"
 }
 
-epochs() {  # 3 distillation epochs of mlp_to_cnn: epochs METHOD COMPILE SECONDS
-  limited "$3" python3 -m fbt_engine run presets/mlp_to_cnn.toml "${FULL[@]}" "${EPOCH[@]}" --set "run.device=\"$DEVICE\"" \
-    --set train.epochs=3 --set teacher.recipe.epochs=1 --set "method.name=\"$1\"" --set "train.compile=\"$2\"" \
-    --json --quiet | epoch_times "$1, compile=$2"
+epochs() {  # 3 distillation epochs of mlp_to_cnn: epochs SECONDS METHOD [KEY=VALUE ...] (preset overrides)
+  local seconds=$1 method=$2; shift 2
+  local sets=() kv
+  for kv in "$@"; do sets+=(--set "$kv"); done
+  limited "$seconds" python3 -m fbt_engine run presets/mlp_to_cnn.toml "${FULL[@]}" "${EPOCH[@]}" --set "run.device=\"$DEVICE\"" \
+    --set train.epochs=3 --set teacher.recipe.epochs=1 --set "method.name=\"$method\"" "${sets[@]}" \
+    --json --quiet | epoch_times "$method${*:+, $*}"
 }
 
-fbt_epochs() {  # the first run also trains the 1-epoch teacher, which the compiled run reuses
+GRAPHS=(train.compile=on 'train.compile_mode="reduce-overhead"')  # what train.compile*="auto" picks on one GPU
+PLAIN=(train.compile=on 'train.compile_mode="default"')
+
+fbt_epochs() {  # the first run also trains the 1-epoch teacher, which the others reuse
   local rc=0
-  epochs fbt off 45 || rc=$?
-  epochs fbt on 100 || rc=$?
+  epochs 45 fbt train.compile=off || rc=$?
+  epochs 100 fbt "${PLAIN[@]}" || rc=$?
+  epochs 75 fbt "${GRAPHS[@]}" || rc=$?
   return $rc
 }
 
-compiled_kd() {  # kd as CUDA runs it by default, compiled: with fbt's compiled epochs, fbt/kd there
-  epochs kd on 100
+graph_epochs() {  # fbt and kd as CUDA runs them by default (CUDA graphs), and fbt fed by the classic pipeline
+  local rc=0
+  epochs 120 fbt "${GRAPHS[@]}" || rc=$?  # trains the 1-epoch teacher first
+  epochs 75 kd "${GRAPHS[@]}" || rc=$?
+  epochs 75 fbt "${GRAPHS[@]}" 'data.pipeline="classic"' "data.workers=$(($(nproc) - 1))" || rc=$?
+  return $rc
+}
+
+plain_epochs() {  # the same in torch.compile's default mode (no CUDA graphs)
+  local rc=0
+  epochs 120 fbt "${PLAIN[@]}" || rc=$?
+  epochs 75 kd "${PLAIN[@]}" || rc=$?
+  return $rc
+}
+
+fp32_epochs() {  # eager without autocast's casts, against eager bf16, fbt and kd
+  local rc=0 method amp
+  for method in fbt kd; do
+    for amp in bf16 off; do epochs 45 "$method" train.compile=off "train.amp=\"$amp\"" || rc=$?; done
+  done
+  return $rc
 }
 
 paper_layouts() {  # NHWC (what train.channels_last = "auto" picks on CUDA) against NCHW, kd and fbt
@@ -149,8 +179,12 @@ tui_cost() {
   # the quick sections first: a section cut off by its limit prints nothing
   section mlp "mlp_to_cnn on the full Fashion-MNIST, batch 512" \
     limited 85 python3 bench/throughput.py --device "$DEVICE" --preset mlp_to_cnn "${SMALL[@]}" "${FULL[@]}"
-  section epochs "a 60,000-image FBT distillation epoch of mlp_to_cnn (target < 1.5 s), eager and compiled" fbt_epochs
-  section kd_compiled "a 60,000-image KD epoch of mlp_to_cnn, compiled (fbt / kd as CUDA runs them by default)" compiled_kd
+  section epochs "a 60,000-image FBT distillation epoch of mlp_to_cnn (target < 1.5 s): eager, compiled, with CUDA graphs" fbt_epochs
+  section graphs "60,000-image epochs of mlp_to_cnn with CUDA graphs (CUDA's default; target < 1.5 s): fbt, kd, fbt on the classic pipeline" graph_epochs
+  section plain "60,000-image epochs of mlp_to_cnn compiled in the default mode (no CUDA graphs): fbt, kd" plain_epochs
+  section mlp_graphs "mlp_to_cnn, batch 512, with CUDA graphs: fbt's loop against the bare loop, compiled alike" \
+    limited 150 python3 bench/throughput.py --device "$DEVICE" --preset mlp_to_cnn --methods kd,fbt --no-classic \
+    "${SMALL[@]}" "${FULL[@]}" "${GRAPHS[@]/#/--set=}"
   section sync "host syncs inside a training step (CUDA's sync debug mode; target: none)" \
     limited 45 python3 bench/sync_check.py --device "$DEVICE"
   section profile "where one FBT step of ViT-S → ResNet18 at 224 px, batch 128, spends the GPU's time (torch.profiler)" \
@@ -158,10 +192,20 @@ tui_cost() {
     "${PROFILE[@]}" "${FULL[@]}"
   section loop "fbt's loop on mlp_to_cnn, batch 512: host-bound or device-bound? (torch.profiler)" \
     limited 40 python3 bench/profile_step.py --loop --device "$DEVICE" --preset mlp_to_cnn "${LOOP[@]}" "${FULL[@]}"
+  section loop_graphs "fbt's loop on mlp_to_cnn, batch 512, with CUDA graphs: host-bound or device-bound? (torch.profiler)" \
+    limited 90 python3 bench/profile_step.py --loop --device "$DEVICE" --preset mlp_to_cnn "${LOOP[@]}" "${FULL[@]}" \
+    "${GRAPHS[@]/#/--set=}"
   section paper "ViT-S → ResNet18 at 224 px, batch 128 (paper pair; Fashion-MNIST random-resized-cropped to 224)" \
     limited 90 python3 bench/throughput.py --device "$DEVICE" --preset paper/cifar100_vit_s_to_resnet18 \
     "${PAPER[@]}" "${FULL[@]}"
+  section paper_graphs "ViT-S → ResNet18 at 224 px, batch 128, with CUDA graphs (CUDA's default): fbt / kd, loop / bare" \
+    limited 170 python3 bench/throughput.py --device "$DEVICE" --preset paper/cifar100_vit_s_to_resnet18 \
+    --methods kd,fbt --no-classic "${PAPER[@]}" "${FULL[@]}" "${GRAPHS[@]/#/--set=}"
+  section paper_compiled "ViT-S → ResNet18 at 224 px, batch 128, compiled in the default mode: fbt / kd, loop / bare" \
+    limited 170 python3 bench/throughput.py --device "$DEVICE" --preset paper/cifar100_vit_s_to_resnet18 \
+    --methods kd,fbt --no-classic "${PAPER[@]}" "${FULL[@]}" "${PLAIN[@]/#/--set=}"
   section layout "ViT-S → ResNet18: channels-last (NHWC) against NCHW, kd and fbt" paper_layouts
+  section fp32 "mlp_to_cnn epochs, eager: bf16 autocast against fp32 (no casts)" fp32_epochs
   section tui "what the attached TUI costs a run (target < 2 %)" tui_cost
   echo
   echo "$failed of $ran sections failed; $SECONDS s in all"

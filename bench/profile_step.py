@@ -3,8 +3,9 @@
 
   (default) one step cut into labelled parts (teacher forward, student forward, fusion, losses,
             backward, optimiser) and the top operators, on a fixed batch
-  --loop    fbt's own training loop, eager (run_phase: device data and augmentation, the step, the loss
-            bookkeeping) over `--steps` steps of an epoch: the wall time per step against the time the
+  --loop    fbt's own training loop, eager unless a --set compiles it (run_phase: device data and
+            augmentation, the step, the loss bookkeeping) over `--steps` steps of an epoch: the
+            wall time per step against the time the
             device was busy, which says whether the step is bound by the host (Python queuing
             kernels) or by the device, and the top operators by host time and by device time
 
@@ -144,7 +145,8 @@ def profile_loop(args: argparse.Namespace, home: Path) -> str:
             if args.device == "cuda" else None)
     bound = ("" if busy is None else f"; device busy {1e3 * busy:.2f} ms a step ({100 * busy / wall:.0f} % of the wall "
              f"time: {'bound by the host' if busy < 0.8 * wall else 'bound by the device'})")
-    head = (f"# {args.preset}, fbt's loop (eager, under the profiler, which slows the host), method "
+    how = f"compiled, mode {phase.compile_mode}" if phase.compile_mode else "eager"
+    head = (f"# {args.preset}, fbt's loop ({how}, under the profiler, which slows the host), method "
             f"{cfg.method.name}, batch {cfg.data.batch_size}, {args.device}, {args.steps} steps after "
             f"{LOOP_SKIPPED + LOOP_WARMUP}: wall {1e3 * wall:.2f} ms a step{bound}")
     tables = [f"## by host time\n{top(prof, 'self_cpu_time_total')}"]

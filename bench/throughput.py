@@ -4,7 +4,8 @@ interleaved A/B/C per repeat so that drift hits every variant alike:
 
   engine   fbt's real loop (run_phase: data on the device, batched augmentation, logging, events)
   classic  the same loop fed by the classic pipeline (per-image torchvision/PIL in DataLoader workers)
-  bare     the same method, optimiser and schedule on pre-made device tensors: no data, no logging
+  bare     the same method's loss (compiled when fbt's loop is), optimiser and schedule on one
+           pre-made device batch: no data, no logging, no bookkeeping for the log
 
 for the methods scratch, kd, ofa_logit and fbt, all eager (`train.compile="off"` unless a --set
 says otherwise). Prints images/s, peak GPU memory and the ratios the targets are about (fbt/kd
@@ -87,16 +88,28 @@ def engine_rate(p, home: Path) -> tuple[float, float]:
     phase, reporter = engine_phase(p, home)
     _reset_peak(p.device)
     run_engine(phase, reporter)
-    rates = [e["img_s"] for e in reporter.store.events(reporter.run_id) if e["type"] == "step"][1:]
+    events = reporter.store.events(reporter.run_id)
+    for e in events:
+        if e["type"] == "warning":  # e.g. a compile that failed: that loop's rates are eager ones
+            print(f"warning ({p.resolved.config.method.name}): {e['message']}", file=sys.stderr)
+    rates = [e["img_s"] for e in events if e["type"] == "step"][1:]
     return statistics.median(rates), _peak(p.device)
 
 
 def bare_rate(p, steps: int, home: Path) -> tuple[float, float]:
     import torch
 
+    from fbt_engine.config.schema import CUDA_GRAPH_MODES
     from fbt_engine.train.loop import fit_channels
 
     phase = distillation_phase(p, home)  # saves nothing there
+
+    def total_loss(x, y):  # the method's loss, none of the log's bookkeeping
+        return sum(p.method(x, y).losses.values())
+
+    # compiled as fbt's loop is, when a --set asks for it
+    mode = phase.compile_mode
+    forward = total_loss if mode is None else torch.compile(total_loss, mode=mode)
     x, y = next(iter(p.data.train.epoch(0)))
     x = fit_channels(x, p.student.in_chans, phase.memory_format).clone()
     if y.is_floating_point():
@@ -110,9 +123,10 @@ def bare_rate(p, steps: int, home: Path) -> tuple[float, float]:
         if i % INTERVAL == 0:
             _sync(p.device)
             times.append(time.perf_counter())
+        if mode in CUDA_GRAPH_MODES:
+            torch.compiler.cudagraph_mark_step_begin()
         with phase.autocast():
-            out = p.method(x, y)
-        loss = sum(out.losses.values())
+            loss = forward(x, y)
         phase.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if phase.grad_clip:

@@ -1,12 +1,15 @@
-"""train.compile: a compiler that fails (no toolchain, unsupported backend) never fails the run."""
+"""train.compile and train.compile_mode: what is compiled, in which mode, declared how; a compiler
+that fails (no toolchain, unsupported backend) never fails the run."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from conftest import PRESETS, TINY
 from fbt_engine.store.runs import RunStore
-from fbt_engine.train.engine import RunOptions, run
+from fbt_engine.config.schema import TrainSection
+from fbt_engine.train.engine import RunOptions, compile_mode, run
 
 
 def test_a_failing_compiler_falls_back_to_eager_with_one_warning(with_cached_teacher, monkeypatch):
@@ -28,3 +31,41 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning(with_cached_tea
     assert "no C++ compiler found" in warnings[0]["message"]
     assert calls == [1]  # tried once, then eager for good
     assert events[-1]["type"] == "run_finished"
+
+
+@pytest.mark.parametrize("compile_, mode, device, world, chosen", [
+    ("auto", "auto", "cpu", 1, None), ("auto", "auto", "cuda:0", 1, "reduce-overhead"),
+    ("auto", "auto", "cuda:0", 2, "default"), ("auto", "reduce-overhead", "cuda:0", 2, "reduce-overhead"),
+    ("auto", "default", "cuda:0", 1, "default"), ("on", "auto", "cpu", 1, "default"),
+    ("on", "reduce-overhead", "cpu", 1, "reduce-overhead"),
+    ("off", "reduce-overhead", "cuda:0", 1, None),
+])
+def test_the_compile_mode_applies_only_when_compiling(compile_, mode, device, world, chosen):
+    """"auto" is CUDA graphs on one CUDA process, the default mode under DDP or on a CPU; a mode
+    named is kept."""
+    assert compile_mode(TrainSection(compile=compile_, compile_mode=mode), torch.device(device), world) == chosen
+
+
+@pytest.mark.parametrize("mode, graphs", [("reduce-overhead", True), ("default", False), ("max-autotune", True)])
+def test_the_mode_reaches_torch_compile_and_cuda_graph_steps_are_declared(with_cached_teacher, monkeypatch, mode, graphs):
+    """CUDA graphs reuse a replay's output memory, so every step must be declared before the forward
+    (torch.compiler.cudagraph_mark_step_begin). CUDA graphs cannot run here: the compiler is replaced
+    by a recorder that runs the module eagerly; the run's steps are counted from its events."""
+    modes, marks = [], []
+
+    def recording_compile(module, mode=None, **kwargs):
+        modes.append(mode)
+        return lambda *args, **kw: module(*args, **kw)
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), quiet=True,
+                          sets=[*TINY, 'train.compile="on"', f'train.compile_mode="{mode}"']))
+    assert code == 0
+    store = RunStore()
+    events = store.events(store.resolve("last"))
+    started = next(e for e in events if e["type"] == "run_started")
+    assert started["device"]["compile"] == mode
+    assert set(modes) == {mode}
+    steps = max(e["step"] for e in events if e["type"] == "step" and e["phase"] == "distillation")
+    assert len(marks) == (steps if graphs else 0)

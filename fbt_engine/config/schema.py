@@ -10,6 +10,10 @@ from fbt_engine.data.catalog import DATASETS
 from fbt_engine.methods.params import FBTParams, MethodParams
 
 DEVICES = ("auto", "cpu", "cuda")
+# "auto", then torch.compile's own mode names; the two with CUDA graphs replay a step's recorded
+# kernels in one launch
+COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = frozenset({"reduce-overhead", "max-autotune"})
 
 
 @dataclass
@@ -113,6 +117,10 @@ class TrainSection:
                                  from_bool=("off", "on"))  # a boolean until 2026-11: runs saved then resume
     compile: str = setting("auto", "torch.compile the training step: auto (on CUDA), on, off; if compiling "
                            "fails, training goes on eagerly with a warning", choices=("auto", "on", "off"))
+    compile_mode: str = setting("auto", "torch.compile's mode, when compiling: auto (reduce-overhead on one "
+                                "process, default under DDP), default, reduce-overhead (CUDA graphs: one launch "
+                                "replays a step's kernels), max-autotune, max-autotune-no-cudagraphs",
+                                choices=COMPILE_MODES)
     ema: float = setting(0.0, "decay of an exponential moving average of the student; 0 = off", min=0, max=1)
     label_smoothing: float = setting(0.1, "label smoothing of the cross-entropy terms", min=0, max=1)
     log_every: int = setting(10, "emit a step event every N optimiser steps", min=1)

@@ -26,7 +26,7 @@ import torch
 import fbt_engine
 from fbt_engine.config.fields import to_table
 from fbt_engine.config.presets import PresetError, Resolved, collect, resolve
-from fbt_engine.config.schema import Config
+from fbt_engine.config.schema import Config, TrainSection
 from fbt_engine.data.sources import DataBundle, DataError, load_data
 from fbt_engine.methods.base import Distiller, build_method
 from fbt_engine.methods.baselines import Scratch
@@ -38,7 +38,7 @@ from fbt_engine.store.runs import RunStore, process_start_ticks, write_text_atom
 from fbt_engine.train import checkpoint, distributed, teacher as teacher_mod
 from fbt_engine.train.distributed import DistInfo
 from fbt_engine.train.loop import (
-    Interrupted, LoopState, NonFiniteLoss, Phase, StopFlag, autocast_for, evaluate, fit_channels, run_phase,
+    Interrupted, LoopState, NonFiniteLoss, Phase, StopFlag, autocast_for, evaluate, fit_channels, run_phase, uses_bf16,
 )
 from fbt_engine.train.optim import OptimSpec, ScheduleSpec, build_optimizer, build_scheduler
 from fbt_engine.train.report import HumanOutput, Reporter, SilentReporter
@@ -99,9 +99,11 @@ def select_device(requested: str, info: DistInfo = DistInfo()) -> torch.device:
     return torch.device(requested)
 
 
-def describe_device(device: torch.device, amp: str, fmt: torch.memory_format) -> dict[str, Any]:
-    bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
-    common = {"amp": "bf16" if bf16 else "off", "layout": "NHWC" if fmt is torch.channels_last else "NCHW"}
+def describe_device(device: torch.device, train: TrainSection, fmt: torch.memory_format, world: int) -> dict[str, Any]:
+    """The device and how the run computes on it (precision, layout, compile mode)."""
+    common = {"amp": "bf16" if uses_bf16(device, train.amp) else "off",
+              "layout": "NHWC" if fmt is torch.channels_last else "NCHW",
+              "compile": compile_mode(train, device, world) or "off"}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return {"type": "cuda", "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1), **common}
@@ -267,7 +269,8 @@ def _phase(name: str, method: Distiller, p: Prepared, epochs: int, optim: OptimS
     return Phase(name, method, optimizer, build_scheduler(optimizer, sched), p.data, epochs, p.student.in_chans,
                  grad_clip, cfg.train.log_every, cfg.train.eval_every, autocast_for(p.device, cfg.train.amp),
                  run_dir / "checkpoints", prefix, evaluated_as, memory_format=p.memory_format,
-                 compile=on_cuda_when_auto(cfg.train.compile, p.device), train_module=train_module, world=p.dist.world, is_main=p.dist.is_main)
+                 compile_mode=compile_mode(cfg.train, p.device, p.dist.world),
+                 train_module=train_module, world=p.dist.world, is_main=p.dist.is_main)
 
 
 def on_cuda_when_auto(setting: str, device: torch.device) -> bool:
@@ -275,6 +278,19 @@ def on_cuda_when_auto(setting: str, device: torch.device) -> bool:
     for itself within an epoch there, not on a CPU. train.channels_last: cuDNN's bf16 convolutions
     and batch norms run NHWC, so NCHW tensors are converted at every layer there; a CPU gains nothing."""
     return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
+def compile_mode(train: TrainSection, device: torch.device, world: int) -> str | None:
+    """torch.compile's mode for the training forward, or None to run it eagerly. "auto" takes CUDA
+    graphs (reduce-overhead): on an H100 they ran mlp_to_cnn's FBT epoch 3× and the paper pair's
+    1.55× faster than the default mode (docs/PERF.md), whose steps wait on Python's kernel launches.
+    Under DDP it keeps the default mode: gradient all-reduces split the graph, and CUDA graphs with
+    them have not been measured here. A CPU has no CUDA graphs."""
+    if not on_cuda_when_auto(train.compile, device):
+        return None
+    if train.compile_mode == "auto":
+        return "reduce-overhead" if device.type == "cuda" and world == 1 else "default"
+    return train.compile_mode
 
 
 def memory_format(setting: str, device: torch.device, models: dict[str, torch.nn.Module]) -> torch.memory_format:
@@ -455,7 +471,7 @@ def execute(p: Prepared, run_id: str, segment: int, resuming: bool, reporter: Re
                           changed=p.resolved.changed)
             reporter.log(f"resuming {run_id} as segment {segment} from {phase_name} step {from_step}")
         else:
-            device = describe_device(p.device, cfg.train.amp, p.memory_format)
+            device = describe_device(p.device, cfg.train, p.memory_format, p.dist.world)
             reporter.emit("run_started", run_id=run_id, segment=segment, config=to_config_table(cfg), device=device,
                           params=param_counts(p), data=p.data.describe(), uses_teacher=p.teacher is not None,
                           steps_per_epoch=len(p.data.train), loss_terms=p.method.loss_terms(), versions=versions(),

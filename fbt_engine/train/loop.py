@@ -16,10 +16,11 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
+from fbt_engine.config.schema import CUDA_GRAPH_MODES
 from fbt_engine.data.sources import DataBundle
 from fbt_engine.methods.base import PAIRS, Distiller
 from fbt_engine.train import checkpoint, distributed
@@ -96,9 +97,13 @@ def fit_channels(x: torch.Tensor, channels: int, memory_format: torch.memory_for
     return x if memory_format is torch.contiguous_format else x.contiguous(memory_format=memory_format)
 
 
+def uses_bf16(device: torch.device, amp: str) -> bool:
+    """train.amp: "auto" is bf16 on CUDA."""
+    return amp == "bf16" or (amp == "auto" and device.type == "cuda")
+
+
 def autocast_for(device: torch.device, amp: str) -> Callable[[], contextlib.AbstractContextManager]:
-    use_bf16 = amp == "bf16" or (amp == "auto" and device.type == "cuda")
-    if not use_bf16:
+    if not uses_bf16(device, amp):
         return contextlib.nullcontext
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
@@ -123,7 +128,7 @@ class Phase:
     probe: tuple[torch.Tensor, torch.Tensor] | None = None  # fixed batch for per-stage statistics
     ema: Any = None  # timm ModelEmaV3 of the student: evaluated and exported in its place
     memory_format: torch.memory_format = torch.contiguous_format
-    compile: bool = False
+    compile_mode: str | None = None  # torch.compile's mode for the training forward; None: eager
     train_module: torch.nn.Module | None = None  # the method under DistributedDataParallel, when distributed
     world: int = 1  # processes training together; batches are per process
     is_main: bool = True  # the one process that writes checkpoints
@@ -231,22 +236,46 @@ def alignment_stats(method: Distiller, x: torch.Tensor) -> dict[str, Any]:
     return {"stages": stages, "pooled": pairs}
 
 
+class StepLosses(NamedTuple):
+    total: torch.Tensor  # the sum of the loss terms: what backward starts from
+    values: torch.Tensor  # [total, *terms] in fp32, detached: what the log accumulates
+    finite: torch.Tensor  # a bool scalar: every value is finite
+
+
 class TrainForward:
-    """The method's training forward, through torch.compile when asked; if compiling fails (no
-    compiler, an unsupported backend) training goes on eagerly and a warning event says why."""
+    """The training step's forward: the batch fitted to the model, the method's forward and the
+    loss bookkeeping the log needs, through torch.compile when asked, so that the bookkeeping's
+    small ops join the compiled graph instead of being launched one by one. If compiling fails (no
+    compiler, an unsupported backend) training goes on eagerly and a warning event says why. Without
+    a reporter (a benchmark, which must compare like with like) the failure is raised."""
 
-    def __init__(self, phase: Phase, reporter: Reporter):
-        self.eager = phase.train_module or phase.method
+    def __init__(self, phase: Phase, reporter: Reporter | None):
+        self.module = phase.train_module or phase.method
+        self.inputs, self.terms = phase.inputs, phase.method.loss_terms()
         self.reporter = reporter
-        self.fn = torch.compile(self.eager) if phase.compile else self.eager
+        mode = phase.compile_mode
+        self.compiled = None if mode is None else torch.compile(self.eager, mode=mode)
+        # a CUDA-graph replay reuses its output memory: a new step must be declared so that the
+        # previous step's outputs, already consumed, may be overwritten
+        self.graphs = mode in CUDA_GRAPH_MODES
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor):
-        if self.fn is self.eager:
+    def eager(self, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
+        losses = self.module(self.inputs(x), y).losses
+        total = sum(losses.values())
+        values = torch.stack([total.detach().float()] + [losses[t].detach().float() for t in self.terms])
+        return StepLosses(total, values, torch.isfinite(values).all())
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
+        if self.compiled is None:
             return self.eager(x, y)
         try:
-            return self.fn(x, y)
+            if self.graphs:
+                torch.compiler.cudagraph_mark_step_begin()
+            return self.compiled(x, y)
         except Exception as exc:
-            self.fn = self.eager
+            if self.reporter is None:
+                raise
+            self.compiled = None
             self.reporter.emit("warning", message=f"torch.compile failed ({type(exc).__name__}: {exc}); "
                                                   "training without it")
             return self.eager(x, y)
@@ -267,10 +296,9 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
         interval_start, interval_t = state.step, time.perf_counter()
         for x, y in phase.data.train.epoch(epoch, state.step_in_epoch):
             with phase.autocast():
-                out = forward(phase.inputs(x), y)
-            loss = sum(out.losses.values())
+                step = forward(x, y)
             phase.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            step.total.backward()
             if phase.grad_clip:
                 torch.nn.utils.clip_grad_norm_(method.parameters(), phase.grad_clip)
             phase.optimizer.step()
@@ -280,9 +308,8 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
             if phase.ema is not None:
                 phase.ema.update(method.student, step=state.step)
             state.step_in_epoch += 1
-            values = torch.stack([loss.detach().float()] + [out.losses[t].detach().float() for t in terms])
-            interval += values
-            finite.append(torch.isfinite(values).all())
+            interval += step.values
+            finite.append(step.finite)
             last_of_epoch = state.step_in_epoch == phase.steps_per_epoch
             # A single process stops right after the step a stop was asked at; distributed processes
             # agree on stopping at log steps, where they synchronise anyway.
