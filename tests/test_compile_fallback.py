@@ -69,3 +69,33 @@ def test_the_mode_reaches_torch_compile_and_cuda_graph_steps_are_declared(with_c
     assert set(modes) == {mode}
     steps = max(e["step"] for e in events if e["type"] == "step" and e["phase"] == "distillation")
     assert len(marks) == (steps if graphs else 0)
+
+
+def test_a_steps_flag_outlives_the_next_replay(with_cached_teacher, monkeypatch):
+    """A CUDA-graph replay writes its outputs into the memory of the previous replay's, and the loop
+    keeps each step's finiteness flag until its log step, so it must keep a copy. Faked here by a
+    compiler whose bookkeeping outputs are the same tensors at every call, overwritten in place: a
+    non-finite loss at the 2nd step of a 4-step interval must still fail the run at that step."""
+    calls = []
+
+    def replaying_compile(fn, mode=None, **kwargs):
+        static: dict[str, torch.Tensor] = {}
+
+        def replay(*args):
+            out = fn(*args)
+            calls.append(1)
+            if len(calls) == 2:
+                out = out._replace(values=out.values * float("nan"), finite=torch.tensor(False))
+            for name in ("values", "finite"):
+                static.setdefault(name, getattr(out, name).clone()).copy_(getattr(out, name))
+            return out._replace(**static)
+        return replay
+
+    monkeypatch.setattr(torch, "compile", replaying_compile)
+    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), quiet=True,
+                          sets=[*TINY, 'train.compile="on"', 'train.compile_mode="reduce-overhead"', "train.log_every=4"]))
+    assert code == 1
+    store = RunStore()
+    failed = store.events(store.resolve("last"))[-1]
+    assert failed["type"] == "run_failed" and failed["error"] == "NonFiniteLoss"
+    assert failed["message"].startswith("non-finite loss at step 2 ")

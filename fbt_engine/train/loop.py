@@ -309,7 +309,8 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
                 phase.ema.update(method.student, step=state.step)
             state.step_in_epoch += 1
             interval += step.values
-            finite.append(step.finite)
+            # kept until the log step, past the next CUDA-graph replay, which reuses the output's memory
+            finite.append(step.finite.clone())
             last_of_epoch = state.step_in_epoch == phase.steps_per_epoch
             # A single process stops right after the step a stop was asked at; distributed processes
             # agree on stopping at log steps, where they synchronise anyway.
