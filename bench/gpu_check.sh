@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check of the speed issue, for one H100/H200, in about 7 minutes (each section has a time
-# limit, 755 s in all; the checks' sections took about 400 s between them on an H100, measured in
+# limit, 575 s in all for the default checks; the checks' sections took about 400 s between them on an H100, measured in
 # separate calls), with nothing but this repository,
 # the full Fashion-MNIST IDX files and the wheels the GPU image lacks or may hold too old (tomli-w and platformdirs for the engine; textual
 # and its kin for the TUI-cost section, skipped without them).
@@ -10,7 +10,8 @@
 #   SECTIONS="mlp epochs graphs plain mlp_graphs sync profile loop loop_graphs paper paper_graphs paper_compiled layout fp32 tui" \
 #     bench/gpu_check.sh --smoke
 #                                       # every section on this CPU at toy sizes: proves the script
-#                                       # runs before GPU time is spent on it (~5 min on 2 cores)
+#                                       # runs before GPU time is spent on it (the compiled sections
+#                                       # make it slow: ~15 min on 2 cores for the default checks)
 # Run there (the device tool's `run`, carry [".whl", ".data"], timeout_s 600, OUT set by the tool):
 #   bench/gpu_check.sh [OUT_DIR]        # table on stdout and in OUT_DIR/gpu_check.txt
 #   SECTIONS="graphs mlp_graphs" bench/gpu_check.sh [OUT_DIR]   # some sections only (ALL_SECTIONS below)
@@ -133,9 +134,9 @@ fbt_epochs() {  # the first run also trains the 1-epoch teacher, which the other
 
 graph_epochs() {  # fbt and kd as CUDA runs them by default (CUDA graphs), and fbt fed by the classic pipeline
   local rc=0
-  epochs 120 fbt "${GRAPHS[@]}" || rc=$?  # trains the 1-epoch teacher first
-  epochs 75 kd "${GRAPHS[@]}" || rc=$?
-  epochs 75 fbt "${GRAPHS[@]}" 'data.pipeline="classic"' "data.workers=$(($(nproc) - 1))" || rc=$?
+  epochs 100 fbt "${GRAPHS[@]}" || rc=$?  # trains the 1-epoch teacher first
+  epochs 60 kd "${GRAPHS[@]}" || rc=$?
+  epochs 60 fbt "${GRAPHS[@]}" 'data.pipeline="classic"' "data.workers=$(($(nproc) - 1))" || rc=$?
   return $rc
 }
 
@@ -166,7 +167,7 @@ paper_layouts() {  # NHWC (what train.channels_last = "auto" picks on CUDA) agai
 
 tui_cost() {
   if python3 -c "import textual, textual_plot" 2> /dev/null; then
-    limited 120 python3 bench/tui_cost.py "${TUI[@]}" "${FULL[@]}" --set "run.device=\"$DEVICE\""
+    limited 100 python3 bench/tui_cost.py "${TUI[@]}" "${FULL[@]}" --set "run.device=\"$DEVICE\""
   else
     echo "skipped: textual and textual-plot are not installed (carry their wheels in .whl)"
   fi
@@ -183,7 +184,7 @@ tui_cost() {
   section graphs "60,000-image epochs of mlp_to_cnn with CUDA graphs (CUDA's default; target < 1.5 s): fbt, kd, fbt on the classic pipeline" graph_epochs
   section plain "60,000-image epochs of mlp_to_cnn compiled in the default mode (no CUDA graphs): fbt, kd" plain_epochs
   section mlp_graphs "mlp_to_cnn, batch 512, with CUDA graphs: fbt's loop against the bare loop, compiled alike" \
-    limited 150 python3 bench/throughput.py --device "$DEVICE" --preset mlp_to_cnn --methods kd,fbt --no-classic \
+    limited 60 python3 bench/throughput.py --device "$DEVICE" --preset mlp_to_cnn --methods kd,fbt --no-classic \
     "${SMALL[@]}" "${FULL[@]}" "${GRAPHS[@]/#/--set=}"
   section sync "host syncs inside a training step (CUDA's sync debug mode; target: none)" \
     limited 45 python3 bench/sync_check.py --device "$DEVICE"
@@ -199,7 +200,7 @@ tui_cost() {
     limited 90 python3 bench/throughput.py --device "$DEVICE" --preset paper/cifar100_vit_s_to_resnet18 \
     "${PAPER[@]}" "${FULL[@]}"
   section paper_graphs "ViT-S → ResNet18 at 224 px, batch 128, with CUDA graphs (CUDA's default): fbt / kd, loop / bare" \
-    limited 170 python3 bench/throughput.py --device "$DEVICE" --preset paper/cifar100_vit_s_to_resnet18 \
+    limited 150 python3 bench/throughput.py --device "$DEVICE" --preset paper/cifar100_vit_s_to_resnet18 \
     --methods kd,fbt --no-classic "${PAPER[@]}" "${FULL[@]}" "${GRAPHS[@]/#/--set=}"
   section paper_compiled "ViT-S → ResNet18 at 224 px, batch 128, compiled in the default mode: fbt / kd, loop / bare" \
     limited 170 python3 bench/throughput.py --device "$DEVICE" --preset paper/cifar100_vit_s_to_resnet18 \

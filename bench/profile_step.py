@@ -26,6 +26,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 LOOP_SKIPPED = 10  # steps of the loop run before the profiled ones: allocator, cuDNN and autocast warm up
 LOOP_WARMUP = 3  # steps the profiler traces and throws away
+LOOP_BODY = "loop body"  # the profiler's range around each step's body, from its batch to the next
 
 
 def main() -> int:
@@ -134,7 +135,8 @@ def profile_loop(args: argparse.Namespace, home: Path) -> str:
                     stamps.append(time.perf_counter())
                 if i:
                     prof.step()
-                yield batch
+                with torch.profiler.record_function(LOOP_BODY):
+                    yield batch
 
         phase.data.train.epoch = stepping
         run_engine(phase, reporter)
@@ -143,12 +145,16 @@ def profile_loop(args: argparse.Namespace, home: Path) -> str:
     busy = (sum(e.self_device_time_total for e in prof.key_averages()
                 if e.device_type == DeviceType.CUDA and not e.is_user_annotation) / args.steps / 1e6
             if args.device == "cuda" else None)
+    # what the loop body dispatches one by one beside the compiled code: on a GPU, each a launch
+    eager_ops = sum(1 for e in prof.events() if e.name.startswith("aten::")
+                    and e.cpu_parent is not None and e.cpu_parent.name == LOOP_BODY) / args.steps
     bound = ("" if busy is None else f"; device busy {1e3 * busy:.2f} ms a step ({100 * busy / wall:.0f} % of the wall "
              f"time: {'bound by the host' if busy < 0.8 * wall else 'bound by the device'})")
     how = f"compiled, mode {phase.compile_mode}" if phase.compile_mode else "eager"
     head = (f"# {args.preset}, fbt's loop ({how}, under the profiler, which slows the host), method "
             f"{cfg.method.name}, batch {cfg.data.batch_size}, {args.device}, {args.steps} steps after "
-            f"{LOOP_SKIPPED + LOOP_WARMUP}: wall {1e3 * wall:.2f} ms a step{bound}")
+            f"{LOOP_SKIPPED + LOOP_WARMUP}: wall {1e3 * wall:.2f} ms a step{bound}; {eager_ops:.1f} top-level "
+            "aten ops a step in the loop body (the batch's making aside)")
     tables = [f"## by host time\n{top(prof, 'self_cpu_time_total')}"]
     if args.device == "cuda":
         tables.append(f"## by device time\n{top(prof, 'self_device_time_total')}")

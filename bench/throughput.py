@@ -201,6 +201,9 @@ def measure(args: argparse.Namespace, home: Path) -> int:
     peaks: dict[tuple[str, str], float] = {}
     prepared = {(m, v): build(args.preset, m, args.sets, args.device, "classic" if v == "classic" else "device",
                               args.steps, batch) for m in methods for v in variants}
+    # every measurement compiles its own step (when compiling); past torch's recompile limit (8 for
+    # one function) dynamo would run the rest eagerly, and the table would compare unlike things
+    torch._dynamo.config.recompile_limit = max(8, 2 * len(prepared) * args.repeats)
     for _ in range(args.repeats):
         for m in methods:
             for v in variants:

@@ -118,7 +118,7 @@ class TrainSection:
     compile: str = setting("auto", "torch.compile the training step: auto (on CUDA), on, off; if compiling "
                            "fails, training goes on eagerly with a warning", choices=("auto", "on", "off"))
     compile_mode: str = setting("auto", "torch.compile's mode, when compiling: auto (reduce-overhead on one "
-                                "process, default under DDP), default, reduce-overhead (CUDA graphs: one launch "
+                                "CUDA process, default under DDP or on a CPU), default, reduce-overhead (CUDA graphs: one launch "
                                 "replays a step's kernels), max-autotune, max-autotune-no-cudagraphs",
                                 choices=COMPILE_MODES)
     ema: float = setting(0.0, "decay of an exponential moving average of the student; 0 = off", min=0, max=1)

@@ -282,7 +282,7 @@ def on_cuda_when_auto(setting: str, device: torch.device) -> bool:
 
 def compile_mode(train: TrainSection, device: torch.device, world: int) -> str | None:
     """torch.compile's mode for the training forward, or None to run it eagerly. "auto" takes CUDA
-    graphs (reduce-overhead): on an H100 they ran mlp_to_cnn's FBT epoch 3× and the paper pair's
+    graphs (reduce-overhead): on an H100 they ran mlp_to_cnn's FBT epoch 3.5× and the paper pair's
     1.55× faster than the default mode (docs/PERF.md), whose steps wait on Python's kernel launches.
     Under DDP it keeps the default mode: gradient all-reduces split the graph, and CUDA graphs with
     them have not been measured here. A CPU has no CUDA graphs."""

@@ -246,10 +246,9 @@ class TrainForward:
     """The training step's forward: the batch fitted to the model, the method's forward and the
     loss bookkeeping the log needs, through torch.compile when asked, so that the bookkeeping's
     small ops join the compiled graph instead of being launched one by one. If compiling fails (no
-    compiler, an unsupported backend) training goes on eagerly and a warning event says why. Without
-    a reporter (a benchmark, which must compare like with like) the failure is raised."""
+    compiler, an unsupported backend) training goes on eagerly and a warning event says why."""
 
-    def __init__(self, phase: Phase, reporter: Reporter | None):
+    def __init__(self, phase: Phase, reporter: Reporter):
         self.module = phase.train_module or phase.method
         self.inputs, self.terms = phase.inputs, phase.method.loss_terms()
         self.reporter = reporter
@@ -273,8 +272,6 @@ class TrainForward:
                 torch.compiler.cudagraph_mark_step_begin()
             return self.compiled(x, y)
         except Exception as exc:
-            if self.reporter is None:
-                raise
             self.compiled = None
             self.reporter.emit("warning", message=f"torch.compile failed ({type(exc).__name__}: {exc}); "
                                                   "training without it")
@@ -282,9 +279,9 @@ class TrainForward:
 
 
 def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag) -> LoopState:
-    method, terms = phase.method, phase.method.loss_terms()
+    method, forward = phase.method, TrainForward(phase, reporter)
+    terms = forward.terms
     device = next(method.parameters()).device
-    forward = TrainForward(phase, reporter)
     reporter.human.start_phase(phase.name.replace("_", " "), phase.total_steps, state.step)
     method.train()
     for epoch in range(state.epoch, phase.epochs):
