@@ -99,3 +99,21 @@ def test_a_steps_flag_outlives_the_next_replay(with_cached_teacher, monkeypatch)
     failed = store.events(store.resolve("last"))[-1]
     assert failed["type"] == "run_failed" and failed["error"] == "NonFiniteLoss"
     assert failed["message"].startswith("non-finite loss at step 2 ")
+
+
+def test_an_error_of_the_step_itself_is_not_called_a_compile_failure(with_cached_teacher, monkeypatch):
+    """The compiled step fails, and so does the same step run eagerly: the run fails with the step's
+    own error, and no warning blames the compiler."""
+    from fbt_engine.train import loop
+
+    def broken_fit(x, channels, memory_format=torch.contiguous_format):
+        raise ValueError("the data has 2 channels but the model takes 3")
+
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None, **kw: fn)
+    monkeypatch.setattr(loop, "fit_channels", broken_fit)
+    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), quiet=True, sets=[*TINY, 'train.compile="on"']))
+    assert code != 0
+    store = RunStore()
+    events = store.events(store.resolve("last"))
+    assert not [e for e in events if e["type"] == "warning"]
+    assert events[-1]["type"] == "run_failed" and events[-1]["error"] == "ValueError"

@@ -273,9 +273,10 @@ class TrainForward:
             return self.compiled(x, y)
         except Exception as exc:
             self.compiled = None
+            out = self.eager(x, y)  # an error of the step itself, not of compiling, raises here, unlabelled
             self.reporter.emit("warning", message=f"torch.compile failed ({type(exc).__name__}: {exc}); "
                                                   "training without it")
-            return self.eager(x, y)
+            return out
 
 
 def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag) -> LoopState:
