@@ -11,7 +11,7 @@
 #     bench/gpu_check.sh --smoke
 #                                       # every section on this CPU at toy sizes: proves the script
 #                                       # runs before GPU time is spent on it (the compiled sections
-#                                       # make it slow: ~15 min on 2 cores for the default checks)
+#                                       # make it slow: ~10 min on 2 cores for the default checks)
 # Run there (the device tool's `run`, carry [".whl", ".data"], timeout_s 600, OUT set by the tool):
 #   bench/gpu_check.sh [OUT_DIR]        # table on stdout and in OUT_DIR/gpu_check.txt
 #   SECTIONS="graphs mlp_graphs" bench/gpu_check.sh [OUT_DIR]   # some sections only (ALL_SECTIONS below)
@@ -105,8 +105,8 @@ epochs = [e for e in events if e['type'] == 'epoch' and e['phase'] == 'distillat
 times = [e['epoch_time'] for e in epochs]
 top1 = [e['student']['top1'] for e in epochs if 'student' in e]  # a mode that computes wrongly shows here
 print(f'$1: distillation epochs', ', '.join(f'{t:.2f}' for t in times) or 'none finished',
-      's (the first includes warm-up)' if times else '',
-      '; student top-1 ' + ', '.join(f'{a:.1f}' for a in top1) + ' %' if top1 else '')
+      ('s (the first includes warm-up)' if times else '')
+      + ('; student top-1 ' + ', '.join(f'{a:.1f}' for a in top1) + ' %' if top1 else ''))
 for e in events:
     if e['type'] == 'warning':
         print('  warning:', e['message'])"
