@@ -184,6 +184,10 @@ def main() -> int:
     ap.add_argument("--no-classic", action="store_true", help="skip the classic-pipeline variant")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="extra preset overrides")
     args = ap.parse_args()
+    if args.steps < 2 * INTERVAL:  # the first interval of each measurement warms up and is not counted
+        ap.error(f"--steps: at least {2 * INTERVAL}, got {args.steps}")
+    if args.repeats < 1:
+        ap.error(f"--repeats: at least 1, got {args.repeats}")
     with tempfile.TemporaryDirectory(prefix="fbt-throughput-") as tmp:
         os.environ["FBT_HOME"] = tmp
         return measure(args, Path(tmp))
