@@ -4,6 +4,7 @@ stratified subsets, and device batches that depend only on (seed, epoch, step)."
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from fbt_engine.config.presets import resolve
 from fbt_engine.config.schema import DataSection
 from fbt_engine.data.catalog import DATASETS
 from fbt_engine.data.idx import FASHION_MNIST_FILES, IdxError, read_idx, stratified_indices
-from fbt_engine.data.sources import Arrays, Augmentation, DataError, DeviceBatches, load_data
+from fbt_engine.data.sources import Arrays, Augmentation, DataBundle, DataError, DeviceBatches, load_data
 from helpers_engine import MLP_TO_CNN, fabricate_cifar, write_idx
 
 CPU = torch.device("cpu")
@@ -193,20 +194,25 @@ def test_cifar_folder_with_a_missing_file_is_a_data_error(tmp_path):
 
 # -- imagefolder --------------------------------------------------------------------------------------
 
-def test_imagefolder_from_generated_pngs(tmp_path):
+def _image_folder(root: Path) -> DataBundle:
+    """train/ (6 images a class) and val/ (2) of 3 classes, as a bundle: batch 4, 16 px, no workers."""
     from PIL import Image
 
     rng = np.random.default_rng(2)
     for split, per_class in (("train", 6), ("val", 2)):
         for cls in ("cat", "dog", "eel"):
-            folder = tmp_path / split / cls
+            folder = root / split / cls
             folder.mkdir(parents=True)
             for i in range(per_class):
                 size = (20 + 3 * i, 24)  # images of any size
                 Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    cfg = resolve(MLP_TO_CNN, ["data.name=imagefolder", f"data.root={tmp_path}", "data.img_size=16",
+    cfg = resolve(MLP_TO_CNN, ["data.name=imagefolder", f"data.root={root}", "data.img_size=16",
                                "data.batch_size=4", "data.eval_batch_size=4", "data.workers=0"]).config.data
-    bundle = load_data(cfg, CPU, seed=0)
+    return load_data(cfg, CPU, seed=0)
+
+
+def test_imagefolder_from_generated_pngs(tmp_path):
+    bundle = _image_folder(tmp_path)
     assert bundle.classes == ["cat", "dog", "eel"] and bundle.num_classes == 3
     assert (bundle.train.num_images, bundle.val.num_images, len(bundle.train), len(bundle.val)) == (18, 6, 4, 2)
     batches = list(bundle.train.epoch(0))
@@ -215,6 +221,30 @@ def test_imagefolder_from_generated_pngs(tmp_path):
     # the same (seed, epoch) gives the same order; start_step skips exactly the first batches
     again = list(bundle.train.epoch(0, start_step=1))
     assert [y.tolist() for _, y in again] == [y.tolist() for _, y in batches[1:]]
+
+
+def test_a_resumed_folder_epoch_reads_only_the_images_it_yields(tmp_path):
+    """Resuming mid-epoch skips the done batches in the sampler: an ImageNet-sized epoch is not read
+    and augmented again up to the step it stopped at."""
+    train = _image_folder(tmp_path).train
+    read: list[int] = []
+
+    class Counting(torch.utils.data.Dataset):
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __len__(self):
+            return len(self.inner)
+
+        def __getitem__(self, i):
+            read.append(i)
+            return self.inner[i]
+
+    train.dataset = Counting(train.dataset)
+    whole = [y.tolist() for _, y in train.epoch(3)]
+    read.clear()
+    tail = [y.tolist() for _, y in train.epoch(3, start_step=3)]
+    assert tail == whole[3:] and len(read) == 4  # one batch of 4 images, not all 16 of the epoch
 
 
 def test_fbt_run_trains_on_a_fabricated_cifar100_folder(fbt_home, tmp_path):

@@ -208,8 +208,39 @@ def classic_transforms(a: Augmentation | None, info: DatasetInfo, img_size: int,
     return transforms.Compose(steps)
 
 
+class EpochOrder(torch.utils.data.Sampler):
+    """The images one process reads in one epoch, chosen before each (`at`): shuffled by (seed,
+    epoch) for training, this process's strided share under DDP (training keeps the same count on
+    every process), from a given batch on, so that a resumed epoch skips its done batches without
+    loading them."""
+
+    def __init__(self, num_images: int, seed: int, train: bool, rank: int, world: int, batch_size: int):
+        self.num_images, self.seed, self.train = num_images, seed, train
+        self.rank, self.world, self.batch_size = rank, world, batch_size
+        self.epoch = self.start_step = 0
+
+    def at(self, epoch: int, start_step: int) -> None:
+        self.epoch, self.start_step = epoch, start_step
+
+    def _order(self) -> list[int]:
+        if not self.train:
+            return list(range(self.rank, self.num_images, self.world))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        shared = self.num_images // self.world * self.world
+        return torch.randperm(self.num_images, generator=g)[:shared][self.rank::self.world].tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._order()[self.start_step * self.batch_size:])
+
+    def __len__(self) -> int:
+        share = len(range(self.rank, self.num_images, self.world)) if not self.train else self.num_images // self.world
+        return max(0, share - self.start_step * self.batch_size)
+
+
 class LoaderBatches:
-    """A torchvision dataset streamed by a DataLoader (folder datasets)."""
+    """A torchvision dataset streamed by a DataLoader (folder datasets). The order is exact from
+    any step; the workers' random augmentation follows the batches each is given, so a resumed
+    epoch's crops differ from an uninterrupted one's."""
 
     def __init__(self, dataset, data: DataSection, device: torch.device, seed: int, train: bool,
                  rank: int = 0, world: int = 1, augmentation: Augmentation | None = None):
@@ -220,34 +251,26 @@ class LoaderBatches:
         self.workers = data.workers
         self.num_images = self.total_images = len(dataset)
         self.shard_images = (self.num_images // world if train else len(range(rank, self.num_images, world)))
+        self.order = EpochOrder(self.num_images, seed, train, rank, world, self.batch_size)
 
     def __len__(self) -> int:
         if self.train:
             return self.shard_images // self.batch_size
         return math.ceil(self.shard_images / self.batch_size)
 
-    def _loader(self, epoch: int):
-        if self.world > 1:
-            from torch.utils.data.distributed import DistributedSampler
-
-            sampler = DistributedSampler(self.dataset, num_replicas=self.world, rank=self.rank, shuffle=self.train,
-                                         seed=self.seed, drop_last=self.train)
-            sampler.set_epoch(epoch)
-            if not self.train:  # every image scored once: this rank's strided share, no padding
-                sampler = list(range(self.rank, self.num_images, self.world))
-            order = dict(sampler=sampler)
-        else:
-            order = dict(shuffle=self.train, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+    def _loader(self, epoch: int) -> torch.utils.data.DataLoader:
+        # a fresh loader an epoch, its generator seeding the workers' augmentation by (seed, epoch);
+        # workers that persisted across epochs would draw from wherever the run's history left them
         return torch.utils.data.DataLoader(
-            self.dataset, batch_size=self.batch_size, drop_last=self.train, num_workers=self.workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=False,
-            prefetch_factor=4 if self.workers else None, **order,
+            self.dataset, batch_size=self.batch_size, sampler=self.order, drop_last=self.train,
+            num_workers=self.workers, pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if self.workers else None,
+            generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch),
         )
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
-        for step, (x, y) in enumerate(self._loader(epoch)):
-            if step < start_step:
-                continue
+        self.order.at(epoch, start_step)
+        for step, (x, y) in enumerate(self._loader(epoch), start=start_step):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.aug is not None:
                 x, y = self.aug.mix(x, y, self.seed, epoch, step * self.world + self.rank)
