@@ -5,11 +5,12 @@
             backward, optimiser) and the top operators, on a fixed batch
   --loop    fbt's own training loop, eager unless a --set compiles it (run_phase: device data and
             augmentation, the step, the loss bookkeeping) over `--steps` steps of an epoch: the
-            wall time per step against the time the
-            device was busy, which says whether the step is bound by the host (Python queuing
-            kernels) or by the device, and the top operators by host time and by device time
+            wall time per step against the time the device was busy, which says whether the step
+            is bound by the host (Python queuing kernels) or by the device, and the top operators
+            by host time and by device time
+  --explain the graphs and graph breaks torch.compile makes of the training step (no profiling)
 
-    python bench/profile_step.py [--preset mlp_to_cnn] [--device cpu|cuda] [--steps 10] [--loop]
+    python bench/profile_step.py [--preset mlp_to_cnn] [--device cpu|cuda] [--steps 10] [--loop | --explain]
 """
 
 from __future__ import annotations
@@ -34,12 +35,15 @@ def main() -> int:
     ap.add_argument("--preset", default="mlp_to_cnn")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--loop", action="store_true", help="profile fbt's training loop instead of one step")
+    view = ap.add_mutually_exclusive_group()
+    view.add_argument("--loop", action="store_true", help="profile fbt's training loop instead of one step")
+    view.add_argument("--explain", action="store_true", help="count torch.compile's graphs and breaks in the step")
     ap.add_argument("--set", dest="sets", action="append", default=[])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="fbt-profile-") as home:
         os.environ["FBT_HOME"] = home
-        table = profile_loop(args, Path(home)) if args.loop else profile_step(args)
+        table = (profile_loop(args, Path(home)) if args.loop else explain_step(args, Path(home)) if args.explain
+                 else profile_step(args))
     print(table)
     print("command: python bench/profile_step.py " + " ".join(sys.argv[1:]))
     return 0
@@ -105,6 +109,30 @@ def profile_step(args: argparse.Namespace) -> str:
             + ("; on CUDA a labelled part's device time runs from its first kernel's start to its last "
                "kernel's end, the device's idle gaps between them included" if args.device == "cuda" else "")
             + f")\n{top(prof, sort)}")
+
+
+def explain_step(args: argparse.Namespace, home: Path) -> str:
+    """What torch.compile makes of the step fbt's loop compiles (TrainForward): its graphs, and why
+    it breaks between them. A break leaves the ops around it to be launched one by one."""
+    import torch._dynamo
+
+    from throughput import engine_phase
+
+    from fbt_engine.config.presets import resolve
+    from fbt_engine.train.engine import prepare, select_device
+    from fbt_engine.train.loop import TrainForward
+
+    resolved = resolve(args.preset, [*args.sets, f'run.device="{args.device}"'])
+    p = prepare(resolved, select_device(resolved.config.run.device))
+    phase, reporter = engine_phase(p, home)
+    x, y = next(iter(p.data.train.epoch(0)))
+    p.method.train()
+    with phase.autocast():
+        found = torch._dynamo.explain(TrainForward(phase, reporter).eager)(x, y)
+    reporter.finish("finished", 0)
+    reasons = "".join(f"\n  - {b.reason}" for b in found.break_reasons)
+    return (f"# {args.preset}, method {resolved.config.method.name}, batch {resolved.config.data.batch_size}, "
+            f"{args.device}: {found.graph_count} graph(s), {found.graph_break_count} break(s){reasons}")
 
 
 def profile_loop(args: argparse.Namespace, home: Path) -> str:

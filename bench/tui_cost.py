@@ -5,10 +5,10 @@ run off/on and on/off alternately; with the TUI, the app (headless, Textual's ru
 160×48) re-attaches to the run as soon as its folder exists and shows its dashboard live, exactly
 as when a user opens `fbt` next to a running run. Throughput is the distillation epochs' img/s
 from the run's own `epoch` events, the first epoch left out (warm-up); the cost is the mean of the
-pairs' costs. The teacher is trained once, before
-the trials, into the bench's own data home. It also prints the app's own CPU use from the end of
-the first distillation epoch to the engine's exit (this process's CPU time over wall time: the UI
-thread and the tailing thread together; the run's ending is in it).
+pairs' costs. The teacher is trained once, before the trials, into the bench's own data home. It
+also prints the app's own CPU use from the end of the first distillation epoch to the engine's
+exit (this process's CPU time over wall time: the UI thread and the tailing thread together; the
+run's ending is in it).
 
     .venv/bin/python bench/tui_cost.py [--preset mlp_to_cnn] [--epochs 3] [--pairs 3] [--set KEY=VALUE …]
                                        [--engine-threads N]

@@ -208,6 +208,11 @@ def classic_transforms(a: Augmentation | None, info: DatasetInfo, img_size: int,
     return transforms.Compose(steps)
 
 
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A host generator for one epoch's draws (the loader's order, its workers' seeds)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
 class EpochOrder(torch.utils.data.Sampler):
     """The images one process reads in one epoch, chosen before each (`at`): shuffled by (seed,
     epoch) for training, this process's strided share under DDP (training keeps the same count on
@@ -222,19 +227,23 @@ class EpochOrder(torch.utils.data.Sampler):
     def at(self, epoch: int, start_step: int) -> None:
         self.epoch, self.start_step = epoch, start_step
 
+    @property
+    def share(self) -> int:
+        """Images this process reads in a whole epoch."""
+        return self.num_images // self.world if self.train else len(range(self.rank, self.num_images, self.world))
+
     def _order(self) -> list[int]:
         if not self.train:
             return list(range(self.rank, self.num_images, self.world))
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         shared = self.num_images // self.world * self.world
-        return torch.randperm(self.num_images, generator=g)[:shared][self.rank::self.world].tolist()
+        order = torch.randperm(self.num_images, generator=epoch_generator(self.seed, self.epoch))
+        return order[:shared][self.rank::self.world].tolist()
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._order()[self.start_step * self.batch_size:])
 
     def __len__(self) -> int:
-        share = len(range(self.rank, self.num_images, self.world)) if not self.train else self.num_images // self.world
-        return max(0, share - self.start_step * self.batch_size)
+        return max(0, self.share - self.start_step * self.batch_size)
 
 
 class LoaderBatches:
@@ -250,13 +259,12 @@ class LoaderBatches:
         self.batch_size = data.batch_size // world if train else data.eval_batch_size
         self.workers = data.workers
         self.num_images = self.total_images = len(dataset)
-        self.shard_images = (self.num_images // world if train else len(range(rank, self.num_images, world)))
         self.order = EpochOrder(self.num_images, seed, train, rank, world, self.batch_size)
 
     def __len__(self) -> int:
         if self.train:
-            return self.shard_images // self.batch_size
-        return math.ceil(self.shard_images / self.batch_size)
+            return self.order.share // self.batch_size
+        return math.ceil(self.order.share / self.batch_size)
 
     def _loader(self, epoch: int) -> torch.utils.data.DataLoader:
         # a fresh loader an epoch, its generator seeding the workers' augmentation by (seed, epoch);
@@ -265,7 +273,7 @@ class LoaderBatches:
             self.dataset, batch_size=self.batch_size, sampler=self.order, drop_last=self.train,
             num_workers=self.workers, pin_memory=self.device.type == "cuda",
             prefetch_factor=4 if self.workers else None,
-            generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch),
+            generator=epoch_generator(self.seed, epoch),
         )
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
