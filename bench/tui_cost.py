@@ -1,17 +1,24 @@
 """What the dashboard costs a run (issue 5 target: < 2 % of its throughput).
 
-A real engine subprocess (`fbt run <preset>`) trains with and without the TUI attached, in pairs
-run off/on and on/off alternately; with the TUI, the app (headless, Textual's run_test at
-160×48) re-attaches to the run as soon as its folder exists and shows its dashboard live, exactly
-as when a user opens `fbt` next to a running run. Throughput is the distillation epochs' img/s
-from the run's own `epoch` events, the first epoch left out (warm-up); the cost is the mean of the
-pairs' costs. The teacher is trained once, before the trials, into the bench's own data home. It
-also prints the app's own CPU use from the end of the first distillation epoch to the engine's
-exit (this process's CPU time over wall time: the UI thread and the tailing thread together; the
-run's ending is in it).
+One real engine subprocess (`fbt run <preset>`) trains for as long as the bench needs, while the
+app (headless, Textual's run_test at 160×48, in this process) attaches to it and detaches again,
+exactly as when a user opens `fbt` next to a running run and closes it. Throughput is measured in
+windows of whole distillation epochs, each entirely with the app showing the run's dashboard or
+entirely without the app: images trained over the wall time between two `epoch` events, so each
+window holds its epochs' evaluation, stage statistics and checkpoints as well as their steps. An
+attach or a detach, and the epoch it falls in, are never measured: the next window starts at the
+first epoch event at least --settle seconds after the switch (the app's start-up, which reads the
+run's whole history, is a one-off cost; what is measured is the dashboard tailing the run).
 
-    .venv/bin/python bench/tui_cost.py [--preset mlp_to_cnn] [--epochs 3] [--pairs 3] [--set KEY=VALUE …]
-                                       [--engine-threads N]
+Windows come in pairs, without/with and with/without alternately (ABBA), so that the run's drift
+cancels out of the mean instead of passing for a cost or a gain; the cost is the mean of the pairs'
+costs, with its standard error (the mean plus two standard errors bounds it at 95 % confidence or
+more from 10 pairs on). Comparing windows of one run, instead of whole runs, leaves out
+what differs from one process to the next (warm-up, memory layout, the machine's state), which on
+a 2-core VM was as large as the effect sought.
+
+    .venv/bin/python bench/tui_cost.py [--preset mlp_to_cnn] [--pairs 10] [--window 1] [--settle 1]
+                                       [--set KEY=VALUE …] [--engine-threads N]
 
 --engine-threads 1 on a 2-core machine leaves the app a core of its own, as a GPU machine does
 (its engine runs one Python thread feeding the GPU, beside many idle cores): what remains is the
@@ -24,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import itertools
 import os
 import platform
 import shlex
@@ -33,23 +41,33 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from fbt_engine.store.events import read_events
+from fbt_engine.store.events import EventTail
 
 REPO = Path(__file__).resolve().parents[1]
+EPOCHS = 100_000  # the engine trains until the bench has its windows, then is killed
+POLL = 0.05  # seconds between reads of the run's events, alike with and without the app
 
 
 @dataclass(frozen=True)
 class Trial:
-    """What every run of the bench trains: a preset and its overrides (e.g. the full dataset on a GPU,
+    """What the bench's run trains: a preset and its overrides (e.g. the full dataset on a GPU,
     where the embedded 5,000 images last 0.1 s an epoch)."""
 
     preset: str
     sets: tuple[str, ...]
     engine_threads: int | None = None  # torch's CPU threads in the engine process; None = its default
+
+
+@dataclass(frozen=True)
+class Window:
+    attached: bool
+    img_s: float
+    app_cpu: float  # this process's CPU time over the window's wall time, as a fraction of one core
 
 
 _prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the forked child only calls it
@@ -62,10 +80,11 @@ def _die_with_parent() -> None:
 
 
 @contextlib.contextmanager
-def engine(run: Trial, epochs: int) -> Iterator[subprocess.Popen]:
+def engine(run: Trial) -> Iterator[subprocess.Popen]:
     """`fbt run` in its own session (a Ctrl-C meant for the bench does not reach it), killed with
-    its whole process group if the bench ends first (an error, a Ctrl-C, a time limit's SIGINT)."""
-    sets = [arg for kv in [*run.sets, f"train.epochs={epochs}"] for arg in ("--set", kv)]
+    its whole process group when the bench is done with it or ends first (an error, a Ctrl-C, a
+    time limit's SIGINT)."""
+    sets = [arg for kv in [*run.sets, f"train.epochs={EPOCHS}"] for arg in ("--set", kv)]
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(run.engine_threads)} if run.engine_threads else {}))
     proc = subprocess.Popen([sys.executable, "-m", "fbt_engine", "run", str(REPO / "presets" / f"{run.preset}.toml"),
                              *sets, "--quiet"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -78,110 +97,147 @@ def engine(run: Trial, epochs: int) -> Iterator[subprocess.Popen]:
             proc.wait()
 
 
-def distillation_img_s(run_dir: Path) -> float:
-    epochs = [e for e in read_events(run_dir / "events.jsonl")
-              if e["type"] == "epoch" and e["phase"] == "distillation"]
-    if len(epochs) < 2:
-        raise SystemExit(f"{run_dir.name}: fewer than two distillation epochs; raise --epochs")
-    return statistics.mean(e["img_s"] for e in epochs[1:])
+class Epochs:
+    """The run's distillation `epoch` events as they are written."""
+
+    def __init__(self, events: Path, proc: subprocess.Popen):
+        self.tail, self.proc = EventTail(events), proc
+        self.unread: deque[dict] = deque()
+
+    def _read(self) -> None:
+        self.unread += (e for e in self.tail.poll() if e["type"] == "epoch" and e["phase"] == "distillation")
+
+    def skip(self) -> None:
+        """Forget the epochs written so far: the next one awaited is written after this call."""
+        self._read()
+        self.unread.clear()
+
+    async def next(self) -> dict:
+        while True:
+            self._read()
+            if self.unread:
+                return self.unread.popleft()
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the engine ended (exit {self.proc.returncode}) before the bench had its windows; "
+                                 "run the same command by hand to see why")
+            await asyncio.sleep(POLL)
 
 
-def newest_run(home: Path, before: set[str]) -> Path | None:
-    runs = home / "runs"
-    fresh = [p for p in runs.iterdir() if p.name not in before] if runs.exists() else []
-    return next((p for p in fresh if (p / "events.jsonl").exists()), None)
+def run_folders(home: Path) -> set[Path]:
+    return set((home / "runs").glob("*/events.jsonl"))
 
 
-def existing(home: Path) -> set[str]:
-    runs = home / "runs"
-    return {p.name for p in runs.iterdir()} if runs.exists() else set()
+async def run_folder(home: Path, proc: subprocess.Popen, before: set[Path]) -> Path:
+    """The folder of the engine's run, once its events file exists."""
+    while proc.poll() is None:
+        if fresh := run_folders(home) - before:
+            return fresh.pop().parent
+        await asyncio.sleep(POLL)
+    raise SystemExit(f"the engine ended (exit {proc.returncode}) before its run began; "
+                     "run the same command by hand to see why")
 
 
-def trial_without(home: Path, run: Trial, epochs: int) -> float:
-    before = existing(home)
-    with engine(run, epochs) as proc:
-        if proc.wait() != 0:
-            raise SystemExit("the engine failed; run the same command by hand to see why")
-    return distillation_img_s(newest_run(home, before))
+async def measure(epochs: Epochs, attached: bool, count: int, window: int, settle: float) -> list[Window]:
+    """`count` consecutive windows of `window` epochs each, from the first epoch written at least
+    `settle` seconds from now."""
+    await asyncio.sleep(settle)
+    epochs.skip()
+    start = await epochs.next()
+    windows = []
+    for _ in range(count):
+        cpu, images = time.process_time(), 0.0
+        for _ in range(window):
+            end = await epochs.next()
+            images += end["img_s"] * end["epoch_time"]  # the epoch's training images
+        wall = end["time"] - start["time"]
+        windows.append(Window(attached, images / wall, (time.process_time() - cpu) / wall))
+        start = end
+    return windows
 
 
-async def trial_with(home: Path, run: Trial, epochs: int) -> tuple[float, float]:
-    """(the run's img/s, the app's CPU use as a fraction of one core after the first epoch)."""
+async def with_app(epochs: Epochs, count: int, window: int, settle: float) -> list[Window]:
     from fbt_tui.app import FbtApp
     from fbt_tui.widgets.run_view import RunView
 
-    before = existing(home)
-    with engine(run, epochs) as proc:
-        while newest_run(home, before) is None and proc.poll() is None:  # the app re-attaches to running runs
-            await asyncio.sleep(0.05)
-        app = FbtApp(start_mode="presets")
-        try:
-            async with app.run_test(size=(160, 48)) as pilot:
-                def counted() -> bool:  # the epochs whose img/s count: after the first distillation epoch
-                    views = app.screen.query(RunView)
-                    return bool(views) and views.first().model.best is not None
+    app = FbtApp(start_mode="presets")  # re-attaches to the running run and opens its dashboard
+    try:
+        async with app.run_test(size=(160, 48)):
+            def showing() -> bool:  # the run's history read and its first evaluated epoch on screen
+                views = app.screen.query(RunView)
+                return bool(views) and views.first().model.best is not None
 
-                while proc.poll() is None and not counted():
-                    await pilot.pause(0.2)
-                if proc.returncode:
-                    raise SystemExit("the engine failed; run the same command by hand to see why")
-                if not counted():
-                    raise SystemExit("the app never showed the run's first distillation epoch; raise --epochs")
-                wall, cpu = time.perf_counter(), time.process_time()
-                while proc.poll() is None:
-                    await pilot.pause(0.2)
-                app_cpu = (time.process_time() - cpu) / max(time.perf_counter() - wall, 1e-9)
-        finally:
-            app.cleanup()
-        if proc.wait() != 0:
-            raise SystemExit("the engine failed; run the same command by hand to see why")
-    return distillation_img_s(newest_run(home, before)), app_cpu
+            while not showing():
+                if epochs.proc.poll() is not None:
+                    raise SystemExit("the engine ended before the app showed its run")
+                await asyncio.sleep(POLL)
+            return await measure(epochs, True, count, window, settle)
+    finally:
+        app.cleanup()
+
+
+def schedule(pairs: int) -> list[bool]:
+    """Whether the app is attached in each window: without/with, with/without, … (ABBA)."""
+    return [(i % 4) in (1, 2) for i in range(2 * pairs)]
+
+
+async def windows_of(home: Path, run: Trial, pairs: int, window: int, settle: float) -> list[Window]:
+    before = run_folders(home)
+    with engine(run) as proc:
+        epochs = Epochs(await run_folder(home, proc, before) / "events.jsonl", proc)
+        await epochs.next()  # the first distillation epoch: warm-up (and, on a GPU, compilation)
+        print("first distillation epoch done; measuring", file=sys.stderr)
+        windows: list[Window] = []
+        for attached, block in itertools.groupby(schedule(pairs)):
+            count = len(list(block))
+            new = await (with_app(epochs, count, window, settle) if attached
+                         else measure(epochs, False, count, window, settle))
+            for number, w in enumerate(new, len(windows) + 1):
+                print(f"window {number}: {'with the TUI' if attached else 'without'} {w.img_s:.0f} img/s",
+                      file=sys.stderr)
+            windows += new
+        return windows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="mlp_to_cnn")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--pairs", type=int, default=3, help="off/on pairs, interleaved")
-    parser.add_argument("--set", dest="sets", action="append", default=[], help="a preset override for every run")
+    parser.add_argument("--pairs", type=int, default=10, help="pairs of windows, without/with the app (ABBA)")
+    parser.add_argument("--window", type=int, default=1, help="distillation epochs per window")
+    parser.add_argument("--settle", type=float, default=1.0,
+                        help="seconds after an attach or a detach before a window may start")
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="a preset override for the run")
     parser.add_argument("--engine-threads", type=int, help="torch CPU threads of the engine (default: torch's)")
+    parser.add_argument("--home", type=Path, help="the fbt home of the bench's run, whose cached teacher it reuses "
+                                                  "(default: a temporary one, removed afterwards)")
     args = parser.parse_args()
+    for name in ("pairs", "window"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name}: at least 1, got {getattr(args, name)}")
     run = Trial(args.preset, tuple(args.sets), args.engine_threads)
-    with tempfile.TemporaryDirectory(prefix="fbt-tui-cost-") as tmp:
-        home = Path(tmp)
-        os.environ["FBT_HOME"] = str(home)
-        t = time.perf_counter()
-        trial_without(home, run, 2)  # trains and caches the teacher
-        print(f"teacher cached in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-        off, on, app_cpu = [], [], []
-        for i in range(args.pairs):
-            # every other pair runs the TUI first, so that a second run's advantage (warm caches)
-            # or a drift cancels out of the mean instead of passing for a cost or a gain
-            tui_first = i % 2 == 1
-            if not tui_first:
-                off.append(trial_without(home, run, args.epochs))
-            rate, cpu = asyncio.run(trial_with(home, run, args.epochs))
-            if tui_first:
-                off.append(trial_without(home, run, args.epochs))
-            on.append(rate)
-            app_cpu.append(cpu)
-            print(f"pair {i + 1}{' (TUI first)' if tui_first else ''}: without {off[-1]:.0f} img/s, with the TUI "
-                  f"{on[-1]:.0f} img/s (app: {cpu:.1%} of a core)", file=sys.stderr)
-    costs = [1 - b / a for a, b in zip(off, on)]
-    cost = statistics.mean(costs)
+    with contextlib.ExitStack() as stack:
+        home = args.home or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fbt-tui-cost-")))
+        os.environ["FBT_HOME"] = str(home)  # the engine's and the app's
+        windows = asyncio.run(windows_of(home, run, args.pairs, args.window, args.settle))
+    pairs = list(zip(windows[::2], windows[1::2]))
+    off = [a if not a.attached else b for a, b in pairs]
+    on = [b if not a.attached else a for a, b in pairs]
+    costs = [1 - b.img_s / a.img_s for a, b in zip(off, on)]
     print(f"$ {shlex.join([Path(sys.executable).name, *sys.argv])}")
     print(f"{platform.processor() or platform.machine()} · {os.cpu_count()} cores · "
           f"load {os.getloadavg()[0]:.1f} · Python {platform.python_version()}")
     threads = f", engine on {args.engine_threads} torch thread(s)" if args.engine_threads else ""
-    print(f"{args.preset}, {args.epochs} epochs{threads}, img/s of distillation epochs 2..{args.epochs}:")
-    print(f"  without the TUI  {statistics.mean(off):8.0f}  ({', '.join(f'{v:.0f}' for v in off)})")
-    print(f"  TUI attached     {statistics.mean(on):8.0f}  ({', '.join(f'{v:.0f}' for v in on)})")
-    spread = (f", standard error {100 * statistics.stdev(costs) / len(costs) ** 0.5:.2f} %"
-              if len(costs) > 1 else "")
+    print(f"{args.preset}{threads}: one run, {len(windows)} windows of {args.window} distillation epoch(s), "
+          "img/s over each window's wall time:")
+    print(f"  without the TUI  {statistics.mean(w.img_s for w in off):8.0f}  ({', '.join(f'{w.img_s:.0f}' for w in off)})")
+    print(f"  TUI attached     {statistics.mean(w.img_s for w in on):8.0f}  ({', '.join(f'{w.img_s:.0f}' for w in on)})")
+    cost = statistics.mean(costs)
+    error = statistics.stdev(costs) / len(costs) ** 0.5 if len(costs) > 1 else None
+    spread = (f", standard error {100 * error:.2f} %; mean + 2 standard errors {100 * (cost + 2 * error):.1f} %"
+              if error is not None else "")
     print(f"  cost of the TUI  {cost * 100:7.1f} %   (mean of the pairs' costs{spread}; target < 2 %)")
     print(f"  per pair (%): {', '.join(f'{100 * c:+.1f}' for c in costs)}")
-    print(f"  the app's own CPU after epoch 1: {statistics.mean(app_cpu):.1%} of one core "
-          f"({', '.join(f'{v:.1%}' for v in app_cpu)})")
+    print(f"  this process's CPU, with the app: {statistics.mean(w.app_cpu for w in on):.1%} of one core; "
+          f"without: {statistics.mean(w.app_cpu for w in off):.1%}")
 
 
 if __name__ == "__main__":
