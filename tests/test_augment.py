@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import random
+
 import pytest
 import numpy as np
 import torch
@@ -10,7 +13,7 @@ from fbt_engine.config.schema import DataSection
 from fbt_engine.data.augment import (
     RAND_OPS, mix_batch, rand_augment, random_erasing, random_resized_crop, step_generator,
 )
-from fbt_engine.data.sources import load_data
+from fbt_engine.data.sources import LoaderBatches, load_data
 from fbt_engine.data.specs import parse_randaugment
 
 
@@ -133,3 +136,55 @@ def test_device_pipeline_batches_are_reproducible_from_any_step():
     full = list(data.train.epoch(1))
     tail = list(data.train.epoch(1, start_step=2))
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(full[2:], tail))
+
+
+def _classic(workers: int):
+    """The paper protocol's per-image transforms (timm's RandAugment, random-resized-crop, flip,
+    random erasing) in a loader with `workers` processes."""
+    return load_data(DataSection(pipeline="classic", **{**PAPER_AUG, "workers": workers}), torch.device("cpu"),
+                     seed=3).train
+
+
+def _same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, u) and torch.equal(y, v) for (x, y), (u, v) in zip(a, b))
+
+
+def test_classic_batches_depend_only_on_seed_epoch_and_step_whatever_the_workers():
+    """Each image's transforms are seeded by (seed, epoch, index): no workers, two persistent
+    workers and a resumed epoch all give the same batches, augmentation included."""
+    alone = list(_classic(0).epoch(1))
+    two = _classic(2)
+    assert _same(list(two.epoch(1)), alone)
+    assert _same(list(two.epoch(1, start_step=2)), alone[2:])
+    assert not _same(list(two.epoch(2)), alone)
+
+
+class _Pids(torch.utils.data.Dataset):
+    def __len__(self):
+        return 32
+
+    def __getitem__(self, i):
+        return torch.zeros(1), os.getpid()
+
+
+def test_loader_workers_persist_from_epoch_to_epoch():
+    """A small-image epoch lasts a second or two: workers restarted every epoch would pay their
+    start-up every epoch."""
+    batches = LoaderBatches(_Pids(), DataSection(batch_size=4, workers=2), torch.device("cpu"), seed=0, train=True)
+    first = {int(pid) for _, y in batches.epoch(0) for pid in y}
+    assert len(first) == 2 and os.getpid() not in first
+    assert {int(pid) for _, y in batches.epoch(1, start_step=3) for pid in y} == first
+
+
+def test_classic_transforms_without_workers_leave_the_training_generators_alone():
+    """Seeding each image's transforms in the main process must not reseed the training's draws."""
+    data = _classic(0)
+
+    def draws():
+        return torch.rand(3).tolist(), random.random(), np.random.rand()
+
+    torch.manual_seed(7), random.seed(7), np.random.seed(7)
+    expected = draws()
+    torch.manual_seed(7), random.seed(7), np.random.seed(7)
+    list(data.epoch(0))
+    assert draws() == expected

@@ -12,12 +12,18 @@ from fbt_engine.data.specs import parse_randaugment
 from fbt_engine.labels import one_hot
 
 
+def mixed_seed(*parts: int) -> int:
+    """One non-negative 63-bit seed from several integers (seed, epoch, step, …), each mattering."""
+    mixed = 0
+    for part in parts:
+        mixed = mixed * 1_000_003 + part
+    return mixed & 0x7FFF_FFFF_FFFF_FFFF
+
+
 def step_generator(device: torch.device, seed: int, epoch: int, step: int) -> torch.Generator:
     """A generator whose stream depends only on (seed, epoch, step), so a resumed run draws the
     same crops, flips and batch order as an uninterrupted one."""
-    g = torch.Generator(device=device)
-    mixed = ((seed * 1_000_003 + epoch) * 1_000_003 + step) & 0x7FFF_FFFF_FFFF_FFFF
-    return g.manual_seed(mixed)
+    return torch.Generator(device=device).manual_seed(mixed_seed(seed, epoch, step))
 
 
 def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator) -> torch.Tensor:

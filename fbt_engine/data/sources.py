@@ -7,8 +7,10 @@ torchvision DataLoader with worker processes and pinned memory.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import pickle
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -20,8 +22,8 @@ import torch
 
 from fbt_engine.config.schema import DataSection
 from fbt_engine.data.augment import (
-    mix_batch, rand_augment, random_crop_flip, random_erasing, random_hflip, random_resized_crop, step_generator,
-    step_rng, to_model_input,
+    mix_batch, mixed_seed, rand_augment, random_crop_flip, random_erasing, random_hflip, random_resized_crop,
+    step_generator, step_rng, to_model_input,
 )
 from fbt_engine.data.catalog import DATASETS, DatasetInfo
 from fbt_engine.data.idx import FASHION_MNIST_CLASSES, load_fashion_mnist, stratified_indices
@@ -209,15 +211,52 @@ def classic_transforms(a: Augmentation | None, info: DatasetInfo, img_size: int,
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """A host generator for one epoch's draws (the loader's order, its workers' seeds)."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    """A host generator for one epoch's order."""
+    return torch.Generator().manual_seed(mixed_seed(seed, epoch))
+
+
+@contextlib.contextmanager
+def host_generators_seeded(seed: int) -> Iterator[None]:
+    """Python's, numpy's and torch's global host generators seeded for one image's transforms
+    (torchvision's crops and flips draw from torch, timm's RandAugment from numpy and Python). In
+    the main process (a loader without workers) their states are restored afterwards, so that the
+    training's own draws do not depend on the images'."""
+    in_main = torch.utils.data.get_worker_info() is None
+    saved = (random.getstate(), np.random.get_state(), torch.random.get_rng_state()) if in_main else None
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.random.default_generator.manual_seed(seed)  # the host's only: a CUDA generator is the training's
+    try:
+        yield
+    finally:
+        if saved is not None:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+            torch.random.set_rng_state(saved[2])
+
+
+class SeededImages(torch.utils.data.Dataset):
+    """A map-style dataset read by (index, epoch) keys, each image's random transforms seeded by
+    (seed, epoch, index): the same augmentation whichever worker reads it, however many workers
+    there are, whether they persisted from the last epoch, and whether the epoch was resumed."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, epoch = key
+        with host_generators_seeded(mixed_seed(self.seed, epoch, index)):
+            return self.dataset[index]
 
 
 class EpochOrder(torch.utils.data.Sampler):
     """The images one process reads in one epoch, chosen before each (`at`): shuffled by (seed,
     epoch) for training, this process's strided share under DDP (training keeps the same count on
     every process), from a given batch on, so that a resumed epoch skips its done batches without
-    loading them."""
+    loading them. Yields `SeededImages` keys: (index, epoch)."""
 
     def __init__(self, num_images: int, seed: int, train: bool, rank: int, world: int, batch_size: int):
         self.num_images, self.seed, self.train = num_images, seed, train
@@ -239,17 +278,17 @@ class EpochOrder(torch.utils.data.Sampler):
         order = torch.randperm(self.num_images, generator=epoch_generator(self.seed, self.epoch))
         return order[:shared][self.rank::self.world].tolist()
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._order()[self.start_step * self.batch_size:])
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((i, self.epoch) for i in self._order()[self.start_step * self.batch_size:])
 
     def __len__(self) -> int:
         return max(0, self.share - self.start_step * self.batch_size)
 
 
 class LoaderBatches:
-    """A torchvision dataset streamed by a DataLoader (folder datasets). The order is exact from
-    any step; the workers' random augmentation follows the batches each is given, so a resumed
-    epoch's crops differ from an uninterrupted one's."""
+    """A torchvision dataset streamed by a DataLoader whose workers persist from epoch to epoch
+    (folder datasets, and the classic pipeline). Batches are exact from any step, augmentation
+    included: the order is seeded by (seed, epoch), each image's transforms by (seed, epoch, index)."""
 
     def __init__(self, dataset, data: DataSection, device: torch.device, seed: int, train: bool,
                  rank: int = 0, world: int = 1, augmentation: Augmentation | None = None):
@@ -260,25 +299,29 @@ class LoaderBatches:
         self.workers = data.workers
         self.num_images = self.total_images = len(dataset)
         self.order = EpochOrder(self.num_images, seed, train, rank, world, self.batch_size)
+        self._loader: torch.utils.data.DataLoader | None = None
 
     def __len__(self) -> int:
         if self.train:
             return self.order.share // self.batch_size
         return math.ceil(self.order.share / self.batch_size)
 
-    def _loader(self, epoch: int) -> torch.utils.data.DataLoader:
-        # a fresh loader an epoch, its generator seeding the workers' augmentation by (seed, epoch);
-        # workers that persisted across epochs would draw from wherever the run's history left them
-        return torch.utils.data.DataLoader(
-            self.dataset, batch_size=self.batch_size, sampler=self.order, drop_last=self.train,
-            num_workers=self.workers, pin_memory=self.device.type == "cuda",
-            prefetch_factor=4 if self.workers else None,
-            generator=epoch_generator(self.seed, epoch),
-        )
+    def loader(self) -> torch.utils.data.DataLoader:
+        """Made at the first epoch, then kept, as timm's loaders keep theirs: workers restarted every
+        epoch would cost every epoch their start-up (forks, first batches), which an epoch of small
+        images lasting a second or two feels."""
+        if self._loader is None:
+            self._loader = torch.utils.data.DataLoader(
+                SeededImages(self.dataset, self.seed), batch_size=self.batch_size, sampler=self.order,
+                drop_last=self.train, num_workers=self.workers, pin_memory=self.device.type == "cuda",
+                prefetch_factor=4 if self.workers else None, persistent_workers=self.workers > 0,
+                generator=epoch_generator(self.seed, -1),  # workers' base seed, not the training's draw; images reseed
+            )
+        return self._loader
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
-        self.order.at(epoch, start_step)
-        for step, (x, y) in enumerate(self._loader(epoch), start=start_step):
+        self.order.at(epoch, start_step)  # read by the loader's next pass: the sampler runs in this process
+        for step, (x, y) in enumerate(self.loader(), start=start_step):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.aug is not None:
                 x, y = self.aug.mix(x, y, self.seed, epoch, step * self.world + self.rank)
