@@ -112,7 +112,7 @@ def profile_step(args: argparse.Namespace) -> str:
 
 
 def explain_step(args: argparse.Namespace, home: Path) -> str:
-    """What torch.compile makes of the step fbt's loop compiles (TrainForward): its graphs, and why
+    """What torch.compile makes of the step fbt's loop compiles (TrainStep.forward): its graphs, and why
     it breaks between them. A break leaves the ops around it to be launched one by one."""
     import torch._dynamo
 
@@ -120,7 +120,7 @@ def explain_step(args: argparse.Namespace, home: Path) -> str:
 
     from fbt_engine.config.presets import resolve
     from fbt_engine.train.engine import prepare, select_device
-    from fbt_engine.train.loop import TrainForward
+    from fbt_engine.train.loop import TrainStep
 
     resolved = resolve(args.preset, [*args.sets, f'run.device="{args.device}"'])
     p = prepare(resolved, select_device(resolved.config.run.device))
@@ -128,7 +128,7 @@ def explain_step(args: argparse.Namespace, home: Path) -> str:
     x, y = next(iter(p.data.train.epoch(0)))
     p.method.train()
     with phase.autocast():
-        found = torch._dynamo.explain(TrainForward(phase, reporter).eager)(x, y)
+        found = torch._dynamo.explain(TrainStep(phase, reporter).forward)(x, y)
     reporter.finish("finished", 0)
     reasons = "".join(f"\n  - {b.reason}" for b in found.break_reasons)
     return (f"# {args.preset}, method {resolved.config.method.name}, batch {resolved.config.data.batch_size}, "

@@ -33,6 +33,39 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning(with_cached_tea
     assert events[-1]["type"] == "run_finished"
 
 
+class _BackwardThatFails(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, t):
+        return t.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("could not lower the backward graph")
+
+
+def test_a_backward_that_fails_to_compile_falls_back_too(with_cached_teacher, monkeypatch):
+    """AOTAutograd compiles the backward at the first backward, after the forward has run: that
+    failure too is a compile failure, not the end of the run."""
+    calls = []
+
+    def compile_with_a_broken_backward(fn, mode=None, **kwargs):
+        def compiled(*args):
+            calls.append(1)
+            out = fn(*args)
+            return out._replace(total=_BackwardThatFails.apply(out.total))
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", compile_with_a_broken_backward)
+    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=[*TINY, 'train.compile="on"'], quiet=True))
+    assert code == 0
+    store = RunStore()
+    events = store.events(store.resolve("last"))
+    warnings = [e["message"] for e in events if e["type"] == "warning"]
+    assert len(warnings) == 1 and "could not lower the backward graph" in warnings[0]
+    assert calls == [1]
+    assert events[-1]["type"] == "run_finished"
+
+
 @pytest.mark.parametrize("compile_, mode, device, world, chosen", [
     ("auto", "auto", "cpu", 1, None), ("auto", "auto", "cuda:0", 1, "reduce-overhead"),
     ("auto", "auto", "cuda:0", 2, "default"), ("auto", "reduce-overhead", "cuda:0", 2, "reduce-overhead"),

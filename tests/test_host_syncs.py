@@ -109,14 +109,14 @@ def test_the_probe_sees_a_read_inside_a_step(with_cached_teacher, probe, monkeyp
     """The check above could pass by watching nothing: a step that reads a loss must be caught."""
     from fbt_engine.train import loop
 
-    original = loop.TrainForward.__call__
+    original = loop.TrainStep.__call__
 
     def reading(self, x, y):
         out = original(self, x, y)
         read(out.values[1:2])  # the first loss term
         return out
 
-    monkeypatch.setattr(loop.TrainForward, "__call__", reading)
+    monkeypatch.setattr(loop.TrainStep, "__call__", reading)
     assert run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), quiet=True, sets=[*TINY])) == 0
     assert any(what == seen_as for what, _ in probe.reads)
 

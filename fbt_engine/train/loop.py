@@ -242,46 +242,56 @@ class StepLosses(NamedTuple):
     finite: torch.Tensor  # a bool scalar: every value is finite
 
 
-class TrainForward:
-    """The training step's forward: the batch fitted to the model, the method's forward and the
-    loss bookkeeping the log needs, through torch.compile when asked, so that the bookkeeping's
-    small ops join the compiled graph instead of being launched one by one. If compiling fails (no
-    compiler, an unsupported backend) training goes on eagerly and a warning event says why."""
+class TrainStep:
+    """The training step up to the optimiser: the batch fitted to the model, the method's forward
+    and the loss bookkeeping the log needs, through torch.compile when asked (so that the
+    bookkeeping's small ops join the compiled graph instead of being launched one by one), then the
+    backward. If compiling fails (no compiler, an unsupported backend, a backward graph that does
+    not build), training goes on eagerly, from that step on, and a warning event says why."""
 
     def __init__(self, phase: Phase, reporter: Reporter):
         self.module = phase.train_module or phase.method
         self.inputs, self.terms = phase.inputs, phase.method.loss_terms()
+        self.autocast, self.optimizer = phase.autocast, phase.optimizer
         self.reporter = reporter
         mode = phase.compile_mode
-        self.compiled = None if mode is None else torch.compile(self.eager, mode=mode)
+        self.compiled = None if mode is None else torch.compile(self.forward, mode=mode)
         # a CUDA-graph replay reuses its output memory: a new step must be declared so that the
         # previous step's outputs, already consumed, may be overwritten
         self.graphs = mode in CUDA_GRAPH_MODES
 
-    def eager(self, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
         losses = self.module(self.inputs(x), y).losses
         total = sum(losses.values())
         values = torch.stack([total.detach().float()] + [losses[t].detach().float() for t in self.terms])
         return StepLosses(total, values, torch.isfinite(values).all())
 
+    def _through(self, forward, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
+        with self.autocast():
+            step = forward(x, y)
+        self.optimizer.zero_grad(set_to_none=True)  # also drops what a failed backward had accumulated
+        step.total.backward()
+        return step
+
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
         if self.compiled is None:
-            return self.eager(x, y)
+            return self._through(self.forward, x, y)
         try:
             if self.graphs:
                 torch.compiler.cudagraph_mark_step_begin()
-            return self.compiled(x, y)
+            # the backward too: its graph is compiled at the first backward, not with the forward's
+            return self._through(self.compiled, x, y)
         except Exception as exc:
             self.compiled = None
-            out = self.eager(x, y)  # an error of the step itself, not of compiling, raises here, unlabelled
+            out = self._through(self.forward, x, y)  # an error of the step itself, not of compiling, raises here
             self.reporter.emit("warning", message=f"torch.compile failed ({type(exc).__name__}: {exc}); "
                                                   "training without it")
             return out
 
 
 def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag) -> LoopState:
-    method, forward = phase.method, TrainForward(phase, reporter)
-    terms = forward.terms
+    method, train_step = phase.method, TrainStep(phase, reporter)
+    terms = train_step.terms
     device = next(method.parameters()).device
     reporter.human.start_phase(phase.name.replace("_", " "), phase.total_steps, state.step)
     method.train()
@@ -293,10 +303,7 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
         finite: list[torch.Tensor] = []
         interval_start, interval_t = state.step, time.perf_counter()
         for x, y in phase.data.train.epoch(epoch, state.step_in_epoch):
-            with phase.autocast():
-                step = forward(x, y)
-            phase.optimizer.zero_grad(set_to_none=True)
-            step.total.backward()
+            step = train_step(x, y)
             if phase.grad_clip:
                 torch.nn.utils.clip_grad_norm_(method.parameters(), phase.grad_clip)
             phase.optimizer.step()
