@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import tempfile
@@ -28,6 +29,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 LOOP_SKIPPED = 10  # steps of the loop run before the profiled ones: allocator, cuDNN and autocast warm up
 LOOP_WARMUP = 3  # steps the profiler traces and throws away
 LOOP_BODY = "loop body"  # the profiler's range around each step's body, from its batch to the next
+BATCH = "batch"  # the profiler's range around the making of each batch
 
 
 def main() -> int:
@@ -148,6 +150,10 @@ def profile_loop(args: argparse.Namespace, home: Path) -> str:
     # the epoch outlasts the profiled steps by one, so that the epoch's evaluation is never traced
     steps = LOOP_SKIPPED + LOOP_WARMUP + args.steps + 1
     p = build(args.preset, cfg.method.name, args.sets, args.device, "device", steps, cfg.data.batch_size)
+    if len(p.data.train) < steps:
+        raise SystemExit(f"profile_step: the data gives {len(p.data.train)} batches of {cfg.data.batch_size}, the loop "
+                         f"needs {steps} ({LOOP_SKIPPED + LOOP_WARMUP} before the profiled ones, 1 after); lower --steps or "
+                         "the batch, or use a larger dataset")
     phase, reporter = engine_phase(p, home)
     stamps: list[float] = []
     window = range(LOOP_SKIPPED + LOOP_WARMUP, LOOP_SKIPPED + LOOP_WARMUP + args.steps + 1)
@@ -156,7 +162,12 @@ def profile_loop(args: argparse.Namespace, home: Path) -> str:
         epoch = phase.data.train.epoch
 
         def stepping(*a, **kw):  # batch i of the epoch is the profiler's step i
-            for i, batch in enumerate(epoch(*a, **kw)):
+            batches = epoch(*a, **kw)
+            for i in itertools.count():
+                with torch.profiler.record_function(BATCH):
+                    batch = next(batches, None)
+                if batch is None:
+                    return
                 if i in window:
                     if args.device == "cuda":
                         torch.cuda.synchronize()  # the window's edges only; the steps inside run free
@@ -174,15 +185,17 @@ def profile_loop(args: argparse.Namespace, home: Path) -> str:
                 if e.device_type == DeviceType.CUDA and not e.is_user_annotation) / args.steps / 1e6
             if args.device == "cuda" else None)
     # what the loop body dispatches one by one beside the compiled code: on a GPU, each a launch
-    eager_ops = sum(1 for e in prof.events() if e.name.startswith("aten::")
-                    and e.cpu_parent is not None and e.cpu_parent.name == LOOP_BODY) / args.steps
+    def top_level_ops(within: str) -> float:
+        return sum(1 for e in prof.events() if e.name.startswith("aten::")
+                   and e.cpu_parent is not None and e.cpu_parent.name == within) / args.steps
     bound = ("" if busy is None else f"; device busy {1e3 * busy:.2f} ms a step ({100 * busy / wall:.0f} % of the wall "
              f"time: {'bound by the host' if busy < 0.8 * wall else 'bound by the device'})")
     how = f"compiled, mode {phase.compile_mode}" if phase.compile_mode else "eager"
     head = (f"# {args.preset}, fbt's loop ({how}, under the profiler, which slows the host), method "
             f"{cfg.method.name}, batch {cfg.data.batch_size}, {args.device}, {args.steps} steps after "
-            f"{LOOP_SKIPPED + LOOP_WARMUP}: wall {1e3 * wall:.2f} ms a step{bound}; {eager_ops:.1f} top-level "
-            "aten ops a step in the loop body (the batch's making aside)")
+            f"{LOOP_SKIPPED + LOOP_WARMUP}: wall {1e3 * wall:.2f} ms a step{bound}; top-level aten ops a step: "
+            f"{top_level_ops(LOOP_BODY):.1f} in the loop body, {top_level_ops(BATCH):.1f} in making the batch "
+            "(drawing, gathering, augmenting)")
     tables = [f"## by host time\n{top(prof, 'self_cpu_time_total')}"]
     if args.device == "cuda":
         tables.append(f"## by device time\n{top(prof, 'self_device_time_total')}")
