@@ -188,3 +188,40 @@ def test_classic_transforms_without_workers_leave_the_training_generators_alone(
     torch.manual_seed(7), random.seed(7), np.random.seed(7)
     list(data.epoch(0))
     assert draws() == expected
+
+
+@pytest.mark.parametrize("img_size", [0, 36])  # the dataset's own 28 px, and resized after the crop
+def test_the_compiled_standard_augmentation_makes_the_eager_batches(img_size):
+    """On a GPU the crop, flip and normalisation are compiled into a kernel or two (their launches
+    are what a small model's step waits on); here a real compile on the CPU must give the batches
+    the eager ops give, draw for draw."""
+    section = DataSection(pad=2, batch_size=64, subset=256, img_size=img_size, workers=0)
+    eager = list(load_data(section, torch.device("cpu"), seed=5).train.epoch(2))
+    train = load_data(section, torch.device("cpu"), seed=5).train
+    failures = []
+    train.compile_augmentation(failures.append)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    compiled = list(train.epoch(2))
+    assert failures == [] and torch._dynamo.utils.counters["stats"]["unique_graphs"] > graphs  # it did compile
+    assert len(compiled) == len(eager) and eager[0][0].shape[-1] == (img_size or 28)
+    for (x, y), (u, v) in zip(compiled, eager):
+        assert torch.equal(y, v) and torch.allclose(x, u, atol=1e-5)
+
+
+def test_a_failing_augmentation_compiler_leaves_it_eager_and_says_why_once(monkeypatch):
+    calls = []
+
+    def broken_compile(fn, **kwargs):
+        def compiled(*args):
+            calls.append(1)
+            raise RuntimeError("no C++ compiler found")
+        return compiled
+
+    section = DataSection(pad=2, batch_size=64, subset=256, workers=0)
+    eager = list(load_data(section, torch.device("cpu"), seed=5).train.epoch(0))
+    train = load_data(section, torch.device("cpu"), seed=5).train
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    failures = []
+    train.compile_augmentation(failures.append)
+    assert _same(list(train.epoch(0)), eager)
+    assert [str(e) for e in failures] == ["no C++ compiler found"] and calls == [1]

@@ -26,21 +26,35 @@ def step_generator(device: torch.device, seed: int, epoch: int, step: int) -> to
     return torch.Generator(device=device).manual_seed(mixed_seed(seed, epoch, step))
 
 
-def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, g: torch.Generator) -> torch.Tensor:
-    """Pad-and-random-crop back to the input size, and random horizontal flips, on a uint8 batch."""
+def crop_flip_draws(b: int, pad: int, flip: bool, g: torch.Generator,
+                    device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The random part of `crop_flip` for a batch of `b`: each image's crop offsets (rows, then
+    columns; 0 … 2·pad) and a uniform draw whose half decides its flip."""
+    offsets = torch.randint(0, 2 * pad + 1, (2, b), device=device, generator=g) if pad else None
+    flips = torch.rand(b, device=device, generator=g) if flip else None
+    return offsets, flips
+
+
+def crop_flip(x: torch.Tensor, pad: int, offsets: torch.Tensor | None, flips: torch.Tensor | None) -> torch.Tensor:
+    """Pad-and-crop back to the input size, and horizontal flips, of a uint8 batch, as drawn by
+    `crop_flip_draws`."""
     b, c, h, w = x.shape
-    if pad:
+    if offsets is not None:
         padded = F.pad(x, (pad, pad, pad, pad))
-        oy = torch.randint(0, 2 * pad + 1, (b, 1), device=x.device, generator=g)
-        ox = torch.randint(0, 2 * pad + 1, (b, 1), device=x.device, generator=g)
-        rows = (oy + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
-        cols = (ox + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
+        rows = (offsets[0, :, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
+        cols = (offsets[1, :, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
         batch = torch.arange(b, device=x.device)[:, None, None]
         x = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
-    if flip:
-        mask = torch.rand(b, device=x.device, generator=g) < 0.5
-        x = torch.where(mask[:, None, None, None], x.flip(3), x)
+    if flips is not None:
+        x = torch.where((flips < 0.5)[:, None, None, None], x.flip(3), x)
     return x
+
+
+def standard_input(x: torch.Tensor, offsets: torch.Tensor | None, flips: torch.Tensor | None, pad: int, size: int,
+                   mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """A uint8 batch cropped and flipped as drawn, normalised at `size` px: the standard augmentation
+    past its draws, a function of its inputs alone, so that it can be compiled into one kernel."""
+    return to_model_input(crop_flip(x, pad, offsets, flips), size, mean, std)
 
 
 def to_model_input(x: torch.Tensor, size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

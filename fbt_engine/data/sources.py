@@ -11,7 +11,7 @@ import contextlib
 import math
 import pickle
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from fbt_engine.config.schema import DataSection
+from fbt_engine.compiling import call_with_fallback
 from fbt_engine.data.augment import (
-    mix_batch, mixed_seed, rand_augment, random_crop_flip, random_erasing, random_hflip, random_resized_crop,
-    step_generator, step_rng, to_model_input,
+    crop_flip_draws, mix_batch, mixed_seed, rand_augment, random_erasing, random_hflip, random_resized_crop,
+    standard_input, step_generator, step_rng, to_model_input,
 )
 from fbt_engine.data.catalog import DATASETS, DatasetInfo
 from fbt_engine.data.idx import FASHION_MNIST_CLASSES, load_fashion_mnist, stratified_indices
@@ -43,6 +44,8 @@ class BatchSource(Protocol):
     def __len__(self) -> int: ...
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]: ...
+
+    def compile_augmentation(self, fell_back: Callable[[Exception], None]) -> None: ...
 
 
 @dataclass
@@ -115,6 +118,8 @@ class DeviceBatches:
         if self.train and self.num_images < self.batch_size:
             raise DataError(f"data.batch_size: {self.num_images} training images cannot fill one batch of "
                             f"{self.batch_size}; lower data.batch_size")
+        self._standard = standard_input
+        self._compiled = False
 
     def __len__(self) -> int:
         # Training drops the last partial batch (steady BatchNorm statistics); evaluation keeps it.
@@ -146,12 +151,31 @@ class DeviceBatches:
                 out = random_hflip(out, g)
             out = (out / 255 - self.mean) / self.std
         else:
-            if a.kind == "standard":
-                x = random_crop_flip(x, a.pad, a.hflip, g)
-            out = to_model_input(x, self.img_size, self.mean, self.std)
+            draws = crop_flip_draws(len(x), a.pad, a.hflip, g, x.device) if a.kind == "standard" else (None, None)
+            out = self._standard(x, *draws, a.pad, self.img_size, self.mean, self.std)
         if a.random_erasing:
             out = random_erasing(out, a.random_erasing, g)
         return a.mix(out, y, self.seed, epoch, draw)
+
+    def compile_augmentation(self, fell_back: Callable[[Exception], None]) -> None:
+        """The standard augmentation past its draws (crop, flip, normalisation: some twenty small ops
+        a batch) through torch.compile, which fuses it into a kernel or two: on a GPU each op is a
+        launch, and a small model's step under CUDA graphs waits on the host's launches. Not with
+        CUDA graphs: the batch is the step's input, and a replay would overwrite it. A compiler that
+        fails leaves it eager, and `fell_back` hears why."""
+        if self._compiled:
+            return
+        self._compiled = True
+        compiled = torch.compile(standard_input, dynamic=False, fullgraph=True)  # a graph break would undo the fusion
+
+        def through(*args) -> torch.Tensor:
+            return call_with_fallback(lambda: compiled(*args), lambda: standard_input(*args), eager_again)
+
+        def eager_again(exc: Exception) -> None:
+            self._standard = standard_input
+            fell_back(exc)
+
+        self._standard = through
 
     def fixed_batch(self, n: int) -> Batch:
         """The first `n` images, un-augmented: the probe batch for per-stage statistics."""
@@ -318,6 +342,9 @@ class LoaderBatches:
                 generator=epoch_generator(self.seed, -1),  # workers' base seed, not the training's draw; images reseed
             )
         return self._loader
+
+    def compile_augmentation(self, fell_back: Callable[[Exception], None]) -> None:
+        """Nothing to compile: the images are transformed one by one, in the workers."""
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
         self.order.at(epoch, start_step)  # read by the loader's next pass: the sampler runs in this process

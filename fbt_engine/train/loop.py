@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from fbt_engine.compiling import call_with_fallback
 from fbt_engine.config.schema import CUDA_GRAPH_MODES
 from fbt_engine.data.sources import DataBundle
 from fbt_engine.methods.base import PAIRS, Distiller
@@ -276,23 +277,29 @@ class TrainStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
         if self.compiled is None:
             return self._through(self.forward, x, y)
-        try:
-            if self.graphs:
-                torch.compiler.cudagraph_mark_step_begin()
-            # the backward too: its graph is compiled at the first backward, not with the forward's
-            return self._through(self.compiled, x, y)
-        except Exception as exc:
-            self.compiled = None
-            out = self._through(self.forward, x, y)  # an error of the step itself, not of compiling, raises here
-            self.reporter.emit("warning", message=f"torch.compile failed ({type(exc).__name__}: {exc}); "
-                                                  "training without it")
-            return out
+        # the backward too: its graph is compiled at the first backward, not with the forward's
+        return call_with_fallback(lambda: self._compiled_step(x, y), lambda: self._through(self.forward, x, y),
+                                  self._fell_back)
+
+    def _compiled_step(self, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
+        if self.graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        return self._through(self.compiled, x, y)
+
+    def _fell_back(self, exc: Exception) -> None:
+        self.compiled = None
+        self.reporter.emit("warning", message=f"torch.compile failed ({type(exc).__name__}: {exc}); "
+                                              "training without it")
 
 
 def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag) -> LoopState:
     method, train_step = phase.method, TrainStep(phase, reporter)
     terms = train_step.terms
     device = next(method.parameters()).device
+    if phase.compile_mode is not None and device.type == "cuda":  # launches cost only there
+        phase.data.train.compile_augmentation(lambda exc: reporter.emit(
+            "warning", message=f"torch.compile failed for the batch augmentation ({type(exc).__name__}: {exc}); "
+                               "augmenting without it"))
     reporter.human.start_phase(phase.name.replace("_", " "), phase.total_steps, state.step)
     method.train()
     for epoch in range(state.epoch, phase.epochs):
