@@ -33,26 +33,34 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning(with_cached_tea
     assert events[-1]["type"] == "run_finished"
 
 
-class _BackwardThatFails(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, t):
-        return t.clone()
+def _backward_that_fails(params: list[torch.Tensor]) -> type[torch.autograd.Function]:
+    """A node whose backward fails half-way: the gradients it leaves must not reach the retry's."""
+    class Failing(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return t.clone()
 
-    @staticmethod
-    def backward(ctx, grad):
-        raise RuntimeError("could not lower the backward graph")
+        @staticmethod
+        def backward(ctx, grad):
+            for p in params:
+                p.grad = torch.full_like(p, float("nan"))
+            raise RuntimeError("could not lower the backward graph")
+    return Failing
 
 
 def test_a_backward_that_fails_to_compile_falls_back_too(with_cached_teacher, monkeypatch):
     """AOTAutograd compiles the backward at the first backward, after the forward has run: that
-    failure too is a compile failure, not the end of the run."""
+    failure too is a compile failure, not the end of the run, and the eager retry starts from clean
+    gradients (NaN ones left behind would end the run with a non-finite loss)."""
     calls = []
 
     def compile_with_a_broken_backward(fn, mode=None, **kwargs):
+        failing = _backward_that_fails(list(fn.__self__.module.parameters()))
+
         def compiled(*args):
             calls.append(1)
             out = fn(*args)
-            return out._replace(total=_BackwardThatFails.apply(out.total))
+            return out._replace(total=failing.apply(out.total))
         return compiled
 
     monkeypatch.setattr(torch, "compile", compile_with_a_broken_backward)
@@ -61,9 +69,31 @@ def test_a_backward_that_fails_to_compile_falls_back_too(with_cached_teacher, mo
     store = RunStore()
     events = store.events(store.resolve("last"))
     warnings = [e["message"] for e in events if e["type"] == "warning"]
-    assert len(warnings) == 1 and "could not lower the backward graph" in warnings[0]
+    assert warnings == ["torch.compile failed (RuntimeError: could not lower the backward graph); training without it"]
     assert calls == [1]
     assert events[-1]["type"] == "run_finished"
+
+
+def test_a_failure_after_the_compiling_steps_is_the_steps_own(with_cached_teacher, monkeypatch):
+    """Past the steps where compiling and CUDA graphs' recording happen, an error (an out-of-memory,
+    say) is not blamed on the compiler: the run fails with it."""
+    calls = []
+
+    def compile_failing_later(fn, mode=None, **kwargs):
+        def compiled(*args):
+            calls.append(1)
+            if len(calls) == 5:
+                raise RuntimeError("CUDA out of memory")
+            return fn(*args)
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", compile_failing_later)
+    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=[*TINY, 'train.compile="on"'], quiet=True))
+    assert code != 0
+    store = RunStore()
+    events = store.events(store.resolve("last"))
+    assert not [e for e in events if e["type"] == "warning"]
+    assert events[-1]["type"] == "run_failed" and "CUDA out of memory" in events[-1]["message"]
 
 
 @pytest.mark.parametrize("compile_, mode, device, world, chosen", [

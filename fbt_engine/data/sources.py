@@ -45,7 +45,7 @@ class BatchSource(Protocol):
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]: ...
 
-    def compile_augmentation(self, fell_back: Callable[[Exception], None]) -> None: ...
+    def compile_augmentation(self, fell_back: Callable[[str], None]) -> None: ...
 
 
 @dataclass
@@ -157,7 +157,7 @@ class DeviceBatches:
             out = random_erasing(out, a.random_erasing, g)
         return a.mix(out, y, self.seed, epoch, draw)
 
-    def compile_augmentation(self, fell_back: Callable[[Exception], None]) -> None:
+    def compile_augmentation(self, fell_back: Callable[[str], None]) -> None:
         """The standard augmentation past its draws (crop, flip, normalisation: some twenty small ops
         a batch) through torch.compile, which fuses it into a kernel or two: on a GPU each op is a
         launch, and a small model's step under CUDA graphs waits on the host's launches. Not with
@@ -171,9 +171,9 @@ class DeviceBatches:
         def through(*args) -> torch.Tensor:
             return call_with_fallback(lambda: compiled(*args), lambda: standard_input(*args), eager_again)
 
-        def eager_again(exc: Exception) -> None:
+        def eager_again(why: str) -> None:
             self._standard = standard_input
-            fell_back(exc)
+            fell_back(why)
 
         self._standard = through
 
@@ -343,7 +343,7 @@ class LoaderBatches:
             )
         return self._loader
 
-    def compile_augmentation(self, fell_back: Callable[[Exception], None]) -> None:
+    def compile_augmentation(self, fell_back: Callable[[str], None]) -> None:
         """Nothing to compile: the images are transformed one by one, in the workers."""
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:

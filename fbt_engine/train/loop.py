@@ -247,16 +247,24 @@ class TrainStep:
     """The training step up to the optimiser: the batch fitted to the model, the method's forward
     and the loss bookkeeping the log needs, through torch.compile when asked (so that the
     bookkeeping's small ops join the compiled graph instead of being launched one by one), then the
-    backward. If compiling fails (no compiler, an unsupported backend, a backward graph that does
-    not build), training goes on eagerly, from that step on, and a warning event says why."""
+    backward.
+
+    If compiling fails (no compiler, an unsupported backend, a backward graph that does not build)
+    in the first steps, where compiling and CUDA graphs' recording happen, the step is made again
+    eagerly and training goes on without the compiler, with a warning event saying why (that step's
+    BatchNorm statistics have then seen its batch twice). Under DDP only a failed forward is made
+    again: a failed backward has left gradient reductions half done. Later errors are the step's own."""
+
+    COMPILING_STEPS = 3  # compiled at the 1st call; CUDA graphs warm up at the 1st, record at the 2nd
 
     def __init__(self, phase: Phase, reporter: Reporter):
         self.module = phase.train_module or phase.method
         self.inputs, self.terms = phase.inputs, phase.method.loss_terms()
-        self.autocast, self.optimizer = phase.autocast, phase.optimizer
+        self.autocast, self.optimizer, self.world = phase.autocast, phase.optimizer, phase.world
         self.reporter = reporter
         mode = phase.compile_mode
         self.compiled = None if mode is None else torch.compile(self.forward, mode=mode)
+        self.trials = self.COMPILING_STEPS
         # a CUDA-graph replay reuses its output memory: a new step must be declared so that the
         # previous step's outputs, already consumed, may be overwritten
         self.graphs = mode in CUDA_GRAPH_MODES
@@ -267,29 +275,33 @@ class TrainStep:
         values = torch.stack([total.detach().float()] + [losses[t].detach().float() for t in self.terms])
         return StepLosses(total, values, torch.isfinite(values).all())
 
-    def _through(self, forward, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
+    def _forward(self, forward, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
+        if forward is self.compiled and self.graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         with self.autocast():
-            step = forward(x, y)
+            return forward(x, y)
+
+    def _backward(self, step: StepLosses) -> StepLosses:
         self.optimizer.zero_grad(set_to_none=True)  # also drops what a failed backward had accumulated
-        step.total.backward()
+        step.total.backward()  # compiled at the first backward, not with the forward
         return step
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
         if self.compiled is None:
-            return self._through(self.forward, x, y)
-        # the backward too: its graph is compiled at the first backward, not with the forward's
-        return call_with_fallback(lambda: self._compiled_step(x, y), lambda: self._through(self.forward, x, y),
-                                  self._fell_back)
+            return self._backward(self._forward(self.forward, x, y))
+        if self.trials == 0:
+            return self._backward(self._forward(self.compiled, x, y))
+        self.trials -= 1
+        if self.world > 1:
+            step = call_with_fallback(lambda: self._forward(self.compiled, x, y),
+                                      lambda: self._forward(self.forward, x, y), self._fell_back)
+            return self._backward(step)
+        return call_with_fallback(lambda: self._backward(self._forward(self.compiled, x, y)),
+                                  lambda: self._backward(self._forward(self.forward, x, y)), self._fell_back)
 
-    def _compiled_step(self, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
-        if self.graphs:
-            torch.compiler.cudagraph_mark_step_begin()
-        return self._through(self.compiled, x, y)
-
-    def _fell_back(self, exc: Exception) -> None:
+    def _fell_back(self, why: str) -> None:
         self.compiled = None
-        self.reporter.emit("warning", message=f"torch.compile failed ({type(exc).__name__}: {exc}); "
-                                              "training without it")
+        self.reporter.emit("warning", message=f"torch.compile failed ({why}); training without it")
 
 
 def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag) -> LoopState:
@@ -297,9 +309,8 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
     terms = train_step.terms
     device = next(method.parameters()).device
     if phase.compile_mode is not None and device.type == "cuda":  # launches cost only there
-        phase.data.train.compile_augmentation(lambda exc: reporter.emit(
-            "warning", message=f"torch.compile failed for the batch augmentation ({type(exc).__name__}: {exc}); "
-                               "augmenting without it"))
+        phase.data.train.compile_augmentation(lambda why: reporter.emit(
+            "warning", message=f"torch.compile failed for the batch augmentation ({why}); augmenting without it"))
     reporter.human.start_phase(phase.name.replace("_", " "), phase.total_steps, state.step)
     method.train()
     for epoch in range(state.epoch, phase.epochs):
