@@ -57,7 +57,7 @@ else
   SMALL=(--batch 512 --steps 60 --repeats 2)
   EPOCH=(--set data.batch_size=512)
   # as CUDA runs it by default (CUDA graphs); the teacher is the graphs section's, cached in FBT_HOME
-  TUI=(--pairs 5 --window 5 --set data.batch_size=512 --set teacher.recipe.epochs=1)
+  TUI=(--pairs 10 --window 2 --set data.batch_size=512 --set teacher.recipe.epochs=1)
 fi
 
 ROOT=${FMNIST_ROOT:-$PWD/.data/fashion-mnist}

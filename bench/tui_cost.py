@@ -137,13 +137,13 @@ async def run_folder(home: Path, proc: subprocess.Popen, before: set[Path]) -> P
                      "run the same command by hand to see why")
 
 
-async def measure(epochs: Epochs, attached: bool, count: int, window: int, settle: float) -> list[Window]:
-    """`count` consecutive windows of `window` epochs each, from the first epoch written at least
-    `settle` seconds from now."""
+async def measure(epochs: Epochs, attached: bool, count: int, window: int, settle: float,
+                  windows: list[Window]) -> None:
+    """Appends `count` consecutive windows of `window` epochs each, from the first epoch written at
+    least `settle` seconds from now, to `windows` as each ends."""
     await asyncio.sleep(settle)
     epochs.skip()
     start = await epochs.next()
-    windows = []
     for _ in range(count):
         cpu, images = time.process_time(), 0.0
         for _ in range(window):
@@ -151,11 +151,12 @@ async def measure(epochs: Epochs, attached: bool, count: int, window: int, settl
             images += end["img_s"] * end["epoch_time"]  # the epoch's training images
         wall = end["time"] - start["time"]
         windows.append(Window(attached, images / wall, (time.process_time() - cpu) / wall))
+        print(f"window {len(windows)}: {'with the TUI' if attached else 'without'} {windows[-1].img_s:.0f} img/s",
+              file=sys.stderr)
         start = end
-    return windows
 
 
-async def with_app(epochs: Epochs, count: int, window: int, settle: float) -> list[Window]:
+async def with_app(epochs: Epochs, count: int, window: int, settle: float, windows: list[Window]) -> None:
     from fbt_tui.app import FbtApp
     from fbt_tui.widgets.run_view import RunView
 
@@ -170,7 +171,7 @@ async def with_app(epochs: Epochs, count: int, window: int, settle: float) -> li
                 if epochs.proc.poll() is not None:
                     raise SystemExit("the engine ended before the app showed its run")
                 await asyncio.sleep(POLL)
-            return await measure(epochs, True, count, window, settle)
+            await measure(epochs, True, count, window, settle, windows)
     finally:
         app.cleanup()
 
@@ -180,22 +181,18 @@ def schedule(pairs: int) -> list[bool]:
     return [(i % 4) in (1, 2) for i in range(2 * pairs)]
 
 
-async def windows_of(home: Path, run: Trial, pairs: int, window: int, settle: float) -> list[Window]:
+async def measure_run(home: Path, run: Trial, pairs: int, window: int, settle: float, windows: list[Window]) -> None:
+    """Trains one run and appends its windows to `windows` as each ends (an interrupted bench
+    still reports its complete pairs)."""
     before = run_folders(home)
     with engine(run) as proc:
         epochs = Epochs(await run_folder(home, proc, before) / "events.jsonl", proc)
         await epochs.next()  # the first distillation epoch: warm-up (and, on a GPU, compilation)
         print("first distillation epoch done; measuring", file=sys.stderr)
-        windows: list[Window] = []
         for attached, block in itertools.groupby(schedule(pairs)):
             count = len(list(block))
-            new = await (with_app(epochs, count, window, settle) if attached
-                         else measure(epochs, False, count, window, settle))
-            for number, w in enumerate(new, len(windows) + 1):
-                print(f"window {number}: {'with the TUI' if attached else 'without'} {w.img_s:.0f} img/s",
-                      file=sys.stderr)
-            windows += new
-        return windows
+            await (with_app(epochs, count, window, settle, windows) if attached
+                   else measure(epochs, False, count, window, settle, windows))
 
 
 def main() -> None:
@@ -214,11 +211,20 @@ def main() -> None:
         if getattr(args, name) < 1:
             parser.error(f"--{name}: at least 1, got {getattr(args, name)}")
     run = Trial(args.preset, tuple(args.sets), args.engine_threads)
+    windows: list[Window] = []
+    interrupted = False
     with contextlib.ExitStack() as stack:
-        home = args.home or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fbt-tui-cost-")))
+        # absolute: the engine runs in the repository, the bench and the app wherever it was started
+        home = (args.home or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fbt-tui-cost-")))).resolve()
         os.environ["FBT_HOME"] = str(home)  # the engine's and the app's
-        windows = asyncio.run(windows_of(home, run, args.pairs, args.window, args.settle))
+        try:
+            asyncio.run(measure_run(home, run, args.pairs, args.window, args.settle, windows))
+        except KeyboardInterrupt:  # Ctrl-C, or the GPU check's time limit: report the pairs measured
+            interrupted = True
+    if len(windows) < 2:
+        raise SystemExit("tui_cost: interrupted before it measured a pair")
     pairs = list(zip(windows[::2], windows[1::2]))
+    windows = windows[:2 * len(pairs)]
     off = [a if not a.attached else b for a, b in pairs]
     on = [b if not a.attached else a for a, b in pairs]
     costs = [1 - b.img_s / a.img_s for a, b in zip(off, on)]
@@ -226,7 +232,8 @@ def main() -> None:
     print(f"{platform.processor() or platform.machine()} · {os.cpu_count()} cores · "
           f"load {os.getloadavg()[0]:.1f} · Python {platform.python_version()}")
     threads = f", engine on {args.engine_threads} torch thread(s)" if args.engine_threads else ""
-    print(f"{args.preset}{threads}: one run, {len(windows)} windows of {args.window} distillation epoch(s), "
+    cut = f" (interrupted after {len(pairs)} of {args.pairs} pairs)" if interrupted else ""
+    print(f"{args.preset}{threads}: one run, {len(windows)} windows of {args.window} distillation epoch(s){cut}, "
           "img/s over each window's wall time:")
     print(f"  without the TUI  {statistics.mean(w.img_s for w in off):8.0f}  ({', '.join(f'{w.img_s:.0f}' for w in off)})")
     print(f"  TUI attached     {statistics.mean(w.img_s for w in on):8.0f}  ({', '.join(f'{w.img_s:.0f}' for w in on)})")
@@ -241,7 +248,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:  # Ctrl-C, or the GPU check's time limit
-        raise SystemExit("tui_cost: interrupted before it measured every pair") from None
+    main()

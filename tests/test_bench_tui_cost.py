@@ -4,6 +4,7 @@ real app attached and detached in windows of it, and its table; bad arguments ar
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 
@@ -16,20 +17,41 @@ def _bench(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def test_one_pair_of_windows_of_one_run():
-    result = _bench("--pairs", "1", "--settle", "0.2", "--engine-threads", "1",
-                    "--set", "data.subset=512", "--set", "teacher.recipe.epochs=1")
+TOY = ("--settle", "0.2", "--engine-threads", "1", "--set", "data.subset=512", "--set", "teacher.recipe.epochs=1")
+
+
+def test_two_pairs_of_windows_of_one_run():
+    """Without, with, with, without: the app attaches, detaches and attaches again in one process."""
+    result = _bench("--pairs", "2", *TOY)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "one run, 2 windows of 1 distillation epoch(s)" in out
-    without = re.search(r"without the TUI +(\d+) +\((\d+)\)", out)
-    attached = re.search(r"TUI attached +(\d+) +\((\d+)\)", out)
-    assert without and attached and int(without[1]) > 0 and int(attached[1]) > 0
-    assert re.search(r"cost of the TUI +-?\d+\.\d %", out)
-    # the app really ran in the window it was attached to: it drew and tailed, using CPU time
+    assert "one run, 4 windows of 1 distillation epoch(s)" in out
+    without = re.search(r"without the TUI +(\d+) +\((\d+), (\d+)\)", out)
+    attached = re.search(r"TUI attached +(\d+) +\((\d+), (\d+)\)", out)
+    assert without and attached and all(int(v) > 0 for v in [*without.groups(), *attached.groups()])
+    assert re.search(r"cost of the TUI +-?\d+\.\d %.*mean \+ 2 standard errors -?\d+\.\d %", out)
+    # the app really ran in the windows it was attached to: it drew and tailed, using CPU time
     cpu = re.search(r"with the app: (\d+\.\d)% of one core; without: (\d+\.\d)%", out)
     assert cpu and float(cpu[1]) > float(cpu[2])
-    assert re.findall(r"window \d: (without|with the TUI)", result.stderr) == ["without", "with the TUI"]
+    assert re.findall(r"window \d: (without|with the TUI)", result.stderr) == [
+        "without", "with the TUI", "with the TUI", "without"]
+
+
+def test_an_interrupted_bench_reports_its_complete_pairs():
+    """The GPU check's time limit stops the bench with SIGINT: the pairs measured so far are reported."""
+    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "tui_cost.py"), "--pairs", "3", *TOY],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if line.startswith("window 3:"):
+                proc.send_signal(signal.SIGINT)
+                break
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert "one run, 2 windows of 1 distillation epoch(s) (interrupted after 1 of 3 pairs)" in out
+    assert "cost of the TUI" in out
 
 
 def test_no_pairs_is_a_usage_error_not_a_traceback():
