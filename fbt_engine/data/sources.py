@@ -20,8 +20,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from fbt_engine.config.schema import DataSection
 from fbt_engine.compiling import call_with_fallback
+from fbt_engine.config.schema import DataSection
 from fbt_engine.data.augment import (
     crop_flip_draws, mix_batch, mixed_seed, rand_augment, random_erasing, random_hflip, random_resized_crop,
     standard_input, step_generator, step_rng, to_model_input,
