@@ -197,6 +197,7 @@ def test_the_compiled_standard_augmentation_makes_the_eager_batches(img_size):
     """On a GPU the crop, flip and normalisation are compiled into a kernel or two (their launches
     are what a small model's step waits on); here a real compile on the CPU must give the batches
     the eager ops give, draw for draw."""
+    torch._dynamo.reset()  # a compilation cached by an earlier test would not count as one
     section = DataSection(pad=2, batch_size=64, subset=256, img_size=img_size, workers=0)
     eager = list(load_data(section, torch.device("cpu"), seed=5).train.epoch(2))
     train = load_data(section, torch.device("cpu"), seed=5).train
@@ -210,10 +211,14 @@ def test_the_compiled_standard_augmentation_makes_the_eager_batches(img_size):
         assert torch.equal(y, v) and torch.allclose(x, u, atol=1e-5)
 
 
-def test_a_failing_augmentation_compiler_leaves_it_eager_and_says_why_once(monkeypatch):
+@pytest.mark.parametrize("fails_at", ["compile", "call"])
+def test_a_failing_augmentation_compiler_leaves_it_eager_and_says_why_once(monkeypatch, fails_at):
     calls = []
 
     def broken_compile(fn, **kwargs):
+        if fails_at == "compile":
+            raise RuntimeError("no C++ compiler found")
+
         def compiled(*args):
             calls.append(1)
             raise RuntimeError("no C++ compiler found")
@@ -226,4 +231,26 @@ def test_a_failing_augmentation_compiler_leaves_it_eager_and_says_why_once(monke
     failures = []
     train.compile_augmentation(failures.append)
     assert _same(list(train.epoch(0)), eager)
-    assert failures == ["RuntimeError: no C++ compiler found"] and calls == [1]
+    assert failures == ["RuntimeError: no C++ compiler found"] and len(calls) == (fails_at == "call")
+
+
+def test_past_the_first_batch_an_augmentation_error_is_its_own(monkeypatch):
+    """Compiling happens at the first batch; an error later (an out-of-memory, say) is not blamed on
+    the compiler, nor hidden by an eager retry."""
+    calls = []
+
+    def compile_failing_later(fn, **kwargs):
+        def compiled(*args):
+            calls.append(1)
+            if len(calls) == 2:
+                raise RuntimeError("CUDA out of memory")
+            return fn(*args)
+        return compiled
+
+    train = load_data(DataSection(pad=2, batch_size=64, subset=256, workers=0), torch.device("cpu"), seed=5).train
+    monkeypatch.setattr(torch, "compile", compile_failing_later)
+    failures = []
+    train.compile_augmentation(failures.append)
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        list(train.epoch(0))
+    assert failures == []

@@ -11,6 +11,10 @@ from fbt_engine.store.runs import RunStore
 from fbt_engine.config.schema import TrainSection
 from fbt_engine.train.engine import RunOptions, compile_mode, run
 
+# The fake compilers below stand in for the training step's: on a CUDA machine the batch's
+# augmentation would be compiled through them too, so these runs stay on the CPU.
+COMPILED = [*TINY, 'run.device="cpu"', 'train.compile="on"']
+
 
 def test_a_failing_compiler_falls_back_to_eager_with_one_warning(with_cached_teacher, monkeypatch):
     calls = []
@@ -22,7 +26,7 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning(with_cached_tea
         return compiled
 
     monkeypatch.setattr(torch, "compile", broken_compile)
-    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=[*TINY, 'train.compile="on"'], quiet=True))
+    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=COMPILED, quiet=True))
     assert code == 0
     store = RunStore()
     events = store.events(store.resolve("last"))
@@ -64,7 +68,7 @@ def test_a_backward_that_fails_to_compile_falls_back_too(with_cached_teacher, mo
         return compiled
 
     monkeypatch.setattr(torch, "compile", compile_with_a_broken_backward)
-    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=[*TINY, 'train.compile="on"'], quiet=True))
+    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=COMPILED, quiet=True))
     assert code == 0
     store = RunStore()
     events = store.events(store.resolve("last"))
@@ -88,7 +92,7 @@ def test_a_failure_after_the_compiling_steps_is_the_steps_own(with_cached_teache
         return compiled
 
     monkeypatch.setattr(torch, "compile", compile_failing_later)
-    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=[*TINY, 'train.compile="on"'], quiet=True))
+    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=COMPILED, quiet=True))
     assert code != 0
     store = RunStore()
     events = store.events(store.resolve("last"))
@@ -123,7 +127,7 @@ def test_the_mode_reaches_torch_compile_and_cuda_graph_steps_are_declared(with_c
     monkeypatch.setattr(torch, "compile", recording_compile)
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
     code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), quiet=True,
-                          sets=[*TINY, 'train.compile="on"', f'train.compile_mode="{mode}"']))
+                          sets=[*COMPILED, f'train.compile_mode="{mode}"']))
     assert code == 0
     store = RunStore()
     events = store.events(store.resolve("last"))
@@ -156,7 +160,7 @@ def test_a_steps_flag_outlives_the_next_replay(with_cached_teacher, monkeypatch)
 
     monkeypatch.setattr(torch, "compile", replaying_compile)
     code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), quiet=True,
-                          sets=[*TINY, 'train.compile="on"', 'train.compile_mode="reduce-overhead"', "train.log_every=4"]))
+                          sets=[*COMPILED, 'train.compile_mode="reduce-overhead"', "train.log_every=4"]))
     assert code == 1
     store = RunStore()
     failed = store.events(store.resolve("last"))[-1]
@@ -174,7 +178,7 @@ def test_an_error_of_the_step_itself_is_not_called_a_compile_failure(with_cached
 
     monkeypatch.setattr(torch, "compile", lambda fn, mode=None, **kw: fn)
     monkeypatch.setattr(loop, "fit_channels", broken_fit)
-    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), quiet=True, sets=[*TINY, 'train.compile="on"']))
+    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), quiet=True, sets=COMPILED))
     assert code != 0
     store = RunStore()
     events = store.events(store.resolve("last"))

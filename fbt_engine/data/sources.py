@@ -162,20 +162,27 @@ class DeviceBatches:
         a batch) through torch.compile, which fuses it into a kernel or two: on a GPU each op is a
         launch, and a small model's step under CUDA graphs waits on the host's launches. Not with
         CUDA graphs: the batch is the step's input, and a replay would overwrite it. A compiler that
-        fails leaves it eager, and `fell_back` hears why."""
+        fails at the first batch, where compiling happens, leaves it eager, and `fell_back` hears
+        why; a later error is the batch's own."""
         if self._compiled:
             return
         self._compiled = True
-        compiled = torch.compile(standard_input, dynamic=False, fullgraph=True)  # a graph break would undo the fusion
 
-        def through(*args) -> torch.Tensor:
-            return call_with_fallback(lambda: compiled(*args), lambda: standard_input(*args), eager_again)
+        def compile_and_call(*args) -> torch.Tensor:
+            # fullgraph: a graph break would undo the fusion
+            compiled = torch.compile(standard_input, dynamic=False, fullgraph=True)
+            out = compiled(*args)
+            self._standard = compiled
+            return out
 
         def eager_again(why: str) -> None:
             self._standard = standard_input
             fell_back(why)
 
-        self._standard = through
+        def first_batch(*args) -> torch.Tensor:
+            return call_with_fallback(lambda: compile_and_call(*args), lambda: standard_input(*args), eager_again)
+
+        self._standard = first_batch
 
     def fixed_batch(self, n: int) -> Batch:
         """The first `n` images, un-augmented: the probe batch for per-stage statistics."""
