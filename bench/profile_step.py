@@ -155,6 +155,8 @@ def profile_loop(args: argparse.Namespace, home: Path) -> str:
                          f"needs {steps} ({LOOP_SKIPPED + LOOP_WARMUP} before the profiled ones, 1 after); lower --steps or "
                          "the batch, or use a larger dataset")
     phase, reporter = engine_phase(p, home)
+    if phase.compile_mode is not None:  # as the loop does on CUDA; here on a CPU too, to count what it leaves
+        phase.data.train.compile_augmentation(lambda why: print(f"augmentation left eager: {why}", file=sys.stderr))
     stamps: list[float] = []
     window = range(LOOP_SKIPPED + LOOP_WARMUP, LOOP_SKIPPED + LOOP_WARMUP + args.steps + 1)
     with profile(activities=activities(args.device),
