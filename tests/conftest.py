@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,19 @@ PRESETS = REPO / "presets"
 
 # Small enough for seconds on two CPU cores, big enough to train something real.
 TINY = ["data.subset=500", "data.batch_size=64", "train.epochs=1", "teacher.recipe.epochs=1", "train.log_every=2"]
+
+
+def compiler_failing_at(call: int, message: str, calls: list) -> Callable:
+    """A stand-in for torch.compile: the functions it "compiles" run eagerly, each call counted in
+    `calls`, except call number `call`, which raises RuntimeError(message)."""
+    def compile_(fn, **kwargs):
+        def compiled(*args, **kw):
+            calls.append(1)
+            if len(calls) == call:
+                raise RuntimeError(message)
+            return fn(*args, **kw)
+        return compiled
+    return compile_
 
 
 def tiny_sets(*extra: str) -> list[str]:

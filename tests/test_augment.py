@@ -9,6 +9,7 @@ import pytest
 import numpy as np
 import torch
 
+from conftest import compiler_failing_at
 from fbt_engine.config.schema import DataSection
 from fbt_engine.data.augment import (
     RAND_OPS, mix_batch, rand_augment, random_erasing, random_resized_crop, step_generator,
@@ -214,15 +215,12 @@ def test_the_compiled_standard_augmentation_makes_the_eager_batches(img_size):
 @pytest.mark.parametrize("fails_at", ["compile", "call"])
 def test_a_failing_augmentation_compiler_leaves_it_eager_and_says_why_once(monkeypatch, fails_at):
     calls = []
+    failing = compiler_failing_at(1, "no C++ compiler found", calls)
 
     def broken_compile(fn, **kwargs):
         if fails_at == "compile":
             raise RuntimeError("no C++ compiler found")
-
-        def compiled(*args):
-            calls.append(1)
-            raise RuntimeError("no C++ compiler found")
-        return compiled
+        return failing(fn, **kwargs)
 
     section = DataSection(pad=2, batch_size=64, subset=256, workers=0)
     eager = list(load_data(section, torch.device("cpu"), seed=5).train.epoch(0))
@@ -237,18 +235,8 @@ def test_a_failing_augmentation_compiler_leaves_it_eager_and_says_why_once(monke
 def test_past_the_first_batch_an_augmentation_error_is_its_own(monkeypatch):
     """Compiling happens at the first batch; an error later (an out-of-memory, say) is not blamed on
     the compiler, nor hidden by an eager retry."""
-    calls = []
-
-    def compile_failing_later(fn, **kwargs):
-        def compiled(*args):
-            calls.append(1)
-            if len(calls) == 2:
-                raise RuntimeError("CUDA out of memory")
-            return fn(*args)
-        return compiled
-
     train = load_data(DataSection(pad=2, batch_size=64, subset=256, workers=0), torch.device("cpu"), seed=5).train
-    monkeypatch.setattr(torch, "compile", compile_failing_later)
+    monkeypatch.setattr(torch, "compile", compiler_failing_at(2, "CUDA out of memory", []))
     failures = []
     train.compile_augmentation(failures.append)
     with pytest.raises(RuntimeError, match="CUDA out of memory"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import PRESETS, TINY
+from conftest import PRESETS, TINY, compiler_failing_at
 from fbt_engine.store.runs import RunStore
 from fbt_engine.config.schema import TrainSection
 from fbt_engine.train.engine import RunOptions, compile_mode, run
@@ -16,20 +16,19 @@ from fbt_engine.train.engine import RunOptions, compile_mode, run
 COMPILED = [*TINY, 'run.device="cpu"', 'train.compile="on"']
 
 
+def _run_compiled(*extra: str) -> tuple[int, list[dict]]:
+    """A tiny compiled run: its exit code and its events."""
+    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), quiet=True, sets=[*COMPILED, *extra]))
+    store = RunStore()
+    return code, store.events(store.resolve("last"))
+
+
 def test_a_failing_compiler_falls_back_to_eager_with_one_warning(with_cached_teacher, monkeypatch):
     calls = []
-
-    def broken_compile(module, **kwargs):
-        def compiled(*args, **kw):
-            calls.append(1)
-            raise RuntimeError("no C++ compiler found")  # what a machine without a toolchain says
-        return compiled
-
-    monkeypatch.setattr(torch, "compile", broken_compile)
-    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=COMPILED, quiet=True))
+    # what a machine without a toolchain says
+    monkeypatch.setattr(torch, "compile", compiler_failing_at(1, "no C++ compiler found", calls))
+    code, events = _run_compiled()
     assert code == 0
-    store = RunStore()
-    events = store.events(store.resolve("last"))
     warnings = [e for e in events if e["type"] == "warning"]
     assert len(warnings) == 1 and "torch.compile failed" in warnings[0]["message"]
     assert "no C++ compiler found" in warnings[0]["message"]
@@ -68,10 +67,8 @@ def test_a_backward_that_fails_to_compile_falls_back_too(with_cached_teacher, mo
         return compiled
 
     monkeypatch.setattr(torch, "compile", compile_with_a_broken_backward)
-    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=COMPILED, quiet=True))
+    code, events = _run_compiled()
     assert code == 0
-    store = RunStore()
-    events = store.events(store.resolve("last"))
     warnings = [e["message"] for e in events if e["type"] == "warning"]
     assert warnings == ["torch.compile failed (RuntimeError: could not lower the backward graph); training without it"]
     assert calls == [1]
@@ -81,21 +78,9 @@ def test_a_backward_that_fails_to_compile_falls_back_too(with_cached_teacher, mo
 def test_a_failure_after_the_compiling_steps_is_the_steps_own(with_cached_teacher, monkeypatch):
     """Past the steps where compiling and CUDA graphs' recording happen, an error (an out-of-memory,
     say) is not blamed on the compiler: the run fails with it."""
-    calls = []
-
-    def compile_failing_later(fn, mode=None, **kwargs):
-        def compiled(*args):
-            calls.append(1)
-            if len(calls) == 5:
-                raise RuntimeError("CUDA out of memory")
-            return fn(*args)
-        return compiled
-
-    monkeypatch.setattr(torch, "compile", compile_failing_later)
-    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=COMPILED, quiet=True))
+    monkeypatch.setattr(torch, "compile", compiler_failing_at(5, "CUDA out of memory", []))
+    code, events = _run_compiled()
     assert code != 0
-    store = RunStore()
-    events = store.events(store.resolve("last"))
     assert not [e for e in events if e["type"] == "warning"]
     assert events[-1]["type"] == "run_failed" and "CUDA out of memory" in events[-1]["message"]
 
@@ -126,11 +111,8 @@ def test_the_mode_reaches_torch_compile_and_cuda_graph_steps_are_declared(with_c
 
     monkeypatch.setattr(torch, "compile", recording_compile)
     monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
-    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), quiet=True,
-                          sets=[*COMPILED, f'train.compile_mode="{mode}"']))
+    code, events = _run_compiled(f'train.compile_mode="{mode}"')
     assert code == 0
-    store = RunStore()
-    events = store.events(store.resolve("last"))
     started = next(e for e in events if e["type"] == "run_started")
     assert started["device"]["compile"] == mode
     assert set(modes) == {mode}
@@ -159,11 +141,9 @@ def test_a_steps_flag_outlives_the_next_replay(with_cached_teacher, monkeypatch)
         return replay
 
     monkeypatch.setattr(torch, "compile", replaying_compile)
-    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), quiet=True,
-                          sets=[*COMPILED, 'train.compile_mode="reduce-overhead"', "train.log_every=4"]))
+    code, events = _run_compiled('train.compile_mode="reduce-overhead"', "train.log_every=4")
     assert code == 1
-    store = RunStore()
-    failed = store.events(store.resolve("last"))[-1]
+    failed = events[-1]
     assert failed["type"] == "run_failed" and failed["error"] == "NonFiniteLoss"
     assert failed["message"].startswith("non-finite loss at step 2 ")
 
@@ -178,9 +158,7 @@ def test_an_error_of_the_step_itself_is_not_called_a_compile_failure(with_cached
 
     monkeypatch.setattr(torch, "compile", lambda fn, mode=None, **kw: fn)
     monkeypatch.setattr(loop, "fit_channels", broken_fit)
-    code = run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), quiet=True, sets=COMPILED))
+    code, events = _run_compiled()
     assert code != 0
-    store = RunStore()
-    events = store.events(store.resolve("last"))
     assert not [e for e in events if e["type"] == "warning"]
     assert events[-1]["type"] == "run_failed" and events[-1]["error"] == "ValueError"

@@ -48,6 +48,12 @@ class BatchSource(Protocol):
     def compile_augmentation(self, fell_back: Callable[[str], None]) -> None: ...
 
 
+def draw_number(step: int, rank: int, world: int) -> int:
+    """The number of a process's batch among every process's batches of an epoch: what its random
+    draws are seeded by, so that no two batches of a DDP run share them."""
+    return step * world + rank
+
+
 @dataclass
 class Arrays:
     """A split as numpy arrays: images (N, C, H, W) uint8, labels (N,) int64."""
@@ -139,7 +145,7 @@ class DeviceBatches:
             if self.aug is None:
                 yield to_model_input(x, self.img_size, self.mean, self.std), y
                 continue
-            yield self._augment(x, y, epoch, step * self.world + self.rank)
+            yield self._augment(x, y, epoch, draw_number(step, self.rank, self.world))
 
     def _augment(self, x: torch.Tensor, y: torch.Tensor, epoch: int, draw: int) -> Batch:
         a, g = self.aug, step_generator(self.device, self.seed, epoch, draw)
@@ -322,7 +328,7 @@ class EpochOrder(torch.utils.data.Sampler):
 
     def __iter__(self) -> Iterator[Key]:
         epoch, first = self.epoch, self.start_step * self.batch_size  # as at the pass's start
-        return ((index, epoch, (first + n) // self.batch_size * self.world + self.rank)
+        return ((index, epoch, draw_number((first + n) // self.batch_size, self.rank, self.world))
                 for n, index in enumerate(self._order()[first:]))
 
     def __len__(self) -> int:
@@ -332,7 +338,7 @@ class EpochOrder(torch.utils.data.Sampler):
 class LoaderBatches:
     """A torchvision dataset streamed by a DataLoader whose workers persist from epoch to epoch
     (folder datasets, and the classic pipeline). Batches are exact from any step, augmentation
-    included: the order is seeded by (seed, epoch), each image's transforms by (seed, epoch, index)."""
+    included: the order is seeded by (seed, epoch), each batch's transforms by (seed, epoch, draw)."""
 
     def __init__(self, dataset, data: DataSection, device: torch.device, seed: int, train: bool,
                  rank: int = 0, world: int = 1, augmentation: Augmentation | None = None):
@@ -359,7 +365,7 @@ class LoaderBatches:
                 SeededImages(self.dataset, self.seed), batch_size=self.batch_size, sampler=self.order,
                 drop_last=self.train, num_workers=self.workers, pin_memory=self.device.type == "cuda",
                 prefetch_factor=4 if self.workers else None, persistent_workers=self.workers > 0,
-                generator=epoch_generator(self.seed, -1),  # workers' base seed, not the training's draw; images reseed
+                generator=epoch_generator(self.seed, -1),  # workers' base seed, not the training's draw; batches reseed
             )
         return self._loader
 
@@ -371,7 +377,7 @@ class LoaderBatches:
         for step, (x, y) in enumerate(self.loader(), start=start_step):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.aug is not None:
-                x, y = self.aug.mix(x, y, self.seed, epoch, step * self.world + self.rank)
+                x, y = self.aug.mix(x, y, self.seed, epoch, draw_number(step, self.rank, self.world))
             yield x, y
 
     def fixed_batch(self, n: int) -> Batch:
