@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from conftest import PRESETS, TINY, compiler_failing_at
 from fbt_engine.store.runs import RunStore
@@ -51,10 +52,19 @@ def _backward_that_fails(params: list[torch.Tensor]) -> type[torch.autograd.Func
     return Failing
 
 
+def _student_weights() -> dict[str, torch.Tensor]:
+    """The last run's distilled student, BatchNorm's running statistics included."""
+    store = RunStore()
+    return load_file(store.run_dir(store.resolve("last")) / "student.safetensors")
+
+
 def test_a_backward_that_fails_to_compile_falls_back_too(with_cached_teacher, monkeypatch):
     """AOTAutograd compiles the backward at the first backward, after the forward has run: that
     failure too is a compile failure, not the end of the run, and the eager retry starts from clean
-    gradients (NaN ones left behind would end the run with a non-finite loss)."""
+    gradients (NaN ones left behind would end the run with a non-finite loss) and from the running
+    statistics the failed forward found, so the student comes out as an eager run's would."""
+    assert _run_compiled('train.compile="off"')[0] == 0
+    eager = _student_weights()
     calls = []
 
     def compile_with_a_broken_backward(fn, mode=None, **kwargs):
@@ -73,6 +83,10 @@ def test_a_backward_that_fails_to_compile_falls_back_too(with_cached_teacher, mo
     assert warnings == ["torch.compile failed (RuntimeError: could not lower the backward graph); training without it"]
     assert calls == [1]
     assert events[-1]["type"] == "run_finished"
+    fell_back = _student_weights()
+    assert any(name.endswith("running_mean") for name in fell_back)
+    for name, tensor in eager.items():
+        assert torch.equal(fell_back[name], tensor), name
 
 
 def test_a_failure_after_the_compiling_steps_is_the_steps_own(with_cached_teacher, monkeypatch):

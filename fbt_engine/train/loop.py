@@ -251,9 +251,11 @@ class TrainStep:
 
     If compiling fails (no compiler, an unsupported backend, a backward graph that does not build)
     in the first steps, where compiling and CUDA graphs' recording happen, the step is made again
-    eagerly and training goes on without the compiler, with a warning event saying why (that step's
-    BatchNorm statistics have then seen its batch twice). Under DDP only a failed forward is made
-    again: a failed backward has left gradient reductions half done. Later errors are the step's own."""
+    eagerly and training goes on without the compiler, with a warning event saying why. The retry
+    starts from the buffers the failed call started from: a backward fails after its forward has
+    updated BatchNorm's running statistics, which would otherwise count that batch twice. Under DDP
+    only a failed forward is made again: a failed backward has left gradient reductions half done.
+    Later errors are the step's own."""
 
     COMPILING_STEPS = 3  # compiled at the 1st call; CUDA graphs warm up at the 1st, record at the 2nd
 
@@ -292,12 +294,19 @@ class TrainStep:
         if self.trials == 0:
             return self._backward(self._forward(self.compiled, x, y))
         self.trials -= 1
+        buffers = list(self.module.buffers())
+        saved = [b.clone() for b in buffers]
+
+        def retry(then: Callable[[StepLosses], StepLosses]) -> StepLosses:
+            for buffer, before in zip(buffers, saved):
+                buffer.copy_(before)
+            return then(self._forward(self.forward, x, y))
+
         if self.world > 1:
-            step = call_with_fallback(lambda: self._forward(self.compiled, x, y),
-                                      lambda: self._forward(self.forward, x, y), self._fell_back)
-            return self._backward(step)
+            return self._backward(call_with_fallback(lambda: self._forward(self.compiled, x, y),
+                                                     lambda: retry(lambda step: step), self._fell_back))
         return call_with_fallback(lambda: self._backward(self._forward(self.compiled, x, y)),
-                                  lambda: self._backward(self._forward(self.forward, x, y)), self._fell_back)
+                                  lambda: retry(self._backward), self._fell_back)
 
     def _fell_back(self, why: str) -> None:
         self.compiled = None
