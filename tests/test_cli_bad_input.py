@@ -3,6 +3,7 @@ per problem naming the file, dotted key or path with a "did you mean" — and no
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,24 @@ def test_an_unreadable_teacher_checkpoint_exits_3(fbt_home, tmp_path):
     bad.write_bytes(b"not a checkpoint")
     result = run_fbt("run", MLP_TO_CNN, "--set", f"teacher.checkpoint={bad}")
     assert_clean_error(result, 3, f"teacher.checkpoint: cannot read {bad}", home=fbt_home)
+
+
+def test_pretrained_weights_neither_cached_nor_reachable_exit_3_at_once(fbt_home, tmp_path, monkeypatch):
+    """Offline, the hub client would retry for about 50 s before failing: the run is refused as
+    soon as the hub's host refuses the connection, naming the weights and the cache it looked in."""
+    with socket.socket() as free:  # a port nothing listens on once closed
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    result = run_fbt("run", MLP_TO_CNN, "--set", 'teacher.model="test_resnet.r160_in1k"',
+                     "--set", "teacher.kwargs.pretrained=true")
+    assert_clean_error(result, 3, "teacher.kwargs.pretrained: timm/test_resnet.r160_in1k's weights are not in the "
+                       f"Hugging Face cache ({tmp_path / 'hub'})", f"http://127.0.0.1:{port} cannot be reached",
+                       "teacher.checkpoint", home=fbt_home)
+    assert "Retrying" not in result.stderr
 
 
 def test_a_bad_model_keyword_names_the_dotted_key(fbt_home):

@@ -4,6 +4,7 @@ changes the teacher."""
 from __future__ import annotations
 
 import pytest
+import timm
 import torch
 
 from fbt_engine.config.schema import DataSection
@@ -106,3 +107,27 @@ def test_a_training_step_changes_the_student_and_never_the_teacher(batch, method
         [k for k in teacher_before if not torch.equal(teacher_before[k], teacher_after[k])]
     assert not all(torch.equal(v, s.model.state_dict()[k]) for k, v in student_before.items())
     assert not any(p is q for p in distiller.parameters() for q in t.model.parameters())
+
+
+def test_pretrained_weights_in_the_local_cache_load_from_there(tmp_path, monkeypatch):
+    """Cached weights are read from the cache's file, without asking the hub whether they changed
+    (offline, the hub client retries for about 50 s before falling back to them). The hub here is
+    a closed port, and the cache a folder laid out as huggingface_hub lays it out."""
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    weights = timm.create_model("test_resnet").state_dict()
+    snapshot = tmp_path / "hub" / "models--timm--test_resnet.r160_in1k" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    save_file(weights, snapshot / "model.safetensors")
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0123abc")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+
+    model = build_staged("test_resnet.r160_in1k", 10, 32, {"pretrained": True}).model
+    assert model.pretrained_cfg["file"] == str(snapshot / "model.safetensors")
+    loaded = model.state_dict()
+    body = [name for name in weights if not name.startswith("fc.")]  # the 10-class head is new
+    assert body and all(torch.equal(loaded[name], weights[name]) for name in body)

@@ -9,11 +9,15 @@ from torch import nn
 
 import fbt_engine.models.small  # noqa: F401  (registers fbt's models with timm)
 from fbt_engine.models.adapters import StagedModel
+from fbt_engine.models.pretrained import pretrained_overlay
 
 
 def create_model(name: str, num_classes: int, img_size: int, kwargs: dict[str, Any] | None = None) -> nn.Module:
-    """timm.create_model, passing `img_size` only to models whose constructor takes it."""
+    """timm.create_model, passing `img_size` only to models whose constructor takes it, and
+    pretrained weights from the local cache when they are there (models.pretrained)."""
     kwargs = dict(kwargs or {})
+    if kwargs.get("pretrained"):
+        kwargs["pretrained_cfg_overlay"] = pretrained_overlay(name) | kwargs.get("pretrained_cfg_overlay", {})
     if "img_size" not in kwargs:
         try:
             return timm.create_model(name, num_classes=num_classes, img_size=img_size, **kwargs)

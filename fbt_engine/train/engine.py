@@ -33,6 +33,7 @@ from fbt_engine.methods.baselines import Scratch
 from fbt_engine.methods.params import ScratchParams
 from fbt_engine.models.adapters import StagedModel, UnsupportedModel
 from fbt_engine.models.factory import count_params, create_model
+from fbt_engine.models.pretrained import WeightsUnreachable
 from fbt_engine.store.events import effective, read_events
 from fbt_engine.store.runs import RunStore, process_start_ticks, write_text_atomic
 from fbt_engine.train import checkpoint, distributed, teacher as teacher_mod
@@ -212,6 +213,9 @@ def _build_model(side: str, name: str, kwargs: dict[str, Any], data: DataBundle)
     """One side's model in its four-stage view, any failure named by that side's dotted keys."""
     try:
         return StagedModel(create_model(name, data.num_classes, data.img_size, kwargs), data.img_size)
+    except WeightsUnreachable as exc:
+        hint = "; or give teacher.checkpoint" if side == "teacher" else ""
+        raise EngineError(f"{side}.kwargs.pretrained: {exc}{hint}", EXIT_ENV) from None
     except Exception as exc:
         if kwargs.get("pretrained") and not isinstance(exc, (TypeError, UnsupportedModel)):
             raise EngineError(f"{side}.kwargs.pretrained: timm could not load {name}'s pretrained weights "
