@@ -71,7 +71,7 @@ class Job:
 
 
 def jobs_for(mode: Mode, root: str) -> list[Job]:
-    common = [f'data.name="fashion_mnist"', f'data.root="{root}"', f"data.subset={mode.subset}",
+    common = ['data.name="fashion_mnist"', f'data.root="{root}"', f"data.subset={mode.subset}",
               f"train.epochs={mode.epochs}", f"teacher.recipe.epochs={mode.teacher_epochs}", *mode.extra]
     jobs = []
     for pair, preset in PAIRS.items():

@@ -7,7 +7,6 @@ The token models reuse timm's own classes (VisionTransformer, MlpMixer) at small
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import torch
