@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check of the speed issue, for one H100/H200, in about 5.5 minutes (each section has a time
-# limit, 535 s in all for the default checks; by the times their parts took on an H100 in separate
+# limit, 525 s in all for the default checks; by the times their parts took on an H100 in separate
 # calls, about 330 s; never run as one call yet), with nothing but this repository,
 # the full Fashion-MNIST IDX files and the wheels the GPU image lacks or may hold too old (tomli-w and platformdirs for the engine; textual
 # and its kin for the TUI-cost section, skipped without them).
@@ -56,8 +56,9 @@ else
   LOOP=(--steps 10 --set data.batch_size=512)
   SMALL=(--batch 512 --steps 60 --repeats 2)
   EPOCH=(--set data.batch_size=512)
-  # as CUDA runs it by default (CUDA graphs); the teacher is the graphs section's, cached in FBT_HOME
-  TUI=(--pairs 10 --window 2 --set data.batch_size=512 --set teacher.recipe.epochs=1)
+  # as CUDA runs it by default (CUDA graphs); the teacher is the graphs section's, cached in FBT_HOME;
+  # as many pairs as 90 s hold (an epoch's length with evaluation is not known beforehand)
+  TUI=(--pairs 40 --seconds 90 --window 2 --set data.batch_size=512 --set teacher.recipe.epochs=1)
 fi
 
 ROOT=${FMNIST_ROOT:-$PWD/.data/fashion-mnist}
@@ -167,7 +168,7 @@ paper_layouts() {  # NHWC (what train.channels_last = "auto" picks on CUDA) agai
 
 tui_cost() {
   if python3 -c "import textual, textual_plot" 2> /dev/null; then
-    limited 120 python3 bench/tui_cost.py "${TUI[@]}" "${FULL[@]}" --set "run.device=\"$DEVICE\"" --home "$FBT_HOME"
+    limited 110 python3 bench/tui_cost.py "${TUI[@]}" "${FULL[@]}" --set "run.device=\"$DEVICE\"" --home "$FBT_HOME"
   else
     echo "skipped: textual and textual-plot are not installed (carry their wheels in .whl)"
   fi

@@ -18,11 +18,15 @@ what differs from one process to the next (warm-up, memory layout, the machine's
 a 2-core VM was as large as the effect sought.
 
     .venv/bin/python bench/tui_cost.py [--preset mlp_to_cnn] [--pairs 10] [--window 1] [--settle 1]
-                                       [--set KEY=VALUE …] [--engine-threads N]
+                                       [--seconds S] [--set KEY=VALUE …] [--engine-threads N]
 
 --engine-threads 1 on a 2-core machine leaves the app a core of its own, as a GPU machine does
 (its engine runs one Python thread feeding the GPU, beside many idle cores): what remains is the
 cost of the app itself, not of two processes sharing too few cores.
+
+--seconds S sizes the bench to a time limit (the GPU check's), where an epoch's length is not known
+beforehand: after each pair it stops if another pair as long as the last would end past S seconds
+from the bench's start, and reports the pairs it has (--pairs is then the most it measures).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fbt_engine.store.events import EventTail
@@ -61,6 +65,32 @@ class Trial:
     preset: str
     sets: tuple[str, ...]
     engine_threads: int | None = None  # torch's CPU threads in the engine process; None = its default
+
+
+class OutOfTime(Exception):
+    """Another pair would outlast --seconds."""
+
+
+@dataclass
+class Pacer:
+    """Counts the windows as they end, and raises OutOfTime at the end of a pair when another pair
+    as long as that one would end more than `seconds` after `start` (None: no limit)."""
+    seconds: float | None
+    start: float = field(default_factory=time.monotonic)
+    pair_start: float = 0.0
+    windows: int = 0
+
+    def measuring(self) -> None:
+        self.pair_start = time.monotonic()
+
+    def window_done(self) -> None:
+        self.windows += 1
+        if self.windows % 2:
+            return
+        now = time.monotonic()
+        pair, self.pair_start = now - self.pair_start, now
+        if self.seconds is not None and now + pair > self.start + self.seconds:
+            raise OutOfTime
 
 
 @dataclass(frozen=True)
@@ -138,7 +168,7 @@ async def run_folder(home: Path, proc: subprocess.Popen, before: set[Path]) -> P
 
 
 async def measure(epochs: Epochs, attached: bool, count: int, window: int, settle: float,
-                  windows: list[Window]) -> None:
+                  windows: list[Window], pacer: Pacer) -> None:
     """Appends `count` consecutive windows of `window` epochs each, from the first epoch written at
     least `settle` seconds from now, to `windows` as each ends."""
     await asyncio.sleep(settle)
@@ -153,10 +183,12 @@ async def measure(epochs: Epochs, attached: bool, count: int, window: int, settl
         windows.append(Window(attached, images / wall, (time.process_time() - cpu) / wall))
         print(f"window {len(windows)}: {'with the TUI' if attached else 'without'} {windows[-1].img_s:.0f} img/s",
               file=sys.stderr)
+        pacer.window_done()
         start = end
 
 
-async def with_app(epochs: Epochs, count: int, window: int, settle: float, windows: list[Window]) -> None:
+async def with_app(epochs: Epochs, count: int, window: int, settle: float, windows: list[Window],
+                   pacer: Pacer) -> None:
     from fbt_tui.app import FbtApp
     from fbt_tui.widgets.run_view import RunView
 
@@ -171,7 +203,7 @@ async def with_app(epochs: Epochs, count: int, window: int, settle: float, windo
                 if epochs.proc.poll() is not None:
                     raise SystemExit("the engine ended before the app showed its run")
                 await asyncio.sleep(POLL)
-            await measure(epochs, True, count, window, settle, windows)
+            await measure(epochs, True, count, window, settle, windows, pacer)
     finally:
         app.cleanup()
 
@@ -181,7 +213,8 @@ def schedule(pairs: int) -> list[bool]:
     return [(i % 4) in (1, 2) for i in range(2 * pairs)]
 
 
-async def measure_run(home: Path, run: Trial, pairs: int, window: int, settle: float, windows: list[Window]) -> None:
+async def measure_run(home: Path, run: Trial, pairs: int, window: int, settle: float, windows: list[Window],
+                      pacer: Pacer) -> None:
     """Trains one run and appends its windows to `windows` as each ends (an interrupted bench
     still reports its complete pairs)."""
     before = run_folders(home)
@@ -189,10 +222,11 @@ async def measure_run(home: Path, run: Trial, pairs: int, window: int, settle: f
         epochs = Epochs(await run_folder(home, proc, before) / "events.jsonl", proc)
         await epochs.next()  # the first distillation epoch: warm-up (and, on a GPU, compilation)
         print("first distillation epoch done; measuring", file=sys.stderr)
+        pacer.measuring()
         for attached, block in itertools.groupby(schedule(pairs)):
             count = len(list(block))
-            await (with_app(epochs, count, window, settle, windows) if attached
-                   else measure(epochs, False, count, window, settle, windows))
+            await (with_app(epochs, count, window, settle, windows, pacer) if attached
+                   else measure(epochs, False, count, window, settle, windows, pacer))
 
 
 def main() -> None:
@@ -202,6 +236,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1, help="distillation epochs per window")
     parser.add_argument("--settle", type=float, default=1.0,
                         help="seconds after an attach or a detach before a window may start")
+    parser.add_argument("--seconds", type=float, help="end within this many seconds of the start, at a pair's "
+                                                       "end (default: no limit)")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="a preset override for the run")
     parser.add_argument("--engine-threads", type=int, help="torch CPU threads of the engine (default: torch's)")
     parser.add_argument("--home", type=Path, help="the fbt home of the bench's run, whose cached teacher it reuses "
@@ -210,17 +246,22 @@ def main() -> None:
     for name in ("pairs", "window"):
         if getattr(args, name) < 1:
             parser.error(f"--{name}: at least 1, got {getattr(args, name)}")
+    if args.seconds is not None and args.seconds <= 0:
+        parser.error(f"--seconds: more than 0, got {args.seconds:g}")
     run = Trial(args.preset, tuple(args.sets), args.engine_threads)
     windows: list[Window] = []
-    interrupted = False
+    pacer = Pacer(args.seconds)
+    cut = ""
     with contextlib.ExitStack() as stack:
         # absolute: the engine runs in the repository, the bench and the app wherever it was started
         home = (args.home or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fbt-tui-cost-")))).resolve()
         os.environ["FBT_HOME"] = str(home)  # the engine's and the app's
         try:
-            asyncio.run(measure_run(home, run, args.pairs, args.window, args.settle, windows))
+            asyncio.run(measure_run(home, run, args.pairs, args.window, args.settle, windows, pacer))
         except KeyboardInterrupt:  # Ctrl-C, or the GPU check's time limit: report the pairs measured
-            interrupted = True
+            cut = "interrupted"
+        except OutOfTime:
+            cut = f"stopped by --seconds {args.seconds:g}"
     if len(windows) < 2:
         raise SystemExit("tui_cost: interrupted before it measured a pair")
     pairs = list(zip(windows[::2], windows[1::2]))
@@ -232,7 +273,7 @@ def main() -> None:
     print(f"{platform.processor() or platform.machine()} · {os.cpu_count()} cores · "
           f"load {os.getloadavg()[0]:.1f} · Python {platform.python_version()}")
     threads = f", engine on {args.engine_threads} torch thread(s)" if args.engine_threads else ""
-    cut = f" (interrupted after {len(pairs)} of {args.pairs} pairs)" if interrupted else ""
+    cut = f" ({cut} after {len(pairs)} of {args.pairs} pairs)" if len(pairs) < args.pairs else ""
     print(f"{args.preset}{threads}: one run, {len(windows)} windows of {args.window} distillation epoch(s){cut}, "
           "img/s over each window's wall time:")
     print(f"  without the TUI  {statistics.mean(w.img_s for w in off):8.0f}  ({', '.join(f'{w.img_s:.0f}' for w in off)})")

@@ -54,7 +54,18 @@ def test_an_interrupted_bench_reports_its_complete_pairs():
     assert "cost of the TUI" in out
 
 
+def test_a_time_limit_ends_the_bench_at_a_pairs_end():
+    """--seconds: the first pair ends past 1 s from the start (the run's start-up alone takes
+    longer), so another pair would too: the bench reports that one pair and stops."""
+    result = _bench("--pairs", "5", "--seconds", "1", *TOY)
+    assert result.returncode == 0, result.stderr
+    assert "one run, 2 windows of 1 distillation epoch(s) (stopped by --seconds 1 after 1 of 5 pairs)" in result.stdout
+    assert re.findall(r"window \d: (without|with the TUI)", result.stderr) == ["without", "with the TUI"]
+
+
 def test_no_pairs_is_a_usage_error_not_a_traceback():
     result = _bench("--pairs", "0")
     assert result.returncode == 2 and "--pairs: at least 1, got 0" in result.stderr
     assert "Traceback" not in result.stderr
+    result = _bench("--seconds", "0")
+    assert result.returncode == 2 and "--seconds: more than 0, got 0" in result.stderr
