@@ -131,3 +131,19 @@ def test_pretrained_weights_in_the_local_cache_load_from_there(tmp_path, monkeyp
     loaded = model.state_dict()
     body = [name for name in weights if not name.startswith("fc.")]  # the 10-class head is new
     assert body and all(torch.equal(loaded[name], weights[name]) for name in body)
+
+
+def test_weights_the_kwargs_point_to_need_neither_cache_nor_hub(tmp_path, monkeypatch):
+    """pretrained_cfg_overlay={file=…} names the weights itself: an empty cache and an unreachable
+    hub must not refuse the model."""
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    weights = timm.create_model("test_resnet").state_dict()
+    save_file(weights, tmp_path / "mine.safetensors")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    model = build_staged("test_resnet.r160_in1k", 10, 32, {
+        "pretrained": True, "pretrained_cfg_overlay": {"file": str(tmp_path / "mine.safetensors")}}).model
+    assert torch.equal(model.state_dict()["conv1.0.weight"], weights["conv1.0.weight"])

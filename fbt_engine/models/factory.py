@@ -14,10 +14,11 @@ from fbt_engine.models.pretrained import pretrained_overlay
 
 def create_model(name: str, num_classes: int, img_size: int, kwargs: dict[str, Any] | None = None) -> nn.Module:
     """timm.create_model, passing `img_size` only to models whose constructor takes it, and
-    pretrained weights from the local cache when they are there (models.pretrained)."""
+    pretrained weights from the local cache when they are there (models.pretrained), unless the
+    kwargs say themselves where the weights come from."""
     kwargs = dict(kwargs or {})
-    if kwargs.get("pretrained"):
-        kwargs["pretrained_cfg_overlay"] = pretrained_overlay(name) | kwargs.get("pretrained_cfg_overlay", {})
+    if kwargs.get("pretrained") and not {"pretrained_cfg", "pretrained_cfg_overlay"} & kwargs.keys():
+        kwargs["pretrained_cfg_overlay"] = pretrained_overlay(name)
     if "img_size" not in kwargs:
         try:
             return timm.create_model(name, num_classes=num_classes, img_size=img_size, **kwargs)
