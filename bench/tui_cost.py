@@ -25,8 +25,10 @@ a 2-core VM was as large as the effect sought.
 cost of the app itself, not of two processes sharing too few cores.
 
 --seconds S sizes the bench to a time limit (the GPU check's), where an epoch's length is not known
-beforehand: after each pair it stops if another pair as long as the last would end past S seconds
-from the bench's start, and reports the pairs it has (--pairs is then the most it measures).
+beforehand: after each pair it stops if another pair as long as the longest so far would end past
+S seconds from the bench's start, and reports the pairs it has (--pairs is then the most it
+measures). The longest, not the last: pairs alternate between holding an attach (the app's start
+and its reading of the run's history) and holding a detach.
 """
 
 from __future__ import annotations
@@ -74,10 +76,11 @@ class OutOfTime(Exception):
 @dataclass
 class Pacer:
     """Counts the windows as they end, and raises OutOfTime at the end of a pair when another pair
-    as long as that one would end more than `seconds` after `start` (None: no limit)."""
+    as long as the longest so far would end more than `seconds` after `start` (None: no limit)."""
     seconds: float | None
     start: float = field(default_factory=time.monotonic)
     pair_start: float = 0.0
+    longest: float = 0.0
     windows: int = 0
 
     def measuring(self) -> None:
@@ -88,8 +91,8 @@ class Pacer:
         if self.windows % 2:
             return
         now = time.monotonic()
-        pair, self.pair_start = now - self.pair_start, now
-        if self.seconds is not None and now + pair > self.start + self.seconds:
+        self.longest, self.pair_start = max(self.longest, now - self.pair_start), now
+        if self.seconds is not None and now + self.longest > self.start + self.seconds:
             raise OutOfTime
 
 

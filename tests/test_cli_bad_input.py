@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PRESETS, run_fbt
+from fbt_engine.models.pretrained import PROXY_VARIABLES
 from helpers_engine import MLP_TO_CNN, assert_clean_error, run_dirs
 
 PRESET_TEXT = (PRESETS / "mlp_to_cnn.toml").read_text(encoding="utf-8")
@@ -135,13 +136,14 @@ def test_pretrained_weights_neither_cached_nor_reachable_exit_3_at_once(fbt_home
         port = free.getsockname()[1]
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(proxy, raising=False)
+    for inherited in (*PROXY_VARIABLES, "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(inherited, raising=False)
     result = run_fbt("run", MLP_TO_CNN, "--set", 'teacher.model="test_resnet.r160_in1k"',
                      "--set", "teacher.kwargs.pretrained=true")
     assert_clean_error(result, 3, "teacher.kwargs.pretrained: timm/test_resnet.r160_in1k's weights are not in the "
                        f"Hugging Face cache ({tmp_path / 'hub'})", f"http://127.0.0.1:{port} cannot be reached",
-                       "teacher.checkpoint", home=fbt_home)
+                       "or set teacher.kwargs.pretrained = false to train the teacher here, or give teacher.checkpoint",
+                       home=fbt_home)
     assert "Retrying" not in result.stderr
 
 

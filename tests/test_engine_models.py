@@ -3,9 +3,12 @@ changes the teacher."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import timm
 import torch
+from safetensors.torch import save_file
 
 from fbt_engine.config.schema import DataSection
 from fbt_engine.data.sources import load_data
@@ -109,41 +112,75 @@ def test_a_training_step_changes_the_student_and_never_the_teacher(batch, method
     assert not any(p is q for p in distiller.parameters() for q in t.model.parameters())
 
 
-def test_pretrained_weights_in_the_local_cache_load_from_there(tmp_path, monkeypatch):
-    """Cached weights are read from the cache's file, without asking the hub whether they changed
-    (offline, the hub client retries for about 50 s before falling back to them). The hub here is
-    a closed port, and the cache a folder laid out as huggingface_hub lays it out."""
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The hub client's default cache, empty, and a hub at a closed port."""
     from huggingface_hub import constants
-    from safetensors.torch import save_file
 
-    torch.manual_seed(0)
-    weights = timm.create_model("test_resnet").state_dict()
-    snapshot = tmp_path / "hub" / "models--timm--test_resnet.r160_in1k" / "snapshots" / "0123abc"
-    snapshot.mkdir(parents=True)
-    save_file(weights, snapshot / "model.safetensors")
-    (snapshot.parents[1] / "refs").mkdir()
-    (snapshot.parents[1] / "refs" / "main").write_text("0123abc")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    return tmp_path / "hub"
 
-    model = build_staged("test_resnet.r160_in1k", 10, 32, {"pretrained": True}).model
-    assert model.pretrained_cfg["file"] == str(snapshot / "model.safetensors")
+
+def _hub_cache(cache: Path, name: str, weights: dict[str, torch.Tensor]) -> Path:
+    """`weights` as timm/`name`'s model.safetensors in a cache laid out as huggingface_hub lays it
+    out; the file."""
+    repo = cache / f"models--timm--{name}"
+    (repo / "snapshots" / "0123abc").mkdir(parents=True)
+    save_file(weights, repo / "snapshots" / "0123abc" / "model.safetensors")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abc")
+    return repo / "snapshots" / "0123abc" / "model.safetensors"
+
+
+def _test_resnet_weights() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return timm.create_model("test_resnet").state_dict()
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["default-cache", "kwargs-cache_dir"])
+def test_pretrained_weights_in_the_local_cache_load_from_there(offline_hub, tmp_path, given):
+    """Cached weights are read from the cache's file, without asking the hub whether they changed
+    (offline, the hub client retries for about 50 s before falling back to them): from the default
+    cache, or from the one the model's cache_dir keyword names."""
+    weights = _test_resnet_weights()
+    cache = tmp_path / "given" if given else offline_hub
+    file = _hub_cache(cache, "test_resnet.r160_in1k", weights)
+    kwargs = {"pretrained": True} | ({"cache_dir": str(cache)} if given else {})
+    model = build_staged("test_resnet.r160_in1k", 10, 32, kwargs).model
+    assert model.pretrained_cfg["file"] == str(file)
     loaded = model.state_dict()
     body = [name for name in weights if not name.startswith("fc.")]  # the 10-class head is new
     assert body and all(torch.equal(loaded[name], weights[name]) for name in body)
 
 
-def test_weights_the_kwargs_point_to_need_neither_cache_nor_hub(tmp_path, monkeypatch):
+def test_weights_the_kwargs_point_to_need_neither_cache_nor_hub(offline_hub, tmp_path):
     """pretrained_cfg_overlay={file=…} names the weights itself: an empty cache and an unreachable
     hub must not refuse the model."""
-    from huggingface_hub import constants
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
-    weights = timm.create_model("test_resnet").state_dict()
+    weights = _test_resnet_weights()
     save_file(weights, tmp_path / "mine.safetensors")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
-    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
     model = build_staged("test_resnet.r160_in1k", 10, 32, {
         "pretrained": True, "pretrained_cfg_overlay": {"file": str(tmp_path / "mine.safetensors")}}).model
     assert torch.equal(model.state_dict()["conv1.0.weight"], weights["conv1.0.weight"])
+
+
+def test_cached_weights_of_a_model_with_a_custom_loader_load_too(offline_hub):
+    """The registry loads some ViTs' original .npz weights with their own loader (custom_load);
+    the hub's safetensors copy is a plain state dict. timm before 1.0.31 (1.0.29 on the GPU
+    image) still sent a file given in its place to that loader, which refused it."""
+    name = "vit_tiny_patch16_224.augreg_in21k"
+    assert timm.models.get_pretrained_cfg(name).custom_load  # what makes this case
+    torch.manual_seed(0)
+    weights = timm.create_model("vit_tiny_patch16_224", num_classes=21843).state_dict()
+    _hub_cache(offline_hub, name, weights)
+    model = build_staged(name, 10, 224, {"pretrained": True}).model
+    assert torch.equal(model.state_dict()["patch_embed.proj.weight"], weights["patch_embed.proj.weight"])
+
+
+@pytest.mark.parametrize("hub_file, taken", [("pytorch_model.bin", "model.safetensors"),
+                                             ("open_clip_pytorch_model.bin", "open_clip_model.safetensors"),
+                                             ("weights.bin", "weights.safetensors"), ("model.pth", "model.pth")])
+def test_the_cached_file_looked_for_is_the_one_timm_takes(hub_file, taken):
+    from fbt_engine.models.pretrained import safe_alternative
+
+    assert safe_alternative(hub_file) == taken

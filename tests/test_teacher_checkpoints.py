@@ -59,11 +59,14 @@ def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
         load_weights(create_model("resnet10_cifar", 10, 28), tmp_path / "junk.pth")
 
 
-def test_a_near_chance_teacher_is_an_error_before_any_run_exists(fbt_home, tmp_path):
+@pytest.mark.parametrize("extra", [(), ("teacher.kwargs.pretrained=true",)], ids=["", "pretrained-too"])
+def test_a_near_chance_teacher_is_an_error_before_any_run_exists(fbt_home, tmp_path, extra):
+    """Also with pretrained = true beside the checkpoint, whose weights replace pretrained ones:
+    none are fetched (fbt's small models have none to fetch)."""
     untrained = create_model("mixer_nano", 10, 28)
     torch.save(untrained.state_dict(), tmp_path / "untrained.pth")
     result = run_fbt("run", str(PRESETS / "mlp_to_cnn.toml"),
-                     *tiny_sets(f'teacher.checkpoint="{tmp_path / "untrained.pth"}"'))
+                     *tiny_sets(f'teacher.checkpoint="{tmp_path / "untrained.pth"}"', *extra))
     assert result.returncode == 3, result.stderr
     assert "near chance" in result.stderr and "Traceback" not in result.stderr
     assert not (fbt_home / "runs").exists() or not any((fbt_home / "runs").iterdir())

@@ -9,7 +9,7 @@ from torch import nn
 
 import fbt_engine.models.small  # noqa: F401  (registers fbt's models with timm)
 from fbt_engine.models.adapters import StagedModel
-from fbt_engine.models.pretrained import pretrained_overlay
+from fbt_engine.models.pretrained import locates_weights, pretrained_overlay
 
 
 def create_model(name: str, num_classes: int, img_size: int, kwargs: dict[str, Any] | None = None) -> nn.Module:
@@ -17,8 +17,9 @@ def create_model(name: str, num_classes: int, img_size: int, kwargs: dict[str, A
     pretrained weights from the local cache when they are there (models.pretrained), unless the
     kwargs say themselves where the weights come from."""
     kwargs = dict(kwargs or {})
-    if kwargs.get("pretrained") and not {"pretrained_cfg", "pretrained_cfg_overlay"} & kwargs.keys():
-        kwargs["pretrained_cfg_overlay"] = pretrained_overlay(name)
+    overlay = kwargs.get("pretrained_cfg_overlay") or {}
+    if kwargs.get("pretrained") and "pretrained_cfg" not in kwargs and not locates_weights(overlay):
+        kwargs["pretrained_cfg_overlay"] = pretrained_overlay(name, kwargs.get("cache_dir")) | overlay
     if "img_size" not in kwargs:
         try:
             return timm.create_model(name, num_classes=num_classes, img_size=img_size, **kwargs)

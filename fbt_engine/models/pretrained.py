@@ -1,51 +1,79 @@
-"""Where timm's pretrained weights come from. Weights already in the local Hugging Face cache are
-loaded from there with no network at all: left to itself, the hub client first asks the hub whether
-they changed, and offline it retries for about 50 s before it falls back to them. Weights that are
-not cached need the hub: when it cannot be reached the run is refused at once, instead of after
-those retries."""
+"""Where timm's pretrained weights come from. Weights already in the local Hugging Face cache as
+safetensors are loaded from there with no network at all: left to itself, the hub client first asks
+the hub whether they changed, and offline it retries for about 50 s before it falls back to them.
+Weights that are not cached need the hub: when it cannot be reached the run is refused at once,
+instead of after those retries."""
 
 from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import timm.models
 from huggingface_hub import constants, try_to_load_from_cache
 
-# timm's order: the safetensors file first, the pickled one where a repository has only that
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
-CONNECT_TIMEOUT_S = 5.0
+# the file timm asks the hub for when the registry names none, and the safetensors file it takes
+# instead where the repository has one (timm.models._hub: _get_safe_alternatives)
+HUB_WEIGHTS = "pytorch_model.bin"
+SAFE_ALTERNATIVES = {"pytorch_model.bin": "model.safetensors",
+                     "open_clip_pytorch_model.bin": "open_clip_model.safetensors"}
+# overlay keys that say themselves where the weights are (timm's _PRETRAINED_SOURCE_KEYS, and a state dict)
+SOURCE_KEYS = ("file", "url", "hf_hub_id", "hf_hub_filename", "state_dict")
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+CONNECT_TIMEOUT_S = 5.0  # the connection's; a name lookup has the resolver's own
 
 
 class WeightsUnreachable(Exception):
     """Pretrained weights that are neither cached nor downloadable now."""
 
 
-def pretrained_overlay(name: str) -> dict[str, Any]:
+def safe_alternative(filename: str) -> str:
+    """The safetensors file timm takes, when the repository has it, instead of `filename`."""
+    if filename in SAFE_ALTERNATIVES:
+        return SAFE_ALTERNATIVES[filename]
+    return filename[:-len(".bin")] + ".safetensors" if filename.endswith(".bin") else filename
+
+
+def pretrained_overlay(name: str, cache_dir: str | Path | None = None) -> dict[str, Any]:
     """timm.create_model's `pretrained_cfg_overlay` for `name` ("arch" or "arch.tag") built with
-    pretrained=True: the cached weights' file, or nothing when the hub must be asked (or the
-    weights come from elsewhere than the hub). Raises WeightsUnreachable when the hub must be
-    asked and cannot be reached."""
+    pretrained=True: the cached safetensors file, or nothing where timm must see to it (weights from
+    a URL, a cached pickle, which the hub client unpickles safely, a custom loader). Raises
+    WeightsUnreachable when nothing is cached and the hub cannot be reached."""
     cfg = timm.models.get_pretrained_cfg(name)
-    if cfg is None or not cfg.hf_hub_id:
+    if cfg is None or not cfg.hf_hub_id or cfg.custom_load == "hf" or os.environ.get("TIMM_USE_OLD_CACHE"):
         return {}
     repo, _, revision = cfg.hf_hub_id.partition("@")
-    for filename in (cfg.hf_hub_filename,) if cfg.hf_hub_filename else WEIGHT_FILES:
-        cached = try_to_load_from_cache(repo, filename, cache_dir=constants.HF_HUB_CACHE, revision=revision or None)
-        if isinstance(cached, str):
-            return {"file": cached}
-    where = f"{repo}'s weights are not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
+    cache = str(cache_dir or constants.HF_HUB_CACHE)
+
+    def cached(filename: str) -> str | None:
+        path = try_to_load_from_cache(repo, filename, cache_dir=cache, revision=revision or None)
+        return path if isinstance(path, str) else None
+
+    filename = cfg.hf_hub_filename or HUB_WEIGHTS
+    safe = cached(safe_alternative(filename))
+    if safe is not None and safe.endswith(".safetensors"):
+        # custom_load describes the registry's own source (an .npz URL for some ViTs); older timm
+        # kept it for a file given in its place
+        return {"file": safe, "custom_load": False}
+    if safe is not None or cached(filename) is not None:
+        return {}
+    where = f"{repo}'s weights are not in the Hugging Face cache ({cache})"
+    fetch = ("download them where there is a network (python -c \"import timm; timm.create_model("
+             f"'{name}', pretrained=True)\") and copy the cache here")
     if constants.HF_HUB_OFFLINE:
-        raise WeightsUnreachable(f"{where} and HF_HUB_OFFLINE is set")
+        raise WeightsUnreachable(f"{where} and the hub is set offline (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE): {fetch}")
     unreachable = _unreachable(constants.ENDPOINT)
     if unreachable:
-        raise WeightsUnreachable(f"{where} and {constants.ENDPOINT} cannot be reached ({unreachable}): download "
-                                 "them where there is a network (python -c \"import timm; timm.create_model("
-                                 f"'{name}', pretrained=True)\") and copy the cache here")
+        raise WeightsUnreachable(f"{where} and {constants.ENDPOINT} cannot be reached ({unreachable}): {fetch}")
     return {}
+
+
+def locates_weights(overlay: dict[str, Any]) -> bool:
+    """Whether a user's pretrained_cfg_overlay says itself where the weights are."""
+    return any(overlay.get(key) for key in SOURCE_KEYS)
 
 
 def _unreachable(endpoint: str) -> str | None:

@@ -172,8 +172,9 @@ def prepare(resolved: Resolved, device: torch.device, info: DistInfo = DistInfo(
     except DataError as exc:
         raise EngineError(str(exc), EXIT_ENV) from None
     student = _build_model("student", cfg.student.model, cfg.student.kwargs, data)
-    teacher = _build_model("teacher", cfg.teacher.model, cfg.teacher.kwargs, data) if cfg.method.needs_teacher \
-        else None
+    # a checkpoint's weights replace pretrained ones: those are not fetched for nothing
+    teacher_kwargs = {k: v for k, v in cfg.teacher.kwargs.items() if k != "pretrained" or not cfg.teacher.checkpoint}
+    teacher = _build_model("teacher", cfg.teacher.model, teacher_kwargs, data) if cfg.method.needs_teacher else None
     models = {"student": student.model} | ({"teacher": teacher.model} if teacher is not None else {})
     fmt = memory_format(cfg.train.channels_last, device, models)
     for model in models.values():
@@ -214,8 +215,9 @@ def _build_model(side: str, name: str, kwargs: dict[str, Any], data: DataBundle)
     try:
         return StagedModel(create_model(name, data.num_classes, data.img_size, kwargs), data.img_size)
     except WeightsUnreachable as exc:
-        hint = "; or give teacher.checkpoint" if side == "teacher" else ""
-        raise EngineError(f"{side}.kwargs.pretrained: {exc}{hint}", EXIT_ENV) from None
+        instead = "to train the teacher here, or give teacher.checkpoint" if side == "teacher" else "to train it from scratch"
+        raise EngineError(f"{side}.kwargs.pretrained: {exc}; or set {side}.kwargs.pretrained = false {instead}",
+                          EXIT_ENV) from None
     except Exception as exc:
         if kwargs.get("pretrained") and not isinstance(exc, (TypeError, UnsupportedModel)):
             raise EngineError(f"{side}.kwargs.pretrained: timm could not load {name}'s pretrained weights "

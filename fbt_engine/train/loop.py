@@ -298,8 +298,9 @@ class TrainStep:
         saved = [b.clone() for b in buffers]
 
         def retry(then: Callable[[StepLosses], StepLosses]) -> StepLosses:
-            for buffer, before in zip(buffers, saved):
-                buffer.copy_(before)
+            with torch.no_grad():
+                for buffer, before in zip(buffers, saved):
+                    buffer.copy_(before)
             return then(self._forward(self.forward, x, y))
 
         if self.world > 1:
