@@ -3,6 +3,8 @@ that fails (no toolchain, unsupported backend) never fails the run."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -35,6 +37,7 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning(with_cached_tea
     assert "no C++ compiler found" in warnings[0]["message"]
     assert calls == [1]  # tried once, then eager for good
     assert events[-1]["type"] == "run_finished"
+    assert "compiling the training step" in _engine_log() and "compiled:" not in _engine_log()
 
 
 def _backward_that_fails(params: list[torch.Tensor]) -> type[torch.autograd.Function]:
@@ -50,6 +53,12 @@ def _backward_that_fails(params: list[torch.Tensor]) -> type[torch.autograd.Func
                 p.grad = torch.full_like(p, float("nan"))
             raise RuntimeError("could not lower the backward graph")
     return Failing
+
+
+def _engine_log() -> str:
+    """The last run's engine log (stdout.log), what the dashboard's log pane shows."""
+    store = RunStore()
+    return (store.run_dir(store.resolve("last")) / "stdout.log").read_text(encoding="utf-8")
 
 
 def _student_weights() -> dict[str, torch.Tensor]:
@@ -132,6 +141,11 @@ def test_the_mode_reaches_torch_compile_and_cuda_graph_steps_are_declared(with_c
     assert set(modes) == {mode}
     steps = max(e["step"] for e in events if e["type"] == "step" and e["phase"] == "distillation")
     assert len(marks) == (steps if graphs else 0)
+    # the wait for compiling is announced, and its length told once the compiling steps are done
+    how = f"(torch.compile, mode {mode}{', CUDA graphs' if graphs else ''})"
+    log = _engine_log()
+    assert f"distillation: compiling the training step {how}; its first steps take longer" in log
+    assert re.search(rf"compiled: the first 3 steps, which compile and warm up, took \d+\.\d s {re.escape(how)}", log)
 
 
 def test_a_steps_flag_outlives_the_next_replay(with_cached_teacher, monkeypatch):

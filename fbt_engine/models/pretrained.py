@@ -64,7 +64,8 @@ def pretrained_overlay(name: str, cache_dir: str | Path | None = None) -> dict[s
     fetch = ("download them where there is a network (python -c \"import timm; timm.create_model("
              f"'{name}', pretrained=True)\") and copy the cache here")
     if constants.HF_HUB_OFFLINE:
-        raise WeightsUnreachable(f"{where} and the hub is set offline (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE): {fetch}")
+        raise WeightsUnreachable(f"{where} and the hub is set offline (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE): "
+                                 f"{fetch}")
     unreachable = _unreachable(constants.ENDPOINT)
     if unreachable:
         raise WeightsUnreachable(f"{where} and {constants.ENDPOINT} cannot be reached ({unreachable}): {fetch}")

@@ -215,7 +215,8 @@ def _build_model(side: str, name: str, kwargs: dict[str, Any], data: DataBundle)
     try:
         return StagedModel(create_model(name, data.num_classes, data.img_size, kwargs), data.img_size)
     except WeightsUnreachable as exc:
-        instead = "to train the teacher here, or give teacher.checkpoint" if side == "teacher" else "to train it from scratch"
+        instead = ("to train the teacher here, or give teacher.checkpoint" if side == "teacher"
+                   else "to train it from scratch")
         raise EngineError(f"{side}.kwargs.pretrained: {exc}; or set {side}.kwargs.pretrained = false {instead}",
                           EXIT_ENV) from None
     except Exception as exc:
@@ -328,7 +329,8 @@ def teacher_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
         state = phase.restore(checkpoint.load(phase.path("last"), p.device))
     reporter.emit("phase", phase="teacher_training", source="train", epochs=r.epochs,
                   steps_per_epoch=phase.steps_per_epoch, from_step=state.step)
-    reporter.log(f"teacher {cfg.teacher.model}: training from scratch for {r.epochs} epochs")
+    epochs = f"{r.epochs} epoch{'s' if r.epochs != 1 else ''}"
+    reporter.log(f"teacher {cfg.teacher.model}: training from scratch for {epochs}")
     state = run_phase(phase, state, reporter, stop)
     p.teacher.model.eval().requires_grad_(False)
     if p.dist.is_main:  # cache the final weights: what the next run with this teacher would also get

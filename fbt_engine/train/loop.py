@@ -255,7 +255,10 @@ class TrainStep:
     starts from the buffers the failed call started from: a backward fails after its forward has
     updated BatchNorm's running statistics, which would otherwise count that batch twice. Under DDP
     only a failed forward is made again: a failed backward has left gradient reductions half done.
-    Later errors are the step's own."""
+    Later errors are the step's own.
+
+    Compiling takes tens of seconds on a GPU, during which no step is logged: the engine's log says
+    so before the first step, and how long those first steps took once they are done."""
 
     COMPILING_STEPS = 3  # compiled at the 1st call; CUDA graphs warm up at the 1st, record at the 2nd
 
@@ -270,6 +273,11 @@ class TrainStep:
         # a CUDA-graph replay reuses its output memory: a new step must be declared so that the
         # previous step's outputs, already consumed, may be overwritten
         self.graphs = mode in CUDA_GRAPH_MODES
+        self.how = f"torch.compile, mode {mode}" + (", CUDA graphs" if self.graphs else "")
+        self.trials_start = 0.0
+        if self.compiled is not None:
+            reporter.log(f"{phase.name.replace('_', ' ')}: compiling the training step ({self.how}); "
+                         "its first steps take longer")
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
         losses = self.module(self.inputs(x), y).losses
@@ -293,7 +301,17 @@ class TrainStep:
             return self._backward(self._forward(self.forward, x, y))
         if self.trials == 0:
             return self._backward(self._forward(self.compiled, x, y))
+        if self.trials == self.COMPILING_STEPS:
+            self.trials_start = time.perf_counter()
+        step = self._trial(x, y)
         self.trials -= 1
+        if self.trials == 0 and self.compiled is not None:
+            self.reporter.log(f"compiled: the first {self.COMPILING_STEPS} steps, which compile and warm up, took "
+                              f"{time.perf_counter() - self.trials_start:.1f} s ({self.how})")
+        return step
+
+    def _trial(self, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
+        """One of the first steps, where a compile failure falls back to eager."""
         buffers = list(self.module.buffers())
         saved = [b.clone() for b in buffers]
 
