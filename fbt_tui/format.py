@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import textwrap
 
 from fbt_engine.formats import duration, percent as pct, when  # noqa: F401  (re-exported)
 
@@ -50,3 +50,15 @@ def literal(text: str) -> str:
     """Text for Textual markup, shown as is: every "[" escaped (textual.markup.escape leaves a
     lone "[" alone, and a closing tag right after it then swallows both)."""
     return text.replace("[", r"\[")
+
+
+LOG_INDENT = " " * 9  # continuation lines start past the engine log's "HH:MM:SS " stamp
+LOG_MIN_WIDTH = 20  # narrower, the pane is not laid out yet (or hidden): lines go in unwrapped
+
+
+def wrap_log(lines: list[str], width: int) -> list[str]:
+    """The engine's log lines folded to `width` columns, for a pane that does not wrap."""
+    if width < LOG_MIN_WIDTH:
+        return lines
+    return [part for line in lines
+            for part in textwrap.wrap(line, width, subsequent_indent=LOG_INDENT, break_on_hyphens=False) or [""]]

@@ -359,6 +359,17 @@ class RunModel:
                                      stats.get("norm_ratio")))
         return rows
 
+    def compiling_for(self, now: float) -> float | None:
+        """How long the current training phase of a compiled run has gone without a logged step:
+        its step is being compiled (tens of seconds on a GPU, with nothing else to show). None when
+        the run is not compiled or not active, or the phase has logged a step."""
+        with self.lock:
+            info = self.phases.get(self.phase)
+            if (not self.is_active or self.device.get("compile", "off") == "off" or info is None
+                    or not info.total_steps or self.step > info.from_step):
+                return None
+            return max(0.0, now - info.started)
+
     def eta_seconds(self, now: float | None = None) -> float | None:
         """Remaining time of the current phase, from its pace so far (evaluation included)."""
         with self.lock:

@@ -2,6 +2,7 @@
 two), so the canvases must follow the terminal's size and the theme on their own."""
 
 from textual.dom import DOMNode
+from textual.widgets import Log
 
 from fbt_tui.widgets.curves import CurvePlot, StyledCanvas
 from fbt_tui.widgets.run_view import RunView
@@ -76,5 +77,34 @@ def test_closing_a_tab_while_its_drawing_is_spread_over_frames(fbt_home, monkeyp
             await pilot.pause(0.3)
             assert not app.screen.query(RunView)
         assert app.is_running  # an exception in a callback would have ended the app
+
+    run_app(scenario, start_mode="history")
+
+
+def test_the_engine_log_wraps_to_its_pane_and_again_when_resized(fbt_home):
+    """A Log does not wrap, and a warning's end is often what matters: lines are folded to the
+    pane, and folded anew when its width changes."""
+    run_id = fake_run(fbt_home, "logged")
+    end = "its first steps take longer"
+    line = ("21:48:09 warning: torch.compile failed (BackendCompilerFailed: backend='inductor' raised: "
+            f"no C++ compiler found on this machine); training without it, {end}")
+    (fbt_home / "runs" / run_id / "stdout.log").write_text(line + "\n", encoding="utf-8")
+
+    async def scenario(app, pilot):
+        view = await open_from_history(app, pilot)
+        log = view.query_one("#run-log", Log)
+
+        def folded() -> bool:
+            width = log.scrollable_content_region.width
+            text = " ".join(part.strip() for part in log.lines)
+            return bool(log.lines) and view.log_width == width and all(len(part) <= width for part in log.lines) \
+                and text == " ".join(line.split())
+
+        await wait_for(pilot, lambda: view.up_to_date and folded(), 10, "the line folded to the pane")
+        narrow = len(log.lines), log.scrollable_content_region.width
+        assert narrow[0] > 1
+        await pilot.resize_terminal(240, 60)
+        await wait_for(pilot, lambda: folded() and view.log_width > narrow[1] and len(log.lines) < narrow[0], 10,
+                       "the line folded anew, wider")
 
     run_app(scenario, start_mode="history")

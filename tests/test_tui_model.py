@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from fbt_engine.store.events import effective, read_events
+from fbt_tui.format import wrap_log
 from fbt_tui.model import DISTILL, RunModel, Series, decimate, loss_group, sparkline, trend
 from fbt_tui.runs import RunManager
 
@@ -101,6 +102,34 @@ def test_eta_from_the_phase_pace():
     assert m.eta_seconds(now=110.0) == 30.0  # 5 of 20 steps in 10 s
     m.add_events([{"type": "run_finished", "time": 120.0}])
     assert m.eta_seconds(now=120.0) is None
+
+
+def test_a_compiled_phase_without_a_logged_step_is_compiling():
+    """Compiling writes no event for tens of seconds on a GPU: the status line says why instead of
+    looking frozen, from the phase's start until its first logged step."""
+    def started(compile_: str) -> RunModel:
+        m = RunModel("r")
+        m.add_events([{"type": "run_started", "time": 0, "config": {}, "device": {"type": "cuda", "compile": compile_}},
+                      {"type": "phase", "time": 100.0, "phase": DISTILL, "epochs": 2, "steps_per_epoch": 10,
+                       "from_step": 0}])
+        return m
+
+    m = started("reduce-overhead")
+    assert m.compiling_for(now=123.0) == 23.0 and m.eta_seconds(now=123.0) is None
+    m.add_events([{"type": "step", "time": 130.0, "phase": DISTILL, "step": 5, "epoch": 1, "loss": 1.0, "losses": {}}])
+    assert m.compiling_for(now=131.0) is None
+    assert started("off").compiling_for(now=123.0) is None  # an eager run's first steps are only steps
+    m = started("default")
+    m.add_events([{"type": "run_failed", "time": 110.0, "error": "X", "message": "y"}])
+    assert m.compiling_for(now=123.0) is None
+
+
+def test_log_lines_fold_to_the_pane_past_their_time_stamp():
+    line = "21:48:09 teacher training: compiling the training step (torch.compile, mode default); its first steps"
+    assert wrap_log([line, "  File \"x.py\", line 3"], 40) == [
+        "21:48:09 teacher training: compiling the", "         training step (torch.compile,",
+        "         mode default); its first steps", '  File "x.py", line 3']
+    assert wrap_log([line], 0) == [line]  # a pane not laid out yet
 
 
 def test_device_from_nvidia_smi_and_gpu_memory_from_the_events(tmp_path, monkeypatch):

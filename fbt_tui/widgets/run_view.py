@@ -11,7 +11,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import DataTable, Log, Static
 
-from fbt_tui.format import clock, count, literal, number, pct, status_markup
+from fbt_tui.format import clock, count, literal, number, pct, status_markup, wrap_log
 from fbt_tui.model import DISTILL, TEACHER, AlignmentRow, RunModel, sparkline, trend
 from fbt_tui.runs import RunHandle
 from fbt_tui.widgets.curves import CurvePlot
@@ -58,6 +58,7 @@ class RunView(Vertical):
         super().__init__(id=id, classes="run-view")
         self.handle = handle
         self.log_shown = 0
+        self.log_width = -1  # the width the log's lines were wrapped to
         self.current = 0
         self.drawn_version = -1
         self.drawn_at = -DRAW_INTERVAL_S
@@ -90,6 +91,7 @@ class RunView(Vertical):
         self.table.border_title = "alignment (probe batch, per epoch)"
         self.log_view.border_title = "engine log"
         self._mark_current()
+        self.set_interval(1.0, self._tick)
 
     def plots(self) -> list[CurvePlot]:
         groups = set(self.model.groups()) | {"loss", "top1"}
@@ -193,20 +195,35 @@ class RunView(Vertical):
         plot.show(panel)
 
     def _draw_text(self) -> None:
+        self._draw_status()
+        self.table.show(self.model)
+        self._append_log()
+
+    def _draw_status(self) -> None:
         losses = [p for p in self.visible_plots() if p.group != "top1"]
         shown, total = sum(p.shown for p in losses), sum(p.total for p in losses)
         # two lines, always: no layout pass for a new status
         self.status_line.update(self._status(shown, total), layout=False)
-        self.table.show(self.model)
-        self._append_log()
+
+    def _tick(self) -> None:
+        """Compiling writes no event for tens of seconds: its clock on the status line moves anyway."""
+        if self.on_screen and self.model.compiling_for(time.time()) is not None:
+            self._draw_status()
 
     def _append_log(self) -> None:
+        """The engine's new lines, wrapped to the pane (a Log does not wrap, and a warning's end is
+        often what matters); all of them again, wrapped anew, when the pane's width changed."""
+        width = self.log_view.scrollable_content_region.width
+        rewrap = width != self.log_width
         with self.model.lock:
-            new = self.model.log_serial - self.log_shown
+            new = len(self.model.log) if rewrap else self.model.log_serial - self.log_shown
             lines = list(self.model.log)[-new:] if new > 0 else []
             self.log_shown = self.model.log_serial
+        if rewrap:
+            self.log_width = width
+            self.log_view.clear()
         if lines:
-            self.log_view.write_lines(lines)
+            self.log_view.write_lines(wrap_log(lines, width))
 
     def _status(self, shown: int, total: int) -> str:
         """Two lines: progress first (what a glance needs), then what is running where."""
@@ -224,7 +241,10 @@ class RunView(Vertical):
                 progress.append(f"lr {m.lr:.3g}")
             if m.img_s:
                 progress.append(f"{m.img_s:,.0f} img/s")
-            if m.is_active:
+            compiling = m.compiling_for(time.time())
+            if compiling is not None:
+                progress.append(f"[b]compiling the training step {clock(compiling)}[/]")
+            elif m.is_active:
                 progress.append(f"ETA {clock(m.eta_seconds(time.time()))}")
             progress.append(f"best {pct(m.best[0])}% @{m.best[1]}" if m.best else "best –")
             if m.outcome.get("type") == "run_failed":
