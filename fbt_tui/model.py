@@ -223,6 +223,7 @@ class RunModel:
                                            int(ev.get("from_step") or 0), float(ev.get("time") or 0.0))
             if phase == DISTILL:
                 self.epoch, self.step = 0, int(ev.get("from_step") or 0)
+            self.loss = self.lr = self.img_s = None  # the last phase's, until this one logs a step
         elif kind == "step":
             x = float(ev["step"])
             self._series(self._losses, (phase, "loss")).append(x, ev.get("loss"))

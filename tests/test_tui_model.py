@@ -7,7 +7,7 @@ import numpy as np
 
 from fbt_engine.store.events import effective, read_events
 from fbt_tui.format import wrap_log
-from fbt_tui.model import DISTILL, RunModel, Series, decimate, loss_group, sparkline, trend
+from fbt_tui.model import DISTILL, TEACHER, RunModel, Series, decimate, loss_group, sparkline, trend
 from fbt_tui.runs import RunManager
 
 from test_tui_support import fake_run
@@ -106,18 +106,23 @@ def test_eta_from_the_phase_pace():
 
 def test_a_compiled_phase_without_a_logged_step_is_compiling():
     """Compiling writes no event for tens of seconds on a GPU: the status line says why instead of
-    looking frozen, from the phase's start until its first logged step."""
+    looking frozen, from each phase's start until its first logged step."""
     def started(compile_: str) -> RunModel:
         m = RunModel("r")
         m.add_events([{"type": "run_started", "time": 0, "config": {}, "device": {"type": "cuda", "compile": compile_}},
-                      {"type": "phase", "time": 100.0, "phase": DISTILL, "epochs": 2, "steps_per_epoch": 10,
+                      {"type": "phase", "time": 100.0, "phase": TEACHER, "epochs": 2, "steps_per_epoch": 10,
                        "from_step": 0}])
         return m
 
     m = started("reduce-overhead")
     assert m.compiling_for(now=123.0) == 23.0 and m.eta_seconds(now=123.0) is None
-    m.add_events([{"type": "step", "time": 130.0, "phase": DISTILL, "step": 5, "epoch": 1, "loss": 1.0, "losses": {}}])
+    m.add_events([{"type": "step", "time": 130.0, "phase": TEACHER, "step": 5, "epoch": 1, "loss": 1.0, "losses": {},
+                   "lr": 0.1, "img_s": 50.0}])
     assert m.compiling_for(now=131.0) is None
+    # distillation compiles its own step, and shows none of the teacher's step figures meanwhile
+    m.add_events([{"type": "phase", "time": 140.0, "phase": DISTILL, "epochs": 1, "steps_per_epoch": 4,
+                   "from_step": 0}])
+    assert m.compiling_for(now=150.0) == 10.0 and (m.loss, m.lr, m.img_s) == (None, None, None)
     assert started("off").compiling_for(now=123.0) is None  # an eager run's first steps are only steps
     m = started("default")
     m.add_events([{"type": "run_failed", "time": 110.0, "error": "X", "message": "y"}])
