@@ -55,6 +55,23 @@ def test_errors_show_next_to_their_field_and_block_the_launch(fbt_home):
     run_app(scenario)
 
 
+def test_esc_leaves_a_field_so_that_the_mode_keys_work_again(fbt_home):
+    """In a field, h is a letter of the value; esc goes back to the preset list, where h is History."""
+    async def scenario(app, pilot):
+        screen = await loaded(app, pilot)
+        extra = screen.query_one("#f-extra", Input)
+        extra.focus()
+        await pilot.press("h")
+        assert extra.value == "h" and app.current_mode == "presets"
+        await pilot.press("escape")
+        assert app.focused is screen.query_one("#preset-list")
+        await pilot.press("h")
+        await wait_for(pilot, lambda: app.current_mode == "history", 5, "History")
+        assert extra.value == "h"
+
+    run_app(scenario)
+
+
 def test_model_picker_fills_the_field(fbt_home):
     async def scenario(app, pilot):
         screen = await loaded(app, pilot)

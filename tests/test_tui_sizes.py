@@ -4,7 +4,7 @@ on each is on screen, not clipped away."""
 import time
 
 import pytest
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
 from fbt_tui.screens.compare import CompareScreen
 from fbt_tui.screens.dialogs import ErrorDialog
@@ -76,6 +76,9 @@ def test_every_screen_renders(fbt_home, size):
 
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
+        keys = "\n".join(str(w.render()) for w in app.screen.query(Static))
+        assert "ctrl+=" in keys and "equals_sign" not in keys  # keys as typed, not as Textual names them
+        assert "Back to the preset list" in keys
         await pilot.press("escape")
         app.show_error("something failed", "a long message " * 40)
         await pilot.pause()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
+from textual.keys import format_key
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 from textual_plot import PlotWidget
@@ -15,15 +16,18 @@ EXTRA = {
     "Everywhere": [("ctrl+p", "command palette: run actions, launch a preset, go to a mode"),
                    ("tab / shift+tab", "move between widgets")],
     "Presets": [("↑ ↓", "choose a preset"), ("tab", "into the form; edits validate as you type")],
+    "Dashboard": [("[ ]", "in a short terminal, the alignment table and the engine log come after the plots")],
     "History": [("click a header", "sort by that column (again: reverse)"),
                 ("/ then text", "words match anywhere; status:crashed, tag:best, method:fbt narrow down")],
 }
 
 
-def _key_label(key: str) -> str:
-    names = {"question_mark": "?", "slash": "/", "left_square_bracket": "[", "right_square_bracket": "]",
-             "space": "space", "escape": "esc"}
-    return " / ".join(names.get(k, k) for k in key.split(","))
+def _key_label(keys: str) -> str:
+    """"ctrl+equals_sign,escape" as a person types it: "ctrl+= / esc"."""
+    def one(key: str) -> str:
+        *modifiers, name = key.strip().split("+")
+        return "+".join([*modifiers, format_key(name)])
+    return " / ".join(one(k) for k in keys.split(","))
 
 
 def _rows(bindings: list[BindingType]) -> list[tuple[str, str]]:
@@ -46,7 +50,7 @@ def sections() -> list[tuple[str, list[tuple[str, str]]]]:
     return [
         ("Everywhere", _rows(FbtApp.BINDINGS) + EXTRA["Everywhere"]),
         ("Presets", _rows(PresetsScreen.BINDINGS) + EXTRA["Presets"]),
-        ("Dashboard", _rows(DashboardScreen.BINDINGS)),
+        ("Dashboard", _rows(DashboardScreen.BINDINGS) + EXTRA["Dashboard"]),
         ("Plots (when focused)", _rows(PlotWidget.BINDINGS)),
         ("History", _rows(HistoryScreen.BINDINGS) + EXTRA["History"]),
         ("Compare", _rows(CompareScreen.BINDINGS)),

@@ -91,6 +91,8 @@ class PresetsScreen(FbtScreen):
         Binding("ctrl+s", "save", "Save as user preset"),
         Binding("ctrl+r", "reset", "Reset form"),
         Binding("ctrl+o", "pick_model", "Pick model"),
+        # in a field the mode keys (p, d, h, q) are letters; esc gives them back
+        Binding("escape", "leave_form", "Back to the preset list", show=False),
     ]
 
     def __init__(self) -> None:
@@ -193,6 +195,9 @@ class PresetsScreen(FbtScreen):
                     widget.value = value
             self.query_one("#f-extra", Input).value = ""
         self.validate_form()
+
+    def action_leave_form(self) -> None:
+        self.query_one("#preset-list", OptionList).focus()
 
     def action_reset(self) -> None:
         if self.ref is not None:
