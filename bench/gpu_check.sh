@@ -100,8 +100,8 @@ section() {
   echo "($((SECONDS - start)) s)"
 }
 
-epoch_times() {  # the distillation epochs' times, the student's accuracy and any warning, from a run's --json events
-  python3 -c "import sys, json
+epoch_times() {  # the distillation epochs' times, the student's accuracy, any warning and the compile times, from a run's --json events
+  python3 -c "import sys, json, os, pathlib
 events = [json.loads(line) for line in sys.stdin]
 epochs = [e for e in events if e['type'] == 'epoch' and e['phase'] == 'distillation']
 times = [e['epoch_time'] for e in epochs]
@@ -111,7 +111,12 @@ print(f'$1: distillation epochs', ', '.join(f'{t:.2f}' for t in times) or 'none 
       + ('; student top-1 ' + ', '.join(f'{a:.1f}' for a in top1) + ' %' if top1 else ''))
 for e in events:
     if e['type'] == 'warning':
-        print('  warning:', e['message'])"
+        print('  warning:', e['message'])
+started = next((e for e in events if e['type'] == 'run_started'), None)
+log = pathlib.Path(os.environ['FBT_HOME'], 'runs', started['run_id'], 'stdout.log') if started else None
+for line in log.read_text().splitlines() if log and log.is_file() else []:
+    if 'compiled:' in line:  # how long each phase's compiling steps took: where the check's time goes
+        print('  ' + line)"
 }
 
 epochs() {  # 3 distillation epochs of mlp_to_cnn: epochs SECONDS METHOD [KEY=VALUE ...] (preset overrides)

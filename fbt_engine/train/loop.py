@@ -273,7 +273,8 @@ class TrainStep:
         # a CUDA-graph replay reuses its output memory: a new step must be declared so that the
         # previous step's outputs, already consumed, may be overwritten
         self.graphs = mode in CUDA_GRAPH_MODES
-        self.how = f"torch.compile, mode {mode}" + (", CUDA graphs" if self.graphs else "")
+        on_cuda = next(phase.method.parameters()).device.type == "cuda"  # a CPU has no CUDA graphs to record
+        self.how = f"torch.compile, mode {mode}" + (", CUDA graphs" if self.graphs and on_cuda else "")
         self.trials_start = 0.0
         if self.compiled is not None:
             reporter.log(f"{phase.name.replace('_', ' ')}: compiling the training step ({self.how}); "
