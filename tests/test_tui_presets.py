@@ -29,6 +29,10 @@ def test_errors_show_next_to_their_field_and_block_the_launch(fbt_home):
         screen.query_one("#f-data-batch_size", Input).value = "lots"
         screen.query_one("#f-student-model", Input).value = "resnet11_cifar"
         screen.query_one("#f-extra", Input).value = "method.nce_wieght=2"
+        screen.query_one("#f-optim-lr", Input).value = ""
+        await pilot.pause()
+        assert field_error(screen, "optim.lr").startswith("✗ empty: type a number")  # not a TOML lesson
+        screen.query_one("#f-optim-lr", Input).value = "0.05"
         await pilot.pause()
         assert "expected a value ≥ 1, got 0" in field_error(screen, "train.epochs")
         assert "expected an integer" in field_error(screen, "data.batch_size")

@@ -213,8 +213,8 @@ class PresetsScreen(FbtScreen):
         for spec in FIELDS:
             widget = self.query_one(f"#{field_id(spec.key)}")
             text = str(widget.value).strip()
-            if text == as_text(dotted(self.base, spec.key)):
-                continue
+            if text == as_text(dotted(self.base, spec.key)) or (spec.kind == "number" and not text):
+                continue  # an emptied number is validate_form's to report: the engine would call it bad TOML
             if spec.kind == "number":
                 items.append(f"{spec.key}={text}")  # as typed: the engine says what is wrong with it
             else:
@@ -231,7 +231,10 @@ class PresetsScreen(FbtScreen):
         if self.ref is None:
             return
         resolved = collect(self.ref.path, self.overrides())
-        self.problems = resolved.problems
+        emptied = [spec.key for spec in FIELDS
+                   if spec.kind == "number" and not str(self.query_one(f"#{field_id(spec.key)}").value).strip()]
+        empty = "empty: type a number (ctrl+r puts the preset's back)"
+        self.problems = [*resolved.problems, *(Problem("form", key, empty) for key in emptied)]
         keys = {spec.key for spec in FIELDS}
         extra_keys = {item.partition("=")[0].strip() for item in self.query_one("#f-extra", Input).value.split()}
         by_field: dict[str, list[Problem]] = {}
