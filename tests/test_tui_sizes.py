@@ -88,3 +88,17 @@ def test_every_screen_renders(fbt_home, size):
         assert app.current_mode == "presets"
 
     run_app(scenario, size=size)
+
+
+def test_historys_keys_fit_a_160_column_line(fbt_home):
+    """History has the most keys; the modes' keys are the header's, so the screen's own all fit."""
+    from fbt_tui.widgets.keybar import KeyBar
+
+    async def scenario(app, pilot):
+        await wait_for(pilot, lambda: app.screen.query("#history-table"), 10, "History")
+        await pilot.pause(0.2)
+        keys = app.screen.query_one(KeyBar).render().plain
+        assert "Trash view" in keys and keys.endswith("^p palette") and len(keys) <= 160, keys
+        assert "Presets" not in keys and "Presets" in str(app.screen.query_one("#modes").render())
+
+    run_app(scenario, start_mode="history", size=(160, 48))

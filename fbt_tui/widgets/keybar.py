@@ -17,7 +17,9 @@ class KeyBar(Static):
         parts, seen = [], set()
         for key, active in self.screen.active_bindings.items():
             binding = active.binding
-            if not binding.show or not binding.description or binding.description in seen:
+            # the header lists and switches the modes; here they pushed the screen's keys off 160 columns
+            if not binding.show or not binding.description or binding.description in seen \
+                    or binding.action.startswith("mode("):
                 continue
             seen.add(binding.description)
             label = f"[b]{literal(self.app.get_key_display(binding))}[/] {literal(binding.description)}"
