@@ -19,7 +19,8 @@ import json, sys
 from fbt_engine.models.factory import count_params, create_model
 spec = json.loads(sys.argv[1])
 # weights change no count: pretrained ones are not fetched for one
-print(json.dumps({side: count_params(create_model(name, spec["classes"], spec["img_size"], kwargs | {"pretrained": False}))
+print(json.dumps({side: count_params(create_model(name, spec["classes"], spec["img_size"],
+                                                  kwargs | {"pretrained": False}))
                   for side, (name, kwargs) in spec["models"].items()}))
 """
 TIMEOUT_S = 120
