@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -169,6 +170,10 @@ def cmd_run(args) -> int:
             for problem in problems:
                 print(f"error: {problem}", file=sys.stderr)
             return PresetError(problems).exit_code
+    from fbt_engine import paths
+
+    # before torch is imported: importing timm fixes inductor's cache at its /tmp default
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(paths.compile_cache_dir()))
     from fbt_engine.launch import is_launcher, launch
 
     if is_launcher(args):
@@ -392,6 +397,7 @@ def cmd_paths(args) -> int:
 
     for label, path in (("data", paths.data_home()), ("runs", paths.runs_dir()), ("trash", paths.trash_dir()),
                         ("index", paths.index_path()), ("teacher cache", paths.teacher_cache_dir()),
+                        ("compile cache", paths.compile_cache_dir()),
                         ("config", paths.config_home()), ("user presets", paths.user_presets_dir()),
                         ("built-in presets", paths.builtin_presets_dir())):
         print(f"{label:17s} {path}")

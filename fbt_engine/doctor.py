@@ -43,6 +43,9 @@ def report() -> list[dict[str, Any]]:
     teachers = sorted(cache.glob("*/teacher.safetensors")) if cache.is_dir() else []
     size = sum(p.stat().st_size for p in teachers) / 2**20
     checks.append(_check("teacher cache", "ok", f"{len(teachers)} teacher(s), {size:.1f} MiB in {cache}"))
+    compiled = paths.compile_cache_dir()
+    size = sum(p.stat().st_size for p in compiled.rglob("*") if p.is_file()) / 2**20 if compiled.is_dir() else 0.0
+    checks.append(_check("compile cache", "ok", f"{size:.1f} MiB in {compiled} (torch.compile's; safe to delete)"))
     free = shutil.disk_usage(home if home.exists() else home.parent).free / 2**30
     checks.append(_check("disk", "ok" if free > 2 else "warn", f"{free:.1f} GiB free"))
     return checks

@@ -40,6 +40,13 @@ def teacher_cache_dir() -> Path:
     return data_home() / "teachers"
 
 
+def compile_cache_dir() -> Path:
+    """torch.compile's caches (TORCHINDUCTOR_CACHE_DIR, unless the user set it) for fbt's runs:
+    kept with fbt's data rather than in /tmp, so a pair compiled once warms up from them in later
+    runs, also after a reboot or on a cluster whose /tmp is cleared with each job."""
+    return data_home() / "compile-cache"
+
+
 def user_presets_dir() -> Path:
     return config_home() / "presets"
 

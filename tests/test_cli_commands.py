@@ -71,6 +71,7 @@ def test_paths_follow_fbt_home(fbt_home):
     paths = {line[:17].rstrip(): line[18:] for line in result.stdout.splitlines()}  # "label (padded) path"
     assert paths["data"] == str(fbt_home) and paths["runs"] == str(fbt_home / "runs")
     assert paths["index"] == str(fbt_home / "index.sqlite") and paths["teacher cache"] == str(fbt_home / "teachers")
+    assert paths["compile cache"] == str(fbt_home / "compile-cache")
     assert paths["user presets"] == str(fbt_home / "config" / "presets")
     assert paths["built-in presets"] == str(REPO / "presets")
 
@@ -80,7 +81,7 @@ def test_doctor_reports_the_environment(fbt_home):
     assert result.returncode == 0, result.stderr
     checks = {c["name"]: c for c in json.loads(result.stdout)}
     for name in ("python", "torch", "timm", "torchvision", "textual", "rich", "fashion_mnist_5k", "data home", "runs",
-                 "teacher cache", "disk"):
+                 "teacher cache", "compile cache", "disk"):
         assert name in checks, name
     assert checks["torch"]["state"] == "ok" and checks["fashion_mnist_5k"]["state"] == "ok"
     assert "cuda" in checks or "cuda:0" in checks
