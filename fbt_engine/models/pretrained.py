@@ -48,18 +48,13 @@ def pretrained_overlay(name: str, cache_dir: str | Path | None = None) -> dict[s
     repo, _, revision = cfg.hf_hub_id.partition("@")
     cache = str(cache_dir or constants.HF_HUB_CACHE)
 
-    def cached(filename: str) -> str | None:
-        path = try_to_load_from_cache(repo, filename, cache_dir=cache, revision=revision or None)
-        return path if isinstance(path, str) else None
-
     filename = cfg.hf_hub_filename or HUB_WEIGHTS
-    safe = cached(safe_alternative(filename))
-    if safe is not None and safe.endswith(".safetensors"):
-        # custom_load describes the registry's own source (an .npz URL for some ViTs); older timm
-        # kept it for a file given in its place
-        return {"file": safe, "custom_load": False}
-    if safe is not None or cached(filename) is not None:
-        return {}
+    for candidate in dict.fromkeys((safe_alternative(filename), filename)):  # timm's order, each name once
+        path = try_to_load_from_cache(repo, candidate, cache_dir=cache, revision=revision or None)
+        if isinstance(path, str):
+            # custom_load describes the registry's own source (an .npz URL for some ViTs); older
+            # timm kept it for a file given in its place
+            return {"file": path, "custom_load": False} if path.endswith(".safetensors") else {}
     where = f"{repo}'s weights are not in the Hugging Face cache ({cache})"
     fetch = ("download them where there is a network (python -c \"import timm; timm.create_model("
              f"'{name}', pretrained=True)\") and copy the cache here")
