@@ -47,13 +47,14 @@ def fbt_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def run_fbt(*args: str, home: Path | None = None, timeout: float = 240, **kwargs) -> subprocess.CompletedProcess:
+def run_fbt(*args: str, home: Path | None = None, timeout: float = 240, cwd: Path = REPO,
+            **kwargs) -> subprocess.CompletedProcess:
     """The real `fbt` command in a subprocess (python -m fbt_engine, same interpreter)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if home is not None:
         env["FBT_HOME"] = str(home)
     return subprocess.run([sys.executable, "-m", "fbt_engine", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=REPO, stdin=subprocess.DEVNULL, **kwargs)
+                          timeout=timeout, env=env, cwd=cwd, stdin=subprocess.DEVNULL, **kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -132,6 +132,36 @@ def test_missing_paths_are_environment_problems(tmp_path):
     assert f"{tmp_path}/t.pt" in str(keys["teacher.checkpoint"]) and f"{tmp_path}/nope" in str(keys["data.root"])
 
 
+def test_relative_paths_start_at_the_preset_or_at_the_working_directory(tmp_path, monkeypatch):
+    """The preset's own paths are relative to its folder, a --set's to the cwd, "~" is kept; all
+    are absolute in the config a run saves, so a resume from elsewhere finds the same files."""
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "data" / "fashion-mnist").mkdir(parents=True)
+    (tmp_path / "exp" / "teacher.pth").write_bytes(b"")
+    (tmp_path / "cwd" / "weights").mkdir(parents=True)
+    (tmp_path / "cwd" / "weights" / "t.pth").write_bytes(b"")
+    preset = tmp_path / "exp" / "p.toml"
+    preset.write_text('[data]\nname = "fashion_mnist"\nroot = "../data/fashion-mnist"\n'
+                      '[teacher]\nmodel = "mixer_nano"\ncheckpoint = "teacher.pth"\n'
+                      '[student]\nmodel = "resnet10_cifar"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "cwd")
+    cfg = resolve(preset).config
+    assert (cfg.data.root, cfg.teacher.checkpoint) == (f"{tmp_path}/data/fashion-mnist", f"{tmp_path}/exp/teacher.pth")
+    cfg = resolve(preset, ["teacher.checkpoint=weights/t.pth"]).config
+    assert (cfg.data.root, cfg.teacher.checkpoint) == (f"{tmp_path}/data/fashion-mnist", f"{tmp_path}/cwd/weights/t.pth")
+    assert resolve(preset, ['data.root="~/no/such/folder"', "data.download=true"]).config.data.root == "~/no/such/folder"
+    with pytest.raises(PresetError, match=f"no such file: {tmp_path}/cwd/teacher.pth"):
+        resolve(preset, ["teacher.checkpoint=teacher.pth"])
+
+    from fbt_engine.train.engine import to_config_table
+
+    saved = tmp_path / "run" / "config.toml"
+    saved.parent.mkdir()
+    saved.write_text(tomli_w.dumps(to_config_table(cfg)), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert resolve(saved).config == cfg
+
+
 def test_dataset_layouts_are_checked_before_any_loading(tmp_path):
     with pytest.raises(PresetError, match="cifar-10-batches-py"):
         resolve(MLP_TO_CNN, ["data.name=cifar10", f"data.root={tmp_path}"])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import tomllib
 
 import pytest
+import tomli_w
 import torch
 
 from conftest import PRESETS, run_fbt, tiny_sets
@@ -70,6 +72,22 @@ def test_a_near_chance_teacher_is_an_error_before_any_run_exists(fbt_home, tmp_p
     assert result.returncode == 3, result.stderr
     assert "near chance" in result.stderr and "Traceback" not in result.stderr
     assert not (fbt_home / "runs").exists() or not any((fbt_home / "runs").iterdir())
+
+
+def test_a_preset_finds_the_checkpoint_beside_it_from_any_working_directory(fbt_home, tmp_path):
+    """`checkpoint = "untrained.pth"` in a preset means the file beside the preset, wherever fbt
+    runs from: the run reads it (and refuses it for its accuracy, which proves it was read)."""
+    folder = tmp_path / "experiment"
+    folder.mkdir()
+    torch.save(create_model("mixer_nano", 10, 28).state_dict(), folder / "untrained.pth")
+    preset = tomllib.loads((PRESETS / "mlp_to_cnn.toml").read_text())
+    preset["teacher"]["checkpoint"] = "untrained.pth"
+    (folder / "mine.toml").write_text(tomli_w.dumps(preset))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run_fbt("run", str(folder / "mine.toml"), *tiny_sets(), cwd=elsewhere)
+    assert result.returncode == 3, result.stderr
+    assert f"{folder / 'untrained.pth'}" in result.stderr and "near chance" in result.stderr
 
 
 def test_a_cached_teacher_skips_the_teacher_phase(with_cached_teacher):

@@ -28,11 +28,14 @@ def setting(
     max: float | None = None,
     required: bool = False,
     from_bool: tuple[str, str] | None = None,
+    path: bool = False,
 ) -> Any:
     """A dataclass field with validation metadata. `required` means an empty value is an error.
     `from_bool`: the (false, true) choices a boolean stands for, for a setting that was a boolean
-    once and whose old value still sits in saved runs' configs."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "required": required, "from_bool": from_bool}
+    once and whose old value still sits in saved runs' configs. `path`: a file or folder, which a
+    relative value locates from the preset's folder (see presets.anchor_paths)."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "required": required, "from_bool": from_bool,
+            "path": path}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

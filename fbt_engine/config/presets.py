@@ -7,7 +7,9 @@ collected, so `fbt presets validate` can report every one at once.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import os
 import re
 import tomllib
 from collections.abc import Iterable
@@ -248,6 +250,22 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
                                 f"[{method.nce_tau_min}, {method.nce_tau_max}], got {method.nce_tau}"))
 
 
+def anchor_paths(cfg: Config, origin, preset_dir: Path | None) -> None:
+    """Make every relative path setting absolute: one the preset file sets starts at the preset's
+    folder (a preset and the checkpoint beside it move together), one a `--set` gives at the working
+    directory, as on any command line. Absolute, the saved config means the same thing to a run
+    resumed from anywhere. `~` is left for the point of use to expand."""
+    for section in dataclasses.fields(cfg):
+        values = getattr(cfg, section.name)
+        for f in dataclasses.fields(values):
+            value = getattr(values, f.name)
+            if not f.metadata.get("path") or not value or value.startswith("~") or Path(value).is_absolute():
+                continue
+            key = f"{section.name}.{f.name}"
+            base = Path.cwd() if origin(key) == SET_SOURCE or preset_dir is None else preset_dir.absolute()
+            setattr(values, f.name, os.path.normpath(base / value))
+
+
 def _check_data(data: DataSection, origin, problems: list[Problem]) -> None:
     if data.randaugment:
         try:
@@ -325,6 +343,7 @@ def collect(preset: str | Path | None, overrides: Iterable[str] = ()) -> Resolve
         return SET_SOURCE if key in from_set else source
 
     cfg = build_config(table, origin, problems)
+    anchor_paths(cfg, origin, preset_dir=None if preset is None else Path(source).parent)
     # Cross-field checks run on a partly invalid config too (invalid fields hold their defaults),
     # but a key already reported is not reported twice.
     reported = {p.key for p in problems}

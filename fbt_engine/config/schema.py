@@ -29,7 +29,8 @@ class RunSection:
 class DataSection:
     section: ClassVar[str] = "data"
     name: str = setting("fashion_mnist_5k", "dataset", choices=tuple(DATASETS))
-    root: str = setting("", "folder of the dataset's files (built-in default where the dataset has one)")
+    root: str = setting("", "folder of the dataset's files (built-in default where the dataset has one); "
+                       "a relative path starts at the preset's folder", path=True)
     img_size: int = setting(0, "side in pixels the models see; 0 keeps the dataset's own", min=0)
     batch_size: int = setting(128, "training batch size", min=1)
     eval_batch_size: int = setting(512, "evaluation batch size", min=1)
@@ -73,7 +74,8 @@ class TeacherSection:
     section: ClassVar[str] = "teacher"
     model: str = setting("", "timm model name (fbt's small models included)")
     kwargs: dict[str, Any] = setting({}, "extra keyword arguments for timm.create_model")
-    checkpoint: str = setting("", "teacher weights to load; empty = train from scratch with [teacher.recipe]")
+    checkpoint: str = setting("", "teacher weights to load; empty = train from scratch with [teacher.recipe]; "
+                             "a relative path starts at the preset's folder", path=True)
     recipe: RecipeSection = field(default_factory=RecipeSection)
 
 
