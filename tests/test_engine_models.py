@@ -3,6 +3,7 @@ changes the teacher."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,18 @@ def test_the_cached_file_looked_for_is_the_one_timm_takes(hub_file, taken):
     from fbt_engine.models.pretrained import safe_alternative
 
     assert safe_alternative(hub_file) == taken
+
+
+def test_a_hanging_name_lookup_does_not_hold_the_refusal_back(offline_hub, monkeypatch):
+    """The resolver can wait far longer than a connection's timeout; the probe gives up on time."""
+    import socket
+
+    from fbt_engine.models import pretrained
+
+    release = threading.Event()
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: release.wait(60) and [])
+    monkeypatch.setattr(pretrained, "PROBE_TIMEOUT_S", 0.2)
+    try:
+        assert pretrained._unreachable("https://huggingface.co") == "no answer from huggingface.co within 0.2 s"
+    finally:
+        release.set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +24,7 @@ SAFE_ALTERNATIVES = {"pytorch_model.bin": "model.safetensors",
 # overlay keys that say themselves where the weights are (timm's _PRETRAINED_SOURCE_KEYS, and a state dict)
 SOURCE_KEYS = ("file", "url", "hf_hub_id", "hf_hub_filename", "state_dict")
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-CONNECT_TIMEOUT_S = 5.0  # the connection's; a name lookup has the resolver's own
+PROBE_TIMEOUT_S = 5.0  # for the name lookup and the connection together
 
 
 class WeightsUnreachable(Exception):
@@ -79,8 +80,18 @@ def _unreachable(endpoint: str) -> str | None:
         return None
     url = urlsplit(endpoint)
     port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname or "", port), timeout=CONNECT_TIMEOUT_S).close()
-    except OSError as exc:
-        return f"{type(exc).__name__}: {exc.strerror or exc}"
-    return None
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((url.hostname or "", port), timeout=PROBE_TIMEOUT_S).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"{type(exc).__name__}: {exc.strerror or exc}")
+
+    # A resolver that hangs keeps its own, longer timeout, which create_connection cannot bound:
+    # the lookup runs in a daemon thread, left behind if it outlasts the probe.
+    worker = threading.Thread(target=probe, name="fbt-hub-probe", daemon=True)
+    worker.start()
+    worker.join(PROBE_TIMEOUT_S)
+    return outcome[0] if outcome else f"no answer from {url.hostname} within {PROBE_TIMEOUT_S:g} s"
