@@ -94,10 +94,9 @@ async def bench_history(n: int) -> dict[str, str]:
     """Switching to History (its table is kept loaded), and a cold load of every row from the index.
     Wall time, and the process's CPU time beside it: on a shared machine the wall time also counts
     the time other processes held the cores."""
-    from textual.widgets import DataTable
-
     from fbt_tui.app import FbtApp
     from fbt_tui.screens.history import HistoryScreen
+    from fbt_tui.widgets.run_table import RunTable
 
     app = FbtApp(start_mode="presets")
     times = {}
@@ -112,7 +111,7 @@ async def bench_history(n: int) -> dict[str, str]:
     async with app.run_test(size=(200, 60)) as pilot:
         times["app start → Presets on screen"] = since(start)
         history = app.get_screen("history")
-        while history.query_one(DataTable).row_count < n:
+        while history.query_one(RunTable).row_count < n:
             await pilot.pause(0.05)
         for label in ("h → History on screen", "h → History on screen, again"):
             await pilot.press("p")
@@ -124,13 +123,13 @@ async def bench_history(n: int) -> dict[str, str]:
             await pilot.pause(0)  # the frame that shows it
             times[f"{label} ({n} runs)"] = since(start)
         history.rows, history.shown = [], []  # forget them: the next reload rebuilds the table
-        history.query_one(DataTable).clear()
+        history.query_one(RunTable).clear()
         start = now()
         history.reload()
-        while not history.query_one(DataTable).row_count:
+        while not history.query_one(RunTable).row_count:
             await asyncio.sleep(0.001)
         times["cold load: index → first rows shown"] = since(start)
-        while history.query_one(DataTable).row_count < n:
+        while history.query_one(RunTable).row_count < n:
             await asyncio.sleep(0.001)
         await pilot.pause(0)
         times[f"cold load: index → all {n} rows"] = since(start)

@@ -13,6 +13,7 @@ from fbt_tui.screens.compare import CompareScreen
 from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
 from fbt_tui.screens.export import ExportDialog
 from fbt_tui.widgets.curves import CurvePlot
+from fbt_tui.widgets.run_table import RunTable
 from fbt_tui.widgets.run_view import RunView
 
 from conftest import run_fbt
@@ -20,8 +21,7 @@ from test_tui_support import fake_run, open_from_history, run_app, wait_for
 
 
 def table_ids(app) -> list[str]:
-    table = app.screen.query_one("#history-table", DataTable)
-    return [table.coordinate_to_cell_key((i, 0)).row_key.value for i in range(table.row_count)]
+    return list(app.screen.query_one("#history-table", RunTable).row_keys)
 
 
 async def history_loaded(app, pilot, count: int) -> None:
@@ -59,7 +59,7 @@ def test_sort_filter_and_open(fbt_home):
         await pilot.press(*"status:failed")
         await pilot.press("enter")  # keeps the filter, back to the table
         assert table_ids(app) == [runs["beta"]]
-        assert isinstance(app.focused, DataTable)
+        assert isinstance(app.focused, RunTable)
 
         await pilot.press("enter")  # open it: the dashboard view, rebuilt from its events file
         await wait_for(pilot, lambda: app.current_mode == "dashboard", 10, "the dashboard")
@@ -178,8 +178,8 @@ def test_crashed_runs_are_marked_on_start_up(fbt_home):
         await wait_for(pilot, lambda: store.read_meta(run_id)["status"] == "crashed", 10, "crash detection")
         await pilot.press("h")
         await history_loaded(app, pilot, 1)
-        table = app.screen.query_one("#history-table", DataTable)
-        assert "crashed" in str(table.get_row_at(0)[5])
+        table = app.screen.query_one("#history-table", RunTable)
+        assert "crashed" in str(table.cells_at(0)[5])
         assert any("crashed" in n.message for n in app._notifications)
 
     run_app(scenario)

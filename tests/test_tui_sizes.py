@@ -4,7 +4,7 @@ on each is on screen, not clipped away."""
 import time
 
 import pytest
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from fbt_tui.screens.compare import CompareScreen
 from fbt_tui.screens.dialogs import ErrorDialog
@@ -12,6 +12,7 @@ from fbt_tui.screens.export import ExportDialog
 from fbt_tui.screens.help import HelpScreen
 from fbt_tui.screens.model_picker import ModelPicker
 from fbt_tui.widgets.curves import CurvePlot
+from fbt_tui.widgets.run_table import RunTable
 from fbt_tui.widgets.run_view import RunView
 
 from test_tui_support import fake_run, run_app, wait_for
@@ -41,8 +42,8 @@ def test_every_screen_renders(fbt_home, size):
         await pilot.press("d")
         assert visible(app.screen.query_one("#dash-empty"))
         await pilot.press("h")
-        await wait_for(pilot, lambda: app.screen.query_one(DataTable).row_count == 2, 10, "History")
-        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: app.screen.query_one(RunTable).row_count == 2, 10, "History")
+        table = app.screen.query_one(RunTable)
         assert visible(table)
         assert table.virtual_size.width <= table.region.width  # the columns fit: no sideways scrolling
         await pilot.press("e")

@@ -12,8 +12,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.widget import Widget
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from fbt_engine.store.export import export_metrics, export_student
 from fbt_engine.store.runs import RunStore
@@ -26,9 +25,10 @@ from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
 from fbt_tui.screens.export import ExportDialog, ExportRequest
 from fbt_tui.widgets.header import FbtHeader
 from fbt_tui.widgets.keybar import KeyBar
+from fbt_tui.widgets.run_table import RunTable, TableColumn
 
 REFRESH_S = 5.0  # while runs are active, their rows (epoch, best) change
-FIRST_CHUNK, CHUNK = 60, 300  # rows added now (a screenful), then per frame: DataTable measures every cell
+MARK = TableColumn("mark", " ", width=1)
 
 
 @dataclass(frozen=True)
@@ -90,25 +90,6 @@ def matches(s: RunSummary, query: str) -> bool:
     return True
 
 
-class RunTable(DataTable):
-    """Textual re-applies every style whenever a screen resumes, and DataTable then drops all its
-    rendered cells: each visit to History re-rendered ~600 visible cells (~100 ms). They are kept
-    unless something that styles a cell really changed (a new theme, say)."""
-
-    _signature: tuple = ()
-
-    def notify_style_update(self) -> None:
-        Widget.notify_style_update(self)  # the widget's own style caches, so the check sees new styles
-        try:
-            signature = (self.rich_style, *(self.get_component_rich_style(name, partial=True)
-                                            for name in sorted(self.COMPONENT_CLASSES)))
-        except KeyError:  # the first styling: component styles do not exist yet
-            signature = ()
-        if not signature or signature != self._signature:
-            self._signature = signature
-            super().notify_style_update()
-
-
 class HistoryScreen(FbtScreen):
     BINDINGS = [
         Binding("enter", "open", "Open", show=False),
@@ -134,16 +115,14 @@ class HistoryScreen(FbtScreen):
         self.sort_key, self.sort_reverse = "started", True
         self.trash_view = False
         self.compact: bool | None = None
-        self._generation = 0  # of populate(); a chunk of an older one is dropped
-        self._filling = False
-        self._keep_cursor: str | None = None
+        self._keep_cursor: str | None = None  # the cursor's run while a filter hides every row
 
     def compose(self) -> ComposeResult:
         yield FbtHeader("history")
         yield Static(id="history-title")
         yield Input(placeholder="filter: words, status:crashed, tag:best, method:fbt — enter to keep, esc to clear",
                     id="history-filter")
-        yield RunTable(id="history-table", cursor_type="row", zebra_stripes=True)
+        yield RunTable(id="history-table")
         yield Static(id="history-detail")
         yield KeyBar(id="keys")
 
@@ -163,7 +142,7 @@ class HistoryScreen(FbtScreen):
     def on_screen_resume(self) -> None:
         if self.app.started:
             self.reload()
-        self.query_one(DataTable).focus()
+        self.query_one(RunTable).focus()
 
     def _refresh_if_active(self) -> None:
         if self.app.screen is self and self.app.manager.active():
@@ -185,7 +164,7 @@ class HistoryScreen(FbtScreen):
             return  # a periodic reload with nothing new: no repaint at all
         previous, self.rows = self.shown, rows
         shown = self._visible_rows()
-        if [r.id for r in shown] == [r.id for r in previous] and not self._filling:
+        if [r.id for r in shown] == [r.id for r in previous]:
             self.shown = shown
             self._update_changed(previous)
         else:
@@ -197,53 +176,30 @@ class HistoryScreen(FbtScreen):
         return sort_rows(rows, self.sort_key, self.sort_reverse)
 
     def _cells(self, r: RunSummary) -> list[Text]:
-        """Text, never str: DataTable would parse a str as markup (slow, and a run named
-        "[x]" would lose its brackets)."""
+        """The mark, then the columns' cells, each a Text: never markup, so a run named "[x]" keeps
+        its brackets."""
         cells = [c.cell(r) for c in self.columns()]
         if self.compact:
             cells[0] = r.id[9:]  # the date is in the detail line below; time and suffix stay unique
         return [Text("●" if r.id in self.marked else ""), *(c if isinstance(c, Text) else Text(c) for c in cells)]
 
     def _update_changed(self, previous: list[RunSummary]) -> None:
-        table = self.query_one(DataTable)
-        keys = ["mark", *(c.key for c in self.columns())]
+        table = self.query_one(RunTable)
         for old, new in zip(previous, self.shown):
             if old != new:
-                for key, cell in zip(keys, self._cells(new)):
-                    table.update_cell(new.id, key, cell)
+                table.update_row(new.id, self._cells(new))
         self._title()
         self._detail()
 
     def populate(self) -> None:
-        """Rebuild the table: the first screenful now, the rest a chunk per frame, so opening
-        History (or re-sorting a thousand runs) never freezes the UI while DataTable measures."""
-        table = self.query_one(DataTable)
-        self._keep_cursor = self.cursor_id() or self._keep_cursor
+        """Rebuild the table from the rows, sorted and filtered; the cursor stays on its run."""
+        table = self.query_one(RunTable)
+        keep = table.cursor_key or self._keep_cursor
         self.shown = self._visible_rows()
-        table.clear(columns=True)
-        table.add_column(" ", key="mark", width=1)
-        for c in self.columns():
-            table.add_column(c.label, key=c.key)
-        self._generation += 1
-        self._fill(self._generation, 0)
+        table.show([MARK, *(TableColumn(c.key, c.label) for c in self.columns())],
+                   [(r.id, self._cells(r)) for r in self.shown], cursor_key=keep)
+        self._keep_cursor = None if self.shown else keep
         self._title()
-
-    def _fill(self, generation: int, start: int) -> None:
-        if generation != self._generation:
-            return  # a newer populate took over
-        table = self.query_one(DataTable)
-        size = FIRST_CHUNK if start == 0 else CHUNK
-        chunk = self.shown[start:start + size]
-        for r in chunk:
-            table.add_row(*self._cells(r), key=r.id)
-        if self._keep_cursor in {r.id for r in chunk}:
-            table.move_cursor(row=table.get_row_index(self._keep_cursor), scroll=True)
-            self._keep_cursor = None
-        self._filling = start + size < len(self.shown)
-        if self._filling:
-            self.call_after_refresh(self._fill, generation, start + size)
-        else:
-            self._keep_cursor = None
         self._detail()
 
     def _title(self) -> None:
@@ -259,10 +215,7 @@ class HistoryScreen(FbtScreen):
         self.query_one("#history-title", Static).update(" · ".join(parts))
 
     def cursor_id(self) -> str | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
-            return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.query_one(RunTable).cursor_key
 
     def selected_ids(self) -> list[str]:
         """The marked runs, in marking order; else the one under the cursor."""
@@ -271,7 +224,7 @@ class HistoryScreen(FbtScreen):
         current = self.cursor_id()
         return [current] if current else []
 
-    @on(DataTable.RowHighlighted)
+    @on(RunTable.RowHighlighted)
     def _detail(self) -> None:
         rid = self.cursor_id()
         row = next((r for r in self.shown if r.id == rid), None)
@@ -295,9 +248,9 @@ class HistoryScreen(FbtScreen):
             self.sort_reverse = False
         self.populate()
 
-    @on(DataTable.HeaderSelected)
-    def _header(self, event: DataTable.HeaderSelected) -> None:
-        key = event.column_key.value
+    @on(RunTable.HeaderSelected)
+    def _header(self, event: RunTable.HeaderSelected) -> None:
+        key = event.column_key
         if key not in BY_KEY:
             return
         self.sort_reverse = not self.sort_reverse if key == self.sort_key else False
@@ -317,18 +270,18 @@ class HistoryScreen(FbtScreen):
     def _filter_done(self) -> None:
         box = self.query_one("#history-filter", Input)
         box.display = bool(box.value)
-        self.query_one(DataTable).focus()
+        self.query_one(RunTable).focus()
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#history-filter", Input)
         box.value = ""
         box.display = False
-        self.query_one(DataTable).focus()
+        self.query_one(RunTable).focus()
         self.populate()
 
     # -- actions ---------------------------------------------------------------------------------
 
-    @on(DataTable.RowSelected)
+    @on(RunTable.RowSelected)
     async def _row_selected(self) -> None:
         await self.action_open()
 
@@ -345,10 +298,9 @@ class HistoryScreen(FbtScreen):
             del self.marked[rid]
         else:
             self.marked[rid] = None
-        table = self.query_one(DataTable)
-        table.update_cell(rid, "mark", Text("●" if rid in self.marked else ""))
-        if table.cursor_row < table.row_count - 1:
-            table.move_cursor(row=table.cursor_row + 1)
+        table = self.query_one(RunTable)
+        table.update_row(rid, self._cells(next(r for r in self.shown if r.id == rid)))
+        table.move_cursor(table.cursor_row + 1)
         self._title()
 
     def action_compare(self) -> None:
