@@ -3,6 +3,7 @@ saving a user preset without ever touching a built-in."""
 
 import tomllib
 
+from textual import events
 from textual.widgets import Input, Select
 
 from fbt_tui.screens.dialogs import ErrorDialog, PromptDialog
@@ -72,6 +73,28 @@ def test_esc_leaves_a_field_so_that_the_mode_keys_work_again(fbt_home):
         await pilot.press("h")
         await wait_for(pilot, lambda: app.current_mode == "history", 5, "History")
         assert extra.value == "h"
+
+    run_app(scenario)
+
+
+def test_keys_typed_fast_apply_in_order(fbt_home):
+    """A terminal hands keys typed fast to the app back to back, as posted here (pilot.press waits
+    for each key to be handled). ctrl+a ctrl+k, a new value, tab, and the same in the next field:
+    both fields used to be left empty, as ctrl+a, ctrl+k and tab ran only once they had bubbled
+    up to the app, after the digits typed after them (Textual issue #6605)."""
+    async def scenario(app, pilot):
+        screen = await loaded(app, pilot)
+        epochs = screen.query_one("#f-train-epochs", Input)
+        teacher_epochs = screen.query_one("#f-teacher-recipe-epochs", Input)
+        epochs.focus()
+        await pilot.pause()
+        for key in ["ctrl+a", "ctrl+k", "1", "2", "tab", "ctrl+a", "ctrl+k", "3", "0", "tab"]:
+            app.post_message(events.Key(key, key if len(key) == 1 else None))
+        batch = screen.query_one("#f-data-batch_size", Input)
+        await wait_for(pilot, lambda: app.focused is batch, 5, "the focus two fields on")
+        await pilot.pause()
+        assert (epochs.value, teacher_epochs.value, batch.value) == ("12", "30", "128")
+        assert screen.overrides() == ["train.epochs=12", "teacher.recipe.epochs=30"]
 
     run_app(scenario)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -85,6 +85,25 @@ def field_id(key: str) -> str:
     return "f-" + key.replace(".", "-")
 
 
+class FormInput(Input):
+    """An Input whose own editing keys take effect in the order they were typed.
+
+    Textual types a printable key as soon as the Input gets it, but runs a bound key (ctrl+a,
+    ctrl+k, backspace, arrows …) only once that key has bubbled up to the app through each
+    container's message queue. Typed fast, `ctrl+a ctrl+k 42` put "42" in first and then erased
+    it (Textual issue #6605). The Input's own bindings run here instead, in the order of the keys:
+    what runs is what the app would run, since the focused widget's bindings come first there."""
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.is_printable:
+            return  # Input's own handler types it
+        for binding in self._bindings.key_to_bindings.get(event.key, ()):
+            if not binding.priority and await self.app.run_action(binding.action, self):
+                event.prevent_default()  # neither Input's handler nor the app runs it again
+                event.stop()
+                return
+
+
 class PresetsScreen(FbtScreen):
     BINDINGS = [
         Binding("enter", "launch", "Launch", show=True),
@@ -93,6 +112,11 @@ class PresetsScreen(FbtScreen):
         Binding("ctrl+o", "pick_model", "Pick model"),
         # in a field the mode keys (p, d, h, q) are letters; esc gives them back
         Binding("escape", "leave_form", "Back to the preset list", show=False),
+        # As priority bindings, tab and shift+tab move the focus when the app reads the key, so
+        # that the keys typed after them go to the next field: otherwise the focus moves only once
+        # the key has bubbled back up from the field, and keys typed fast go to the field left.
+        Binding("tab", "app.focus_next", show=False, priority=True),
+        Binding("shift+tab", "app.focus_previous", show=False, priority=True),
     ]
 
     def __init__(self) -> None:
@@ -123,7 +147,7 @@ class PresetsScreen(FbtScreen):
                                              id=field_id(spec.key))
                             else:
                                 suggester = SuggestFromList(names) if spec.kind == "model" else None
-                                yield Input(compact=True, id=field_id(spec.key), suggester=suggester)
+                                yield FormInput(compact=True, id=field_id(spec.key), suggester=suggester)
                             if spec.kind == "model":
                                 pick = Button("pick", compact=True, classes="pick", name=spec.key)
                                 pick.can_focus = False  # ctrl+o picks from the keyboard; tab skips it
@@ -132,7 +156,8 @@ class PresetsScreen(FbtScreen):
                 with Vertical(classes="form-row", id="f-extra-row"):
                     with Horizontal(classes="form-line"):
                         yield Label("more --set", classes="field-label")
-                        yield Input(compact=True, id="f-extra", placeholder="key=value … e.g. method.nce_weight=0.5")
+                        yield FormInput(compact=True, id="f-extra",
+                                        placeholder="key=value … e.g. method.nce_weight=0.5")
                     yield Static(classes="field-error")
                 yield Static(id="other-problems")
                 with Horizontal(id="preset-buttons"):
