@@ -81,26 +81,35 @@ class RunTable(ScrollView, can_focus=True):
         Binding("enter", "select", "Select", show=False),
     ]
 
-    class RowHighlighted(Message):
+    class Changed(Message):
+        """The base of the table's messages. None derives from another, so that a handler of one
+        is never called for another (Textual dispatches along a message's classes)."""
+
+        def __init__(self, table: RunTable) -> None:
+            super().__init__()
+            self.table = table
+
+        @property
+        def control(self) -> RunTable:
+            return self.table
+
+    class RowChanged(Changed):
         def __init__(self, table: RunTable, row_key: str) -> None:
-            super().__init__()
-            self.table, self.row_key = table, row_key
+            super().__init__(table)
+            self.row_key = row_key
 
-        @property
-        def control(self) -> RunTable:
-            return self.table
+    class RowHighlighted(RowChanged):
+        """The cursor moved to `row_key`."""
 
-    class RowSelected(RowHighlighted):
-        pass
+    class RowSelected(RowChanged):
+        """Enter, or a click on the cursor's row."""
 
-    class HeaderSelected(Message):
+    class HeaderSelected(Changed):
+        """A click on a column's header."""
+
         def __init__(self, table: RunTable, column_key: str) -> None:
-            super().__init__()
-            self.table, self.column_key = table, column_key
-
-        @property
-        def control(self) -> RunTable:
-            return self.table
+            super().__init__(table)
+            self.column_key = column_key
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
