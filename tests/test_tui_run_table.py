@@ -109,3 +109,53 @@ def test_columns_fit_their_widest_cell_and_fixed_ones_clip_with_an_ellipsis():
         assert not any(kind == "selected" for kind, _ in app.messages)
 
     drive(scenario)
+
+
+def visible_keys(table: RunTable) -> list[str]:
+    return [line.split()[0] for line in lines(table)[1:] if line.strip()]
+
+
+def test_the_cursor_stays_in_view_and_on_its_line_when_the_rows_change():
+    async def scenario(app, table, pilot):
+        table.show(COLUMNS, rows(100), cursor_key="run090")
+        await pilot.pause()
+        assert table.cursor_key == "run090" and "run090" in visible_keys(table)
+        table.show(COLUMNS, [r for r in rows(100) if r[0] == "run090"], cursor_key="run090")  # a filter
+        await pilot.pause()
+        table.show(COLUMNS, rows(100), cursor_key="run090")  # the filter cleared: a scrollbar again
+        await pilot.pause()
+        assert "run090" in visible_keys(table)
+        line = visible_keys(table).index("run090")
+        table.show(COLUMNS, rows(100)[::-1], cursor_key="run090")  # re-sorted: the row keeps its line
+        await pilot.pause()
+        assert table.cursor_key == "run090" and visible_keys(table).index("run090") == line
+        table.show(COLUMNS, [r for r in rows(100)[::-1] if r[0] != "run090"], cursor_key="run090")  # trashed
+        await pilot.pause()
+        assert table.cursor_key == "run089" and "run089" in visible_keys(table)  # its neighbour
+        await pilot.press("end")  # the cursor on the bottom line
+        table.styles.height = 4  # the screen gives the table less room (a filter box opened)
+        await pilot.pause()
+        await pilot.pause()
+        assert table.cursor_key == "run000" and visible_keys(table)[-1] == "run000"
+
+    drive(scenario)
+
+
+def test_wide_columns_clip_to_their_maximum_and_scroll_sideways_a_column_at_a_time():
+    async def scenario(app, table, pilot):
+        columns = [TableColumn("id", "id"), TableColumn("name", "name", max_width=12), TableColumn("top1", "top-1")]
+        data = [(f"r{i}", [Text(f"r{i}"), Text("a-very-long-run-name-indeed"), Text("1.0")]) for i in range(3)]
+        table.show(columns, data)
+        table.styles.width = 12
+        await pilot.pause()
+        assert table.widths == [2, 12, 5] and lines(table)[1].startswith(" r0  a-very-")
+        await pilot.press("right")
+        assert table.scroll_offset.x == 4  # the name column's left edge
+        await pilot.press("right", "left")
+        assert table.scroll_offset.x == 4
+        await pilot.hover(RunTable, offset=(1, 2))
+        assert table.hover_row == 1
+        await pilot.hover(RunTable, offset=(1, 0))  # the header is no row
+        assert table.hover_row is None
+
+    drive(scenario)

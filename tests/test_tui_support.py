@@ -111,7 +111,7 @@ def fake_run(home: Path, name: str, *, top1: tuple[float, ...] = (40.0, 55.0, 50
     writer = EventWriter(folder / "events.jsonl")
     t = started
     writer.write("run_started", time=t, run_id=run_id, segment=1, config=cfg,
-                 device={"type": "cpu", "name": "CPU (2 threads)", "amp": "off"},
+                 device={"type": "cpu", "name": "CPU (2 cores)", "amp": "off"},
                  params={"student": 308826, "teacher": 244502, "fusion": 147772}, uses_teacher=True,
                  data={"name": "fashion_mnist_5k", "classes": 10, "img_size": 28, "train_images": 500,
                        "val_images": 100}, steps_per_epoch=steps_per_epoch, loss_terms=FBT_TERMS)

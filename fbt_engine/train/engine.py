@@ -108,7 +108,10 @@ def describe_device(device: torch.device, train: TrainSection, fmt: torch.memory
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return {"type": "cuda", "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1), **common}
-    return {"type": "cpu", "name": f"CPU ({torch.get_num_threads()} threads)", **common}
+    # the TUI names an idle machine by its cores: the same words unless the run uses fewer threads
+    cores, threads = os.cpu_count(), torch.get_num_threads()
+    name = f"CPU ({cores} cores)" if threads == cores else f"CPU ({cores} cores, {threads} threads)"
+    return {"type": "cpu", "name": name, **common}
 
 
 def versions() -> dict[str, str]:

@@ -38,6 +38,7 @@ class Column:
     sort: Callable[[RunSummary], Any]
     cell: Callable[[RunSummary], Any]
     wide_only: bool = False  # left out below WIDE columns (the id already holds the start time)
+    max_width: int | None = None  # clipped beyond it (the detail line below has it whole)
 
 
 def _status_cell(s: RunSummary) -> Text:
@@ -48,7 +49,7 @@ def _status_cell(s: RunSummary) -> Text:
 
 COLUMNS = (
     Column("id", "id", lambda s: s.id, lambda s: s.id),
-    Column("name", "name", lambda s: s.name, lambda s: s.name if s.name != s.id else ""),
+    Column("name", "name", lambda s: s.name, lambda s: s.name if s.name != s.id else "", max_width=32),
     Column("pair", "teacher → student", lambda s: s.pair, lambda s: s.pair, wide_only=True),
     Column("method", "method", lambda s: s.method, lambda s: s.method),
     Column("status", "status", lambda s: s.status, _status_cell),
@@ -57,7 +58,7 @@ COLUMNS = (
     Column("final", "final", lambda s: s.final_top1, lambda s: Text(pct(s.final_top1), justify="right")),
     Column("duration", "duration", lambda s: s.duration, lambda s: Text(duration(s.duration), justify="right"),
            wide_only=True),
-    Column("tags", "tags", lambda s: ",".join(s.tags), lambda s: ",".join(s.tags)),
+    Column("tags", "tags", lambda s: ",".join(s.tags), lambda s: ",".join(s.tags), max_width=24),
     Column("started", "started", lambda s: s.started, lambda s: when(s.started), wide_only=True),
 )
 WIDE = 120
@@ -196,7 +197,7 @@ class HistoryScreen(FbtScreen):
         table = self.query_one(RunTable)
         keep = table.cursor_key or self._keep_cursor
         self.shown = self._visible_rows()
-        table.show([MARK, *(TableColumn(c.key, c.label) for c in self.columns())],
+        table.show([MARK, *(TableColumn(c.key, c.label, max_width=c.max_width) for c in self.columns())],
                    [(r.id, self._cells(r)) for r in self.shown], cursor_key=keep)
         self._keep_cursor = None if self.shown else keep
         self._title()
@@ -230,9 +231,11 @@ class HistoryScreen(FbtScreen):
         row = next((r for r in self.shown if r.id == rid), None)
         text = ""
         if row is not None:
-            text = (f"[b]{literal(row.id)}[/] {literal(row.pair)} · {literal(row.dataset)} · "
+            name = f" {literal(row.name)} ·" if row.name != row.id else ""
+            tags = f" · tags {literal(', '.join(row.tags))}" if row.tags else ""
+            text = (f"[b]{literal(row.id)}[/]{name} {literal(row.pair)} · {literal(row.dataset)} · "
                     f"epochs {row.epochs_done}/{row.epochs_total} · {duration(row.duration)} · "
-                    f"teacher {pct(row.teacher_top1)} · fusion {pct(row.fusion_top1)} · started {when(row.started)}")
+                    f"teacher {pct(row.teacher_top1)} · fusion {pct(row.fusion_top1)} · started {when(row.started)}{tags}")
             if row.note:
                 text += f"\n[i]note:[/] {literal(row.note)}"
         self.query_one("#history-detail", Static).update(text)

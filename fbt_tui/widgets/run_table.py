@@ -9,6 +9,8 @@ screenful costs a few milliseconds, and the whole list is handed over at once.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,6 +32,7 @@ class TableColumn:
     key: str
     label: str
     width: int | None = None  # the content's width; None: as wide as the widest of label and cells
+    max_width: int | None = None  # for a width of None: clip wider cells with an ellipsis
 
 
 class RunTable(ScrollView, can_focus=True):
@@ -37,7 +40,7 @@ class RunTable(ScrollView, can_focus=True):
     RowHighlighted when the cursor moves, RowSelected on enter (or a click on the cursor's row) and
     HeaderSelected on a click in the header."""
 
-    COMPONENT_CLASSES = {"run-table--header", "run-table--even-row", "run-table--cursor"}
+    COMPONENT_CLASSES = {"run-table--header", "run-table--even-row", "run-table--hover", "run-table--cursor"}
     # DataTable's look, so History reads as it did
     DEFAULT_CSS = """
     RunTable {
@@ -62,6 +65,9 @@ class RunTable(ScrollView, can_focus=True):
         & > .run-table--even-row {
             background: $surface-lighten-1 50%;
         }
+        & > .run-table--hover {
+            background: $block-hover-background;
+        }
         & > .run-table--cursor {
             background: $block-cursor-blurred-background;
             color: $block-cursor-blurred-foreground;
@@ -74,10 +80,10 @@ class RunTable(ScrollView, can_focus=True):
         Binding("down", "move(1)", "Down", show=False),
         Binding("pageup", "page(-1)", "Page up", show=False),
         Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home", "move_to(0)", "First", show=False),
-        Binding("end", "move_to(-1)", "Last", show=False),
-        Binding("left", "scroll_left", "Scroll left", show=False),
-        Binding("right", "scroll_right", "Scroll right", show=False),
+        Binding("home,ctrl+home", "move_to(0)", "First", show=False),
+        Binding("end,ctrl+end", "move_to(-1)", "Last", show=False),
+        Binding("left", "column(-1)", "Previous column", show=False),
+        Binding("right", "column(1)", "Next column", show=False),
         Binding("enter", "select", "Select", show=False),
     ]
 
@@ -117,6 +123,7 @@ class RunTable(ScrollView, can_focus=True):
         self.widths: list[int] = []
         self.row_keys: list[str] = []
         self.cursor_row = 0
+        self.hover_row: int | None = None
         self._cells: dict[str, list[Text]] = {}
         self._strips: dict[tuple[str | None, Style], Strip] = {}  # None: the header
         self._styles: dict[str, Style] = {}
@@ -137,15 +144,19 @@ class RunTable(ScrollView, can_focus=True):
 
     def show(self, columns: Sequence[TableColumn], rows: Sequence[tuple[str, list[Text]]],
              cursor_key: str | None = None) -> None:
-        """Replace every column and row; the cursor goes to `cursor_key` when it is among them."""
+        """Replace every column and row. The cursor goes to `cursor_key` when it is among them, else
+        it keeps its row number (the neighbour of a row that left); either way its row keeps its
+        line on the screen where it can."""
+        line = self.cursor_row - self.scroll_offset.y
         self.columns = list(columns)
         self.row_keys = [key for key, _ in rows]
         self._cells = dict(rows)
         self._measure()
-        index = {key: i for i, key in enumerate(self.row_keys)}.get(cursor_key, 0) if cursor_key else 0
+        index = {key: i for i, key in enumerate(self.row_keys)}.get(cursor_key, self.cursor_row)
         self.cursor_row = min(index, max(0, self.row_count - 1))
-        self.scroll_to(y=0, animate=False, immediate=True)
-        self._scroll_to_cursor()
+        self._place_cursor(line)
+        # the table may change height or gain its scrollbar in the next layout: place it again then
+        self.call_after_refresh(self._place_cursor, line)
 
     def clear(self) -> None:
         self.show(self.columns, [])
@@ -161,7 +172,8 @@ class RunTable(ScrollView, can_focus=True):
     def _measure(self) -> None:
         self._header = [Text(column.label) for column in self.columns]
         self.widths = [column.width if column.width is not None else
-                       max([label.cell_len, *(cells[i].cell_len for cells in self._cells.values())])
+                       min(column.max_width or 1 << 16,
+                           max([label.cell_len, *(cells[i].cell_len for cells in self._cells.values())]))
                        for i, (column, label) in enumerate(zip(self.columns, self._header))]
         self._strips.clear()
         self.virtual_size = Size(sum(w + 2 * PAD for w in self.widths), self.row_count + 1)
@@ -190,6 +202,8 @@ class RunTable(ScrollView, can_focus=True):
             key = self.row_keys[index]
             if index == self.cursor_row:
                 strip = self._strip(key, self._cells[key], self._style("run-table--cursor"), over=True)
+            elif index == self.hover_row:
+                strip = self._strip(key, self._cells[key], self._style("run-table--hover"))
             else:
                 strip = self._strip(key, self._cells[key], self._style("run-table--even-row" if index % 2 == 0 else ""))
         else:
@@ -228,19 +242,44 @@ class RunTable(ScrollView, can_focus=True):
         if moved:
             self.post_message(self.RowHighlighted(self, self.row_keys[row]))
 
+    def _body_height(self) -> int:
+        return max(1, self.scrollable_content_region.height - 1)  # the header's line is not the rows'
+
     def _scroll_to_cursor(self) -> None:
-        body = max(1, self.scrollable_content_region.height - 1)  # the header's line is not the rows'
         top = self.scroll_offset.y
         if self.cursor_row < top:
-            self.scroll_to(y=self.cursor_row, animate=False, immediate=True)
-        elif self.cursor_row >= top + body:
-            self.scroll_to(y=self.cursor_row - body + 1, animate=False, immediate=True)
+            self._scroll_rows(self.cursor_row)
+        elif self.cursor_row >= top + self._body_height():
+            self._scroll_rows(self.cursor_row - self._body_height() + 1)
+
+    def _place_cursor(self, line: int) -> None:
+        """Scroll so that the cursor's row is the `line`-th on screen, or as near as fits."""
+        self._scroll_rows(self.cursor_row - min(max(line, 0), self._body_height() - 1))
+        self._scroll_to_cursor()
+
+    def _scroll_rows(self, top: int) -> None:
+        # forced: a table that had no scrollbar yet (one row, say) would otherwise ignore it
+        self.scroll_to(y=max(0, top), animate=False, immediate=True, force=True)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._scroll_to_cursor)  # a shorter table must still show the cursor
 
     def action_move(self, delta: int) -> None:
         self.move_cursor(self.cursor_row + delta)
 
     def action_page(self, direction: int) -> None:
-        self.move_cursor(self.cursor_row + direction * max(1, self.scrollable_content_region.height - 2))
+        self.move_cursor(self.cursor_row + direction * max(1, self._body_height() - 1))
+
+    def _edges(self) -> list[int]:
+        """Where each column starts, and where the last one ends."""
+        return list(itertools.accumulate((w + 2 * PAD for w in self.widths), initial=0))
+
+    def action_column(self, direction: int) -> None:
+        """Scroll sideways to the previous or next column's left edge."""
+        edges, x = self._edges(), self.scroll_offset.x
+        target = max((e for e in edges if e < x), default=0) if direction < 0 else \
+            min((e for e in edges if e > x), default=x)
+        self.scroll_to(x=target, animate=False, immediate=True)
 
     def action_move_to(self, row: int) -> None:
         self.move_cursor(row if row >= 0 else self.row_count - 1)
@@ -249,21 +288,35 @@ class RunTable(ScrollView, can_focus=True):
         if self.row_keys:
             self.post_message(self.RowSelected(self, self.row_keys[self.cursor_row]))
 
+    def _row_at(self, event: events.MouseEvent) -> int | None:
+        offset = event.get_content_offset(self)
+        if offset is None or offset.y == 0:
+            return None
+        row = self.scroll_offset.y + offset.y - 1
+        return row if row < self.row_count else None
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        row = self._row_at(event)
+        if row != self.hover_row:
+            self.hover_row = row
+            self.refresh()
+
+    def on_leave(self) -> None:
+        if self.hover_row is not None:
+            self.hover_row = None
+            self.refresh()
+
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)
         if offset is None:
             return
-        scroll_x, scroll_y = self.scroll_offset
         if offset.y == 0:
-            edge = 0
-            for column, width in zip(self.columns, self.widths):
-                edge += width + 2 * PAD
-                if offset.x + scroll_x < edge:
-                    self.post_message(self.HeaderSelected(self, column.key))
-                    break
+            column = bisect.bisect_right(self._edges(), offset.x + self.scroll_offset.x) - 1
+            if column < len(self.columns):
+                self.post_message(self.HeaderSelected(self, self.columns[column].key))
             return
-        row = scroll_y + offset.y - 1
-        if row < self.row_count:
+        row = self._row_at(event)
+        if row is not None:
             if row == self.cursor_row:
                 self.action_select()
             else:
