@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import textwrap
 
+from rich.text import Text
+
 from fbt_engine.formats import duration, percent as pct, when  # noqa: F401  (re-exported)
 
 STATUS_MARKS = {"running": "●", "starting": "◌", "finished": "✓", "failed": "✗", "crashed": "‼",
@@ -43,6 +45,11 @@ def number(value: float | None, digits: int = 3) -> str:
     if value is None:
         return "–"
     return f"{value:.{digits}g}" if abs(value) < 1e-2 or abs(value) >= 1e4 else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+
+
+def fixed(value: float | None, places: int = 2) -> Text:
+    """A table cell of a column of numbers: the same decimals in every row, right-aligned."""
+    return Text("–" if value is None else f"{value:.{places}f}", justify="right")
 
 
 

@@ -2,6 +2,7 @@
 stop, quit. Every run is tiny (conftest's TINY) and starts from the cached tiny teacher."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -45,7 +46,10 @@ def test_launch_from_presets_and_watch_the_curves_update(with_cached_teacher):
         status = str(app.screen.query_one("#run-status").render())
         assert f"showing {view.model.point_count()} of {view.model.point_count()} points" in status
         assert app.screen.query_one("#plot-top1", CurvePlot).total == 9  # student, teacher, fusion × 3 epochs
-        assert app.screen.query_one(AlignmentTable).row_count == 7
+        table = app.screen.query_one(AlignmentTable)
+        assert table.row_count == 7
+        pooled = table.get_row_at(6)  # pooled F–S: every stat in two decimals, as a column reads them
+        assert all(re.fullmatch(r"-?\d+\.\d\d", str(pooled[i])) for i in (1, 4, 5, 6)), pooled
         assert any("finished" in line for line in app.screen.query_one(Log).lines)
         assert app.active_runs == 0
         await pilot.press("h")

@@ -11,7 +11,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import DataTable, Log, Static
 
-from fbt_tui.format import clock, count, literal, number, pct, status_markup, wrap_log
+from fbt_tui.format import clock, count, fixed, literal, number, pct, status_markup, wrap_log
 from fbt_tui.model import DISTILL, TEACHER, AlignmentRow, RunModel, sparkline, trend
 from fbt_tui.runs import RunHandle
 from fbt_tui.widgets.curves import CurvePlot
@@ -40,8 +40,8 @@ class AlignmentTable(DataTable):
         self.clear()
         for row in rows:
             last = next((v for v in reversed(row.cka) if v is not None), None)
-            self.add_row(row.label, number(last), Text(sparkline(row.cka), style="#7ee787"), trend(row.cka),
-                         number(row.cos), number(row.retrieval), number(row.norm_ratio))
+            self.add_row(row.label, fixed(last), Text(sparkline(row.cka), style="#7ee787"), trend(row.cka),
+                         fixed(row.cos), fixed(row.retrieval), fixed(row.norm_ratio))
 
 
 class RunView(Vertical):
