@@ -142,6 +142,31 @@ def test_save_as_user_preset_never_overwrites_a_builtin(fbt_home):
     run_app(scenario)
 
 
+def test_a_saved_copy_keeps_finding_the_files_its_preset_named_relatively(fbt_home):
+    """A preset's relative path starts at its own folder: the copy, saved elsewhere, holds it absolute."""
+    user_dir = fbt_home / "config" / "presets"
+    (user_dir / "exp").mkdir(parents=True)
+    (user_dir / "fmnist").mkdir()
+    (user_dir / "exp" / "near.toml").write_text(MLP.read_text().replace(
+        'name = "fashion_mnist_5k"', 'name = "fashion_mnist"\nroot = "../fmnist"'))
+
+    async def scenario(app, pilot):
+        screen = app.screen
+        screen.reload_list(select="exp/near")
+        await wait_for(pilot, lambda: screen.ref is not None and screen.ref.name == "exp/near", 10, "the preset")
+        assert not screen.problems
+        await pilot.press("ctrl+s")
+        app.screen.query_one(Input).value = "copied"
+        await pilot.press("enter")
+        saved = user_dir / "copied.toml"
+        await wait_for(pilot, saved.exists, 5, "the saved preset")
+        assert tomllib.loads(saved.read_text())["data"]["root"] == str(user_dir / "fmnist")
+        await wait_for(pilot, lambda: screen.ref is not None and screen.ref.name == "copied", 5, "the copy")
+        assert not screen.problems
+
+    run_app(scenario)
+
+
 def test_what_this_machine_lacks_is_a_warning_not_an_error(fbt_home):
     """As `fbt presets validate`: a missing dataset folder does not make the preset invalid, but
     the app will not start a run the engine would refuse at once."""

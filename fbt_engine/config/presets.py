@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fbt_engine import paths
-from fbt_engine.config.fields import Problem, build, describe_fields
+from fbt_engine.config.fields import Problem, build, describe_fields, hints, is_section
 from fbt_engine.config.schema import SECTIONS, Config, DataSection
 from fbt_engine.data.catalog import DATASETS
 from fbt_engine.data.specs import parse_randaugment
@@ -250,20 +250,38 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
                                 f"[{method.nce_tau_min}, {method.nce_tau_max}], got {method.nce_tau}"))
 
 
-def anchor_paths(cfg: Config, origin, preset_dir: Path | None) -> None:
-    """Make every relative path setting absolute: one the preset file sets starts at the preset's
-    folder (a preset and the checkpoint beside it move together), one a `--set` gives at the working
-    directory, as on any command line. Absolute, the saved config means the same thing to a run
-    resumed from anywhere. `~` is left for the point of use to expand."""
-    for section in dataclasses.fields(cfg):
-        values = getattr(cfg, section.name)
-        for f in dataclasses.fields(values):
-            value = getattr(values, f.name)
-            if not f.metadata.get("path") or not value or value.startswith("~") or Path(value).is_absolute():
-                continue
-            key = f"{section.name}.{f.name}"
-            base = Path.cwd() if origin(key) == SET_SOURCE or preset_dir is None else preset_dir.absolute()
-            setattr(values, f.name, os.path.normpath(base / value))
+@functools.cache
+def path_keys() -> tuple[tuple[str, ...], ...]:
+    """The key paths of the settings that are files or folders (setting(path=True))."""
+    def walk(cls: type, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
+        keys, types_ = [], hints(cls)
+        for f in dataclasses.fields(cls):
+            if is_section(types_[f.name]):
+                keys += walk(types_[f.name], (*prefix, f.name))
+            elif f.metadata.get("path"):
+                keys.append((*prefix, f.name))
+        return keys
+    return tuple(key for name, cls in SECTIONS.items() if name != "method" for key in walk(cls, (name,)))
+
+
+def anchor_paths(table: dict[str, Any], base: Path) -> dict[str, Any]:
+    """`table` (a preset's or the --set overrides') with its relative paths made absolute from `base`:
+    a preset's own from its folder (a preset and the checkpoint beside it move together), a --set's
+    from the working directory, as on any command line. Absolute, they mean the same to a run
+    resumed from anywhere and in a preset saved elsewhere. `~` is left for the point of use."""
+    out = table
+    for *parents, leaf in path_keys():
+        node = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        value = node.get(leaf) if isinstance(node, dict) else None
+        if not isinstance(value, str) or not value or value.startswith("~") or Path(value).is_absolute():
+            continue  # absent, not a string (the schema says so), or absolute already
+        patch: dict[str, Any] = {leaf: os.path.normpath(base.absolute() / value)}
+        for part in reversed(parents):
+            patch = {part: patch}
+        out = merge(out, patch)
+    return out
 
 
 def _check_data(data: DataSection, origin, problems: list[Problem]) -> None:
@@ -337,13 +355,13 @@ def collect(preset: str | Path | None, overrides: Iterable[str] = ()) -> Resolve
         return Resolved(Config(), source, raw, problems + over_problems)
     problems += over_problems
     from_set = _dotted_keys(over)
-    table = merge(table, over)
+    table = merge(anchor_paths(table, Path(source).parent if preset is not None else Path.cwd()),
+                  anchor_paths(over, Path.cwd()))
 
     def origin(key: str) -> str:
         return SET_SOURCE if key in from_set else source
 
     cfg = build_config(table, origin, problems)
-    anchor_paths(cfg, origin, preset_dir=None if preset is None else Path(source).parent)
     # Cross-field checks run on a partly invalid config too (invalid fields hold their defaults),
     # but a key already reported is not reported twice.
     reported = {p.key for p in problems}

@@ -27,7 +27,7 @@ from textual.widgets.option_list import Option
 
 from fbt_engine import paths
 from fbt_engine.config.fields import Problem
-from fbt_engine.config.presets import PresetRef, collect, list_presets, merge, parse_overrides
+from fbt_engine.config.presets import PresetRef, anchor_paths, collect, list_presets, merge, parse_overrides
 from fbt_engine.config.schema import Config
 from fbt_engine.methods.params import METHOD_PARAMS
 from fbt_engine.models.names import known_model_names, own_model_names
@@ -435,8 +435,10 @@ class PresetsScreen(FbtScreen):
         header = f"# saved by fbt from {self.ref.path}\n"
         try:
             table = tomllib.loads(self.ref.path.read_text(encoding="utf-8"))
+            # relative paths would start at the new preset's folder: written absolute, as the run sees them
+            table = merge(anchor_paths(table, self.ref.path.parent), anchor_paths(over, Path.cwd()))
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(header + tomli_w.dumps(merge(table, over)), encoding="utf-8")
+            target.write_text(header + tomli_w.dumps(table), encoding="utf-8")
         except (OSError, tomllib.TOMLDecodeError) as exc:
             self.app.show_error(f"could not save {target.name}", str(exc))
             return
