@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import time
+
+
+def cpu_name(threads: int | None = None) -> str:
+    """A CPU by its logical cores, and by the threads a run computes with when those are fewer
+    (torch takes one per physical core): the TUI's header names the idle machine and the run alike."""
+    cores = os.cpu_count()
+    shown = f"{cores} cores" if cores else "cores unknown"
+    return f"CPU ({shown})" if threads is None or threads == cores else f"CPU ({shown}, {threads} threads)"
 
 
 def percent(v: float | None) -> str:

@@ -7,7 +7,6 @@ suspended, never unmounted, when the user switches between them.
 from __future__ import annotations
 
 import gc
-import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable
@@ -23,6 +22,7 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
+from fbt_engine.formats import cpu_name
 from fbt_engine.store.runs import RunNotFound
 
 from fbt_tui.runs import LaunchFailed, RunEnded, RunHandle, RunManager, RunUpdated, TailFailed
@@ -45,7 +45,7 @@ def machine_device() -> str:
         names = [line.split(":", 1)[1].split("(UUID")[0].strip() for line in out.splitlines() if ":" in line]
         if names:
             return names[0] if len(names) == 1 else f"{len(names)}× {names[0]}"
-    return f"CPU ({os.cpu_count()} cores)"
+    return cpu_name()
 
 
 def while_running(handler: Callable[[FbtApp, Message], Any]) -> Callable[[FbtApp, Message], Any]:
@@ -79,7 +79,7 @@ class FbtApp(App[int]):
         super().__init__()
         self.manager = RunManager(self.post_message, home)
         self.start_mode = start_mode
-        self.machine = f"CPU ({os.cpu_count()} cores)"
+        self.machine = cpu_name()
         self.helpers: set[subprocess.Popen] = set()  # short-lived subprocesses to end on exit
         self.started = False  # History waits for start-up, so crashes are reported by whoever finds them
 

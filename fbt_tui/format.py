@@ -49,7 +49,10 @@ def number(value: float | None, digits: int = 3) -> str:
 
 def fixed(value: float | None, places: int = 2) -> Text:
     """A table cell of a column of numbers: the same decimals in every row, right-aligned."""
-    return Text("–" if value is None else f"{value:.{places}f}", justify="right")
+    if value is None:
+        return Text("–", justify="right")
+    shown = f"{value:.{places}f}"
+    return Text(shown.removeprefix("-") if float(shown) == 0 else shown, justify="right")  # no "-0.00"
 
 
 

@@ -160,6 +160,13 @@ def test_relative_paths_start_at_the_preset_or_at_the_working_directory(tmp_path
     saved.write_text(tomli_w.dumps(to_config_table(cfg)), encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     assert resolve(saved).config == cfg
+    # a config an older fbt saved holds paths as typed, relative to where the run started: a resume
+    # from there reads them from there (the engine's resume passes relative_to=cwd)
+    table = to_config_table(cfg)
+    table["teacher"]["checkpoint"] = "exp/teacher.pth"
+    saved.write_text(tomli_w.dumps(table), encoding="utf-8")
+    assert collect(saved).config.teacher.checkpoint == f"{tmp_path}/run/exp/teacher.pth"  # its own folder
+    assert collect(saved, relative_to=tmp_path).config.teacher.checkpoint == f"{tmp_path}/exp/teacher.pth"
 
 
 def test_dataset_layouts_are_checked_before_any_loading(tmp_path):

@@ -157,5 +157,15 @@ def test_wide_columns_clip_to_their_maximum_and_scroll_sideways_a_column_at_a_ti
         assert table.hover_row == 1
         await pilot.hover(RunTable, offset=(1, 0))  # the header is no row
         assert table.hover_row is None
+        await pilot.hover(RunTable, offset=(1, 2))
+        await pilot.press("down")  # as DataTable: the keyboard's cursor alone is highlighted
+        assert table.hover_row is None
+
+        measured = []
+        table._measure = lambda: measured.append(1)  # counted: a re-measure redraws every row
+        table.update_row("r1", [Text("r1"), Text("another-very-long-name"), Text("2.0")])
+        assert measured == []  # clipped to the same 12 cells: nothing to re-measure
+        table.update_row("r1", [Text("r1"), Text("x"), Text("100.25")])
+        assert measured == [1]  # a wider top-1 column
 
     drive(scenario)

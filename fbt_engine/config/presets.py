@@ -252,7 +252,8 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
 
 @functools.cache
 def path_keys() -> tuple[tuple[str, ...], ...]:
-    """The key paths of the settings that are files or folders (setting(path=True))."""
+    """The key paths of the settings that are files or folders (setting(path=True)). [method] is
+    left out: which class holds its settings depends on the preset (and none is a path)."""
     def walk(cls: type, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
         keys, types_ = [], hints(cls)
         for f in dataclasses.fields(cls):
@@ -282,6 +283,12 @@ def anchor_paths(table: dict[str, Any], base: Path) -> dict[str, Any]:
             patch = {part: patch}
         out = merge(out, patch)
     return out
+
+
+def anchored_merge(table: dict[str, Any], base: Path, over: dict[str, Any]) -> dict[str, Any]:
+    """A preset's table, whose relative paths start at `base`, under --set overrides, whose start at
+    the working directory."""
+    return merge(anchor_paths(table, base), anchor_paths(over, Path.cwd()))
 
 
 def _check_data(data: DataSection, origin, problems: list[Problem]) -> None:
@@ -339,8 +346,9 @@ def resolve(preset: str | Path | None, overrides: Iterable[str] = ()) -> Resolve
     return resolved
 
 
-def collect(preset: str | Path | None, overrides: Iterable[str] = ()) -> Resolved:
-    """Like resolve(), but returns the problems instead of raising (for `validate` and the TUI form)."""
+def collect(preset: str | Path | None, overrides: Iterable[str] = (), *, relative_to: Path | None = None) -> Resolved:
+    """Like resolve(), but returns the problems instead of raising (for `validate` and the TUI form).
+    `relative_to`: where the file's relative paths start, when not at its own folder."""
     problems: list[Problem] = []
     raw, table, source = b"", {}, "<defaults>"
     if preset is not None:
@@ -355,8 +363,7 @@ def collect(preset: str | Path | None, overrides: Iterable[str] = ()) -> Resolve
         return Resolved(Config(), source, raw, problems + over_problems)
     problems += over_problems
     from_set = _dotted_keys(over)
-    table = merge(anchor_paths(table, Path(source).parent if preset is not None else Path.cwd()),
-                  anchor_paths(over, Path.cwd()))
+    table = anchored_merge(table, relative_to or Path(source).parent, over)
 
     def origin(key: str) -> str:
         return SET_SOURCE if key in from_set else source

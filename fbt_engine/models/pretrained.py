@@ -86,8 +86,8 @@ def _unreachable(endpoint: str) -> str | None:
         try:
             socket.create_connection((url.hostname or "", port), timeout=PROBE_TIMEOUT_S).close()
             outcome.append(None)
-        except OSError as exc:
-            outcome.append(f"{type(exc).__name__}: {exc.strerror or exc}")
+        except Exception as exc:  # OSError mostly; a malformed endpoint's host raises UnicodeError
+            outcome.append(f"{type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}")
 
     # A resolver that hangs keeps its own, longer timeout, which create_connection cannot bound:
     # the lookup runs in a daemon thread, left behind if it outlasts the probe.

@@ -28,6 +28,7 @@ from fbt_engine.config.fields import to_table
 from fbt_engine.config.presets import PresetError, Resolved, collect, resolve
 from fbt_engine.config.schema import Config, TrainSection
 from fbt_engine.data.sources import DataBundle, DataError, load_data
+from fbt_engine.formats import cpu_name
 from fbt_engine.methods.base import Distiller, build_method
 from fbt_engine.methods.baselines import Scratch
 from fbt_engine.methods.params import ScratchParams
@@ -108,10 +109,7 @@ def describe_device(device: torch.device, train: TrainSection, fmt: torch.memory
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return {"type": "cuda", "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1), **common}
-    # the TUI names an idle machine by its cores: the same words unless the run uses fewer threads
-    cores, threads = os.cpu_count(), torch.get_num_threads()
-    name = f"CPU ({cores} cores)" if threads == cores else f"CPU ({cores} cores, {threads} threads)"
-    return {"type": "cpu", "name": name, **common}
+    return {"type": "cpu", "name": cpu_name(torch.get_num_threads()), **common}
 
 
 def versions() -> dict[str, str]:
@@ -131,8 +129,10 @@ def _resolve(options: RunOptions, store: RunStore) -> tuple[Resolved, str | None
         if bad:
             raise EngineError(f"--set {bad[0]}: a resumed run keeps its config; only "
                               f"{', '.join(RESUMABLE_SETTINGS)} may change", EXIT_USAGE)
-        before = collect(run_dir / "config.toml").config
-        resolved = collect(run_dir / "config.toml", options.sets)
+        # a saved config's paths are absolute; one an older fbt saved may hold them as typed,
+        # relative to where that run was started, which is most likely where it is resumed
+        before = collect(run_dir / "config.toml", relative_to=Path.cwd()).config
+        resolved = collect(run_dir / "config.toml", options.sets, relative_to=Path.cwd())
         if resolved.problems:
             raise PresetError(resolved.problems)
         resolved.raw = (run_dir / "preset.toml").read_bytes()

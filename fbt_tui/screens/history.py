@@ -235,7 +235,8 @@ class HistoryScreen(FbtScreen):
             tags = f" · tags {literal(', '.join(row.tags))}" if row.tags else ""
             text = (f"[b]{literal(row.id)}[/]{name} {literal(row.pair)} · {literal(row.dataset)} · "
                     f"epochs {row.epochs_done}/{row.epochs_total} · {duration(row.duration)} · "
-                    f"teacher {pct(row.teacher_top1)} · fusion {pct(row.fusion_top1)} · started {when(row.started)}{tags}")
+                    f"teacher {pct(row.teacher_top1)} · fusion {pct(row.fusion_top1)} · "
+                    f"started {when(row.started)}{tags}")
             if row.note:
                 text += f"\n[i]note:[/] {literal(row.note)}"
         self.query_one("#history-detail", Static).update(text)

@@ -27,7 +27,7 @@ from textual.widgets.option_list import Option
 
 from fbt_engine import paths
 from fbt_engine.config.fields import Problem
-from fbt_engine.config.presets import PresetRef, anchor_paths, collect, list_presets, merge, parse_overrides
+from fbt_engine.config.presets import PresetRef, anchored_merge, collect, list_presets, parse_overrides
 from fbt_engine.config.schema import Config
 from fbt_engine.methods.params import METHOD_PARAMS
 from fbt_engine.models.names import known_model_names, own_model_names
@@ -99,8 +99,7 @@ class FormInput(Input):
             return  # Input's own handler types it
         for binding in self._bindings.key_to_bindings.get(event.key, ()):
             if not binding.priority and await self.app.run_action(binding.action, self):
-                event.prevent_default()  # neither Input's handler nor the app runs it again
-                event.stop()
+                event.stop()  # the app does not run it again (Input's own handler only restarts its blink)
                 return
 
 
@@ -436,7 +435,7 @@ class PresetsScreen(FbtScreen):
         try:
             table = tomllib.loads(self.ref.path.read_text(encoding="utf-8"))
             # relative paths would start at the new preset's folder: written absolute, as the run sees them
-            table = merge(anchor_paths(table, self.ref.path.parent), anchor_paths(over, Path.cwd()))
+            table = anchored_merge(table, self.ref.path.parent, over)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(header + tomli_w.dumps(table), encoding="utf-8")
         except (OSError, tomllib.TOMLDecodeError) as exc:

@@ -125,7 +125,7 @@ class RunTable(ScrollView, can_focus=True):
         self.cursor_row = 0
         self.hover_row: int | None = None
         self._cells: dict[str, list[Text]] = {}
-        self._strips: dict[tuple[str | None, Style], Strip] = {}  # None: the header
+        self._strips: dict[tuple[str | None, Style, bool], Strip] = {}  # None: the header
         self._styles: dict[str, Style] = {}
         self._header: list[Text] = []
 
@@ -139,9 +139,6 @@ class RunTable(ScrollView, can_focus=True):
     def cursor_key(self) -> str | None:
         return self.row_keys[self.cursor_row] if self.row_keys else None
 
-    def cells_at(self, index: int) -> list[Text]:
-        return self._cells[self.row_keys[index]]
-
     def show(self, columns: Sequence[TableColumn], rows: Sequence[tuple[str, list[Text]]],
              cursor_key: str | None = None) -> None:
         """Replace every column and row. The cursor goes to `cursor_key` when it is among them, else
@@ -154,6 +151,7 @@ class RunTable(ScrollView, can_focus=True):
         self._measure()
         index = {key: i for i, key in enumerate(self.row_keys)}.get(cursor_key, self.cursor_row)
         self.cursor_row = min(index, max(0, self.row_count - 1))
+        self.hover_row = None  # the mouse is over another row now, if any: its next move says which
         self._place_cursor(line)
         # the table may change height or gain its scrollbar in the next layout: place it again then
         self.call_after_refresh(self._place_cursor, line)
@@ -163,17 +161,23 @@ class RunTable(ScrollView, can_focus=True):
 
     def update_row(self, key: str, cells: list[Text]) -> None:
         self._cells[key] = cells
-        if any(cell.cell_len > width for cell, width in zip(cells, self.widths)):
+        if any(self._width(column, cell.cell_len) > width
+               for column, cell, width in zip(self.columns, cells, self.widths)):
             self._measure()
         else:
             self._strips = {k: v for k, v in self._strips.items() if k[0] != key}
             self.refresh()
 
+    @staticmethod
+    def _width(column: TableColumn, widest: int) -> int:
+        """The width of `column` whose widest label or cell is `widest` cells wide."""
+        if column.width is not None:
+            return column.width
+        return widest if column.max_width is None else min(widest, column.max_width)
+
     def _measure(self) -> None:
         self._header = [Text(column.label) for column in self.columns]
-        self.widths = [column.width if column.width is not None else
-                       min(column.max_width or 1 << 16,
-                           max([label.cell_len, *(cells[i].cell_len for cells in self._cells.values())]))
+        self.widths = [self._width(column, max([label.cell_len, *(row[i].cell_len for row in self._cells.values())]))
                        for i, (column, label) in enumerate(zip(self.columns, self._header))]
         self._strips.clear()
         self.virtual_size = Size(sum(w + 2 * PAD for w in self.widths), self.row_count + 1)
@@ -213,7 +217,7 @@ class RunTable(ScrollView, can_focus=True):
     def _strip(self, key: str | None, cells: list[Text], style: Style, over: bool = False) -> Strip:
         """A row's whole line: the cells clipped or padded to their columns, on `style`, or with
         `style` over the cells' own colours (the cursor's, as in DataTable)."""
-        cached = self._strips.get((key, style))
+        cached = self._strips.get((key, style, over))
         if cached is None:
             if len(self._strips) > 4 * (self.row_count + 1):  # strips of old styles (a theme, the cursor's)
                 self._strips.clear()
@@ -227,7 +231,7 @@ class RunTable(ScrollView, can_focus=True):
                 line.append(" " * PAD)
             segments = line.render(self.app.console)
             styled = Segment.apply_style(segments, post_style=style) if over else Segment.apply_style(segments, style)
-            cached = self._strips[key, style] = Strip(styled, line.cell_len)
+            cached = self._strips[key, style, over] = Strip(styled, line.cell_len)
         return cached
 
     # -- the cursor ------------------------------------------------------------------------------
@@ -237,6 +241,7 @@ class RunTable(ScrollView, can_focus=True):
             return
         row = max(0, min(row, self.row_count - 1))
         moved, self.cursor_row = row != self.cursor_row, row
+        self.hover_row = None  # as DataTable: the keyboard's cursor alone is highlighted
         self._scroll_to_cursor()
         self.refresh()
         if moved:
