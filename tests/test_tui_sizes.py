@@ -26,7 +26,8 @@ def visible(widget) -> bool:
 def test_every_screen_renders(fbt_home, size):
     t0 = time.time() - 100
     first = fake_run(fbt_home, "first", top1=(50.0, 60.0, 65.0), started=t0)
-    fake_run(fbt_home, "second", top1=(55.0, 62.0, 61.0), started=t0 + 10, **{"optim.lr": 0.1})
+    fake_run(fbt_home, "second, with a name far longer than a column should ever grow", top1=(55.0, 62.0, 61.0),
+             started=t0 + 10, **{"optim.lr": 0.1})
     small = size == (80, 24)
 
     async def scenario(app, pilot):

@@ -38,7 +38,11 @@ class Column:
     sort: Callable[[RunSummary], Any]
     cell: Callable[[RunSummary], Any]
     wide_only: bool = False  # left out below WIDE columns (the id already holds the start time)
-    max_width: int | None = None  # clipped beyond it (the detail line below has it whole)
+    max_width: int | None = None  # clipped beyond it, half of it below WIDE (the detail line has it whole)
+
+    def table_column(self, compact: bool) -> TableColumn:
+        cap = self.max_width // 2 if compact and self.max_width else self.max_width
+        return TableColumn(self.key, self.label, max_width=cap)
 
 
 def _status_cell(s: RunSummary) -> Text:
@@ -197,7 +201,7 @@ class HistoryScreen(FbtScreen):
         table = self.query_one(RunTable)
         keep = table.cursor_key or self._keep_cursor
         self.shown = self._visible_rows()
-        table.show([MARK, *(TableColumn(c.key, c.label, max_width=c.max_width) for c in self.columns())],
+        table.show([MARK, *(c.table_column(bool(self.compact)) for c in self.columns())],
                    [(r.id, self._cells(r)) for r in self.shown], cursor_key=keep)
         self._keep_cursor = None if self.shown else keep
         self._title()
