@@ -128,8 +128,9 @@ def _console():
     from rich.console import Console
 
     # Piped or redirected, rich would assume 80 columns and cut ids and statuses to "fi…";
-    # a reader (a person with `| less`, or grep) needs every cell whole.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 240)
+    # a reader (a person with `| less`, or grep) needs every cell whole. No markup: what it prints
+    # holds run names, tags and config values, which a "[x]" in them must not turn into styles.
+    return Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 240)
 
 
 def _write(text: str, output: str) -> None:
@@ -279,7 +280,9 @@ def _runs_show(store, args) -> int:
                           "epochs": epochs, "failure": failure}, indent=1))
         return EXIT_OK
     out = _console()
-    out.print(f"[bold]{s.id}[/]  {s.name if s.name != s.id else ''}")
+    from rich.text import Text
+
+    out.print(Text.assemble((s.id, "bold"), "  ", s.name if s.name != s.id else ""))
     for label, value in (("status", s.status + (f" (exit {meta.get('exit_code')})" if meta.get("exit_code") else "")),
                          ("method", s.method), ("pair", s.pair), ("data", s.dataset),
                          ("best top-1", f"{percent(s.best_top1)} (epoch {s.best_epoch or '–'})"),
@@ -287,9 +290,9 @@ def _runs_show(store, args) -> int:
                          ("fusion top-1", percent(s.fusion_top1)), ("epochs", f"{s.epochs_done}/{s.epochs_total}"),
                          ("started", when(s.started)), ("duration", duration(s.duration)),
                          ("tags", ", ".join(s.tags) or "–"), ("note", s.note or "–"), ("folder", str(store.run_dir(rid)))):
-        out.print(f"  {label:14s} {value}", markup=False)
+        out.print(f"  {label:14s} {value}")
     if failure:
-        out.print(f"  {'error':14s} {failure.get('error')}: {failure.get('message')}", markup=False)
+        out.print(f"  {'error':14s} {failure.get('error')}: {failure.get('message')}")
     return EXIT_OK
 
 

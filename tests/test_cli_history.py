@@ -217,6 +217,10 @@ def test_tag_note_rm_restore_purge(copied):
     assert run_fbt("runs", "note", "alpha", "baseline; lr 0.05").returncode == 0
     assert fbt_json("runs", "show", "alpha", "--json")["meta"]["note"] == "baseline; lr 0.05"
     assert "baseline; lr 0.05" in run_fbt("runs", "show", "alpha").stdout
+    assert run_fbt("runs", "tag", "alpha", "[wip]").returncode == 0  # brackets are text, not rich markup
+    assert "[wip]" in run_fbt("runs", "ls").stdout
+    run_fbt("runs", "note", "alpha", "[bold]lr[/] 0.05")
+    assert "[bold]lr[/] 0.05" in run_fbt("runs", "show", "alpha").stdout
 
     rid = fbt_json("runs", "show", "alpha", "--json")["summary"]["id"]
     removed = run_fbt("runs", "rm", "alpha")
