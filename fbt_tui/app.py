@@ -25,6 +25,7 @@ from textual.worker import Worker, WorkerState
 from fbt_engine.formats import cpu_name
 from fbt_engine.store.runs import RunNotFound
 
+from fbt_tui.format import literal
 from fbt_tui.runs import LaunchFailed, RunEnded, RunHandle, RunManager, RunUpdated, TailFailed
 from fbt_tui.screens.dashboard import DashboardScreen
 from fbt_tui.screens.dialogs import ConfirmDialog, ErrorDialog, QuitDialog
@@ -193,7 +194,7 @@ class FbtApp(App[int]):
         if handle is not None:
             self.dashboard.relabel(handle)
             severity = "information" if message.status in ("finished", "interrupted", "cancelled") else "error"
-            self.notify(f"{handle.model.name or message.run_id}: {message.status}", severity=severity)
+            self.notify(f"{literal(handle.model.name or message.run_id)}: {message.status}", severity=severity)
         self.refresh_header()
         self.get_screen("history").reload()
 

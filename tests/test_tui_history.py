@@ -198,3 +198,29 @@ def test_a_one_epoch_run_gets_a_readable_epoch_axis(fbt_home):
         assert (plot._x_min, plot._x_max) == (0.0, 2.0)
 
     run_app(scenario, start_mode="history")
+
+
+def test_names_with_brackets_are_shown_as_typed_everywhere(fbt_home):
+    """Run names and config values are text: Textual would read "[x]" as a style and fail on "[/]"."""
+    t0 = time.time() - 100
+    odd = fake_run(fbt_home, "lr [/] sweep [x]", top1=(50.0, 60.0), started=t0)
+    fake_run(fbt_home, "plain", top1=(55.0, 66.5), started=t0 + 10)
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 2)
+        await pilot.press("down", "space", "up", "space", "c")
+        screen = app.screen
+        assert isinstance(screen, CompareScreen)
+        await wait_for(pilot, lambda: screen.data is not None, 20, "the comparison")
+        summary = screen.query_one("#compare-summary", DataTable)
+        assert str(summary.get_row_at(0)[2]) == "lr [/] sweep [x]"
+        diff = screen.query_one("#compare-diff", DataTable)
+        assert "lr [/] sweep [x]" in [str(diff.get_row_at(i)[1]) for i in range(diff.row_count)]
+        await pilot.press("escape")
+        await pilot.press("down", "enter")  # open it: its tab is titled by its name
+        await wait_for(pilot, lambda: app.current_mode == "dashboard", 10, "the dashboard")
+        await pilot.pause(0.3)
+        titles = [str(t.label) for t in app.screen.query("Tab")]
+        assert any(f"lr [/] sweep [x] {odd[-6:]}" in t for t in titles), titles
+
+    run_app(scenario, start_mode="history")

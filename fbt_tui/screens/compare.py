@@ -34,10 +34,11 @@ class Compared:
     models: list[RunModel]
 
 
-def _value(v: Any) -> str:
+def _value(v: Any) -> Text:
+    """A config value as a cell: Text, which DataTable shows as is (a str it reads as markup)."""
     if v is None:
-        return "–"
-    return v if isinstance(v, str) else json.dumps(v)
+        return Text("–")
+    return Text(v if isinstance(v, str) else json.dumps(v))
 
 
 def _delta(value: float | None, base: float | None) -> Text:
@@ -101,8 +102,8 @@ class CompareScreen(FbtScreen):
                           "Δ final", "fusion", "duration")
         base = data.summaries[0]
         for i, s in enumerate(data.summaries):
-            table.add_row(Text("━━", style=PALETTE[i % len(PALETTE)]), s.id, s.name if s.name != s.id else "",
-                          s.method, s.pair, s.status, f"{pct(s.best_top1)} @{s.best_epoch or '–'}",
+            table.add_row(Text("━━", style=PALETTE[i % len(PALETTE)]), s.id, Text(s.name if s.name != s.id else ""),
+                          s.method, Text(s.pair), s.status, f"{pct(s.best_top1)} @{s.best_epoch or '–'}",
                           _delta(s.best_top1, base.best_top1) if i else "", pct(s.final_top1),
                           _delta(s.final_top1, base.final_top1) if i else "", pct(s.fusion_top1),
                           duration(s.duration))

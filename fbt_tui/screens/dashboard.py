@@ -7,7 +7,7 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.widgets import Static, TabbedContent, TabPane
 
-from fbt_tui.format import STATUS_MARKS
+from fbt_tui.format import STATUS_MARKS, literal
 from fbt_tui.runs import RunHandle
 from fbt_tui.screens.base import FbtScreen
 from fbt_tui.screens.dialogs import ConfirmDialog
@@ -68,7 +68,7 @@ class DashboardScreen(FbtScreen):
 
     def _title(self, handle: RunHandle) -> str:
         m = handle.model
-        return f"{STATUS_MARKS.get(m.status, '?')} {m.name or handle.run_id} {handle.run_id[-6:]}"
+        return f"{STATUS_MARKS.get(m.status, '?')} {literal(m.name or handle.run_id)} {handle.run_id[-6:]}"
 
     def relabel(self, handle: RunHandle) -> None:
         """Only when the title changed: a new label lays the whole screen out again."""

@@ -20,7 +20,7 @@ class ErrorDialog(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box"):
-            yield Label(self.title_text, classes="dialog-title")
+            yield Label(self.title_text, markup=False, classes="dialog-title")
             with VerticalScroll(classes="dialog-body"):
                 yield Static(self.message, markup=False, id="error-message")
             with Horizontal(classes="dialog-buttons"):
@@ -100,7 +100,7 @@ class PromptDialog(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box"):
-            yield Label(self.title_text, classes="dialog-title")
+            yield Label(self.title_text, markup=False, classes="dialog-title")
             if self.help:
                 yield Static(self.help, classes="dialog-help", markup=False)
             yield Input(self.value, placeholder=self.placeholder, id="prompt")

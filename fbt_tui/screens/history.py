@@ -355,9 +355,9 @@ class HistoryScreen(FbtScreen):
         if not tag or tag == "-":
             return
         if tag.startswith("-"):
-            self.store_op(lambda store: [store.remove_tag(rid, tag[1:]) for rid in ids], f"untagged {tag[1:]}")
+            self.store_op(lambda store: [store.remove_tag(rid, tag[1:]) for rid in ids], f"untagged {literal(tag[1:])}")
         else:
-            self.store_op(lambda store: [store.add_tag(rid, tag) for rid in ids], f"tagged {tag}")
+            self.store_op(lambda store: [store.add_tag(rid, tag) for rid in ids], f"tagged {literal(tag)}")
 
     def action_note(self) -> None:
         rid = self.cursor_id()
