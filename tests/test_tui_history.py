@@ -208,6 +208,9 @@ def test_names_with_brackets_are_shown_as_typed_everywhere(fbt_home):
 
     async def scenario(app, pilot):
         await history_loaded(app, pilot, 2)
+        await pilot.press("slash", *"[/]")  # the filter is named in the title line
+        assert table_ids(app) == [odd] and "filter “[/]”" in str(app.screen.query_one("#history-title").render())
+        await pilot.press("escape")
         await pilot.press("down", "space", "up", "space", "c")
         screen = app.screen
         assert isinstance(screen, CompareScreen)

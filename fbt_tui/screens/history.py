@@ -214,7 +214,7 @@ class HistoryScreen(FbtScreen):
         parts = [f"{view}: {len(self.shown)} of {sum(r.trashed == self.trash_view for r in self.rows)}",
                  f"sorted by {BY_KEY[self.sort_key].label} {arrow}"]
         if query:
-            parts.append(f"filter “{query}”")
+            parts.append(f"filter “{literal(query)}”")
         if self.marked:
             parts.append(f"{len(self.marked)} marked (c compares)")
         self.query_one("#history-title", Static).update(" · ".join(parts))
