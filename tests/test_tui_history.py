@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+from textual.content import Content
 from textual.widgets import DataTable, Input, RadioButton
 
 from fbt_engine.store.runs import RunStore
@@ -138,7 +139,7 @@ def test_compare_shows_only_the_config_keys_that_differ(fbt_home):
 
 def test_export_matches_the_cli(fbt_home, tmp_path):
     run_id = fake_run(fbt_home, "exported", top1=(50.0, 60.0))
-    out_csv, out_md, out_student = tmp_path / "m.csv", tmp_path / "m.md", tmp_path / "student.safetensors"
+    out_csv, out_md, out_student = tmp_path / "m [/] x.csv", tmp_path / "m.md", tmp_path / "student.safetensors"
 
     async def export(app, pilot, fmt: str, path) -> None:
         await pilot.press("e")
@@ -153,6 +154,10 @@ def test_export_matches_the_cli(fbt_home, tmp_path):
         await history_loaded(app, pilot, 1)
         await export(app, pilot, "csv", out_csv)
         await wait_for(pilot, out_csv.exists, 10, "the CSV")
+        note = await wait_for(pilot, lambda: next((n for n in app._notifications if n.title == "Exported"), None),
+                              5, "the notification")
+        # as its toast will show it (headless, none is drawn): read as markup, "[/]" broke the app
+        assert str(out_csv) in (Content.from_markup(note.message).plain if note.markup else note.message)
         await export(app, pilot, "md", out_md)
         await wait_for(pilot, out_md.exists, 10, "the Markdown")
         await export(app, pilot, "student", out_student)

@@ -341,7 +341,7 @@ class HistoryScreen(FbtScreen):
                 message = f"wrote {target}"
         finally:
             store.close()
-        self.app.call_from_thread(self.notify, message, title="Exported")
+        self.app.call_from_thread(partial(self.notify, message, title="Exported", markup=False))  # paths as typed
 
     def action_tag(self) -> None:
         ids = self.selected_ids()

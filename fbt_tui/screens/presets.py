@@ -379,7 +379,7 @@ class PresetsScreen(FbtScreen):
         if self.problems:  # the engine would stop at once (exit 3): say why without starting it
             self.notify("This machine lacks what the preset needs: "
                         + "; ".join(f"{p.key}: {p.message}" for p in self.problems),
-                        severity="error")
+                        severity="error", markup=False)  # the messages quote the values as typed
             return
         await self.app.launch(self.ref.path, self.overrides())
 
