@@ -124,12 +124,55 @@ def _resolve(store, ref: str, include_trashed: bool = False, trashed_only: bool 
         raise CliError(str(exc)) from None
 
 
+CLIPPED_WIDTHS = (16, 8)  # a column that gives way to a narrow terminal keeps this many cells, then fewer
+
+
+def _print_table(headers: list[str], rows: list[list[str]], *, right: frozenset[int] = frozenset(),
+                 flexible: frozenset[int], optional: tuple[int, ...] = (), title: str | None = None) -> None:
+    """Columns two spaces apart, one line a row, as `docker ps` prints them. (rich's Table laid
+    every cell out through its layout engine: half a second for 1,000 runs.) Piped, every cell is
+    whole, for grep and less. On a terminal too narrow, the widest `flexible` columns (pairs, tags:
+    not ids, statuses or numbers) give way with an ellipsis down to 16 cells, then the `optional`
+    ones are left out in that order, then the flexible ones go down to 8. `right`: right-aligned."""
+    from rich.cells import cell_len, set_cell_size
+
+    widths = [max([cell_len(h), *(cell_len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    shown = list(range(len(headers)))
+    room = os.get_terminal_size().columns if sys.stdout.isatty() else None
+
+    def fits() -> bool:
+        return room is None or sum(widths[i] + 2 for i in shown) - 2 <= room
+
+    def clip(floor: int) -> None:
+        while not fits():
+            widest = max((i for i in flexible if i in shown), key=lambda i: widths[i], default=None)
+            if widest is None or widths[widest] <= floor:
+                return
+            widths[widest] -= 1
+
+    clip(CLIPPED_WIDTHS[0])
+    for i in optional:
+        if not fits():
+            shown.remove(i)
+    clip(CLIPPED_WIDTHS[1])  # what is still too wide wraps, as the terminal wraps it
+
+    def cell(text: str, i: int) -> str:
+        if cell_len(text) > widths[i]:
+            return set_cell_size(text, widths[i] - 1) + "…"
+        pad = " " * (widths[i] - cell_len(text))
+        return pad + text if i in right else text + pad
+
+    lines = [title] if title else []
+    lines += ["  ".join(cell(row[i], i) for i in shown).rstrip() for row in [headers, *rows]]
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
 def _console():
     from rich.console import Console
 
-    # Piped or redirected, rich would assume 80 columns and cut ids and statuses to "fi…";
-    # a reader (a person with `| less`, or grep) needs every cell whole. No markup: what it prints
-    # holds run names, tags and config values, which a "[x]" in them must not turn into styles.
+    # Piped or redirected, rich would assume 80 columns and wrap; a reader (a person with
+    # `| less`, or grep) needs every line whole. No markup: what it prints holds run names, notes
+    # and errors, which a "[x]" in them must not turn into styles.
     return Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 240)
 
 
@@ -254,17 +297,12 @@ def _runs_ls(store, args) -> int:
     if not rows:
         print("no runs yet — try: fbt run presets/mlp_to_cnn.toml" if not trash else "the trash is empty")
         return EXIT_OK
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for col in ("id", "name", "status", "method", "teacher → student", "best top-1 @ep", "final", "duration",
-                "tags", "started"):
-        table.add_column(col, no_wrap=col in ("id", "started"))
-    for r in rows:
-        table.add_row(r.id, r.name if r.name != r.id else "", r.status, r.method, r.pair,
-                      f"{percent(r.best_top1)} @{r.best_epoch or '–'}", percent(r.final_top1), duration(r.duration),
-                      ",".join(r.tags), when(r.started))
-    _console().print(table)
+    _print_table(["id", "name", "status", "method", "teacher → student", "best top-1 @ep", "final", "duration",
+                  "tags", "started"],
+                 [[r.id, r.name if r.name != r.id else "", r.status, r.method, r.pair,
+                   f"{percent(r.best_top1)} @{r.best_epoch or '–'}", percent(r.final_top1), duration(r.duration),
+                   ",".join(r.tags), when(r.started)] for r in rows],
+                 right=frozenset({5, 6, 7}), flexible=frozenset({1, 3, 4, 8}), optional=(9, 7))
     return EXIT_OK
 
 
@@ -305,28 +343,22 @@ def cmd_compare(args) -> int:
     if args.csv:
         sys.stdout.write(compare_csv(summaries, diff))
         return EXIT_OK
-    from rich.table import Table
-
-    table = Table(title="runs", box=None)
-    for col in ("id", "method", "teacher → student", "status", "best top-1 @ep", "final", "fusion", "duration"):
-        table.add_column(col)
     best = max((s.best_top1 for s in summaries if s.best_top1 is not None), default=None)
+    rows = []
     for s in summaries:
         mark = " ★" if s.best_top1 is not None and s.best_top1 == best and len(summaries) > 1 else ""
-        table.add_row(s.id, s.method, s.pair, s.status, f"{percent(s.best_top1)} @{s.best_epoch or '–'}{mark}",
-                      percent(s.final_top1), percent(s.fusion_top1), duration(s.duration))
-    out = _console()
-    out.print(table)
+        rows.append([s.id, s.method, s.pair, s.status, f"{percent(s.best_top1)} @{s.best_epoch or '–'}{mark}",
+                     percent(s.final_top1), percent(s.fusion_top1), duration(s.duration)])
+    _print_table(["id", "method", "teacher → student", "status", "best top-1 @ep", "final", "fusion", "duration"],
+                 rows, right=frozenset({4, 5, 6, 7}), flexible=frozenset({1, 2}), title="runs")
     if diff:
-        dt = Table(title="config keys that differ", box=None)
-        dt.add_column("key")
-        for s in summaries:
-            dt.add_column(s.id[-6:])
-        for key, values in diff.items():
-            dt.add_row(key, *["–" if v is None else json.dumps(v) if not isinstance(v, str) else v for v in values])
-        out.print(dt)
+        print()
+        _print_table(["key", *(s.id[-6:] for s in summaries)],
+                     [[key, *("–" if v is None else v if isinstance(v, str) else json.dumps(v) for v in values)]
+                      for key, values in diff.items()],
+                     flexible=frozenset(range(1, 1 + len(summaries))), title="config keys that differ")
     else:
-        out.print("the configs are identical")
+        print("the configs are identical")
     return EXIT_OK
 
 
@@ -382,16 +414,11 @@ def cmd_presets(args) -> int:
     if getattr(args, "json", False):
         print(json.dumps(rows, indent=1))
         return EXIT_OK
-    from rich.table import Table
-
-    table = Table(box=None)
-    for col in ("name", "kind", "method", "teacher → student", "data", "epochs", "check"):
-        table.add_column(col)
-    for r in rows:
-        pair = f"{r['teacher']} → {r['student']}" if r["teacher"] else r["student"]
-        check = f"{len(r['problems'])} problem(s): fbt presets validate {r['name']}" if r["problems"] else "ok"
-        table.add_row(r["name"], r["kind"], r["method"], pair, r["data"], str(r["epochs"]), check)
-    _console().print(table)
+    _print_table(["name", "kind", "method", "teacher → student", "data", "epochs", "check"],
+                 [[r["name"], r["kind"], r["method"],
+                   f"{r['teacher']} → {r['student']}" if r["teacher"] else r["student"], r["data"], str(r["epochs"]),
+                   f"{len(r['problems'])} problem(s): fbt presets validate {r['name']}" if r["problems"] else "ok"]
+                  for r in rows], right=frozenset({5}), flexible=frozenset({3, 6}), optional=(4, 1))
     return EXIT_OK
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import sys
 
 from conftest import PRESETS, REPO, run_fbt
 from helpers_engine import MLP_TO_CNN
@@ -99,3 +102,37 @@ def test_an_empty_history(fbt_home):
     assert shown.returncode == 2 and "no runs yet" in shown.stderr
     assert run_fbt("compare", "last", "last").returncode == 2
     assert run_fbt("presets", "validate", MLP_TO_CNN).returncode == 0
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _table(monkeypatch, columns: int | None) -> list[str]:
+    """`fbt runs ls`'s table of two runs, on a terminal `columns` wide, or piped (None)."""
+    from fbt_engine import cli
+
+    out = _Terminal() if columns else io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(os, "get_terminal_size", lambda *a: os.terminal_size((columns or 80, 24)))
+    long_pair = "vit_small_patch16_224.augreg_in21k_ft_in1k → resnet18_cifar"
+    cli._print_table(["id", "name", "status", "teacher → student", "best", "started"],
+                     [["20261127-001242-cwst42", "a", "finished", long_pair, "67.20", "2026-11-27 00:12"],
+                      ["20261127-001243-xxxxxx", "b", "failed", "mixer_nano → resnet10_cifar", "35.00",
+                       "2026-11-27 00:13"]],
+                     right=frozenset({4}), flexible=frozenset({1, 3}), optional=(5,))
+    return out.getvalue().splitlines()
+
+
+def test_tables_fit_a_terminal_by_clipping_names_then_leaving_columns_out(monkeypatch):
+    piped = _table(monkeypatch, None)
+    assert "vit_small_patch16_224.augreg_in21k_ft_in1k → resnet18_cifar" in piped[1]  # whole, for grep
+    assert piped[1].endswith("2026-11-27 00:12") and piped[2].split()[-3:] == ["35.00", "2026-11-27", "00:13"]
+    wide = _table(monkeypatch, 100)
+    assert all(len(line) <= 100 for line in wide) and "2026-11-27 00:12" in wide[1]  # the pair gave way
+    assert "vit_small_patch16_224.augreg_in21k…  67.20" in wide[1] and len(wide[1]) == 100
+    assert wide[1].startswith("20261127-001242-cwst42  a ")
+    narrow = _table(monkeypatch, 60)
+    assert all(len(line) <= 60 for line in narrow) and "started" not in narrow[0]  # left out, not the id
+    assert narrow[1].startswith("20261127-001242-cwst42") and narrow[1].endswith("67.20")
