@@ -68,6 +68,10 @@ def test_the_cursor_moves_and_the_rows_scroll_under_a_header_that_stays():
         await pilot.press("home", "up")
         await pilot.pause()
         assert table.cursor_key == "run000" and lines(table)[1].split()[0] == "run000"
+        await pilot.hover(RunTable, offset=(2, 3))
+        assert table.hover_row == 2
+        table.scroll_to(y=5, animate=False, immediate=True)  # the wheel: another row under the pointer
+        assert table.hover_row is None
         await pilot.press("enter")
         assert app.messages[-1] == ("selected", "run000")
 

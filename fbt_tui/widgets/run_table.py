@@ -306,6 +306,10 @@ class RunTable(ScrollView, can_focus=True):
             self.hover_row = row
             self.refresh()
 
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self.hover_row = None  # another row is under the pointer now: its next move says which
+
     def on_leave(self) -> None:
         if self.hover_row is not None:
             self.hover_row = None
