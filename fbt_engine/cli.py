@@ -157,10 +157,10 @@ def _print_table(headers: list[str], rows: list[list[str]], *, right: frozenset[
     clip(CLIPPED_WIDTHS[1])  # what is still too wide wraps, as the terminal wraps it
 
     def cell(text: str, i: int) -> str:
-        if cell_len(text) > widths[i]:
+        spare = widths[i] - cell_len(text)
+        if spare < 0:
             return set_cell_size(text, widths[i] - 1) + "…"
-        pad = " " * (widths[i] - cell_len(text))
-        return pad + text if i in right else text + pad
+        return " " * spare + text if i in right else text + " " * spare
 
     lines = [title] if title else []
     lines += ["  ".join(cell(row[i], i) for i in shown).rstrip() for row in [headers, *rows]]

@@ -260,7 +260,6 @@ class RunTable(ScrollView, can_focus=True):
     def _place_cursor(self, line: int) -> None:
         """Scroll so that the cursor's row is the `line`-th on screen, or as near as fits."""
         self._scroll_rows(self.cursor_row - min(max(line, 0), self._body_height() - 1))
-        self._scroll_to_cursor()
 
     def _scroll_rows(self, top: int) -> None:
         # forced: a table that had no scrollbar yet (one row, say) would otherwise ignore it
