@@ -212,14 +212,54 @@ def test_a_steps_flag_outlives_the_next_replay(with_cached_teacher, monkeypatch)
 def test_an_error_of_the_step_itself_is_not_called_a_compile_failure(with_cached_teacher, monkeypatch):
     """The compiled step fails, and so does the same step run eagerly: the run fails with the step's
     own error, and no warning blames the compiler."""
-    from fbt_engine.train import loop
+    from fbt_engine.methods.fbt import FBT
 
-    def broken_fit(x, channels, memory_format=torch.contiguous_format):
-        raise ValueError("the data has 2 channels but the model takes 3")
+    def broken_forward(self, x, y):
+        raise ValueError("mat1 and mat2 shapes cannot be multiplied")
 
     monkeypatch.setattr(torch, "compile", lambda fn, mode=None, **kw: fn)
-    monkeypatch.setattr(loop, "fit_channels", broken_fit)
+    monkeypatch.setattr(FBT, "forward", broken_forward)
     code, events = _run_compiled()
     assert code != 0
     assert not [e for e in events if e["type"] == "warning"]
     assert events[-1]["type"] == "run_failed" and events[-1]["error"] == "ValueError"
+
+
+@pytest.mark.parametrize("dataset", ["fashion_mnist_5k", "cifar10"])  # one channel, and three
+@pytest.mark.parametrize("layout", ["off", "on"])  # NCHW, and NHWC as on CUDA
+def test_a_step_fed_by_either_pipeline_is_one_compiled_graph(tmp_path, monkeypatch, dataset, layout):
+    """A compiled graph specialises on its input's strides, and the two pipelines' batches differ in
+    theirs (fbt's is NHWC in memory; for one channel only the strides of a size-1 dimension differ,
+    which address nothing). The step brings its input to the models' layout before the compiled
+    graph sees it, so a run on the classic pipeline finds what a run on fbt's compiled (the compile
+    cache's key), instead of compiling again: the GPU check's classic run did."""
+    from functools import partial
+
+    from torch._dynamo.utils import counters
+
+    from fbt_engine.config.presets import resolve
+    from fbt_engine.train.engine import _phase, prepare
+    from fbt_engine.train.loop import TrainStep
+    from fbt_engine.train.optim import OptimSpec
+    from fbt_engine.train.report import HumanOutput, Reporter
+    from helpers_engine import fabricate_cifar
+
+    if dataset == "cifar10":
+        fabricate_cifar(tmp_path, 10, per_file=20)
+    eager_backend = partial(torch.compile, backend="eager")  # dynamo's graphs without inductor's minutes
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None, **kw: eager_backend(fn))
+    torch._dynamo.reset()
+    counters.clear()
+    store = RunStore(tmp_path / "home")
+    for pipeline in ("device", "classic"):
+        resolved = resolve(str(PRESETS / "mlp_to_cnn.toml"), [
+            f'data.name="{dataset}"', f'data.root="{tmp_path}"', "data.subset=40", "data.batch_size=8",
+            f'data.pipeline="{pipeline}"', 'method.name="scratch"', 'train.compile="on"', f'train.channels_last="{layout}"'])
+        p = prepare(resolved, torch.device("cpu"))
+        phase = _phase("distillation", p.method, p, 1, OptimSpec("sgd", 0.01, 0.0, 0.9), 0.0, "cosine", 0.0, 0.0, 0.0,
+                       tmp_path, "", "student")
+        run_dir = store.create(config={}, preset_raw=b"", preset_source="test", name=pipeline, tags=[], extra_meta={})
+        step = TrainStep(phase, Reporter(store, run_dir.name, False, HumanOutput(quiet=True)))
+        x, y = next(iter(p.data.train.epoch(0)))
+        step(x, y)
+    assert counters["stats"]["unique_graphs"] == 1

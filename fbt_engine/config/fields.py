@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,15 +191,17 @@ def to_table(obj: Any) -> dict[str, Any]:
     return out
 
 
-def describe_fields(cls: type) -> list[tuple[str, str, Any, str]]:
-    """(key, type word, default, help) for every field, nested sections flattened with dots."""
-    rows = []
+def leaf_fields(cls: type, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], dataclasses.Field, Any]]:
+    """(key path, field, type) of every setting of `cls`, nested sections walked through."""
     types_ = hints(cls)
     for f in dataclasses.fields(cls):
-        tp = types_[f.name]
-        if is_section(tp):
-            rows += [(f"{f.name}.{k}", t, d, h) for k, t, d, h in describe_fields(tp)]
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        rows.append((f.name, _type_word(tp), default, f.metadata.get("help", "")))
-    return rows
+        if is_section(types_[f.name]):
+            yield from leaf_fields(types_[f.name], (*prefix, f.name))
+        else:
+            yield (*prefix, f.name), f, types_[f.name]
+
+
+def describe_fields(cls: type) -> list[tuple[str, str, Any, str]]:
+    """(key, type word, default, help) for every field, nested sections flattened with dots."""
+    return [(".".join(key), _type_word(tp), f.default if f.default is not dataclasses.MISSING else f.default_factory(),
+             f.metadata.get("help", "")) for key, f, tp in leaf_fields(cls)]

@@ -7,7 +7,6 @@ collected, so `fbt presets validate` can report every one at once.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fbt_engine import paths
-from fbt_engine.config.fields import Problem, build, describe_fields, hints, is_section
+from fbt_engine.config.fields import Problem, build, describe_fields, leaf_fields
 from fbt_engine.config.schema import SECTIONS, Config, DataSection
 from fbt_engine.data.catalog import DATASETS
 from fbt_engine.data.specs import parse_randaugment
@@ -254,15 +253,8 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
 def path_keys() -> tuple[tuple[str, ...], ...]:
     """The key paths of the settings that are files or folders (setting(path=True)). [method] is
     left out: which class holds its settings depends on the preset (and none is a path)."""
-    def walk(cls: type, prefix: tuple[str, ...]) -> list[tuple[str, ...]]:
-        keys, types_ = [], hints(cls)
-        for f in dataclasses.fields(cls):
-            if is_section(types_[f.name]):
-                keys += walk(types_[f.name], (*prefix, f.name))
-            elif f.metadata.get("path"):
-                keys.append((*prefix, f.name))
-        return keys
-    return tuple(key for name, cls in SECTIONS.items() if name != "method" for key in walk(cls, (name,)))
+    return tuple(key for name, cls in SECTIONS.items() if name != "method"
+                 for key, f, _ in leaf_fields(cls, (name,)) if f.metadata.get("path"))
 
 
 def anchor_paths(table: dict[str, Any], base: Path) -> dict[str, Any]:

@@ -90,12 +90,23 @@ class LoopState:
 def fit_channels(x: torch.Tensor, channels: int, memory_format: torch.memory_format = torch.contiguous_format
                  ) -> torch.Tensor:
     """Grayscale batches expanded to the channel count the model was built for, in the models'
-    memory format (a view when nothing needs to move)."""
+    memory format (a view when nothing needs to move), with the same strides whichever pipeline
+    made them: a compiled step specialises on its input's strides, and the two pipelines' batches
+    differ in the strides of their size-1 dimensions, which address nothing."""
     if x.shape[1] == 1 and channels > 1:
-        x = x.expand(-1, channels, -1, -1)
-    elif x.shape[1] != channels:
+        x = x.expand(-1, channels, -1, -1)  # stride 0 across channels, whatever x's were
+        return x if memory_format is torch.contiguous_format else x.contiguous(memory_format=memory_format)
+    if x.shape[1] != channels:
         raise ValueError(f"the data has {x.shape[1]} channels but the model takes {channels}")
-    return x if memory_format is torch.contiguous_format else x.contiguous(memory_format=memory_format)
+    x = x.contiguous(memory_format=memory_format)
+    dense = dense_strides(x.shape, memory_format)
+    return x if x.stride() == dense else x.as_strided(x.shape, dense)
+
+
+def dense_strides(shape: torch.Size, memory_format: torch.memory_format) -> tuple[int, ...]:
+    """The strides of a dense N, C, H, W tensor in memory_format (NHWC or NCHW)."""
+    _, c, h, w = shape
+    return (c * h * w, 1, w * c, c) if memory_format is torch.channels_last else (c * h * w, h * w, w, 1)
 
 
 def uses_bf16(device: torch.device, amp: str) -> bool:
@@ -281,7 +292,7 @@ class TrainStep:
                          "its first steps take longer")
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
-        losses = self.module(self.inputs(x), y).losses
+        losses = self.module(x, y).losses
         total = sum(losses.values())
         values = torch.stack([total.detach().float()] + [losses[t].detach().float() for t in self.terms])
         return StepLosses(total, values, torch.isfinite(values).all())
@@ -298,6 +309,8 @@ class TrainStep:
         return step
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
+        # outside the compiled step, whose graph then sees the same strides from either pipeline
+        x = self.inputs(x)
         if self.compiled is None:
             return self._backward(self._forward(self.forward, x, y))
         if self.trials == 0:

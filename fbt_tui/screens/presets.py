@@ -19,7 +19,7 @@ from typing import Any
 import tomli_w
 from textual import events, on, work
 from textual.app import ComposeResult, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingsMap
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, OptionList, Select, Static
@@ -94,10 +94,12 @@ class FormInput(Input):
     it (Textual issue #6605). The Input's own bindings run here instead, in the order of the keys:
     what runs is what the app would run, since the focused widget's bindings come first there."""
 
+    EDITING_KEYS = BindingsMap(Input.BINDINGS)
+
     async def _on_key(self, event: events.Key) -> None:
         if event.is_printable:
             return  # Input's own handler types it
-        for binding in self._bindings.key_to_bindings.get(event.key, ()):
+        for binding in self.EDITING_KEYS.key_to_bindings.get(event.key, ()):
             if not binding.priority and await self.app.run_action(binding.action, self):
                 event.stop()  # the app does not run it again (Input's own handler only restarts its blink)
                 return
