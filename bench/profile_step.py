@@ -128,6 +128,7 @@ def explain_step(args: argparse.Namespace, home: Path) -> str:
     p = prepare(resolved, select_device(resolved.config.run.device))
     phase, reporter = engine_phase(p, home)
     x, y = next(iter(p.data.train.epoch(0)))
+    x = phase.inputs(x)  # as TrainStep brings it to its compiled forward
     p.method.train()
     with phase.autocast():
         found = torch._dynamo.explain(TrainStep(phase, reporter).forward)(x, y)
