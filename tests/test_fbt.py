@@ -143,3 +143,84 @@ def test_learnable_temperature_is_clamped():
     assert loss.tau.item() == pytest.approx(0.5)
     fixed, _, _ = make("mixer", "cnn", learn_tau=False)
     assert not fixed.pair_losses["ts"].log_tau.requires_grad
+
+
+@pytest.mark.parametrize("teacher,student", [("mixer", "cnn"), ("cnn", "vit")])  # F borrows its back, its front
+def test_an_unfrozen_teacher_trains_what_f_borrows_and_nothing_else(teacher, student):
+    """freeze_teacher_in_fusion = false: exactly the teacher modules F computes with are trainable
+    and get gradients (a trainable parameter without one fails DDP), and the teacher is not counted
+    as a module the method adds."""
+    method, s, t = make(teacher, student, freeze_teacher_in_fusion=False)
+    borrowed = ids(method.borrowed_teacher_parameters())
+    assert borrowed and borrowed == ids(q for q in t.model.parameters() if q.requires_grad)
+    x, y = batch()
+    sum(method(x, y).losses.values()).backward()
+    assert ids(q for q in t.model.parameters() if q.grad is not None) == borrowed
+    frozen, _, _ = make(teacher, student)
+    assert ({k: sum(q.numel() for q in m.parameters()) for k, m in method.new_modules().items()}
+            == {k: sum(q.numel() for q in m.parameters()) for k, m in frozen.new_modules().items()})
+
+
+def test_an_unfrozen_teacher_trained_in_the_run_still_trains_inside_f(fbt_home):
+    """The teacher phase trains the whole teacher and hands it back as the method left it: the
+    modules F borrows go on training during distillation, the others stay as the phase left them."""
+    from safetensors.torch import load_file
+
+    from conftest import PRESETS, TINY
+    from fbt_engine.store.runs import RunStore
+    from fbt_engine.train.engine import RunOptions, run
+
+    sets = [*TINY, 'method.name="fbt"', "method.freeze_teacher_in_fusion=false"]
+    assert run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=sets, quiet=True)) == 0
+    store = RunStore()
+    (cached,) = (fbt_home / "teachers").glob("*/*.safetensors")
+    after_teacher_phase = load_file(cached)
+    final = torch.load(store.run_dir(store.resolve("last")) / "checkpoints" / "last.pt", weights_only=False)["method"]
+    prefix = "teacher_in_fusion."
+    changed = {k[len(prefix):] for k, v in final.items()
+               if k.startswith(prefix) and not torch.equal(v.cpu(), after_teacher_phase[k[len(prefix):]])}
+    assert changed and all(k.startswith(("blocks.10.", "blocks.11.", "norm.", "head.")) for k in changed), changed
+
+
+@pytest.mark.parametrize("teacher,student", [("vit", "cnn"), ("cnn", "vit")])
+def test_pool_cls_reads_the_class_token_of_every_token_model(teacher, student):
+    """pool = "cls": the teacher's, the student's and F's pooled features are all class tokens
+    where the model has one, so each InfoNCE pair compares like with like."""
+    method, s, t = make(teacher, student, pool="cls")
+    x, y = batch()
+    out = method.features(x)
+    for view, feats in ((t, out["teacher"]), (s, out["student"])):
+        expected = feats.stages[3][:, 0] if view.specs[3].prefix_tokens else feats.stages[3].mean(dim=(2, 3))
+        assert torch.equal(feats.head.feature, expected)
+
+
+def test_l2g_takes_its_class_token_from_the_teacher_the_run_trained(fbt_home):
+    """F's class token and position embedding start as the back model's own (METHOD §2). A teacher
+    trained in the run is untrained when F is built: F takes them again once it is trained, so the
+    first run of a preset starts distillation where a run on the cached teacher does. At lr 0,
+    distillation leaves them where they started."""
+    from conftest import PRESETS, TINY
+    from fbt_engine.config.presets import resolve
+    from fbt_engine.store.runs import RunStore
+    from fbt_engine.train.engine import RunOptions, prepare, run
+
+    preset, sets = str(PRESETS / "vit_to_cnn.toml"), [*TINY, "optim.lr=0"]
+    assert run(RunOptions(preset=preset, sets=sets, quiet=True)) == 0
+    store = RunStore()
+    final = torch.load(store.run_dir(store.resolve("last")) / "checkpoints" / "last.pt", weights_only=False)["method"]
+    on_cached_teacher = prepare(resolve(preset, sets), torch.device("cpu")).method.fusion.projector
+    assert on_cached_teacher.prefix is not None and on_cached_teacher.pos is not None
+    assert torch.equal(final["fusion.projector.prefix"], on_cached_teacher.prefix.detach())
+    assert torch.equal(final["fusion.projector.pos"], on_cached_teacher.pos.detach())
+
+
+@pytest.mark.parametrize("width", [64, 100, 112, 384, 20])
+def test_l2g_attention_splits_any_width_into_whole_heads(width):
+    """Heads of about 32 channels, as many as divide the width (a ResNet-like 112 or a 100-wide
+    token model would not split into width // 32 heads)."""
+    from fbt_engine.methods.fusion import WindowAttentionBlock
+
+    block = WindowAttentionBlock(width, window=7, mlp_ratio=1.0)
+    assert width % block.heads == 0 and block.heads >= max(1, width // 64)
+    x = torch.randn(2, 9, 9, width)
+    assert block(x).shape == x.shape

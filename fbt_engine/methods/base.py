@@ -56,8 +56,10 @@ class Distiller(nn.Module):
     def ce(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return cross_entropy(logits, labels, self.label_smoothing)
 
+    pool = "avg"  # how a token model's pooled feature is read (METHOD §3); FBT's is a setting
+
     def student_features(self, x: torch.Tensor) -> Features:
-        return Features(*self.student_view.forward(x))
+        return Features(*self.student_view.forward(x, self.pool))
 
     def teacher_features(self, x: torch.Tensor, grad: bool = False) -> Features:
         """The teacher's view, without autograd unless a method trains teacher modules it borrows.
@@ -66,7 +68,7 @@ class Distiller(nn.Module):
         heads, L2G), which must save them for backward, and inference tensors cannot be saved
         without a copy; `no_grad` already skips building the graph."""
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            return Features(*self.teacher_view.forward(x))
+            return Features(*self.teacher_view.forward(x, self.pool))
 
     def train(self, mode: bool = True) -> "Distiller":
         super().train(mode)
@@ -91,9 +93,15 @@ class Distiller(nn.Module):
         """(source, learner) pooled features → the pair's common embedding space, if it has one."""
         return None
 
+    def teacher_trained(self) -> None:
+        """The run has just trained the teacher: what the method took from it when it was built
+        (untrained then) is taken again."""
+
     def new_modules(self) -> dict[str, nn.Module]:
-        """Modules the method adds beyond the student (projectors, heads), by name."""
-        return {name: m for name, m in self.named_children() if name != "student"}
+        """Modules the method adds beyond the student (projectors, heads), by name: not the teacher,
+        which a method that trains part of it registers."""
+        teacher = self.teacher_view.model if self.teacher_view is not None else None
+        return {name: m for name, m in self.named_children() if m is not self.student and m is not teacher}
 
     def loss_terms(self) -> list[str]:
         """The names of the loss terms `forward` returns, in order."""

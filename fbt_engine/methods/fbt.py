@@ -58,19 +58,37 @@ class FBT(Distiller):
     def __init__(self, student, teacher, params: FBTParams, label_smoothing: float):
         super().__init__(student, teacher, params, label_smoothing)
         self.plan = FusionPlan.for_pair(student, teacher)
+        self.pool = params.pool  # all three models' pooled features read alike
         views = {"student": student, "teacher": teacher}
         front, back = views[self.plan.front], views[self.plan.back]
         self.fusion = FusionModel(front, back, attention=params.l2g_attention, window=params.l2g_window,
                                   mlp_ratio=params.l2g_mlp_ratio, use_stage4=params.fusion_stage4, pool=params.pool)
         if not params.freeze_teacher_in_fusion:
-            # F trains the teacher modules it borrows: register the teacher so the optimiser sees them.
-            self.teacher_in_fusion = teacher.model.requires_grad_(True)
+            # F trains the teacher modules it borrows, and only those (DDP fails on parameters that
+            # never get a gradient); the teacher is registered so that the optimiser and the
+            # checkpoints see them.
+            for q in self.borrowed_teacher_parameters():
+                q.requires_grad_(True)
+            self.teacher_in_fusion = teacher.model
         widths = {"student": student.specs[3].width, "teacher": teacher.specs[3].width,
                   "fusion": back.specs[3].width}
         self.pair_losses = nn.ModuleDict({
             pair: PairFeatureLoss(widths[src], widths[dst], params)
             for pair, (src, dst) in PAIRS.items() if self._pair_on(pair) and params.use_nce
         })
+
+    def borrowed_teacher_parameters(self) -> list[nn.Parameter]:
+        """The teacher's parameters that F computes with."""
+        if self.plan.front == "teacher":
+            parts = ["stem", "stage1", "stage2", "stage3"]
+        else:
+            parts = ["stage4"] * self.params.fusion_stage4 + ["neck", "head"]
+        by_part = self.teacher_view.part_parameters()
+        return [q for part in parts for q in by_part[part]]
+
+    def teacher_trained(self) -> None:
+        if self.plan.back == "teacher":
+            self.fusion.reset_embedding()
 
     def _pair_on(self, pair: str) -> bool:
         return {"ts": self.params.use_ts, "tf": self.params.use_tf, "fs": self.params.use_fs}[pair]

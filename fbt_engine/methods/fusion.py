@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fbt_engine.models.adapters import HeadOutput, StagedModel, _eval_no_grad
+from fbt_engine.models.adapters import HeadOutput, StagedModel, evaluating
 from fbt_engine.models.layouts import Layout, StageSpec, nhwc_to_layout, to_nchw
 
 GLOBAL_ATTENTION_MAX_GRID = 8  # up to 8×8 tokens, one window covers the grid: global attention
@@ -24,7 +24,8 @@ class WindowAttentionBlock(nn.Module):
 
     def __init__(self, dim: int, window: int, mlp_ratio: float):
         super().__init__()
-        self.heads = max(1, dim // HEAD_WIDTH)
+        # heads of about HEAD_WIDTH channels that split the width exactly (112 → 3 heads would not)
+        self.heads = next(n for n in range(max(1, dim // HEAD_WIDTH), 0, -1) if dim % n == 0)
         self.window = window
         self.norm1 = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
@@ -81,6 +82,14 @@ class Projector(nn.Module):
             self.prefix = nn.Parameter(embed_init[:, : dst.prefix_tokens].clone()) if dst.prefix_tokens else None
             self.pos = nn.Parameter(embed_init[:, dst.prefix_tokens:].clone())
 
+    @torch.no_grad()
+    def reset_embedding(self, embed_init: torch.Tensor) -> None:
+        """The prefix tokens and position embedding from the destination's own again."""
+        if self.prefix is not None:
+            self.prefix.copy_(embed_init[:, : self.dst.prefix_tokens])
+        if self.pos is not None:
+            self.pos.copy_(embed_init[:, self.dst.prefix_tokens:])
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         x = to_nchw(h, self.src)
         if self.upsample is not None:
@@ -125,7 +134,7 @@ def embed_init(model: StagedModel, spec: StageSpec) -> torch.Tensor | None:
         return None
     p = next(model.model.parameters())
     zeros = torch.zeros(1, spec.grid[0] * spec.grid[1], spec.width, device=p.device, dtype=p.dtype)
-    with _eval_no_grad(model.model):
+    with evaluating(model.model):
         out = model.embed(zeros)
     return out if out.shape[1] == spec.prefix_tokens + zeros.shape[1] else None
 
@@ -142,6 +151,13 @@ class FusionModel(nn.Module):
         dst = back.specs[2] if use_stage4 else back.specs[3]
         self.projector = Projector(front.specs[2], dst, attention=attention, window=window,
                                    mlp_ratio=mlp_ratio, embed_init=embed_init(back, dst))
+
+    def reset_embedding(self) -> None:
+        """L2G's prefix tokens and position embedding from the back model as it is now: a teacher
+        trained in the run was untrained when F was built."""
+        init = embed_init(self.back_view, self.projector.dst)
+        if init is not None:
+            self.projector.reset_embedding(init)
 
     def forward(self, front_stage3: torch.Tensor) -> HeadOutput:
         z = self.projector(front_stage3)

@@ -165,13 +165,13 @@ class StagedModel:
         if isinstance(split, SplitByDepth):
             return _depth_split(resolve_path(self.model, split.path), split.fractions)
         if isinstance(split, SplitByResolution):
-            with _eval_no_grad(self.model):
+            with evaluating(self.model):
                 return _resolution_split(self.model, split, self._patchify + self._embed, self._dummy())
         return [[resolve_path(self.model, p) for p in paths] for paths in split]
 
     def _probe(self) -> tuple[StageSpec, ...]:
         layout = self.stage_map.layout
-        with _eval_no_grad(self.model):
+        with evaluating(self.model):
             patches = _run(self._patchify, self._dummy())
             grid = _token_grid(self.model, patches) if layout is Layout.NLC else None
             outputs = self.run_to(self._dummy(), 4)
@@ -219,18 +219,22 @@ class StagedModel:
     def head(self, h4: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(_run(self._neck, h4))
 
-    def param_breakdown(self) -> dict[str, int]:
-        """Parameter counts of stem (with the model's own direct tensors, e.g. position
-        embeddings), stages 1..4, neck and head (everything else)."""
-        def count(steps) -> int:
-            return sum(p.numel() for s in steps if isinstance(s, nn.Module) for p in s.parameters())
+    def part_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """The parameters of stem (with the model's own direct tensors, e.g. position embeddings),
+        stages 1..4, neck and head (everything else)."""
+        def of(steps) -> list[nn.Parameter]:
+            return [p for s in steps if isinstance(s, nn.Module) for p in s.parameters()]
 
-        parts = {"stem": count(self._patchify + self._embed) + sum(p.numel() for p in self.model._parameters.values()
-                                                                   if p is not None)}
-        parts.update({f"stage{k + 1}": count(stage) for k, stage in enumerate(self._stages)})
-        parts["neck"] = count(self._neck)
-        parts["head"] = sum(p.numel() for p in self.model.parameters()) - sum(parts.values())
+        parts = {"stem": of(self._patchify + self._embed) + [p for p in self.model._parameters.values() if p is not None]}
+        parts.update({f"stage{k + 1}": of(stage) for k, stage in enumerate(self._stages)})
+        parts["neck"] = of(self._neck)
+        placed = {id(p) for ps in parts.values() for p in ps}
+        parts["head"] = [p for p in self.model.parameters() if id(p) not in placed]
         return parts
+
+    def param_breakdown(self) -> dict[str, int]:
+        """Parameter counts of the parts `part_parameters` names."""
+        return {part: sum(p.numel() for p in ps) for part, ps in self.part_parameters().items()}
 
     def forward(self, x: torch.Tensor, pool: str = "avg") -> tuple[list[torch.Tensor], HeadOutput]:
         """Every stage output plus pooled feature and logits, in one pass."""
@@ -250,8 +254,9 @@ def _token_grid(model: nn.Module, patches: torch.Tensor) -> tuple[int, int]:
     return side, side
 
 
-class _eval_no_grad:
-    """Probe in eval mode without gradients, then restore the model's mode."""
+class evaluating:
+    """The model as it is used once trained (eval mode: BatchNorm on its running statistics, which
+    what it sees must not move; no dropout), without gradients; then back to the mode it was in."""
 
     def __init__(self, model: nn.Module):
         self.model = model

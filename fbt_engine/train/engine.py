@@ -322,7 +322,10 @@ def teacher_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
         reporter.log(f"teacher {cfg.teacher.model}: loaded from {source.kind} ({source.weights})")
         return
     r = cfg.teacher.recipe
-    p.teacher.model.train().requires_grad_(True)  # the distillation method froze it; this phase trains it
+    # the distillation method froze it (all of it, or all but what its fusion model trains): this
+    # phase trains all of it, then hands it back as the method left it
+    trainable = [q.requires_grad for q in p.teacher.model.parameters()]
+    p.teacher.model.train().requires_grad_(True)
     method = Scratch(p.teacher, None, ScratchParams(), r.label_smoothing).to(p.device)
     optim = OptimSpec(r.optimizer, r.lr, r.weight_decay, r.momentum)
     phase = _phase("teacher_training", method, p, r.epochs, optim, r.warmup_epochs, "cosine", 0.01, 0.0,
@@ -335,7 +338,10 @@ def teacher_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
     epochs = f"{r.epochs} epoch{'s' if r.epochs != 1 else ''}"
     reporter.log(f"teacher {cfg.teacher.model}: training from scratch for {epochs}")
     state = run_phase(phase, state, reporter, stop)
-    p.teacher.model.eval().requires_grad_(False)
+    p.teacher.model.eval()
+    for q, flag in zip(p.teacher.model.parameters(), trainable):
+        q.requires_grad_(flag)
+    p.method.teacher_trained()
     if p.dist.is_main:  # cache the final weights: what the next run with this teacher would also get
         teacher_mod.save_to_cache(source, p.teacher.model, {
             "model": cfg.teacher.model, "best_top1": state.best_top1, "run": reporter.run_id,

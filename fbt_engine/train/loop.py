@@ -24,6 +24,7 @@ from fbt_engine.compiling import call_with_fallback
 from fbt_engine.config.schema import CUDA_GRAPH_MODES
 from fbt_engine.data.sources import DataBundle
 from fbt_engine.methods.base import PAIRS, Distiller
+from fbt_engine.models.adapters import evaluating
 from fbt_engine.train import checkpoint, distributed
 from fbt_engine.train.metrics import linear_cka, mean_cosine, norm_ratio, retrieval_top1, topk_correct
 from fbt_engine.train.report import Reporter
@@ -442,18 +443,18 @@ def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: 
     is_eval = epoch % phase.eval_every == 0 or epoch == phase.epochs
     if is_eval:
         distributed.broadcast_buffers(phase.method)
-        metrics = evaluate(phase.predict, phase.data, phase.inputs, phase.autocast)
+        with evaluating(phase.method):
+            metrics = evaluate(phase.predict, phase.data, phase.inputs, phase.autocast)
         payload["val_loss"] = metrics.pop("val_loss")
         payload[phase.evaluated_as] = metrics.pop("student")
         payload.update(metrics)  # "fusion" where the method has one
         payload.update(phase.fixed_metrics or {})
     reporter.emit("epoch", **payload)
     if phase.probe is not None and is_eval and phase.is_main:
-        phase.method.eval()
         x, _ = phase.probe
-        reporter.emit("stages", phase=phase.name, epoch=epoch, step=state.step,
-                      **alignment_stats(phase.method, phase.inputs(x)))
-        phase.method.train()
+        with evaluating(phase.method):
+            stats = alignment_stats(phase.method, phase.inputs(x))
+        reporter.emit("stages", phase=phase.name, epoch=epoch, step=state.step, **stats)
     top1 = payload.get(phase.evaluated_as, {}).get("top1")
     if top1 is not None and top1 > state.best_top1:
         state.best_top1, state.best_epoch = top1, epoch

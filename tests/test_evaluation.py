@@ -1,0 +1,42 @@
+"""What a run reports as its accuracy is what the weights it saves score, evaluated as a user would."""
+
+from __future__ import annotations
+
+import contextlib
+from functools import partial
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import PRESETS, TINY
+from fbt_engine.config.presets import resolve
+from fbt_engine.store.runs import RunStore
+from fbt_engine.train.engine import RunOptions, prepare, run
+from fbt_engine.train.loop import evaluate, fit_channels
+
+
+@pytest.mark.parametrize("method", ["kd", "fbt"])
+def test_the_reported_accuracy_is_the_saved_students_in_eval_mode(with_cached_teacher, method):
+    """Evaluation runs the models in eval mode: BatchNorm with its running statistics, which the
+    validation images leave alone, and no dropout. In train mode the reported top-1 was the batch
+    statistics' and the saved student's running statistics had absorbed the validation set."""
+    sets = [*TINY, f'method.name="{method}"']
+    assert run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=sets, quiet=True)) == 0
+    store = RunStore()
+    run_id = store.resolve("last")
+    events = store.events(run_id)
+    last_epoch = [e for e in events if e["type"] == "epoch" and e["phase"] == "distillation"][-1]
+    assert events[-1]["type"] == "run_finished"
+    assert events[-1]["final"]["top1"] == last_epoch["student"]["top1"]
+
+    p = prepare(resolve(str(PRESETS / "mlp_to_cnn.toml"), sets), torch.device("cpu"))
+    student = p.student.model
+    student.load_state_dict(load_file(store.run_dir(run_id) / "student.safetensors"))
+    student.eval()
+    buffers = {k: v.clone() for k, v in student.state_dict().items() if "running" in k}
+    assert buffers  # the student has BatchNorm, whose mode is what this test is about
+    scored = evaluate(lambda x: {"student": student(x)}, p.data,
+                      partial(fit_channels, channels=p.student.in_chans), contextlib.nullcontext)
+    assert scored["student"]["top1"] == pytest.approx(last_epoch["student"]["top1"], abs=1e-9)
+    assert scored["val_loss"] == pytest.approx(last_epoch["val_loss"], rel=1e-4)
