@@ -188,6 +188,7 @@ def test_export_student_loads_into_timm(history, tmp_path):
     assert sidecar["model"]["name"] == "resnet10_cifar" and sidecar["model"]["num_classes"] == 10
     assert sidecar["model"]["img_size"] == 28 and sidecar["source"]["run"] == history["ids"]["alpha"]
     assert sidecar["config"]["student"]["model"] == "resnet10_cifar"
+    assert sidecar["model"]["kwargs"] == {}  # a CNN takes no img_size
 
     import timm
     import torch
@@ -262,3 +263,23 @@ def test_reindex_rebuilds_the_live_index_exactly(copied):
         f.unlink()
     assert [r["id"] for r in fbt_json("runs", "ls", "--json")] == [r["id"] for r in live]  # rebuilt on demand
     assert rows() == live
+
+
+def test_the_sidecar_rebuilds_a_student_that_was_told_its_image_size(fbt_home, tmp_path):
+    """A ViT trained at another size than its default (deit_nano at 32 px, built for 28) has
+    position embeddings of that size: the sidecar's kwargs say img_size, where fbt passed it, so
+    its load recipe works as written; a CNN, which takes no img_size, is not told one."""
+    import timm
+    from safetensors.torch import load_file
+
+    import fbt_engine.models.small  # noqa: F401  (registers fbt's models with timm)
+
+    result = run_fbt("run", MLP_TO_CNN, *tiny_sets('method.name="scratch"', 'student.model="deit_nano"',
+                                                    "data.img_size=32"))
+    assert result.returncode == 0, result.stderr
+    target = tmp_path / "vit.safetensors"
+    assert run_fbt("export", "last", "--student", str(target)).returncode == 0
+    model = tomllib.loads(target.with_suffix(".toml").read_text())["model"]
+    assert model["kwargs"] == {"img_size": 32}
+    timm.create_model(model["name"], num_classes=model["num_classes"], **model["kwargs"]).load_state_dict(
+        load_file(str(target)))  # strict

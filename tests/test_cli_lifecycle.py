@@ -8,10 +8,12 @@ import csv
 import io
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
-from conftest import run_fbt, tiny_sets
+from conftest import REPO, run_fbt, tiny_sets
 from fbt_engine.store.events import effective
 from helpers_engine import (
     MLP_TO_CNN, Streamed, distillation_step, file_events, fbt_json, home_with_teacher, meta, only_run, steps,
@@ -98,6 +100,40 @@ def test_ctrl_c_stops_after_the_step_and_resume_continues_without_gaps_or_repeat
     assert [int(r["step"]) for r in rows] == expected
     again = run_fbt("run", "--resume", "interrupted-one")
     assert again.returncode == 2 and "already finished" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_a_resumed_run_is_listed_as_running_and_as_crashed_when_killed(with_cached_teacher):
+    """The index says running from the resume on, so that `runs ls` shows it and crash detection,
+    which looks at running runs, catches its death (it said interrupted, the run's own state
+    said running, forever)."""
+    run_id = _interrupted_at_step_2(with_cached_teacher, "resumed-then-killed").events[0]["run_id"]
+    resumed = Streamed("run", "--resume", run_id, "--json", home=with_cached_teacher)
+    try:
+        resumed.wait_for(lambda e: e["type"] == "resume")
+        os.kill(resumed.proc.pid, signal.SIGSTOP)
+        assert _status(run_id) == "running"
+        assert [r["id"] for r in fbt_json("runs", "ls", "--json", "--status", "running")] == [run_id]
+        os.kill(resumed.proc.pid, signal.SIGKILL)
+        assert resumed.finish() == -signal.SIGKILL
+    finally:
+        resumed.close()
+    assert _status(run_id) == "crashed" and meta(only_run(with_cached_teacher))["status"] == "crashed"
+
+
+def test_a_reader_that_goes_away_does_not_stop_the_run(with_cached_teacher):
+    """`fbt run … --json | head -1`, `fbt run … 2>&1 | head -2`: the pipes close after a line, and
+    the run trains on to the end (it died of the broken pipe at its next progress line, and left
+    its status running)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "fbt_engine", "run", MLP_TO_CNN, *tiny_sets(), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, cwd=REPO)
+    assert proc.stdout.readline() and proc.stderr.readline()
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.wait(timeout=240) == 0
+    run_dir = only_run(with_cached_teacher)
+    assert meta(run_dir)["status"] == "finished" and file_events(run_dir)[-1]["type"] == "run_finished"
+    assert (run_dir / "student.safetensors").is_file()
 
 
 @pytest.fixture(scope="module")

@@ -95,6 +95,22 @@ def test_run_references_resolve_by_id_prefix_name_and_last(store):
         store.resolve("zzz")
 
 
+def test_last_and_names_prefer_runs_out_of_the_trash(store):
+    """What `fbt runs ls` shows first: `runs show last` after `runs rm` of the newest run must not
+    show the trashed one (nor `export last` export it); an id still reaches a trashed run."""
+    old = finished_run(store, "shared")
+    new = finished_run(store, "shared")
+    assert store.resolve("last") == new
+    store.trash(new)
+    for include_trashed in (False, True):
+        assert store.resolve("last", include_trashed=include_trashed) == old
+        assert store.resolve("shared", include_trashed=include_trashed) == old
+    assert store.resolve(new, include_trashed=True) == new
+    assert store.resolve("last", trashed_only=True) == new
+    store.trash(old)
+    assert store.resolve("last", include_trashed=True) == new  # nothing else will do
+
+
 def test_resolving_in_an_empty_store(store):
     with pytest.raises(RunNotFound, match="no runs yet"):
         store.resolve("last")

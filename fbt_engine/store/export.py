@@ -117,6 +117,17 @@ class ExportError(RuntimeError):
     pass
 
 
+def architecture_kwargs(weights: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    """What timm.create_model needs besides the name and the class count to rebuild the student,
+    as the run recorded it in the weights' metadata (img_size where the model took it, as a ViT
+    at 32 px must be told); the preset's student.kwargs for weights saved before fbt recorded it."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="np") as f:
+        recorded = (f.metadata() or {}).get("kwargs")
+    return json.loads(recorded) if recorded else cfg["student"].get("kwargs", {})
+
+
 def export_student(store: RunStore, run_id: str, target: Path) -> tuple[Path, Path]:
     """The student's weights (a timm-loadable state dict) and a sidecar TOML naming the model."""
     source = store.run_dir(run_id) / "student.safetensors"
@@ -133,7 +144,7 @@ def export_student(store: RunStore, run_id: str, target: Path) -> tuple[Path, Pa
     started = next((e for e in store.events(run_id) if e["type"] == "run_started"), {})
     data = started.get("data", {})
     sidecar = {
-        "model": {"name": cfg["student"]["model"], "kwargs": cfg["student"].get("kwargs", {}),
+        "model": {"name": cfg["student"]["model"], "kwargs": architecture_kwargs(source, cfg),
                   "num_classes": data.get("classes", 0), "img_size": data.get("img_size", 0)},
         "data": {"name": cfg["data"]["name"]},
         "source": {"run": run_id, "method": summary.method, "teacher": summary.teacher,

@@ -252,6 +252,9 @@ class RunStore:
             runs = [r for r in runs if r.trashed]
         if not runs:
             raise RunNotFound("the trash is empty" if trashed_only else "there are no runs yet")
+        # `last` and a name mean what `fbt runs ls` shows first: a run in the trash only when no
+        # other will do (an id or an id prefix names one run wherever it is)
+        runs = sorted(runs, key=lambda r: r.trashed)  # stable: newest first within each
         if ref == "last":
             return runs[0].id
         exact = [r.id for r in runs if r.id == ref]
@@ -260,7 +263,7 @@ class RunStore:
         prefixed = [r.id for r in runs if r.id.startswith(ref)]
         if len(prefixed) == 1:
             return prefixed[0]
-        named = [r.id for r in runs if r.name == ref]  # newest first
+        named = [r.id for r in runs if r.name == ref]
         if named:
             return named[0]
         if len(prefixed) > 1:

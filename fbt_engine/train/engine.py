@@ -387,7 +387,8 @@ def save_student(p: Prepared, run_dir: Path) -> Path:
     model = p.ema.module if p.ema is not None else p.student.model
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(tmp), metadata={"model": p.resolved.config.student.model, "fbt": fbt_engine.__version__,
-                                         "weights": "ema" if p.ema is not None else "final"})
+                                         "weights": "ema" if p.ema is not None else "final",
+                                         "kwargs": json.dumps(model.fbt_kwargs)})
     tmp.chmod(0o644)
     tmp.replace(path)
     return path
@@ -417,6 +418,7 @@ def _open_run(p: Prepared, options: RunOptions, store: RunStore, resume_id: str 
     store.update_meta(resume_id, status="running", pid=os.getpid(), pid_start=process_start_ticks(os.getpid()),
                       host=socket.gethostname(), heartbeat=time.time(), ended=None, exit_code=None,
                       segments=segment)
+    store.refresh_index(resume_id)  # running in `fbt runs ls` now, and so watched for a crash
     return resume_id, segment
 
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,19 @@ from fbt_engine.store.runs import RunStore
 from fbt_engine.store.summary import fold_events
 
 HEARTBEAT_S = 5.0
+
+
+def write_or_drop(stream, text: str) -> None:
+    """`text` to stdout or stderr, unless its reader has gone (`fbt run … | head`, a closed
+    terminal): the run then goes on without that stream, whose file descriptor now leads to
+    /dev/null, so that neither this write nor the interpreter's last flush fails. Everything
+    printed is also in the run's files."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except OSError:  # BrokenPipeError, or EIO from a terminal that went away
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), stream.fileno())
 
 
 class HumanOutput:
@@ -32,7 +46,7 @@ class HumanOutput:
         if self._progress is not None:
             self._progress.console.print(text, markup=False, highlight=False)
         else:
-            print(text, file=sys.stderr, flush=True)
+            write_or_drop(sys.stderr, text + "\n")
 
     def start_phase(self, label: str, total_steps: int, done: int = 0) -> None:
         self.stop()
@@ -70,8 +84,7 @@ class Reporter:
         event = self.writer.write(event_type, **payload)
         self.fold.add(event)
         if self.json_stdout:
-            sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
-            sys.stdout.flush()
+            write_or_drop(sys.stdout, json.dumps(event, separators=(",", ":")) + "\n")
         self.heartbeat()
         return event
 
