@@ -202,6 +202,7 @@ def cmd_run(args) -> int:
             raise CliError(f"--resume {rid}: the run already finished")
         if meta.get("status") == "running" and store.is_alive(meta):
             raise CliError(f"--resume {rid}: the run is still running (pid {meta['pid']})")
+        _check_resume_arguments(args, store, rid)
     else:
         # SPEC §3: a bad preset is reported before anything heavy is imported (torch takes
         # seconds); the engine validates again, this only answers bad input sooner.
@@ -226,6 +227,25 @@ def cmd_run(args) -> int:
 
     return run(RunOptions(preset=args.preset, sets=args.sets, name=args.name, tags=args.tags, device=args.device,
                           json=args.json, resume=args.resume, run_id=args.run_id, quiet=args.quiet))
+
+
+def _check_resume_arguments(args, store, rid: str) -> None:
+    """A resumed run keeps its config, name and tags: what would change them is refused, not
+    silently left aside (only --set train.epochs may change, which the engine checks)."""
+    given = [flag for flag, value in (("--name", args.name), ("--tag", args.tags), ("--device", args.device)) if value]
+    if given:
+        raise CliError(f"--resume {rid}: {', '.join(given)}: a resumed run keeps its name, tags and device "
+                       f"(fbt runs tag {rid} TAG adds a tag)")
+    if args.preset is not None:
+        from fbt_engine.config.presets import PresetError, find_preset
+
+        try:
+            same = find_preset(args.preset).read_bytes() == (store.run_dir(rid) / "preset.toml").read_bytes()
+        except (PresetError, OSError):
+            same = False
+        if not same:
+            raise CliError(f"--resume {rid}: {args.preset} is not the preset the run started from "
+                           f"(its copy is {store.run_dir(rid) / 'preset.toml'}); leave the preset out")
 
 
 def cmd_runs(args) -> int:
@@ -437,7 +457,7 @@ def cmd_paths(args) -> int:
 def cmd_doctor(args) -> int:
     from fbt_engine.doctor import check_preset, report
 
-    preset_checks = check_preset(args.preset, args.sets) if args.preset else []
+    preset_checks, code = check_preset(args.preset, args.sets) if args.preset else ([], EXIT_OK)
     checks = report() + preset_checks
     if args.json:
         print(json.dumps(checks, indent=1))
@@ -446,7 +466,7 @@ def cmd_doctor(args) -> int:
             mark = {"ok": "✓", "warn": "!", "missing": "✗"}[c["state"]]
             print(f"{mark} {c['name']:22s} {c['detail']}")
     # what this machine lacks in general (another dataset, say) does not fail a check of one preset
-    return EXIT_ENV if any(c["state"] == "missing" for c in preset_checks) else EXIT_OK
+    return code
 
 
 COMMANDS = {"run": cmd_run, "runs": cmd_runs, "compare": cmd_compare, "export": cmd_export,

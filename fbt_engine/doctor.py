@@ -86,34 +86,35 @@ def _dataset_checks() -> list[dict[str, Any]]:
     return out
 
 
-def check_preset(ref: str, sets: list[str]) -> list[dict[str, Any]]:
+def check_preset(ref: str, sets: list[str]) -> tuple[list[dict[str, Any]], int]:
     """Whether this machine can run `ref`: the preset, its data, its models and its teacher's
-    weights, which must load key for key and score well above chance on the validation split."""
-    from fbt_engine.config.presets import collect
+    weights, which must load key for key and score well above chance on the validation split.
+    Returns the checks and the exit code `fbt run` would give on what they found (0 when it would
+    start)."""
+    from fbt_engine.config.presets import PresetError, collect
 
     resolved = collect(ref, sets)
-    errors = [p for p in resolved.problems if not p.environment]
     if resolved.problems:
-        state = "missing" if errors or any(p.key == "preset" for p in resolved.problems) else "warn"
-        return [_check("preset", state, "; ".join(str(p) for p in resolved.problems))]
+        problems = "; ".join(str(p) for p in resolved.problems)
+        return [_check("preset", "missing", problems)], PresetError(resolved.problems).exit_code
     checks = [_check("preset", "ok", resolved.source)]
     from fbt_engine.train.engine import EngineError, prepare, select_device, teacher_accuracy
 
     try:
         prepared = prepare(resolved, select_device(resolved.config.run.device))
     except EngineError as exc:
-        return checks + [_check("preset run", "missing", str(exc))]
+        return checks + [_check("preset run", "missing", str(exc))], exc.exit_code
     cfg = prepared.resolved.config
     checks.append(_check("data", "ok", f"{cfg.data.name}: {prepared.data.train.num_images} training, "
                                        f"{prepared.data.val_images} validation images, {prepared.data.num_classes} classes"))
     if prepared.teacher is None:
-        return checks + [_check("teacher", "ok", f'method "{cfg.method.name}" uses none')]
+        return checks + [_check("teacher", "ok", f'method "{cfg.method.name}" uses none')], 0
     source = prepared.teacher_source
     if source.kind == "train":
         return checks + [_check("teacher", "warn", f"no checkpoint and none cached: the run first trains "
-                                                   f"{cfg.teacher.model} ({cfg.teacher.recipe.epochs} epochs)")]
+                                                   f"{cfg.teacher.model} ({cfg.teacher.recipe.epochs} epochs)")], 0
     acc = teacher_accuracy(prepared)
     checks.append(_check("teacher weights", "ok", f"{source.weights} loads into {cfg.teacher.model} key for key"))
     checks.append(_check("teacher accuracy", "ok", f"top-1 {acc['top1']:.2f}%, top-5 {acc['top5']:.2f}% on "
                                                    f"{prepared.data.val_images} validation images"))
-    return checks
+    return checks, 0

@@ -91,9 +91,24 @@ def test_a_preset_that_is_not_toml(fbt_home, tmp_path):
     ("mlp_to_cnx", ['mlp_to_cnx: preset: no such file or preset (did you mean "mlp_to_cnn"?)']),
 ])
 def test_a_missing_preset(fbt_home, ref, needles):
-    result = run_fbt("run", ref)
-    assert result.returncode in (2, 3)
-    assert_clean_error(result, result.returncode, *needles, home=fbt_home)
+    """A mistyped preset is a usage error (2), not something this machine lacks (3)."""
+    assert_clean_error(run_fbt("run", ref), 2, *needles, home=fbt_home)
+
+
+@pytest.mark.parametrize("edit, code, needle", [
+    (lambda text: text.replace("batch_size = 128", "batch_sise = 128"), 2, "data.batch_sise: unknown key"),
+    (lambda text: text.replace('name = "fashion_mnist_5k"', 'name = "fashion_mnist"\nroot = "/no/such/folder"'),
+     3, "data.root: no such folder"),
+])
+def test_doctor_on_a_preset_exits_as_fbt_run_would(fbt_home, tmp_path, edit, code, needle):
+    """`fbt doctor --preset` answers whether the preset can run here: what `fbt run` refuses is a ✗
+    with `fbt run`'s exit code (a missing data folder was a warning, exit 0; a typo exited 3)."""
+    preset = _preset(tmp_path, edit(PRESET_TEXT))
+    assert run_fbt("run", preset).returncode == code
+    doctor = run_fbt("doctor", "--preset", preset)
+    assert doctor.returncode == code and "Traceback" not in doctor.stderr
+    (line,) = [line for line in doctor.stdout.splitlines() if needle in line]
+    assert line.startswith("✗ preset")
 
 
 def test_a_preset_name_runs_the_built_in_one_and_user_presets_shadow_it(fbt_home, tmp_path):

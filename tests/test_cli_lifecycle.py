@@ -13,10 +13,10 @@ import sys
 
 import pytest
 
-from conftest import REPO, run_fbt, tiny_sets
+from conftest import PRESETS, REPO, run_fbt, tiny_sets
 from fbt_engine.store.events import effective
 from helpers_engine import (
-    MLP_TO_CNN, Streamed, distillation_step, file_events, fbt_json, home_with_teacher, meta, only_run, steps,
+    MLP_TO_CNN, Streamed, distillation_step, file_events, fbt_json, home_with_teacher, meta, only_run, run_dirs, steps,
     stdout_events,
 )
 
@@ -175,10 +175,24 @@ def test_kill_9_leaves_a_run_listed_as_crashed_with_its_events_intact(killed):
     assert "crashed" in run_fbt("runs", "show", "victim", home=home).stdout
 
 
+def test_resume_refuses_what_it_would_leave_aside(killed, tmp_path):
+    """A resumed run keeps its config, name, tags and device: --name, --tag, --device or another
+    preset with --resume are refused (they were silently ignored); the run's own preset is fine."""
+    home, run_id, _ = killed
+    refused = [run_fbt("run", "--resume", "victim", *extra, home=home)
+               for extra in (["--name", "renamed"], ["--tag", "t"], ["--device", "cpu"])]
+    refused.append(run_fbt("run", str(PRESETS / "cnn_to_vit.toml"), "--resume", "victim", home=home))
+    needles = [f"--resume {run_id}: {flag}: a resumed run keeps its name, tags and device"
+               for flag in ("--name", "--tag", "--device")] + ["is not the preset the run started from"]
+    for result, needle in zip(refused, needles):
+        assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert meta(only_run(home))["status"] == "crashed" and len(run_dirs(home)) == 1
+
+
 def test_resume_after_kill_9_continues_as_one_history(killed):
     home, run_id, _ = killed
     run_dir = only_run(home)
-    resumed = run_fbt("run", "--resume", "victim", "--json", home=home)
+    resumed = run_fbt("run", MLP_TO_CNN, "--resume", "victim", "--json", home=home)  # its own preset may be named
     assert resumed.returncode == 0, resumed.stderr
     first = stdout_events(resumed.stdout)[0]
     assert first["type"] == "resume" and first["segment"] == 2

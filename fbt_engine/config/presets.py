@@ -82,7 +82,7 @@ def find_preset(ref: str) -> Path:
         if p.name == name:
             return p.path
     raise PresetError([Problem(ref, "preset", "no such file or preset"
-                               + did_you_mean(name, [p.name for p in known]), environment=True)])
+                               + did_you_mean(name, [p.name for p in known]))])
 
 
 # --- parsing ------------------------------------------------------------------------------------
