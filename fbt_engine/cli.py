@@ -170,10 +170,18 @@ def _print_table(headers: list[str], rows: list[list[str]], *, right: frozenset[
 def _console():
     from rich.console import Console
 
+    class PipedConsole(Console):
+        def on_broken_pipe(self) -> None:
+            """A reader that went away (`| head`) is no failure: rich's own answer is exit 1, which
+            means a failed run here; main() answers BrokenPipeError with 0."""
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), sys.stdout.fileno())  # the interpreter's last flush goes nowhere
+            raise BrokenPipeError
+
     # Piped or redirected, rich would assume 80 columns and wrap; a reader (a person with
     # `| less`, or grep) needs every line whole. No markup: what it prints holds run names, notes
     # and errors, which a "[x]" in them must not turn into styles.
-    return Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 240)
+    return PipedConsole(highlight=False, markup=False, width=None if sys.stdout.isatty() else 240)
 
 
 def _write(text: str, output: str) -> None:
@@ -194,6 +202,10 @@ def cmd_run(args) -> int:
         raise CliError("fbt run: give a preset (a file or a preset name) or --resume RUN")
     if args.run_id is not None and (error := _store().fresh_id_error(args.run_id)):
         raise CliError(error)
+    from fbt_engine.store.runs import tag_problem
+
+    if problem := next(filter(None, map(tag_problem, args.tags)), None):
+        raise CliError(f"--tag: {problem}")
     if args.resume is not None:  # a run that cannot be resumed is an error before torch is imported
         store = _store()
         rid = _resolve(store, args.resume)
@@ -281,6 +293,10 @@ def cmd_runs(args) -> int:
             print(f"deleted {len(store.purge())} run(s)")
     elif action == "tag":
         rid = _resolve(store, args.run)
+        from fbt_engine.store.runs import tag_problem
+
+        if not args.remove and (problem := tag_problem(args.tag)):
+            raise CliError(problem)
         tags = store.remove_tag(rid, args.tag) if args.remove else store.add_tag(rid, args.tag)
         print(f"{rid}: tags {', '.join(tags) or '(none)'}")
     elif action == "note":
@@ -315,7 +331,9 @@ def _runs_ls(store, args) -> int:
         print(json.dumps([{**r.as_dict(), "pair": r.pair} for r in rows], indent=1))
         return EXIT_OK
     if not rows:
-        print("no runs yet — try: fbt run presets/mlp_to_cnn.toml" if not trash else "the trash is empty")
+        filters = " ".join(f"--{key} {value}" for key in ("status", "tag") if (value := getattr(args, key, None)))
+        print(f"no runs match {filters}" if filters and store.list(include_trashed=trash)
+              else "the trash is empty" if trash else "no runs yet — try: fbt run presets/mlp_to_cnn.toml")
         return EXIT_OK
     _print_table(["id", "name", "status", "method", "teacher → student", "best top-1 @ep", "final", "duration",
                   "tags", "started"],

@@ -119,6 +119,16 @@ def test_a_preset_name_runs_the_built_in_one_and_user_presets_shadow_it(fbt_home
     assert_clean_error(result, 2, f"{user / 'mlp_to_cnn.toml'}: train.bogus: unknown key", home=fbt_home)
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["--tag", ""], "--tag: a tag cannot be empty"),
+    (["--tag", "a,b"], 'tag "a,b": a tag cannot hold a comma'),
+    (["--set", 'run.tags=["fine", "x,y"]'], 'run.tags: tag "x,y": a tag cannot hold a comma'),
+])
+def test_a_tag_that_lists_could_not_show(fbt_home, args, needle):
+    """`runs ls` joins tags with commas and the app reads "-tag" as removal: such tags are refused."""
+    assert_clean_error(run_fbt("run", MLP_TO_CNN, *args), 2, needle, home=fbt_home)
+
+
 def test_run_without_a_preset_and_resume_of_nothing(fbt_home):
     assert_clean_error(run_fbt("run"), 2, "give a preset", home=fbt_home)
     assert_clean_error(run_fbt("run", "--resume", "last"), 2, "no runs yet", home=fbt_home)

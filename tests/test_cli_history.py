@@ -88,6 +88,8 @@ def test_runs_ls(history):
         assert r["best_top1"] is not None and r["epochs_done"] == r["epochs_total"] == 1 and r["duration"] > 0
     assert [r["name"] for r in fbt_json("runs", "ls", "--json", "--tag", "keep", home=history["home"])] == ["alpha"]
     assert fbt_json("runs", "ls", "--json", "--status", "failed", home=history["home"]) == []
+    assert cli(history, "runs", "ls", "--status", "failed", "--tag", "keep").stdout.strip() == (
+        "no runs match --status failed --tag keep")  # not "no runs yet"
     table = cli(history, "runs", "ls").stdout
     for rid in history["ids"].values():
         assert rid in table  # whole ids and statuses, even with stdout piped
@@ -210,6 +212,9 @@ def test_export_student_loads_into_timm(history, tmp_path):
 # -- changing the history (on a copy) ------------------------------------------------------------------
 
 def test_tag_note_rm_restore_purge(copied):
+    for bad in ("", "a,b", " x"):
+        refused = run_fbt("runs", "tag", "beta", bad)
+        assert refused.returncode == 2 and "a tag cannot" in refused.stderr
     tagged = run_fbt("runs", "tag", "beta", "best")
     assert tagged.returncode == 0 and "tags best" in tagged.stdout
     assert [r["name"] for r in fbt_json("runs", "ls", "--json", "--tag", "best")] == ["beta"]
@@ -283,3 +288,21 @@ def test_the_sidecar_rebuilds_a_student_that_was_told_its_image_size(fbt_home, t
     assert model["kwargs"] == {"img_size": 32}
     timm.create_model(model["name"], num_classes=model["num_classes"], **model["kwargs"]).load_state_dict(
         load_file(str(target)))  # strict
+
+
+@pytest.mark.parametrize("args", [["runs", "show", "alpha"], ["runs", "ls"], ["compare", "alpha", "beta"],
+                                  ["runs", "ls", "--json"], ["presets", "ls"]])
+def test_a_reader_that_goes_away_is_no_failure(history, args):
+    """`fbt runs show alpha | head -1`: the pipe's reader has gone before fbt writes, which is not
+    a failed run (exit 1 means one); exit 0, and no traceback or "Exception ignored" on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    proc = subprocess.Popen([sys.executable, "-m", "fbt_engine", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, cwd=REPO, env={**os.environ, "FBT_HOME": str(history["home"])})
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and not stderr, stderr

@@ -81,6 +81,10 @@ def test_tag_note_trash_and_restore(fbt_home):
         await history_loaded(app, pilot, 3)
         assert table_ids(app)[0] == runs["gamma"]
         await pilot.press("t")
+        await pilot.press(*"a,b", "enter")  # refused: lists join tags with commas
+        await wait_for(pilot, lambda: any("cannot hold a comma" in str(n.message) for n in app._notifications),
+                       10, "the refusal")
+        await pilot.press("t")
         assert isinstance(app.screen, PromptDialog)
         await pilot.press(*"keep", "enter")
         await wait_for(pilot, lambda: "keep" in store.read_meta(runs["gamma"])["tags"], 10, "the tag")

@@ -24,6 +24,7 @@ from fbt_engine.data.specs import parse_randaugment
 from fbt_engine.methods.params import METHOD_PARAMS, FBTParams, MethodParams
 from fbt_engine.models.names import is_known_model, known_model_names
 from fbt_engine.registry import did_you_mean
+from fbt_engine.store.runs import tag_problem
 
 SET_SOURCE = "--set"
 # A word or a path (cifar100, adamw, /data/cifar, ~/data, ./imgs): not TOML, taken as a string.
@@ -238,6 +239,7 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
             problems.append(Problem(origin(key), key,
                                     f'unknown model "{model}"{did_you_mean(model, known_model_names())}'))
     _check_data(cfg.data, origin, problems)
+    problems += [Problem(origin("run.tags"), "run.tags", problem) for problem in map(tag_problem, cfg.run.tags) if problem]
     ckpt = cfg.teacher.checkpoint
     if cfg.method.needs_teacher and ckpt and not Path(ckpt).expanduser().is_file():
         problems.append(Problem(origin("teacher.checkpoint"), "teacher.checkpoint",

@@ -84,6 +84,18 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
+def tag_problem(tag: str) -> str | None:
+    """Why `tag` cannot be a run's tag, or None. Lists show a run's tags joined by commas, and the
+    app reads "-tag" as "remove tag"."""
+    if not tag.strip():
+        return "a tag cannot be empty"
+    if "," in tag:
+        return f'tag "{tag}": a tag cannot hold a comma (lists join tags with commas)'
+    if tag != tag.strip() or tag.startswith("-"):
+        return f'tag "{tag}": a tag cannot start with "-" or a space, or end with a space'
+    return None
+
+
 class RunStore:
     def __init__(self, home: Path | None = None):
         self.home = home or paths.data_home()
@@ -294,6 +306,8 @@ class RunStore:
         return removed
 
     def add_tag(self, run_id: str, tag: str) -> list[str]:
+        if problem := tag_problem(tag):
+            raise ValueError(problem)
         tags = sorted(set(self.read_meta(run_id).get("tags", [])) | {tag})
         self.update_meta(run_id, tags=tags)
         self.refresh_index(run_id)

@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.widgets import Input, Static
 
 from fbt_engine.store.export import export_metrics, export_student
-from fbt_engine.store.runs import RunStore
+from fbt_engine.store.runs import RunStore, tag_problem
 from fbt_engine.store.summary import RunSummary
 
 from fbt_tui.format import STATUS_MARKS, STATUS_STYLES, duration, literal, pct, when
@@ -356,6 +356,8 @@ class HistoryScreen(FbtScreen):
             return
         if tag.startswith("-"):
             self.store_op(lambda store: [store.remove_tag(rid, tag[1:]) for rid in ids], f"untagged {literal(tag[1:])}")
+        elif problem := tag_problem(tag):
+            self.notify(problem, severity="error", markup=False)
         else:
             self.store_op(lambda store: [store.add_tag(rid, tag) for rid in ids], f"tagged {literal(tag)}")
 
