@@ -92,6 +92,15 @@ def test_ctrl_c_stops_after_the_step_and_resume_continues_without_gaps_or_repeat
     assert steps(effective(everything)) == expected
     assert steps(everything) == expected  # stopping after a step leaves nothing to supersede
     assert [e["epoch"] for e in effective(everything) if e["type"] == "epoch"] == [1, 2]
+    # an epoch's training loss is over all of its steps, the resumed one's too (it was over the
+    # steps after the resume); its img/s over the steps its epoch_time holds (it was all of them)
+    for epoch in (e for e in effective(everything) if e["type"] == "epoch" and e["phase"] == "distillation"):
+        losses = [e["loss"] for e in effective(everything) if e["type"] == "step" and e["phase"] == "distillation"
+                  and e["epoch"] == epoch["epoch"]]
+        assert len(losses) == STEPS_PER_EPOCH and epoch["train_loss"] == pytest.approx(sum(losses) / len(losses))
+        timed = [e for e in (first if epoch in first else second) if e["type"] == "step"
+                 and e["phase"] == "distillation" and e["epoch"] == epoch["epoch"]]
+        assert epoch["img_s"] * epoch["epoch_time"] == pytest.approx(len(timed) * 64)
     m = meta(run_dir)
     assert (m["status"], m["exit_code"], m["segments"]) == ("finished", 0, 2)
     assert (run_dir / "config.toml").read_bytes() == config_before

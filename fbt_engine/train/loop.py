@@ -14,7 +14,7 @@ import signal
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -86,6 +86,9 @@ class LoopState:
     step_in_epoch: int = 0  # steps taken in the epoch under way
     best_top1: float = -1.0
     best_epoch: int = 0
+    # the epoch under way's loss sums (total, then each term) over its steps so far: an epoch
+    # resumed half-way reports its training loss over all of its steps
+    epoch_loss_sums: list[float] = field(default_factory=list)
 
 
 def fit_channels(x: torch.Tensor, channels: int, memory_format: torch.memory_format = torch.contiguous_format
@@ -357,9 +360,11 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
     reporter.human.start_phase(phase.name.replace("_", " "), phase.total_steps, state.step)
     method.train()
     for epoch in range(state.epoch, phase.epochs):
-        epoch_start = time.perf_counter()
-        epoch_sum = torch.zeros(len(terms) + 1, device=device)
-        epoch_steps = 0
+        epoch_start, resumed_at = time.perf_counter(), state.step_in_epoch
+        summed_from = 0  # the epoch's step the loss sums start at
+        if not (resumed_at and state.epoch_loss_sums):
+            state.epoch_loss_sums = [0.0] * (len(terms) + 1)
+            summed_from = resumed_at  # a checkpoint of an older fbt has no sums: this part only
         interval = torch.zeros(len(terms) + 1, device=device)
         finite: list[torch.Tensor] = []
         interval_start, interval_t = state.step, time.perf_counter()
@@ -381,9 +386,9 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
             # A single process stops right after the step a stop was asked at; distributed processes
             # agree on stopping at log steps, where they synchronise anyway.
             if state.step % phase.log_every == 0 or last_of_epoch or (phase.world == 1 and stop.requested):
-                epoch_sum += _log_interval(phase, reporter, state.step, epoch, lr, interval, finite, terms,
-                                           interval_start, interval_t)
-                epoch_steps += state.step - interval_start
+                sums = _log_interval(phase, reporter, state.step, epoch, lr, interval, finite, terms,
+                                     interval_start, interval_t)
+                state.epoch_loss_sums = [a + b for a, b in zip(state.epoch_loss_sums, sums)]
                 interval.zero_()
                 finite.clear()
                 interval_start, interval_t = state.step, time.perf_counter()
@@ -392,13 +397,15 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
                     reporter.emit("checkpoint", phase=phase.name, kind="last", epoch=epoch + 1, step=state.step,
                                   path=str(path.relative_to(reporter.dir)))
                     raise Interrupted
-        state.epoch, state.step_in_epoch = epoch + 1, 0
-        _end_epoch(phase, state, reporter, epoch_sum / max(1, epoch_steps), terms, time.perf_counter() - epoch_start)
+        means = [total / max(1, state.step_in_epoch - summed_from) for total in state.epoch_loss_sums]
+        ran = state.step_in_epoch - resumed_at  # the steps epoch_time holds
+        state.epoch, state.step_in_epoch, state.epoch_loss_sums = epoch + 1, 0, []
+        _end_epoch(phase, state, reporter, means, terms, time.perf_counter() - epoch_start, ran)
     return state
 
 
 def _log_interval(phase: Phase, reporter: Reporter, step: int, epoch: int, lr: float, interval: torch.Tensor,
-                  finite: list[torch.Tensor], terms: list[str], interval_start: int, interval_t: float) -> torch.Tensor:
+                  finite: list[torch.Tensor], terms: list[str], interval_start: int, interval_t: float) -> list[float]:
     """A log step: the read-back of the interval's loss sums and finiteness flags (reduced over
     processes), its `step` event and the NaN check. Returns the sums averaged over processes."""
     n = step - interval_start
@@ -411,7 +418,7 @@ def _log_interval(phase: Phase, reporter: Reporter, step: int, epoch: int, lr: f
     # the interval's step event first, so a NaN still shows on the curves it broke
     _check_finite(reduced[len(interval):] == 0, interval_start, terms, reduced[:len(interval)])
     reporter.human.advance(step, f"epoch {epoch + 1}/{phase.epochs} loss {means[0]:.4f}")
-    return reduced[:len(interval)] / phase.world
+    return [mean * n for mean in means]  # the interval's sums (averaged over processes)
 
 
 def gpu_memory(device: torch.device) -> dict[str, float]:
@@ -430,14 +437,14 @@ def _check_finite(finite: torch.Tensor, interval_start: int, terms: list[str], s
     raise NonFiniteLoss(interval_start + first_bad + 1, bad_terms)
 
 
-def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: torch.Tensor,
-               terms: list[str], epoch_time: float) -> None:
+def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: list[float],
+               terms: list[str], epoch_time: float, steps_timed: int) -> None:
     epoch = state.epoch
     payload: dict[str, Any] = {
         "phase": phase.name, "epoch": epoch, "step": state.step, "epoch_time": epoch_time,
         "lr": phase.optimizer.param_groups[0]["lr"],
-        "train_loss": float(train_means[0]), "train_losses": dict(zip(terms, train_means[1:].tolist())),
-        "img_s": phase.steps_per_epoch * phase.global_batch / epoch_time,
+        "train_loss": train_means[0], "train_losses": dict(zip(terms, train_means[1:])),
+        "img_s": steps_timed * phase.global_batch / epoch_time,
         **gpu_memory(next(phase.method.parameters()).device),
     }
     is_eval = epoch % phase.eval_every == 0 or epoch == phase.epochs
