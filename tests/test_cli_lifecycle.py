@@ -154,8 +154,11 @@ def killed(tmp_path_factory, teacher_cache):
         run.wait_for(distillation_step(2))
         run_id = run.events[0]["run_id"]
         os.kill(run.proc.pid, signal.SIGSTOP)  # still alive, but it cannot finish while we look
-        # while it runs: listed as running, and neither deleted nor closed from under it
-        assert _status(run_id, home) == "running"
+        # while it runs: listed as running, with its method and pair before its first epoch ends,
+        # and neither deleted nor closed from under it
+        (row,) = fbt_json("runs", "ls", "--json", home=home)
+        assert (row["status"], row["method"], row["pair"]) == ("running", "fbt", "mixer_nano → resnet10_cifar")
+        assert row["epochs_done"] == 0 and row["epochs_total"] == 1
         rm = run_fbt("runs", "rm", "victim", home=home)
         assert rm.returncode == 2 and "still running" in rm.stderr
         close = run_fbt("runs", "close", "victim", home=home)

@@ -393,3 +393,19 @@ def test_a_resume_that_changes_train_epochs_updates_the_total():
               _ev("epoch", **epoch_event(3, 30, 32.0))]
     s = summarize({"id": "r"}, events)
     assert (s.epochs_done, s.epochs_total) == (3, 3)
+
+
+def test_a_resumed_runs_duration_leaves_out_the_time_between_its_segments():
+    """Killed at t0 + 100 s (its last step event; the ones past its checkpoint are superseded but
+    took time), resumed a day later, finished 50 s after: 150 s, not a day."""
+    t0, day = 1_000_000.0, 86_400.0
+    events = [
+        {"type": "run_started", "time": t0, "config": {"method": {"name": "fbt"}}},
+        {"type": "checkpoint", "time": t0 + 60, "phase": "distillation", "step": 10, "kind": "last"},
+        {"type": "step", "time": t0 + 100, "phase": "distillation", "step": 15, "loss": 1.0},
+        {"type": "resume", "time": t0 + 100 + day, "segment": 2, "phase": "distillation", "from_step": 10},
+        {"type": "run_finished", "time": t0 + 150 + day},
+    ]
+    meta = {"id": "20250101-000000-aaaaaa", "status": "finished", "started": t0, "ended": t0 + 150 + day}
+    assert summarize(meta, events).duration == pytest.approx(150.0)
+    assert summarize(meta, events[:3] + events[4:]).duration == pytest.approx(150.0 + day)  # no resume: no gap

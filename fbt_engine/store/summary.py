@@ -62,8 +62,23 @@ class SummaryFold:
     final_top1: float | None = None
     teacher_top1: float | None = None
     fusion_top1: float | None = None
+    between_segments: float = 0.0  # seconds from each segment's last event to the resume after it
+    last_time: float | None = None
 
     def add(self, ev: dict[str, Any]) -> None:
+        """A new event (the engine's own, as it writes them)."""
+        self.clock(ev)
+        self.fold(ev)
+
+    def clock(self, ev: dict[str, Any]) -> None:
+        """The time between segments, which is not the run's: a run resumed a day later did not
+        take a day. Every event counts here, those a resume supersedes too (they took time)."""
+        time = ev.get("time")
+        if ev["type"] == "resume" and time is not None and self.last_time is not None:
+            self.between_segments += max(0.0, time - self.last_time)
+        self.last_time = time if time is not None else self.last_time
+
+    def fold(self, ev: dict[str, Any]) -> None:
         if ev["type"] == "run_started":
             cfg = ev.get("config", {})
             self.method = cfg.get("method", {}).get("name", "")
@@ -92,7 +107,8 @@ class SummaryFold:
         return RunSummary(
             id=meta["id"], name=meta.get("name", ""), status=meta.get("status", "running"),
             method=self.method, teacher=self.teacher, student=self.student, dataset=self.dataset,
-            started=started, ended=ended, duration=(end - started) if end and started else None,
+            started=started, ended=ended,
+            duration=(end - started - self.between_segments) if end and started else None,
             epochs_done=self.epochs_done, epochs_total=self.epochs_total, best_top1=self.best_top1,
             best_epoch=self.best_epoch, final_top1=self.final_top1, teacher_top1=self.teacher_top1,
             fusion_top1=self.fusion_top1, tags=list(meta.get("tags", [])), note=meta.get("note", ""),
@@ -102,8 +118,11 @@ class SummaryFold:
 
 def fold_events(events: list[dict[str, Any]]) -> SummaryFold:
     fold = SummaryFold()
-    for ev in effective(events):
-        fold.add(ev)
+    kept = {id(ev) for ev in effective(events)}
+    for ev in events:
+        fold.clock(ev)
+        if id(ev) in kept:
+            fold.fold(ev)
     return fold
 
 

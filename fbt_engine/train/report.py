@@ -86,7 +86,13 @@ class Reporter:
         if self.json_stdout:
             write_or_drop(sys.stdout, json.dumps(event, separators=(",", ":")) + "\n")
         self.heartbeat()
+        if event_type in ("run_started", "phase"):  # the row's method, pair and epochs, before an epoch ends
+            self.refresh_row()
         return event
+
+    def refresh_row(self) -> None:
+        """The run's index row (what `fbt runs ls` and History list) from the events so far."""
+        self.store.index.upsert(self.fold.summary(self.store.read_meta(self.run_id)))
 
     def log(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
@@ -104,7 +110,7 @@ class Reporter:
         """At epoch ends: events on disk, a fresh heartbeat and the index row."""
         self.writer.sync()
         self.heartbeat(force=True)
-        self.store.index.upsert(self.fold.summary(self.store.read_meta(self.run_id)))
+        self.refresh_row()
 
     def finish(self, status: str, exit_code: int) -> None:
         self.human.stop()
@@ -112,7 +118,7 @@ class Reporter:
         self._log.close()
         now = time.time()
         self.store.update_meta(self.run_id, status=status, exit_code=exit_code, ended=now, heartbeat=now)
-        self.store.index.upsert(self.fold.summary(self.store.read_meta(self.run_id)))
+        self.refresh_row()
 
 
 class SilentReporter(Reporter):
