@@ -284,8 +284,14 @@ def test_the_sidecar_rebuilds_a_student_that_was_told_its_image_size(fbt_home, t
     assert result.returncode == 0, result.stderr
     target = tmp_path / "vit.safetensors"
     assert run_fbt("export", "last", "--student", str(target)).returncode == 0
-    model = tomllib.loads(target.with_suffix(".toml").read_text())["model"]
+    sidecar = tomllib.loads(target.with_suffix(".toml").read_text())
+    model = sidecar["model"]
     assert model["kwargs"] == {"img_size": 32}
+    # and what a user must do to an image first, as fbt's evaluation did
+    assert sidecar["input"] == {
+        "img_size": 32, "resize": "bilinear to 32 × 32 px", "scale": "pixel values / 255, then (x − mean) / std",
+        "mean": [0.286], "std": [0.353], "image_channels": 1, "model_channels": 3,
+        "grayscale": "repeated to the model's 3 channels"}
     timm.create_model(model["name"], num_classes=model["num_classes"], **model["kwargs"]).load_state_dict(
         load_file(str(target)))  # strict
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from fbt_engine.data.idx import FASHION_MNIST_CLASSES, load_fashion_mnist, strat
 from fbt_engine.registry import Registry
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+EVAL_CROP = 0.875  # a folder's evaluation images: the shorter side to size / 0.875, then the centre crop
 
 
 class DataError(RuntimeError):
@@ -404,6 +405,17 @@ class DataBundle:
         return {"name": self.info.name, "classes": self.num_classes, "img_size": self.img_size,
                 "train_images": self.train.num_images, "val_images": self.val_images}
 
+    def preprocessing(self, model_channels: int) -> dict[str, Any]:
+        """How evaluation turns an image into the model's input: what a user of the exported
+        student must do too."""
+        resize = (f"the shorter side to {round(self.img_size / EVAL_CROP)} px, then the centre {self.img_size} px"
+                  if not self.info.in_memory else f"bilinear to {self.img_size} × {self.img_size} px")
+        return {"img_size": self.img_size, "resize": resize, "scale": "pixel values / 255, then (x − mean) / std",
+                "mean": list(self.info.mean), "std": list(self.info.std), "image_channels": self.info.channels,
+                "model_channels": model_channels,
+                **({"grayscale": f"repeated to the model's {model_channels} channels"}
+                   if self.info.channels == 1 < model_channels else {})}
+
 
 # --- loading each dataset as arrays -------------------------------------------------------------
 
@@ -499,7 +511,7 @@ def _imagefolder(data: DataSection, info: DatasetInfo, img_size: int, device: to
     # a folder of full-size images is always random-resized-cropped for training ("standard" too)
     rrc = replace(aug, kind="rrc") if aug.kind == "standard" else aug
     train_tf = classic_transforms(rrc, info, img_size, img_size)
-    val_tf = transforms.Compose([transforms.Resize(int(round(img_size / 0.875))), transforms.CenterCrop(img_size),
+    val_tf = transforms.Compose([transforms.Resize(round(img_size / EVAL_CROP)), transforms.CenterCrop(img_size),
                                  transforms.ToTensor(), norm])
     train = datasets.ImageFolder(str(root / "train"), transform=train_tf)
     val = datasets.ImageFolder(str(root / "val"), transform=val_tf)

@@ -117,15 +117,16 @@ class ExportError(RuntimeError):
     pass
 
 
-def architecture_kwargs(weights: Path, cfg: dict[str, Any]) -> dict[str, Any]:
-    """What timm.create_model needs besides the name and the class count to rebuild the student,
-    as the run recorded it in the weights' metadata (img_size where the model took it, as a ViT
-    at 32 px must be told); the preset's student.kwargs for weights saved before fbt recorded it."""
+def recorded(weights: Path) -> dict[str, Any]:
+    """What the run wrote beside the student's weights, in their metadata: `kwargs`, what
+    timm.create_model needs besides the name and the class count to rebuild the student (img_size
+    where the model took it, as a ViT at 32 px must be told), and `input`, how evaluation made the
+    model's input from an image. Weights an older fbt saved have neither."""
     from safetensors import safe_open
 
     with safe_open(str(weights), framework="np") as f:
-        recorded = (f.metadata() or {}).get("kwargs")
-    return json.loads(recorded) if recorded else cfg["student"].get("kwargs", {})
+        metadata = f.metadata() or {}
+    return {key: json.loads(metadata[key]) for key in ("kwargs", "input") if key in metadata}
 
 
 def export_student(store: RunStore, run_id: str, target: Path) -> tuple[Path, Path]:
@@ -143,10 +144,12 @@ def export_student(store: RunStore, run_id: str, target: Path) -> tuple[Path, Pa
     summary = store.summary(run_id)
     started = next((e for e in store.events(run_id) if e["type"] == "run_started"), {})
     data = started.get("data", {})
+    written = recorded(source)
     sidecar = {
-        "model": {"name": cfg["student"]["model"], "kwargs": architecture_kwargs(source, cfg),
+        "model": {"name": cfg["student"]["model"], "kwargs": written.get("kwargs", cfg["student"].get("kwargs", {})),
                   "num_classes": data.get("classes", 0), "img_size": data.get("img_size", 0)},
         "data": {"name": cfg["data"]["name"]},
+        **({"input": written["input"]} if "input" in written else {}),
         "source": {"run": run_id, "method": summary.method, "teacher": summary.teacher,
                    "best_top1": summary.best_top1 or 0.0, "final_top1": summary.final_top1 or 0.0,
                    "weights": "final"},

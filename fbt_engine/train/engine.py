@@ -388,7 +388,8 @@ def save_student(p: Prepared, run_dir: Path) -> Path:
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(tmp), metadata={"model": p.resolved.config.student.model, "fbt": fbt_engine.__version__,
                                          "weights": "ema" if p.ema is not None else "final",
-                                         "kwargs": json.dumps(model.fbt_kwargs)})
+                                         "kwargs": json.dumps(model.fbt_kwargs),
+                                         "input": json.dumps(p.data.preprocessing(p.student.in_chans))})
     tmp.chmod(0o644)
     tmp.replace(path)
     return path
