@@ -408,8 +408,13 @@ def cmd_export(args) -> int:
     if args.student:
         if len(ids) != 1:
             raise CliError("export --student takes exactly one run")
+        if args.format or args.output != "-":
+            raise CliError("export: --student writes the weights; --format and -o export metrics: one at a time")
+        target = Path(args.student).expanduser()
+        if target.is_dir() or args.student.endswith("/"):  # a folder: the run's id names the file
+            target = target / f"{ids[0]}.safetensors"
         try:
-            weights, sidecar = export_student(store, ids[0], Path(args.student).expanduser())
+            weights, sidecar = export_student(store, ids[0], target)
         except ExportError as exc:
             raise CliError(str(exc), EXIT_ENV) from None
         print(f"wrote {weights} and {sidecar}")

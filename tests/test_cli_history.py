@@ -191,6 +191,12 @@ def test_export_student_loads_into_timm(history, tmp_path):
     assert sidecar["model"]["img_size"] == 28 and sidecar["source"]["run"] == history["ids"]["alpha"]
     assert sidecar["config"]["student"]["model"] == "resnet10_cifar"
     assert sidecar["model"]["kwargs"] == {}  # a CNN takes no img_size
+    folder = tmp_path / "into"
+    folder.mkdir()
+    assert cli(history, "export", "alpha", "--student", str(folder)).returncode == 0
+    assert sorted(p.name for p in folder.iterdir()) == [f"{history['ids']['alpha']}.{ext}" for ext in ("safetensors", "toml")]
+    both = cli(history, "export", "alpha", "--student", str(tmp_path / "x.safetensors"), "--format", "csv")
+    assert both.returncode == 2 and "one at a time" in both.stderr
 
     import timm
     import torch
