@@ -139,8 +139,10 @@ def test_run_without_a_preset_and_resume_of_nothing(fbt_home):
 
 def test_a_cuda_device_that_is_not_there_exits_3(fbt_home):
     if not HAS_CUDA_DEVICE:  # the case the issue names
-        result = run_fbt("run", MLP_TO_CNN, "--device", "cuda")
-        assert_clean_error(result, 3, "--device cuda: CUDA is not available", "--device cpu", home=fbt_home)
+        for how in (["--device", "cuda"], ["--set", 'run.device="cuda"']):  # the flag sets the key
+            result = run_fbt("run", MLP_TO_CNN, *how)
+            assert_clean_error(result, 3, "--device cuda (run.device): CUDA is not available", "--device cpu",
+                               home=fbt_home)
     else:  # a GPU machine: ask for a device it does not have
         result = run_fbt("run", MLP_TO_CNN, "--set", 'run.device="cuda:99"')
         assert_clean_error(result, 3, "run.device: cuda:99: only", home=fbt_home)
