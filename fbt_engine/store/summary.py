@@ -88,6 +88,8 @@ class SummaryFold:
             self.epochs_total = cfg.get("train", {}).get("epochs", 0)
         elif ev["type"] == "phase" and ev.get("phase") == "distillation" and "epochs" in ev:
             self.epochs_total = int(ev["epochs"])  # a resume may change train.epochs (--set train.epochs=N)
+            if _top1(ev, "teacher") is not None:  # measured before the first step: a run that fails early has it
+                self.teacher_top1 = _top1(ev, "teacher")
         elif ev["type"] == "epoch" and ev.get("phase", "distillation") == "distillation":
             epoch = int(ev.get("epoch", 0))
             self.epochs_done = max(self.epochs_done, epoch)
