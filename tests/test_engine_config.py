@@ -116,10 +116,11 @@ def test_syntax_errors_name_the_file(tmp_path):
     assert found["preset"].startswith(f"{tmp_path / 'p.toml'}: preset: not valid TOML")
 
 
-def test_missing_preset_is_an_environment_problem_with_a_hint():
+def test_a_missing_preset_is_a_usage_problem_with_a_hint():
+    """A mistyped preset is the command line's mistake (2), not something the machine lacks (3)."""
     with pytest.raises(PresetError) as exc:
         resolve("mlp_to_cnx")
-    assert exc.value.exit_code == 3 and 'did you mean "mlp_to_cnn"?' in str(exc.value)
+    assert exc.value.exit_code == 2 and 'did you mean "mlp_to_cnn"?' in str(exc.value)
 
 
 def test_missing_paths_are_environment_problems(tmp_path):

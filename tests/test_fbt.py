@@ -224,3 +224,32 @@ def test_l2g_attention_splits_any_width_into_whole_heads(width):
     assert width % block.heads == 0 and block.heads >= max(1, width // 64)
     x = torch.randn(2, 9, 9, width)
     assert block(x).shape == x.shape
+
+
+@pytest.mark.parametrize("teacher,student,front", [
+    ("mixer", "cnn", "teacher"), ("cnn", "vit", "student"), ("cnn", "mobilenetv2", "teacher"), ("vit", "swin", "teacher"),
+])
+def test_fusion_front_puts_either_model_first(teacher, student, front):
+    """fusion_front (METHOD §2's inferred plan, as a switch): F = the chosen model's stages 1–3 →
+    L2G → the other's stage 4 and head; it trains, and the teacher stays frozen."""
+    method, s, t = make(teacher, student, fusion_front=front)
+    back = s if front == "teacher" else t
+    assert (method.plan.front, method.plan.back) == (front, "student" if front == "teacher" else "teacher")
+    x, y = batch()
+    out = method.features(x)
+    assert out["fusion"].logits.shape == (4, CLASSES) and out["fusion"].feature.shape[1] == back.specs[3].width
+    sum(method(x, y).losses.values()).backward()
+    assert all(q.grad is None for q in t.model.parameters())
+    assert all(q.grad is not None for q in method.fusion.projector.parameters())
+
+
+def test_l2g_embed_init_random_leaves_the_models_own_alone():
+    """l2g_embed_init = "random": L2G's class token and positions start at timm's init, not the
+    back model's, and stay so when a teacher trained in the run is handed back."""
+    own, _, _ = make("vit", "cnn")
+    rand, _, t = make("vit", "cnn", l2g_embed_init="random")
+    assert rand.fusion.projector.prefix.shape == own.fusion.projector.prefix.shape
+    assert not torch.equal(rand.fusion.projector.prefix, own.fusion.projector.prefix)
+    before = rand.fusion.projector.pos.detach().clone()
+    rand.teacher_trained()
+    assert torch.equal(rand.fusion.projector.pos, before)

@@ -57,12 +57,13 @@ class FBT(Distiller):
 
     def __init__(self, student, teacher, params: FBTParams, label_smoothing: float):
         super().__init__(student, teacher, params, label_smoothing)
-        self.plan = FusionPlan.for_pair(student, teacher)
+        self.plan = FusionPlan.for_pair(student, teacher, params.fusion_front)
         self.pool = params.pool  # all three models' pooled features read alike
         views = {"student": student, "teacher": teacher}
         front, back = views[self.plan.front], views[self.plan.back]
         self.fusion = FusionModel(front, back, attention=params.l2g_attention, window=params.l2g_window,
-                                  mlp_ratio=params.l2g_mlp_ratio, use_stage4=params.fusion_stage4, pool=params.pool)
+                                  mlp_ratio=params.l2g_mlp_ratio, use_stage4=params.fusion_stage4, pool=params.pool,
+                                  embed=params.l2g_embed_init)
         if not params.freeze_teacher_in_fusion:
             # F trains the teacher modules it borrows, and only those (DDP fails on parameters that
             # never get a gradient); the teacher is registered so that the optimiser and the

@@ -119,12 +119,13 @@ class FusionPlan:
     kind: str  # "l2g" between families, "bridge" within one
 
     @classmethod
-    def for_pair(cls, student: StagedModel, teacher: StagedModel) -> "FusionPlan":
-        if student.is_cnn and not teacher.is_cnn:
-            return cls("student", "teacher", "l2g")
-        if teacher.is_cnn and not student.is_cnn:
-            return cls("teacher", "student", "l2g")
-        return cls("student", "teacher", "bridge")
+    def for_pair(cls, student: StagedModel, teacher: StagedModel, front: str = "auto") -> "FusionPlan":
+        """`front` "auto": the CNN-type model's stages 1–3 (the paper's 3 + 1), the student's
+        between two models of one family."""
+        if front == "auto":
+            front = "teacher" if teacher.is_cnn and not student.is_cnn else "student"
+        return cls(front, "teacher" if front == "student" else "student",
+                   "bridge" if student.is_cnn == teacher.is_cnn else "l2g")
 
 
 def embed_init(model: StagedModel, spec: StageSpec) -> torch.Tensor | None:
@@ -144,18 +145,21 @@ class FusionModel(nn.Module):
     output that the front model's own forward already computed."""
 
     def __init__(self, front: StagedModel, back: StagedModel, *, attention: bool, window: int,
-                 mlp_ratio: float, use_stage4: bool, pool: str):
+                 mlp_ratio: float, use_stage4: bool, pool: str, embed: str = "model"):
         super().__init__()
         self.back_view = back
-        self.use_stage4, self.pool = use_stage4, pool
+        self.use_stage4, self.pool, self.embed = use_stage4, pool, embed
         dst = back.specs[2] if use_stage4 else back.specs[3]
+        init = embed_init(back, dst)
+        if init is not None and embed == "random":  # timm's init of a ViT's class token and positions
+            init = nn.init.trunc_normal_(torch.empty_like(init), std=0.02)
         self.projector = Projector(front.specs[2], dst, attention=attention, window=window,
-                                   mlp_ratio=mlp_ratio, embed_init=embed_init(back, dst))
+                                   mlp_ratio=mlp_ratio, embed_init=init)
 
     def reset_embedding(self) -> None:
         """L2G's prefix tokens and position embedding from the back model as it is now: a teacher
         trained in the run was untrained when F was built."""
-        init = embed_init(self.back_view, self.projector.dst)
+        init = embed_init(self.back_view, self.projector.dst) if self.embed == "model" else None
         if init is not None:
             self.projector.reset_embedding(init)
 

@@ -101,5 +101,10 @@ class FBTParams(OFAParams):
     l2g_attention: bool = setting(True, "the L2G projector's (shifted-)window attention block")
     l2g_window: int = setting(7, "L2G attention window; grids up to 8×8 use one global window", min=1)
     l2g_mlp_ratio: float = setting(1.0, "hidden width of the L2G block's MLP, as a multiple of its width", min=0)
-    fusion_stage4: bool = setting(True, "run stage 4 of the MSA/MLP model inside F; false feeds L2G to its head")
+    fusion_stage4: bool = setting(True, "run stage 4 of F's back model (the MSA/MLP one by default) inside F; "
+                                  "false feeds L2G to its head")
+    fusion_front: str = setting("auto", "the model whose stages 1–3 begin F: auto is the CNN-type one (the student "
+                                "when both are of one family)", choices=("auto", "student", "teacher"))
+    l2g_embed_init: str = setting("model", "L2G's class token and position embedding, where F's back is a ViT: "
+                                  "its own, or timm's random init", choices=("model", "random"))
     freeze_teacher_in_fusion: bool = setting(True, "the teacher's modules inside F stay frozen")
