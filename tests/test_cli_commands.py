@@ -65,7 +65,7 @@ def test_presets_validate_by_name_and_its_exit_codes(fbt_home):
     broken = run_fbt("presets", "validate", "broken")
     assert broken.returncode == 2 and broken.stderr.count("error: ") == 1  # only the syntax error, no echoes
     missing = run_fbt("presets", "validate", "mlp_to_cnx")
-    assert missing.returncode == 3 and 'did you mean "mlp_to_cnn"?' in missing.stderr
+    assert missing.returncode == 2 and 'did you mean "mlp_to_cnn"?' in missing.stderr
 
 
 def test_paths_follow_fbt_home(fbt_home):

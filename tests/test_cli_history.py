@@ -318,3 +318,12 @@ def test_a_reader_that_goes_away_is_no_failure(history, args):
     proc.stdout.close()
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and not stderr, stderr
+
+
+def test_a_student_file_that_is_not_safetensors_is_a_clean_error(copied, tmp_path):
+    """A damaged weights file: an error that names it (exit 3), not a traceback."""
+    weights = next((copied / "runs").iterdir()) / "student.safetensors"
+    weights.write_bytes(b"not weights")
+    result = run_fbt("export", weights.parent.name, "--student", str(tmp_path / "s.safetensors"))
+    assert result.returncode == 3 and "cannot be read as safetensors weights" in result.stderr
+    assert "Traceback" not in result.stderr

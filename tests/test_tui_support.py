@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fbt_engine.config.fields import to_table
 from fbt_engine.config.presets import collect
 from fbt_engine.store.events import EventWriter
@@ -138,8 +140,11 @@ def fake_run(home: Path, name: str, *, top1: tuple[float, ...] = (40.0, 55.0, 50
         writer.write("run_finished", time=t, best={"top1": best, "epoch": top1.index(best) + 1},
                      final={"top1": top1[-1]}, fusion={"top1": top1[-1] - 5}, teacher={"top1": 70.0}, steps=step,
                      wall_time=t - started, student_weights="student.safetensors")
-        if student_file:
-            (folder / "student.safetensors").write_bytes(b"fake weights " + run_id.encode())
+        if student_file:  # weights as the engine writes them: a tensor, and the run's record beside it
+            from safetensors.numpy import save_file
+
+            save_file({"w": np.full(3, len(run_id), dtype=np.float32)}, str(folder / "student.safetensors"),
+                      metadata={"kwargs": "{}", "input": '{"img_size": 28}'})
     writer.close()
     store.update_meta(run_id, status=status, started=started, ended=t, heartbeat=t,
                       exit_code=0 if status == "finished" else 1)

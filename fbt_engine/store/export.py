@@ -122,11 +122,14 @@ def recorded(weights: Path) -> dict[str, Any]:
     timm.create_model needs besides the name and the class count to rebuild the student (img_size
     where the model took it, as a ViT at 32 px must be told), and `input`, how evaluation made the
     model's input from an image. Weights an older fbt saved have neither."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(weights), framework="np") as f:
-        metadata = f.metadata() or {}
-    return {key: json.loads(metadata[key]) for key in ("kwargs", "input") if key in metadata}
+    try:
+        with safe_open(str(weights), framework="np") as f:
+            metadata = f.metadata() or {}
+        return {key: json.loads(metadata[key]) for key in ("kwargs", "input") if key in metadata}
+    except (SafetensorError, ValueError) as exc:  # ValueError: a JSON value that is not JSON
+        raise ExportError(f"{weights} cannot be read as safetensors weights ({exc})") from None
 
 
 def export_student(store: RunStore, run_id: str, target: Path) -> tuple[Path, Path]:
