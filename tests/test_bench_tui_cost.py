@@ -3,10 +3,12 @@ real app attached and detached in windows of it, and its table; bad arguments ar
 
 from __future__ import annotations
 
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 
 from conftest import REPO
 
@@ -41,12 +43,19 @@ def test_an_interrupted_bench_reports_its_complete_pairs():
     """The GPU check's time limit stops the bench with SIGINT: the pairs measured so far are reported."""
     proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "tui_cost.py"), "--pairs", "3", *TOY],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=lambda: [*map(lines.put, proc.stderr), lines.put(None)], daemon=True).start()
+    seen: list[str] = []
     try:
-        for line in proc.stderr:
-            if line.startswith("window 3:"):
-                proc.send_signal(signal.SIGINT)
-                break
-        out, _ = proc.communicate(timeout=60)
+        # alone it takes ~20 s; one CI run saw no third window in 300 s: fail then, with what it said
+        while (line := lines.get(timeout=240)) is not None and not line.startswith("window 3:"):
+            seen.append(line)
+        assert line is not None, f"the bench ended early:\n{''.join(seen)}"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)  # its table is a few lines: the stdout pipe holds it
+        out = proc.stdout.read()
+    except queue.Empty:
+        raise AssertionError(f"no third window within 240 s; the bench said:\n{''.join(seen)}") from None
     finally:
         proc.kill()
     assert proc.returncode == 0
