@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from fbt_engine.formats import duration, percent, when
+from fbt_engine.formats import duration, percent, to_devnull, when
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
 
@@ -174,8 +174,7 @@ def _console():
         def on_broken_pipe(self) -> None:
             """A reader that went away (`| head`) is no failure: rich's own answer is exit 1, which
             means a failed run here; main() answers BrokenPipeError with 0."""
-            with open(os.devnull, "w") as devnull:
-                os.dup2(devnull.fileno(), sys.stdout.fileno())  # the interpreter's last flush goes nowhere
+            to_devnull(sys.stdout)
             raise BrokenPipeError
 
     # Piped or redirected, rich would assume 80 columns and wrap; a reader (a person with
@@ -293,11 +292,10 @@ def cmd_runs(args) -> int:
             print(f"deleted {len(store.purge())} run(s)")
     elif action == "tag":
         rid = _resolve(store, args.run)
-        from fbt_engine.store.runs import tag_problem
-
-        if not args.remove and (problem := tag_problem(args.tag)):
-            raise CliError(problem)
-        tags = store.remove_tag(rid, args.tag) if args.remove else store.add_tag(rid, args.tag)
+        try:
+            tags = store.remove_tag(rid, args.tag) if args.remove else store.add_tag(rid, args.tag)
+        except ValueError as exc:  # a tag that lists could not show
+            raise CliError(str(exc)) from None
         print(f"{rid}: tags {', '.join(tags) or '(none)'}")
     elif action == "note":
         rid = _resolve(store, args.run)

@@ -1,9 +1,17 @@
-"""Short human formats shared by the CLI and the TUI. No torch, no textual."""
+"""Short human formats shared by the CLI and the TUI, and where what they print goes. No torch,
+no textual."""
 
 from __future__ import annotations
 
 import os
 import time
+
+
+def to_devnull(stream) -> None:
+    """Point `stream`'s file descriptor at /dev/null: its reader has gone (`fbt … | head`, a
+    closed terminal), and neither the next write nor the interpreter's last flush may fail."""
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), stream.fileno())
 
 
 def cpu_name(threads: int | None = None) -> str:

@@ -5,12 +5,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from fbt_engine.formats import to_devnull
 from fbt_engine.store.events import EventWriter, read_events
 from fbt_engine.store.runs import RunStore
 from fbt_engine.store.summary import fold_events
@@ -20,15 +20,13 @@ HEARTBEAT_S = 5.0
 
 def write_or_drop(stream, text: str) -> None:
     """`text` to stdout or stderr, unless its reader has gone (`fbt run … | head`, a closed
-    terminal): the run then goes on without that stream, whose file descriptor now leads to
-    /dev/null, so that neither this write nor the interpreter's last flush fails. Everything
-    printed is also in the run's files."""
+    terminal): the run then goes on without that stream. Everything printed is also in the run's
+    files."""
     try:
         stream.write(text)
         stream.flush()
     except OSError:  # BrokenPipeError, or EIO from a terminal that went away
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), stream.fileno())
+        to_devnull(stream)
 
 
 class HumanOutput:
