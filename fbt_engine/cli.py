@@ -78,8 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_parser("reindex", help="rebuild index.sqlite from the run folders")
 
     cmp_ = sub.add_parser("compare", help="summaries and the config keys that differ")
-    cmp_.add_argument("runs", nargs="+", metavar="RUN")
+    cmp_.add_argument("runs", nargs="+", metavar="RUN", help="two or more")
     cmp_.add_argument("--csv", action="store_true")
+    cmp_.add_argument("--all", action="store_true",
+                      help="also the parameters that only some of the runs' methods have")
 
     exp = sub.add_parser("export", help="metrics (csv/json/jsonl/md) or the distilled student")
     exp.add_argument("runs", nargs="+", metavar="RUN")
@@ -371,10 +373,15 @@ def _runs_show(store, args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from fbt_engine.store.export import compare, compare_csv
+    from fbt_engine.store.export import compare, compare_csv, method_own_keys
 
     store = _store()
     ids = [_resolve(store, r, include_trashed=True) for r in args.runs]
+    for i, rid in enumerate(ids):
+        if rid in ids[:i]:
+            raise CliError(f"compare: {args.runs[ids.index(rid)]} and {args.runs[i]} are the same run, {rid}")
+    if len(ids) < 2:
+        raise CliError(f"compare takes two runs or more (fbt runs show {args.runs[0]} shows one)")
     summaries, diff = compare(store, ids)
     if args.csv:
         sys.stdout.write(compare_csv(summaries, diff))
@@ -382,19 +389,23 @@ def cmd_compare(args) -> int:
     best = max((s.best_top1 for s in summaries if s.best_top1 is not None), default=None)
     rows = []
     for s in summaries:
-        mark = " ★" if s.best_top1 is not None and s.best_top1 == best and len(summaries) > 1 else ""
+        mark = " ★" if s.best_top1 is not None and s.best_top1 == best else ""
         rows.append([s.id, s.method, s.pair, s.status, f"{percent(s.best_top1)} @{s.best_epoch or '–'}{mark}",
                      percent(s.final_top1), percent(s.fusion_top1), duration(s.duration)])
     _print_table(["id", "method", "teacher → student", "status", "best top-1 @ep", "final", "fusion", "duration"],
                  rows, right=frozenset({4, 5, 6, 7}), flexible=frozenset({1, 2}), title="runs")
-    if diff:
+    hidden = set() if args.all else method_own_keys(diff)
+    shown = {key: values for key, values in diff.items() if key not in hidden}
+    if shown:
         print()
         _print_table(["key", *(s.id[-6:] for s in summaries)],
                      [[key, *("–" if v is None else v if isinstance(v, str) else json.dumps(v) for v in values)]
-                      for key, values in diff.items()],
+                      for key, values in shown.items()],
                      flexible=frozenset(range(1, 1 + len(summaries))), title="config keys that differ")
     else:
         print("the configs are identical")
+    if hidden:
+        print(f"(and {len(hidden)} parameters that only some of these methods have: --all shows them)")
     return EXIT_OK
 
 

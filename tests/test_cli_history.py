@@ -139,29 +139,71 @@ def test_compare_table(history):
     for key in DIFFERING:
         assert key in result.stdout
     assert "train.epochs" not in result.stdout and "data.subset" not in result.stdout
-    same = cli(history, "compare", "alpha", "alpha")
+    assert "only some of these methods" not in result.stdout
+
+
+def test_compare_takes_two_different_runs(history):
+    alpha = history["ids"]["alpha"]
+    same = cli(history, "compare", "alpha", alpha[:-2])
+    assert same.returncode == 2 and f"alpha and {alpha[:-2]} are the same run, {alpha}" in same.stderr
+    alone = cli(history, "compare", "beta")
+    assert alone.returncode == 2 and "two runs or more" in alone.stderr
+
+
+def test_compare_twins_and_runs_of_different_methods(history, copied):
+    alpha = copied / "runs" / history["ids"]["alpha"]
+    twin = run_fbt("run", MLP_TO_CNN, *tiny_sets(), "--name", "alpha", "--tag", "keep", "--json")
+    assert twin.returncode == 0, twin.stderr
+    same = run_fbt("compare", alpha.name, stdout_events(twin.stdout)[0]["run_id"])
     assert "the configs are identical" in same.stdout
+    kd = run_fbt("run", MLP_TO_CNN, *tiny_sets("method.name='kd'"), "--name", "kd")
+    assert kd.returncode == 0, kd.stderr
+    result = run_fbt("compare", alpha.name, "kd")
+    keys = {line.split()[0] for line in result.stdout.splitlines() if line.startswith(("method.", "run."))}
+    # fbt's own parameters and kd's temperature are not differences anyone chose: counted, not listed
+    assert keys == {"method.name", "run.name", "run.tags"}, result.stdout
+    fbt_only = tomllib.loads((alpha / "config.toml").read_text())["method"].keys() - {"name", "ce_weight"}
+    assert f"and {len(fbt_only) + 2} parameters that only some of these methods have" in result.stdout
+    every = run_fbt("compare", alpha.name, "kd", "--all").stdout
+    assert {"method.nce_tau", "method.temperature"} <= {line.split()[0] for line in every.splitlines() if line}
 
 
 # -- export --------------------------------------------------------------------------------------------
 
-def test_export_csv_has_one_row_per_logged_step(history, tmp_path):
+def test_export_csv_has_every_logged_step_and_each_epochs_validation(history, tmp_path):
     events = history["alpha_events"]
     step_events = [e for e in events if e["type"] == "step"]
+    epoch_events = [e for e in events if e["type"] == "epoch"]
     out = tmp_path / "alpha.csv"
     result = cli(history, "export", "alpha", "--format", "csv", "-o", str(out))
     assert result.returncode == 0 and result.stdout == ""
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert len(rows) == len(step_events) > 1
-    for row, ev in zip(rows, step_events):
-        assert (row["run"], row["phase"], int(row["step"]), int(row["epoch"])) == (
-            history["ids"]["alpha"], ev["phase"], ev["step"], ev["epoch"])
+    by_step = {(r["phase"], int(r["step"])): r for r in rows}
+    assert len(by_step) == len(rows)
+    for ev in step_events:
+        row = by_step[ev["phase"], ev["step"]]
+        assert (row["run"], int(row["epoch"])) == (history["ids"]["alpha"], ev["epoch"])
         assert float(row["loss"]) == pytest.approx(ev["loss"])
         for term, value in ev["losses"].items():
             assert float(row[f"loss/{term}"]) == pytest.approx(value)
+    # each epoch's validation sits on the row of the step that ended it, and only there
+    assert epoch_events and [(r["phase"], int(r["step"])) for r in rows if r["val_loss"]] == [
+        (e["phase"], e["step"]) for e in epoch_events]
+    for ev in epoch_events:
+        row = by_step[ev["phase"], ev["step"]]
+        assert float(row["val_loss"]) == pytest.approx(ev["val_loss"])
+        assert float(row["train_loss"]) == pytest.approx(ev["train_loss"])
+        for who in ("student", "teacher", "fusion"):
+            assert (float(row[f"{who}/top1"]) if row[f"{who}/top1"] else None) == (
+                pytest.approx(ev[who]["top1"]) if who in ev else None)
+    header = out.read_text().splitlines()[0].split(",")
+    assert header[:8] == ["run", "phase", "step", "epoch", "time", "lr", "loss", "img_s"]
+    assert max(header.index(c) for c in header if c.startswith("loss/")) < header.index("val_loss")
     beta_steps = [e for e in file_events(history["home"] / "runs" / history["ids"]["beta"]) if e["type"] == "step"]
     both = list(csv.DictReader(io.StringIO(cli(history, "export", "alpha", "beta", "--format", "csv").stdout)))
-    assert [int(r["step"]) for r in both] == [e["step"] for e in step_events + beta_steps]
+    assert [int(r["step"]) for r in both if r["loss"]] == [e["step"] for e in step_events + beta_steps]
+    assert sum(bool(r["val_loss"]) for r in both) == len(epoch_events) + sum(
+        e["type"] == "epoch" for e in file_events(history["home"] / "runs" / history["ids"]["beta"]))
 
 
 def test_export_json_jsonl_and_markdown(history):

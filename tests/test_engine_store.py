@@ -409,3 +409,20 @@ def test_a_resumed_runs_duration_leaves_out_the_time_between_its_segments():
     meta = {"id": "20250101-000000-aaaaaa", "status": "finished", "started": t0, "ended": t0 + 150 + day}
     assert summarize(meta, events).duration == pytest.approx(150.0)
     assert summarize(meta, events[:3] + events[4:]).duration == pytest.approx(150.0 + day)  # no resume: no gap
+
+
+def test_csv_rows_put_each_epochs_validation_on_the_step_that_ended_it():
+    from fbt_engine.store.export import metric_rows
+
+    def step(n, epoch):
+        return {"type": "step", "time": float(n), "phase": "distillation", "step": n, "epoch": epoch, "loss": 1.0}
+
+    def epoch(n, at, top1):
+        return {"type": "epoch", "time": at + 0.5, "phase": "distillation", "epoch": n, "step": at, "val_loss": 0.5,
+                "student": {"top1": top1, "top5": 90.0}}
+
+    # log_every 3 with 4 steps an epoch: epoch 1 ends on an unlogged step, epoch 2 on a logged one
+    rows = metric_rows("r", [step(3, 1), epoch(1, 4, 10.0), step(6, 2), step(8, 2), epoch(2, 8, 20.0)])
+    assert [(r["step"], r.get("loss"), r.get("student/top1")) for r in rows] == [
+        (3, 1.0, None), (4, None, 10.0), (6, 1.0, None), (8, 1.0, 20.0)]
+    assert rows[1]["epoch"] == 1 and rows[1]["time"] == 4.5

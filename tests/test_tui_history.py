@@ -7,7 +7,7 @@ import sys
 import time
 
 from textual.content import Content
-from textual.widgets import DataTable, Input, RadioButton
+from textual.widgets import DataTable, Input, Label, RadioButton
 
 from fbt_engine.store.runs import RunStore
 from fbt_tui.screens.compare import CompareScreen
@@ -137,6 +137,29 @@ def test_compare_shows_only_the_config_keys_that_differ(fbt_home):
         await pilot.press("escape")
         assert not isinstance(app.screen, CompareScreen)
         assert list(app.screen.marked) == [a, b]
+
+    run_app(scenario, start_mode="history")
+
+
+def test_compare_counts_the_parameters_only_one_method_has(fbt_home):
+    t0 = time.time() - 100
+    fake_run(fbt_home, "fbt", started=t0)
+    fake_run(fbt_home, "kd", started=t0 + 10,
+             method={"name": "kd", "ce_weight": 1.0, "temperature": 4.0, "kd_weight": 1.0})
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 2)
+        await pilot.press("space", "down", "space", "c")
+        screen = app.screen
+        await wait_for(pilot, lambda: isinstance(screen, CompareScreen) and screen.data is not None, 20,
+                       "the comparison")
+        diff = screen.query_one("#compare-diff", DataTable)
+        assert [str(diff.get_row_at(i)[0]) for i in range(diff.row_count)] == ["method.name", "run.name"]
+        own = len(screen.data.diff) - 2
+        assert own > 10 and f"and {own} parameters that only some of these methods have" in str(
+            screen.query_one("#compare-diff-title", Label).render())
+        await pilot.press("a")
+        assert "method.temperature" in {str(diff.get_row_at(i)[0]) for i in range(diff.row_count)}
 
     run_app(scenario, start_mode="history")
 

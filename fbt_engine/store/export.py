@@ -23,36 +23,52 @@ _STEP_COLUMNS = ["run", "phase", "step", "epoch", "time", "lr", "loss", "img_s"]
 
 def step_rows(run_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per logged step; loss terms become `loss/<term>` columns."""
-    rows = []
-    for ev in effective(events):
-        if ev["type"] != "step":
-            continue
-        row = {"run": run_id, **{k: ev.get(k) for k in _STEP_COLUMNS[1:]}}
-        row.update({f"loss/{k}": v for k, v in (ev.get("losses") or {}).items()})
-        rows.append(row)
-    return rows
+    return [_step_row(run_id, ev) for ev in effective(events) if ev["type"] == "step"]
+
+
+def _step_row(run_id: str, ev: dict[str, Any]) -> dict[str, Any]:
+    row = {"run": run_id, **{k: ev.get(k) for k in _STEP_COLUMNS[1:]}}
+    row.update({f"loss/{k}": v for k, v in (ev.get("losses") or {}).items()})
+    return row
+
+
+def _epoch_columns(ev: dict[str, Any]) -> dict[str, Any]:
+    row = {"train_loss": ev.get("train_loss"), "val_loss": ev.get("val_loss"), "epoch_time": ev.get("epoch_time")}
+    for who in ("student", "teacher", "fusion"):
+        for metric in ("top1", "top5"):
+            row[f"{who}/{metric}"] = (ev.get(who) or {}).get(metric)
+    return row
 
 
 def epoch_rows(run_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
+    return [{"run": run_id, "phase": ev.get("phase"), "epoch": ev.get("epoch"), "step": ev.get("step"),
+             **_epoch_columns(ev)} for ev in effective(events) if ev["type"] == "epoch"]
+
+
+def metric_rows(run_id: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The CSV's one table: a row per logged step, each epoch's mean train loss, validation loss
+    and accuracies on the row of the step that ended it (on a row of their own where that step was
+    not logged), so that filtering on a validation column gives the epoch curve."""
+    rows: list[dict[str, Any]] = []
     for ev in effective(events):
-        if ev["type"] != "epoch":
-            continue
-        row = {"run": run_id, "phase": ev.get("phase"), "epoch": ev.get("epoch"), "step": ev.get("step"),
-               "train_loss": ev.get("train_loss"), "val_loss": ev.get("val_loss"),
-               "epoch_time": ev.get("epoch_time")}
-        for who in ("student", "teacher", "fusion"):
-            for metric in ("top1", "top5"):
-                row[f"{who}/{metric}"] = (ev.get(who) or {}).get(metric)
-        rows.append(row)
+        if ev["type"] == "step":
+            rows.append(_step_row(run_id, ev))
+        elif ev["type"] == "epoch":
+            last = rows[-1] if rows else {}
+            if (last.get("phase"), last.get("step")) != (ev.get("phase"), ev.get("step")):
+                last = {"run": run_id, **{k: ev.get(k) for k in _STEP_COLUMNS[1:5]}}
+                rows.append(last)
+            last.update(_epoch_columns(ev))
     return rows
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Every key in the order first seen, the loss terms (which phases add as they come) together
+    after the step's own columns."""
     cols: list[str] = []
     for row in rows:
         cols += [k for k in row if k not in cols]
-    return cols
+    return sorted(cols, key=lambda c: 0 if c in _STEP_COLUMNS else 1 if c.startswith("loss/") else 2)
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
@@ -91,7 +107,7 @@ def markdown(store: RunStore, run_ids: list[str]) -> str:
 
 def export_metrics(store: RunStore, run_ids: list[str], fmt: str) -> str:
     if fmt == "csv":
-        return to_csv([row for rid in run_ids for row in step_rows(rid, store.events(rid))])
+        return to_csv([row for rid in run_ids for row in metric_rows(rid, store.events(rid))])
     if fmt == "jsonl":
         return "".join(json.dumps({"run": rid, **ev}, separators=(",", ":")) + "\n"
                        for rid in run_ids for ev in effective(store.events(rid)))
@@ -182,6 +198,14 @@ def config_diff(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
     flat = [flatten(c) for c in configs]
     keys = sorted(set().union(*flat))
     return {k: [f.get(k) for f in flat] for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1}
+
+
+def method_own_keys(diff: dict[str, list[Any]]) -> set[str]:
+    """The keys in `diff` that are one method's own parameters, absent from the runs of another
+    method: a consequence of method.name differing, not a choice of their own."""
+    if "method.name" not in diff:
+        return set()
+    return {key for key, values in diff.items() if key.startswith("method.") and None in values}
 
 
 def compare(store: RunStore, run_ids: list[str]) -> tuple[list[RunSummary], dict[str, list[Any]]]:

@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Static
 
-from fbt_engine.store.export import compare, flatten, load_config
+from fbt_engine.store.export import compare, flatten, load_config, method_own_keys
 from fbt_engine.store.runs import RunStore
 from fbt_engine.store.summary import RunSummary
 
@@ -146,14 +146,17 @@ class CompareScreen(FbtScreen):
 
     def _diff(self) -> None:
         assert self.data is not None
-        rows = self.data.everything if self.show_all else self.data.diff
+        hidden = method_own_keys(self.data.diff)
+        rows = self.data.everything if self.show_all else {
+            key: values for key, values in self.data.diff.items() if key not in hidden}
         table = self.query_one("#compare-diff", DataTable)
         table.clear(columns=True)
         table.add_columns("key", *[rid[-6:] for rid in self.run_ids])
         for key, values in rows.items():
             differs = key in self.data.diff
             table.add_row(Text(key, style="bold" if differs else "dim"), *[_value(v) for v in values])
+        own = f", and {len(hidden)} parameters that only some of these methods have" if hidden else ""
         what = "every config key (a: only the differing ones)" if self.show_all else (
-            f"{len(self.data.diff)} config key(s) differ (a: show all)" if self.data.diff else
+            f"{len(rows)} config key(s) differ{own} (a: show all)" if rows else
             "the configs are identical (a: show all)")
         self.query_one("#compare-diff-title", Label).update(what)
