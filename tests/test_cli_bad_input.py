@@ -44,9 +44,11 @@ SET_CASES = [
      ["data.root: no such folder: {tmp}/nothing"]),
     ("cifar-without-its-files", ["data.name=cifar10", "data.root={tmp}"], 3,
      ["data.root: {tmp} has no cifar-10-batches-py/ folder", "data.download = true"]),
-    ("cifar-without-root", ["data.name=cifar100"], 2, ['data.root: dataset "cifar100" needs a root folder']),
+    # the preset names no dataset that needs a folder: --set's data.name made data.root a problem
+    ("cifar-without-root", ["data.name=cifar100"], 2, ['--set: data.root: dataset "cifar100" needs a root folder']),
     ("imagefolder-layout", ["data.name=imagefolder", "data.root={tmp}"], 2,
-     ['data.img_size: dataset "imagefolder" has no native size', "data.root: {tmp} has no train/ or val/ folder"]),
+     ['--set: data.img_size: dataset "imagefolder" has no native size',
+      "--set: data.root: {tmp} has no train/ or val/ folder"]),
     ("device-typo", ['run.device="gpu"'], 2, ["run.device: expected auto, cpu, cuda or cuda:N, got 'gpu'"]),
 ]
 

@@ -4,6 +4,7 @@ expectation and a "did you mean"; `--set` parsing; the torch-free model-name sca
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 
 import pytest
 import tomli_w
@@ -179,6 +180,22 @@ def test_dataset_layouts_are_checked_before_any_loading(tmp_path):
         resolve(MLP_TO_CNN, ["data.name=imagefolder", f"data.root={tmp_path}"])
     assert {p.key for p in exc.value.problems} == {"data.img_size", "data.root"}
     assert "train/ or val/" in str(exc.value)
+
+
+
+def test_a_cross_field_problem_is_blamed_on_whichever_side_set_a_key_behind_it(tmp_path):
+    """data.root is nobody's key here: the dataset that needs one is; and τ is the preset's
+    default, the range it must lie in --set's."""
+    preset = tmp_path / "cifar.toml"
+    preset.write_text(Path(MLP_TO_CNN).read_text().replace('name = "fashion_mnist_5k"', 'name = "cifar100"'))
+    assert "cifar100" in preset.read_text()
+
+    def origins(path, sets):
+        return {p.key: p.source for p in collect(path, sets).problems}
+
+    assert origins(preset, []) == {"data.root": str(preset)}
+    assert origins(MLP_TO_CNN, ["data.name='cifar100'"]) == {"data.root": "--set"}
+    assert origins(MLP_TO_CNN, ["method.nce_tau_max=0.05"]) == {"method.nce_tau": "--set"}
 
 
 # -- --set parsing -----------------------------------------------------------------------------------

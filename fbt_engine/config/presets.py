@@ -234,7 +234,7 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
             continue
         key = f"{side}.model"
         if not model:
-            problems.append(Problem(origin(key), key, f'is required by method "{cfg.method.name}"'))
+            problems.append(Problem(origin(key, "method.name"), key, f'is required by method "{cfg.method.name}"'))
         elif not is_known_model(model):
             problems.append(Problem(origin(key), key,
                                     f'unknown model "{model}"{did_you_mean(model, known_model_names())}'))
@@ -246,7 +246,7 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
                                 f"no such file: {ckpt}{_path_hint(ckpt)}", environment=True))
     method = cfg.method
     if isinstance(method, FBTParams) and not method.nce_tau_min <= method.nce_tau <= method.nce_tau_max:
-        problems.append(Problem(origin("method.nce_tau"), "method.nce_tau",
+        problems.append(Problem(origin("method.nce_tau", "method.nce_tau_min", "method.nce_tau_max"), "method.nce_tau",
                                 f"expected within [nce_tau_min, nce_tau_max] = "
                                 f"[{method.nce_tau_min}, {method.nce_tau_max}], got {method.nce_tau}"))
 
@@ -298,25 +298,27 @@ def _check_data(data: DataSection, origin, problems: list[Problem]) -> None:
     if info is None:
         return  # already reported by the schema
     if not info.native_size and not data.img_size:  # folders hold images of any size
-        problems.append(Problem(origin("data.img_size"), "data.img_size",
+        problems.append(Problem(origin("data.img_size", "data.name"), "data.img_size",
                                 f'dataset "{data.name}" has no native size; set the side the models see, e.g. 224'))
     if data.subset and data.subset < data.batch_size:  # training drops the last partial batch
-        problems.append(Problem(origin("data.subset"), "data.subset",
+        problems.append(Problem(origin("data.subset", "data.batch_size"), "data.subset",
                                 f"{data.subset} images cannot fill one batch of data.batch_size = {data.batch_size}"))
     root = data.root or info.default_root
+    root_origin = origin("data.root", "data.name")  # the folder the dataset needs, or its layout
     if info.needs_root and not root:
-        problems.append(Problem(origin("data.root"), "data.root", f'dataset "{data.name}" needs a root folder'))
+        problems.append(Problem(root_origin, "data.root", f'dataset "{data.name}" needs a root folder'))
     elif root and not (data.download or Path(root).expanduser().is_dir()):
         hint = _path_hint(root) or (" (apt-get install -y dataset-fashion-mnist)" if data.name == "fashion_mnist" else "")
-        problems.append(Problem(origin("data.root"), "data.root", f"no such folder: {root}{hint}", environment=True))
+        missing_origin = origin("data.root") if data.root else root_origin  # else the dataset's default folder
+        problems.append(Problem(missing_origin, "data.root", f"no such folder: {root}{hint}", environment=True))
     elif root and info.folder and not data.download and not (Path(root).expanduser() / info.folder).is_dir():
-        problems.append(Problem(origin("data.root"), "data.root",
+        problems.append(Problem(root_origin, "data.root",
                                 f"{root} has no {info.folder}/ folder (torchvision's {data.name} layout); "
                                 "set data.download = true to fetch it", environment=True))
     elif root and not info.in_memory:
         missing = [f"{s}/" for s in ("train", "val") if not (Path(root).expanduser() / s).is_dir()]
         if missing:
-            problems.append(Problem(origin("data.root"), "data.root",
+            problems.append(Problem(root_origin, "data.root",
                                     f"{root} has no {' or '.join(missing)} folder (expected train/<class>/… and "
                                     "val/<class>/…)", environment=True))
 
@@ -359,8 +361,10 @@ def collect(preset: str | Path | None, overrides: Iterable[str] = (), *, relativ
     from_set = _dotted_keys(over)
     table = anchored_merge(table, relative_to or Path(source).parent, over)
 
-    def origin(key: str) -> str:
-        return SET_SOURCE if key in from_set else source
+    def origin(key: str, *causes: str) -> str:
+        """Where a problem with `key` comes from: --set where it or a key that made it a problem
+        (`causes`: data.name, for a root that dataset needs) was set there."""
+        return SET_SOURCE if from_set.intersection((key, *causes)) else source
 
     cfg = build_config(table, origin, problems)
     # Cross-field checks run on a partly invalid config too (invalid fields hold their defaults),
