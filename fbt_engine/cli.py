@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from fbt_engine.formats import duration, percent, to_devnull, when
@@ -88,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", choices=("csv", "json", "jsonl", "md"))
     exp.add_argument("-o", "--output", default="-", help="file, or - for stdout")
     exp.add_argument("--student", metavar="FILE.safetensors", help="write the student's weights and a sidecar TOML")
+    exp.add_argument("--weights", choices=("final", "best"),
+                     help="with --student: the last epoch's weights (the default) or the best evaluated epoch's")
 
     presets = sub.add_parser("presets", help="built-in and user presets").add_subparsers(dest="presets_command",
                                                                                        metavar="ACTION")
@@ -338,7 +341,7 @@ def _runs_ls(store, args) -> int:
     _print_table(["id", "name", "status", "method", "teacher → student", "best top-1 @ep", "final", "duration",
                   "tags", "started"],
                  [[r.id, r.name if r.name != r.id else "", r.status, r.method, r.pair,
-                   f"{percent(r.best_top1)} @{r.best_epoch or '–'}", percent(r.final_top1), duration(r.duration),
+                   f"{percent(r.best_top1)} @{r.best_epoch or '–'}", percent(r.final_top1), duration(r.elapsed(time.time())),
                    ",".join(r.tags), when(r.started)] for r in rows],
                  right=frozenset({5, 6, 7}), flexible=frozenset({1, 3, 4, 8}), optional=(9, 7))
     return EXIT_OK
@@ -364,7 +367,7 @@ def _runs_show(store, args) -> int:
                          ("best top-1", f"{percent(s.best_top1)} (epoch {s.best_epoch or '–'})"),
                          ("final top-1", percent(s.final_top1)), ("teacher top-1", percent(s.teacher_top1)),
                          ("fusion top-1", percent(s.fusion_top1)), ("epochs", f"{s.epochs_done}/{s.epochs_total}"),
-                         ("started", when(s.started)), ("duration", duration(s.duration)),
+                         ("started", when(s.started)), ("duration", duration(s.elapsed(time.time()))),
                          ("tags", ", ".join(s.tags) or "–"), ("note", s.note or "–"), ("folder", str(store.run_dir(rid)))):
         out.print(f"  {label:14s} {value}")
     if failure:
@@ -391,7 +394,7 @@ def cmd_compare(args) -> int:
     for s in summaries:
         mark = " ★" if s.best_top1 is not None and s.best_top1 == best else ""
         rows.append([s.id, s.method, s.pair, s.status, f"{percent(s.best_top1)} @{s.best_epoch or '–'}{mark}",
-                     percent(s.final_top1), percent(s.fusion_top1), duration(s.duration)])
+                     percent(s.final_top1), percent(s.fusion_top1), duration(s.elapsed(time.time()))])
     _print_table(["id", "method", "teacher → student", "status", "best top-1 @ep", "final", "fusion", "duration"],
                  rows, right=frozenset({4, 5, 6, 7}), flexible=frozenset({1, 2}), title="runs")
     hidden = set() if args.all else method_own_keys(diff)
@@ -419,15 +422,18 @@ def cmd_export(args) -> int:
             raise CliError("export --student takes exactly one run")
         if args.format or args.output != "-":
             raise CliError("export: --student writes the weights; --format and -o export metrics: one at a time")
+        which = args.weights or "final"
         target = Path(args.student).expanduser()
         if target.is_dir() or args.student.endswith("/"):  # a folder: the run's id names the file
-            target = target / f"{ids[0]}.safetensors"
+            target = target / f"{ids[0]}{'_best' if which == 'best' else ''}.safetensors"
         try:
-            weights, sidecar = export_student(store, ids[0], target)
+            weights, sidecar = export_student(store, ids[0], target, which)
         except ExportError as exc:
             raise CliError(str(exc), EXIT_ENV) from None
         print(f"wrote {weights} and {sidecar}")
         return EXIT_OK
+    if args.weights:
+        raise CliError("export: --weights chooses the student's weights: give --student FILE.safetensors too")
     if not args.format:
         raise CliError("export: give --format csv|json|jsonl|md, or --student FILE.safetensors")
     _write(export_metrics(store, ids, args.format), args.output)

@@ -68,7 +68,7 @@ def test_json_stream_run_folder_and_human_output(history):
     assert (run_dir / "preset.toml").read_bytes() == (PRESETS / "mlp_to_cnn.toml").read_bytes()
     config = tomllib.loads((run_dir / "config.toml").read_text())
     assert config == started["config"] and config["run"]["name"] == "alpha" and config["data"]["subset"] == 500
-    for name in ("checkpoints/last.pt", "checkpoints/best.pt", "student.safetensors"):
+    for name in ("checkpoints/last.pt", "checkpoints/best.pt", "student.safetensors", "student_best.safetensors"):
         assert (run_dir / name).is_file(), name
     m = meta(run_dir)
     assert (m["status"], m["exit_code"], m["segments"], m["tags"], m["name"]) == ("finished", 0, 1, ["keep"], "alpha")
@@ -208,7 +208,7 @@ def test_export_csv_has_every_logged_step_and_each_epochs_validation(history, tm
 
 def test_export_json_jsonl_and_markdown(history):
     events = history["alpha_events"]
-    doc = json.loads(cli(history, "export", "alpha", "--format", "json").stdout)
+    [doc] = json.loads(cli(history, "export", "alpha", "--format", "json").stdout)  # a list, even of one run
     assert doc["summary"]["id"] == history["ids"]["alpha"] and doc["config"]["run"]["name"] == "alpha"
     assert len(doc["steps"]) == sum(e["type"] == "step" for e in events)
     assert len(doc["stages"]) == sum(e["type"] == "stages" for e in events) >= 1
@@ -239,6 +239,12 @@ def test_export_student_loads_into_timm(history, tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == [f"{history['ids']['alpha']}.{ext}" for ext in ("safetensors", "toml")]
     both = cli(history, "export", "alpha", "--student", str(tmp_path / "x.safetensors"), "--format", "csv")
     assert both.returncode == 2 and "one at a time" in both.stderr
+    assert cli(history, "export", "alpha", "--student", str(folder), "--weights", "best").returncode == 0
+    best = tomllib.loads((folder / f"{history['ids']['alpha']}_best.toml").read_text())["source"]
+    assert (best["weights"], best["epoch"]) == ("best", history["alpha_events"][-1]["best"]["epoch"])
+    assert sidecar["source"]["weights"] == "final" and "epoch" not in sidecar["source"]
+    alone = cli(history, "export", "alpha", "--weights", "best", "--format", "csv")
+    assert alone.returncode == 2 and "give --student" in alone.stderr
 
     import timm
     import torch

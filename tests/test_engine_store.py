@@ -329,6 +329,18 @@ def test_effective_after_two_resumes_and_the_summary_that_folds_it():
     assert (s.best_top1, s.best_epoch, s.final_top1, s.epochs_done) == (35.0, 2, 33.0, 3)
 
 
+def test_a_running_runs_duration_counts_to_now_less_the_pause_between_its_segments():
+    """Its row is refreshed at epoch ends: `runs ls` and the app count on from there."""
+    events = [{"type": "run_started", "time": 100.0, "config": CONFIG}, {"type": "step", "time": 130.0},
+              {"type": "resume", "time": 1130.0, "segment": 2, "phase": "distillation", "from_step": 0},
+              {"type": "step", "time": 1150.0}]
+    running = summarize({"id": "r", "status": "running", "started": 100.0, "heartbeat": 1150.0}, events)
+    assert (running.duration, running.paused) == (50.0, 1000.0)
+    assert running.elapsed(now=1200.0) == 100.0
+    finished = summarize({"id": "r", "status": "finished", "started": 100.0, "ended": 1150.0}, events)
+    assert finished.elapsed(now=5000.0) == finished.duration == 50.0
+
+
 def test_a_resume_only_supersedes_its_own_phase():
     events = [_ev("step", phase="teacher_training", step=5), _ev("step", phase="distillation", step=5),
               _ev("resume", segment=2, phase="teacher_training", from_step=2)]

@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 
 from textual.content import Content
 from textual.widgets import DataTable, Input, Label, RadioButton
@@ -167,6 +168,7 @@ def test_compare_counts_the_parameters_only_one_method_has(fbt_home):
 def test_export_matches_the_cli(fbt_home, tmp_path):
     run_id = fake_run(fbt_home, "exported", top1=(50.0, 60.0))
     out_csv, out_md, out_student = tmp_path / "m [/] x.csv", tmp_path / "m.md", tmp_path / "student.safetensors"
+    out_best = tmp_path / "best.safetensors"
 
     async def export(app, pilot, fmt: str, path) -> None:
         await pilot.press("e")
@@ -189,6 +191,8 @@ def test_export_matches_the_cli(fbt_home, tmp_path):
         await wait_for(pilot, out_md.exists, 10, "the Markdown")
         await export(app, pilot, "student", out_student)
         await wait_for(pilot, out_student.with_suffix(".toml").exists, 10, "the student's sidecar")
+        await export(app, pilot, "student_best", out_best)
+        await wait_for(pilot, out_best.with_suffix(".toml").exists, 10, "the best student's sidecar")
 
     run_app(scenario, start_mode="history")
     for fmt, path in (("csv", out_csv), ("md", out_md)):
@@ -196,6 +200,10 @@ def test_export_matches_the_cli(fbt_home, tmp_path):
         assert cli.returncode == 0, cli.stderr
         assert path.read_text() == cli.stdout
     assert out_student.read_bytes() == (fbt_home / "runs" / run_id / "student.safetensors").read_bytes()
+    assert out_best.read_bytes() == (fbt_home / "runs" / run_id / "student_best.safetensors").read_bytes()
+    source = tomllib.loads(out_best.with_suffix(".toml").read_text())["source"]
+    assert (source["weights"], source["epoch"]) == ("best", 2)
+    assert tomllib.loads(out_student.with_suffix(".toml").read_text())["source"]["weights"] == "final"
 
 
 def test_crashed_runs_are_marked_on_start_up(fbt_home):

@@ -139,12 +139,15 @@ def fake_run(home: Path, name: str, *, top1: tuple[float, ...] = (40.0, 55.0, 50
         best = max(top1)
         writer.write("run_finished", time=t, best={"top1": best, "epoch": top1.index(best) + 1},
                      final={"top1": top1[-1]}, fusion={"top1": top1[-1] - 5}, teacher={"top1": 70.0}, steps=step,
-                     wall_time=t - started, student_weights="student.safetensors")
+                     wall_time=t - started, student_weights="student.safetensors",
+                     best_student_weights="student_best.safetensors")
         if student_file:  # weights as the engine writes them: a tensor, and the run's record beside it
             from safetensors.numpy import save_file
 
-            save_file({"w": np.full(3, len(run_id), dtype=np.float32)}, str(folder / "student.safetensors"),
-                      metadata={"kwargs": "{}", "input": '{"img_size": 28}'})
+            for file, weights, value in (("student.safetensors", "final", 1), ("student_best.safetensors", "best", 2)):
+                save_file({"w": np.full(3, value, dtype=np.float32)}, str(folder / file),
+                          metadata={"kwargs": "{}", "input": '{"img_size": 28}', "weights": weights,
+                                    **({"epoch": str(top1.index(best) + 1)} if weights == "best" else {})})
     writer.close()
     store.update_meta(run_id, status=status, started=started, ended=t, heartbeat=t,
                       exit_code=0 if status == "finished" else 1)

@@ -18,6 +18,8 @@ from fbt_engine.store.runs import RunStore
 from fbt_engine.store.summary import RunSummary
 
 FORMATS = ("csv", "json", "jsonl", "md")
+# the student's weights a finished run keeps: its last epoch's (EMA's, with train.ema) and its best evaluated epoch's
+STUDENT_FILES = {"final": "student.safetensors", "best": "student_best.safetensors"}
 _STEP_COLUMNS = ["run", "phase", "step", "epoch", "time", "lr", "loss", "img_s"]
 
 
@@ -118,7 +120,7 @@ def export_metrics(store: RunStore, run_ids: list[str], fmt: str) -> str:
             runs.append({"summary": store.summary(rid).as_dict(), "config": load_config(store, rid),
                          "steps": step_rows(rid, events), "epochs": epoch_rows(rid, events),
                          "stages": [e for e in effective(events) if e["type"] == "stages"]})
-        return json.dumps(runs if len(runs) > 1 else runs[0], indent=1) + "\n"
+        return json.dumps(runs, indent=1) + "\n"  # a list however many runs: one shape for every caller
     if fmt == "md":
         return markdown(store, run_ids)
     raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
@@ -137,23 +139,30 @@ def recorded(weights: Path) -> dict[str, Any]:
     """What the run wrote beside the student's weights, in their metadata: `kwargs`, what
     timm.create_model needs besides the name and the class count to rebuild the student (img_size
     where the model took it, as a ViT at 32 px must be told), and `input`, how evaluation made the
-    model's input from an image. Weights an older fbt saved have neither."""
+    model's input from an image; `weights`, which of the run's weights these are (final, ema, best,
+    best_ema) and `epoch`, the best one's epoch. Weights an older fbt saved have only some of them."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(weights), framework="np") as f:
             metadata = f.metadata() or {}
-        return {key: json.loads(metadata[key]) for key in ("kwargs", "input") if key in metadata}
+        found: dict[str, Any] = {key: json.loads(metadata[key]) for key in ("kwargs", "input", "epoch")
+                                 if key in metadata}
+        return found | ({"weights": metadata["weights"]} if "weights" in metadata else {})
     except (SafetensorError, ValueError) as exc:  # ValueError: a JSON value that is not JSON
         raise ExportError(f"{weights} cannot be read as safetensors weights ({exc})") from None
 
 
-def export_student(store: RunStore, run_id: str, target: Path) -> tuple[Path, Path]:
-    """The student's weights (a timm-loadable state dict) and a sidecar TOML naming the model."""
-    source = store.run_dir(run_id) / "student.safetensors"
+def export_student(store: RunStore, run_id: str, target: Path, weights: str = "final") -> tuple[Path, Path]:
+    """The student's weights (a timm-loadable state dict), its final or its best epoch's, and a
+    sidecar TOML naming the model."""
+    source = store.run_dir(run_id) / STUDENT_FILES[weights]
     if not source.is_file():
         status = store.read_meta(run_id).get("status")
-        raise ExportError(f"run {run_id} has no student.safetensors (status: {status}); "
+        if status == "finished" and weights == "best":
+            raise ExportError(f"run {run_id} kept no best epoch's weights (it evaluated no epoch, or an "
+                              "earlier fbt, which kept only the final ones, ran it): export its final weights")
+        raise ExportError(f"run {run_id} has no {source.name} (status: {status}); "
                           "weights are written when a run finishes")
     if target.suffix != ".safetensors":
         target = target.with_suffix(".safetensors")
@@ -171,7 +180,8 @@ def export_student(store: RunStore, run_id: str, target: Path) -> tuple[Path, Pa
         **({"input": written["input"]} if "input" in written else {}),
         "source": {"run": run_id, "method": summary.method, "teacher": summary.teacher,
                    "best_top1": summary.best_top1 or 0.0, "final_top1": summary.final_top1 or 0.0,
-                   "weights": "final"},
+                   "weights": written.get("weights", "final"),
+                   **({"epoch": written["epoch"]} if "epoch" in written else {})},
         "load": {"python": (
             "import timm, fbt_engine.models.small; from safetensors.torch import load_file; "
             f"m = timm.create_model({cfg['student']['model']!r}, num_classes={data.get('classes', 0)}, "

@@ -23,7 +23,8 @@ class RunSummary:
     dataset: str = ""
     started: float = 0.0
     ended: float | None = None
-    duration: float | None = None
+    duration: float | None = None  # a running run's: to its last heartbeat (see elapsed)
+    paused: float = 0.0  # the time between a run's segments, which its duration leaves out
     epochs_done: int = 0
     epochs_total: int = 0
     best_top1: float | None = None
@@ -35,6 +36,13 @@ class RunSummary:
     note: str = ""
     host: str = ""
     trashed: bool = False
+
+    def elapsed(self, now: float) -> float | None:
+        """The duration, counted to `now` while the run runs: its row, and so `duration`, is
+        refreshed only at epoch ends."""
+        if self.status == "running" and self.ended is None and self.started:
+            return max(now - self.started - self.paused, self.duration or 0.0)
+        return self.duration
 
     @property
     def pair(self) -> str:
@@ -111,6 +119,7 @@ class SummaryFold:
             method=self.method, teacher=self.teacher, student=self.student, dataset=self.dataset,
             started=started, ended=ended,
             duration=(end - started - self.between_segments) if end and started else None,
+            paused=self.between_segments,
             epochs_done=self.epochs_done, epochs_total=self.epochs_total, best_top1=self.best_top1,
             best_epoch=self.best_epoch, final_top1=self.final_top1, teacher_top1=self.teacher_top1,
             fusion_top1=self.fusion_top1, tags=list(meta.get("tags", [])), note=meta.get("note", ""),

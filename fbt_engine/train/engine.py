@@ -36,6 +36,7 @@ from fbt_engine.models.adapters import StagedModel, UnsupportedModel
 from fbt_engine.models.factory import count_params, create_model
 from fbt_engine.models.pretrained import WeightsUnreachable
 from fbt_engine.store.events import effective, read_events
+from fbt_engine.store.export import STUDENT_FILES
 from fbt_engine.store.runs import RunStore, process_start_ticks, write_text_atomic
 from fbt_engine.train import checkpoint, distributed, teacher as teacher_mod
 from fbt_engine.train.distributed import DistInfo
@@ -380,17 +381,33 @@ def distill_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
     return run_phase(phase, state, reporter, stop)
 
 
-def save_student(p: Prepared, run_dir: Path) -> Path:
+def save_students(p: Prepared, run_dir: Path) -> tuple[Path, Path | None]:
+    """The student's final weights (its EMA's, where train.ema is on) and those of its best
+    evaluated epoch, taken from the best checkpoint (None where no epoch was evaluated)."""
+    model = p.ema.module if p.ema is not None else p.student.model
+    ema = "_ema" if p.ema is not None else ""
+    final = _write_student(p, run_dir / STUDENT_FILES["final"], model.state_dict(), "ema" if ema else "final")
+    best_checkpoint = run_dir / "checkpoints" / "best.pt"
+    if not best_checkpoint.is_file():
+        return final, None
+    payload = checkpoint.load(best_checkpoint, torch.device("cpu"))
+    prefix, table = ("module.", payload["ema"]) if ema else ("student.", payload["method"])
+    state = {k.removeprefix(prefix): v for k, v in table.items() if k.startswith(prefix)}
+    best = _write_student(p, run_dir / STUDENT_FILES["best"], state, f"best{ema}",
+                          epoch=payload["state"]["best_epoch"])
+    return final, best
+
+
+def _write_student(p: Prepared, path: Path, state: dict[str, torch.Tensor], weights: str,
+                   epoch: int | None = None) -> Path:
     from safetensors.torch import save_file
 
-    path = run_dir / "student.safetensors"
-    tmp = path.with_name(".student.safetensors.tmp")
-    model = p.ema.module if p.ema is not None else p.student.model
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"model": p.resolved.config.student.model, "fbt": fbt_engine.__version__,
-                                         "weights": "ema" if p.ema is not None else "final",
-                                         "kwargs": json.dumps(model.fbt_kwargs),
-                                         "input": json.dumps(p.data.preprocessing(p.student.in_chans))})
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata={
+        "model": p.resolved.config.student.model, "fbt": fbt_engine.__version__, "weights": weights,
+        **({"epoch": str(epoch)} if epoch is not None else {}),
+        "kwargs": json.dumps(p.student.model.fbt_kwargs),
+        "input": json.dumps(p.data.preprocessing(p.student.in_chans))})
     tmp.chmod(0o644)
     tmp.replace(path)
     return path
@@ -509,12 +526,13 @@ def execute(p: Prepared, run_id: str, segment: int, resuming: bool, reporter: Re
         phase_name = "distillation"
         state = distill_phase(p, reporter, stop, resuming)
         in_sync = _ranks_in_sync(p)
-        weights = save_student(p, reporter.dir) if p.dist.is_main else None
+        weights, best_weights = save_students(p, reporter.dir) if p.dist.is_main else (None, None)
         summary = reporter.fold
         reporter.emit("run_finished", best={"top1": summary.best_top1, "epoch": summary.best_epoch},
                       final={"top1": summary.final_top1}, fusion={"top1": summary.fusion_top1},
                       teacher={"top1": summary.teacher_top1}, steps=state.step, wall_time=time.time() - started,
-                      student_weights=weights.name if weights else None, ranks_in_sync=in_sync)
+                      student_weights=weights.name if weights else None,
+                      best_student_weights=best_weights.name if best_weights else None, ranks_in_sync=in_sync)
         reporter.log(f"finished: best top-1 {summary.best_top1:.2f}% (epoch {summary.best_epoch}), "
                      f"final {summary.final_top1:.2f}% — {reporter.dir}")
         reporter.finish("finished", EXIT_OK)

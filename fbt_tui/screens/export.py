@@ -12,10 +12,13 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
-FORMATS = (("csv", "CSV: every logged step", ".csv"), ("json", "JSON: summary, config, steps, epochs, stages", ".json"),
+FORMATS = (("csv", "CSV: every logged step, each epoch's validation", ".csv"),
+           ("json", "JSON: summary, config, steps, epochs, stages", ".json"),
            ("jsonl", "JSONL: the events", ".jsonl"), ("md", "Markdown: summary and epochs", ".md"),
-           ("student", "student weights (.safetensors + sidecar .toml)", ".safetensors"))
+           ("student", "student weights, last epoch (.safetensors + sidecar .toml)", ".safetensors"),
+           ("student_best", "student weights, best epoch (.safetensors + sidecar .toml)", ".safetensors"))
 SUFFIX = {key: suffix for key, _, suffix in FORMATS}
+STUDENT_WEIGHTS = {"student": "final", "student_best": "best"}  # the formats that export the student's weights
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class ExportDialog(ModalScreen[ExportRequest | None]):
             with RadioSet(id="export-format"):
                 for key, text, _ in FORMATS:
                     yield RadioButton(text, value=key == self.format, name=key,
-                                      disabled=key == "student" and len(self.run_ids) > 1)
+                                      disabled=key in STUDENT_WEIGHTS and len(self.run_ids) > 1)
             yield Label("to file", classes="dialog-help")
             yield Input(str(Path.cwd() / f"{self._stem()}.csv"), id="export-path")
             yield Static("", id="export-error", classes="field-error")

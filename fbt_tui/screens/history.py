@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -22,7 +23,7 @@ from fbt_tui.format import STATUS_MARKS, STATUS_STYLES, duration, literal, pct, 
 from fbt_tui.screens.base import FbtScreen
 from fbt_tui.screens.compare import CompareScreen
 from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
-from fbt_tui.screens.export import ExportDialog, ExportRequest
+from fbt_tui.screens.export import STUDENT_WEIGHTS, ExportDialog, ExportRequest
 from fbt_tui.widgets.header import FbtHeader
 from fbt_tui.widgets.keybar import KeyBar
 from fbt_tui.widgets.run_table import RunTable, TableColumn
@@ -60,7 +61,8 @@ COLUMNS = (
     Column("best", "best @ep", lambda s: s.best_top1,
            lambda s: Text(f"{pct(s.best_top1)} @{s.best_epoch or '–'}", justify="right")),
     Column("final", "final", lambda s: s.final_top1, lambda s: Text(pct(s.final_top1), justify="right")),
-    Column("duration", "duration", lambda s: s.duration, lambda s: Text(duration(s.duration), justify="right"),
+    Column("duration", "duration", lambda s: s.elapsed(time.time()),
+           lambda s: Text(duration(s.elapsed(time.time())), justify="right"),
            wide_only=True),
     Column("tags", "tags", lambda s: ",".join(s.tags), lambda s: ",".join(s.tags), max_width=24),
     Column("started", "started", lambda s: s.started, lambda s: when(s.started), wide_only=True),
@@ -238,7 +240,7 @@ class HistoryScreen(FbtScreen):
             name = f" {literal(row.name)} ·" if row.name != row.id else ""
             tags = f" · tags {literal(', '.join(row.tags))}" if row.tags else ""
             text = (f"[b]{literal(row.id)}[/]{name} {literal(row.pair)} · {literal(row.dataset)} · "
-                    f"epochs {row.epochs_done}/{row.epochs_total} · {duration(row.duration)} · "
+                    f"epochs {row.epochs_done}/{row.epochs_total} · {duration(row.elapsed(time.time()))} · "
                     f"teacher {pct(row.teacher_top1)} · fusion {pct(row.fusion_top1)} · "
                     f"started {when(row.started)}{tags}")
             if row.note:
@@ -332,8 +334,8 @@ class HistoryScreen(FbtScreen):
         store = RunStore()
         try:
             target = Path(request.path).expanduser()
-            if request.format == "student":
-                weights, sidecar = export_student(store, request.run_ids[0], target)
+            if request.format in STUDENT_WEIGHTS:
+                weights, sidecar = export_student(store, request.run_ids[0], target, STUDENT_WEIGHTS[request.format])
                 message = f"wrote {weights} and {sidecar}"
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
