@@ -413,7 +413,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from fbt_engine.store.export import ExportError, export_metrics, export_student
+    from fbt_engine.store.export import BEST_STEM, ExportError, export_metrics, export_student
 
     store = _store()
     ids = [_resolve(store, r, include_trashed=True) for r in args.runs]
@@ -425,7 +425,7 @@ def cmd_export(args) -> int:
         which = args.weights or "final"
         target = Path(args.student).expanduser()
         if target.is_dir() or args.student.endswith("/"):  # a folder: the run's id names the file
-            target = target / f"{ids[0]}{'_best' if which == 'best' else ''}.safetensors"
+            target = target / f"{ids[0]}{BEST_STEM if which == 'best' else ''}.safetensors"
         try:
             weights, sidecar = export_student(store, ids[0], target, which)
         except ExportError as exc:

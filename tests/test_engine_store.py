@@ -341,6 +341,38 @@ def test_a_running_runs_duration_counts_to_now_less_the_pause_between_its_segmen
     assert finished.elapsed(now=5000.0) == finished.duration == 50.0
 
 
+def test_a_resume_refreshes_the_row_with_the_pause_before_it(store):
+    """Else, until the next epoch ended, `runs ls` counted the pause into the resumed run's time."""
+    rid = make_run(store)
+    reporter = Reporter(store, rid, json_stdout=False, human=HumanOutput(quiet=True))
+    now = time.time()
+    reporter.emit("run_started", time=now - 1000, run_id=rid, segment=1, config=CONFIG, uses_teacher=True)
+    reporter.emit("step", time=now - 990, phase="distillation", step=1, epoch=1, lr=0.1, loss=2.0, losses={})
+    reporter.emit("resume", time=now, segment=2, phase="distillation", from_step=0)
+    row = next(r for r in store.index.all() if r.id == rid)
+    assert row.paused == pytest.approx(990.0)
+    reporter.writer.close()
+
+
+def test_an_index_row_from_before_the_paused_column_reads_as_no_pause(store, fbt_home):
+    """A run that an older fbt is still running writes its row without the column."""
+    rid = finished_run(store)
+    store.index.db.execute("UPDATE runs SET paused = NULL, status = 'running', ended = NULL WHERE id = ?", (rid,))
+    row = next(r for r in store.index.all() if r.id == rid)
+    assert row.paused == 0.0 and row.elapsed(row.started + 100.0) >= 100.0
+
+
+def test_method_parameters_are_hidden_only_where_the_runs_that_have_them_agree():
+    from fbt_engine.store.export import config_diff, method_own_keys
+
+    fbt = {"method": {"name": "fbt", "nce_tau": 0.07, "nce_dim": 256}, "run": {"name": "a"}}
+    fbt_hot = {"method": {"name": "fbt", "nce_tau": 0.2, "nce_dim": 256}, "run": {"name": "b"}}
+    kd = {"method": {"name": "kd", "temperature": 4.0}, "run": {"name": "c"}}
+    assert method_own_keys(config_diff([fbt, kd])) == {"method.nce_tau", "method.nce_dim", "method.temperature"}
+    assert method_own_keys(config_diff([fbt, fbt_hot, kd])) == {"method.nce_dim", "method.temperature"}
+    assert method_own_keys(config_diff([fbt, fbt_hot])) == set()
+
+
 def test_a_resume_only_supersedes_its_own_phase():
     events = [_ev("step", phase="teacher_training", step=5), _ev("step", phase="distillation", step=5),
               _ev("resume", segment=2, phase="teacher_training", from_step=2)]

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from functools import partial
+from types import SimpleNamespace
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from conftest import PRESETS, TINY
 from fbt_engine.config.presets import resolve
 from fbt_engine.store.runs import RunStore
-from fbt_engine.train.engine import RunOptions, prepare, run
+from fbt_engine.train.engine import RunOptions, prepare, run, save_students
 from fbt_engine.train.loop import evaluate, fit_channels
 
 
@@ -42,10 +44,12 @@ def test_the_reported_accuracy_is_the_saved_students_in_eval_mode(with_cached_te
     assert scored["val_loss"] == pytest.approx(last_epoch["val_loss"], rel=1e-4)
 
 
-def test_the_best_epochs_weights_score_the_reported_best(with_cached_teacher):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_the_best_epochs_weights_score_the_reported_best(with_cached_teacher, ema):
     """With this learning rate the tiny run's first epoch scores best (17 % against 12 % on this
-    machine), so the best weights are not the final ones."""
-    sets = [*TINY, "train.epochs=3", "optim.lr=0.5"]
+    machine, without EMA), so the best weights are not the final ones. With EMA, what is evaluated
+    and kept is the EMA's weights, which best.pt holds apart from the student's."""
+    sets = [*TINY, "train.epochs=3", "optim.lr=0.5", f"train.ema={ema}"]
     assert run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=sets, quiet=True)) == 0
     store = RunStore()
     run_id = store.resolve("last")
@@ -64,3 +68,16 @@ def test_the_best_epochs_weights_score_the_reported_best(with_cached_teacher):
     assert scored["val_loss"] == pytest.approx(epochs[finished["best"]["epoch"]]["val_loss"], rel=1e-4)
     same = all(torch.equal(best[k], final[k]) for k in best)
     assert same == (finished["best"]["epoch"] == max(epochs))
+    with safe_open(str(folder / finished["best_student_weights"]), framework="pt") as f:
+        assert f.metadata()["weights"] == ("best_ema" if ema else "best")
+        assert f.metadata()["epoch"] == str(finished["best"]["epoch"])
+
+    # a best.pt that does not hold the best the run reports (an attempt that a resume replayed after
+    # a crash between best.pt and last.pt) is not passed off as the best epoch's weights
+    said: list[str] = []
+    replayed = SimpleNamespace(dir=folder, log=said.append, fold=SimpleNamespace(
+        best_epoch=finished["best"]["epoch"], best_top1=finished["best"]["top1"] - 1.0))
+    (folder / "student_best.safetensors").unlink()
+    p.ema = None
+    assert save_students(p, replayed)[1] is None and not (folder / "student_best.safetensors").exists()
+    assert "an attempt that a resume replayed" in said[0]

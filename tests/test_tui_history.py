@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from pathlib import Path
 
 from textual.content import Content
 from textual.widgets import DataTable, Input, Label, RadioButton
@@ -169,6 +170,7 @@ def test_export_matches_the_cli(fbt_home, tmp_path):
     run_id = fake_run(fbt_home, "exported", top1=(50.0, 60.0))
     out_csv, out_md, out_student = tmp_path / "m [/] x.csv", tmp_path / "m.md", tmp_path / "student.safetensors"
     out_best = tmp_path / "best.safetensors"
+    offered = []  # the file names the dialog offers, format by format
 
     async def export(app, pilot, fmt: str, path) -> None:
         await pilot.press("e")
@@ -176,7 +178,9 @@ def test_export_matches_the_cli(fbt_home, tmp_path):
         assert isinstance(dialog, ExportDialog)
         next(b for b in dialog.query(RadioButton) if b.name == fmt).value = True
         await pilot.pause()
-        dialog.query_one("#export-path", Input).value = str(path)
+        box = dialog.query_one("#export-path", Input)
+        offered.append(Path(box.value).name)
+        box.value = str(path)
         await pilot.press("enter")
 
     async def scenario(app, pilot):
@@ -201,6 +205,7 @@ def test_export_matches_the_cli(fbt_home, tmp_path):
         assert path.read_text() == cli.stdout
     assert out_student.read_bytes() == (fbt_home / "runs" / run_id / "student.safetensors").read_bytes()
     assert out_best.read_bytes() == (fbt_home / "runs" / run_id / "student_best.safetensors").read_bytes()
+    assert offered[2:] == [f"{run_id}.safetensors", f"{run_id}_best.safetensors"]  # not one file for both
     source = tomllib.loads(out_best.with_suffix(".toml").read_text())["source"]
     assert (source["weights"], source["epoch"]) == ("best", 2)
     assert tomllib.loads(out_student.with_suffix(".toml").read_text())["source"]["weights"] == "final"

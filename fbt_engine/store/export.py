@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import shutil
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from fbt_engine.store.summary import RunSummary
 FORMATS = ("csv", "json", "jsonl", "md")
 # the student's weights a finished run keeps: its last epoch's (EMA's, with train.ema) and its best evaluated epoch's
 STUDENT_FILES = {"final": "student.safetensors", "best": "student_best.safetensors"}
+BEST_STEM = "_best"  # an exported file of the best weights ends its name so, by default
 _STEP_COLUMNS = ["run", "phase", "step", "epoch", "time", "lr", "loss", "img_s"]
 
 
@@ -160,8 +162,9 @@ def export_student(store: RunStore, run_id: str, target: Path, weights: str = "f
     if not source.is_file():
         status = store.read_meta(run_id).get("status")
         if status == "finished" and weights == "best":
-            raise ExportError(f"run {run_id} kept no best epoch's weights (it evaluated no epoch, or an "
-                              "earlier fbt, which kept only the final ones, ran it): export its final weights")
+            raise ExportError(f"run {run_id} kept no best epoch's weights (an earlier fbt, which kept only the "
+                              "final ones, ran it, or its best checkpoint was an epoch that a resume replayed; "
+                              "its log says which): export its final weights")
         raise ExportError(f"run {run_id} has no {source.name} (status: {status}); "
                           "weights are written when a run finishes")
     if target.suffix != ".safetensors":
@@ -212,10 +215,12 @@ def config_diff(configs: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 def method_own_keys(diff: dict[str, list[Any]]) -> set[str]:
     """The keys in `diff` that are one method's own parameters, absent from the runs of another
-    method: a consequence of method.name differing, not a choice of their own."""
+    method and alike in the runs that have them: a consequence of method.name differing, not a
+    choice of their own (fbt's τ set two ways in two fbt runs is still a difference)."""
     if "method.name" not in diff:
         return set()
-    return {key for key, values in diff.items() if key.startswith("method.") and None in values}
+    return {key for key, values in diff.items() if key.startswith("method.") and None in values
+            and len({json.dumps(v, sort_keys=True) for v in values if v is not None}) == 1}
 
 
 def compare(store: RunStore, run_ids: list[str]) -> tuple[list[RunSummary], dict[str, list[Any]]]:
@@ -227,7 +232,7 @@ def compare_csv(summaries: list[RunSummary], diff: dict[str, list[Any]]) -> str:
     for i, s in enumerate(summaries):
         row = {"run": s.id, "name": s.name, "method": s.method, "teacher": s.teacher, "student": s.student,
                "status": s.status, "best_top1": s.best_top1, "best_epoch": s.best_epoch,
-               "final_top1": s.final_top1, "fusion_top1": s.fusion_top1, "duration_s": s.duration}
+               "final_top1": s.final_top1, "fusion_top1": s.fusion_top1, "duration_s": s.elapsed(time.time())}
         row.update({k: json.dumps(v[i]) if isinstance(v[i], (list, dict)) else v[i] for k, v in diff.items()})
         rows.append(row)
     return to_csv(rows)

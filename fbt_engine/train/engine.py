@@ -381,9 +381,12 @@ def distill_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
     return run_phase(phase, state, reporter, stop)
 
 
-def save_students(p: Prepared, run_dir: Path) -> tuple[Path, Path | None]:
+def save_students(p: Prepared, reporter: Reporter) -> tuple[Path, Path | None]:
     """The student's final weights (its EMA's, where train.ema is on) and those of its best
-    evaluated epoch, taken from the best checkpoint (None where no epoch was evaluated)."""
+    evaluated epoch, taken from the best checkpoint: None where that is not the epoch the run
+    reports as its best (a resume replayed the epoch it holds, after a crash between best.pt and
+    last.pt, and the replay did not score as well)."""
+    run_dir = reporter.dir
     model = p.ema.module if p.ema is not None else p.student.model
     ema = "_ema" if p.ema is not None else ""
     final = _write_student(p, run_dir / STUDENT_FILES["final"], model.state_dict(), "ema" if ema else "final")
@@ -391,10 +394,15 @@ def save_students(p: Prepared, run_dir: Path) -> tuple[Path, Path | None]:
     if not best_checkpoint.is_file():
         return final, None
     payload = checkpoint.load(best_checkpoint, torch.device("cpu"))
+    kept = payload["state"]
+    if (kept["best_epoch"], kept["best_top1"]) != (reporter.fold.best_epoch, reporter.fold.best_top1):
+        reporter.log(f"not keeping the best epoch's weights: best.pt holds epoch {kept['best_epoch']} at "
+                     f"{kept['best_top1']:.2f}%, an attempt that a resume replayed")
+        return final, None
     prefix, table = ("module.", payload["ema"]) if ema else ("student.", payload["method"])
     state = {k.removeprefix(prefix): v for k, v in table.items() if k.startswith(prefix)}
     best = _write_student(p, run_dir / STUDENT_FILES["best"], state, f"best{ema}",
-                          epoch=payload["state"]["best_epoch"])
+                          epoch=kept["best_epoch"])
     return final, best
 
 
@@ -526,7 +534,7 @@ def execute(p: Prepared, run_id: str, segment: int, resuming: bool, reporter: Re
         phase_name = "distillation"
         state = distill_phase(p, reporter, stop, resuming)
         in_sync = _ranks_in_sync(p)
-        weights, best_weights = save_students(p, reporter.dir) if p.dist.is_main else (None, None)
+        weights, best_weights = save_students(p, reporter) if p.dist.is_main else (None, None)
         summary = reporter.fold
         reporter.emit("run_finished", best={"top1": summary.best_top1, "epoch": summary.best_epoch},
                       final={"top1": summary.final_top1}, fusion={"top1": summary.fusion_top1},

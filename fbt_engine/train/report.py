@@ -84,7 +84,7 @@ class Reporter:
         if self.json_stdout:
             write_or_drop(sys.stdout, json.dumps(event, separators=(",", ":")) + "\n")
         self.heartbeat()
-        if event_type in ("run_started", "phase"):  # the row's method, pair and epochs, before an epoch ends
+        if event_type in ("run_started", "resume", "phase"):  # method, pair, epochs, pauses: before an epoch ends
             self.refresh_row()
         return event
 

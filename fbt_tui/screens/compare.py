@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,7 +107,7 @@ class CompareScreen(FbtScreen):
                           s.method, Text(s.pair), s.status, f"{pct(s.best_top1)} @{s.best_epoch or '–'}",
                           _delta(s.best_top1, base.best_top1) if i else "", pct(s.final_top1),
                           _delta(s.final_top1, base.final_top1) if i else "", pct(s.fusion_top1),
-                          duration(s.duration))
+                          duration(s.elapsed(time.time())))
         self._diff()
         self.call_after_refresh(self._plots)
 

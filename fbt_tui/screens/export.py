@@ -12,6 +12,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
+from fbt_engine.store.export import BEST_STEM
+
 FORMATS = (("csv", "CSV: every logged step, each epoch's validation", ".csv"),
            ("json", "JSON: summary, config, steps, epochs, stages", ".json"),
            ("jsonl", "JSONL: the events", ".jsonl"), ("md", "Markdown: summary and epochs", ".md"),
@@ -63,7 +65,8 @@ class ExportDialog(ModalScreen[ExportRequest | None]):
         self.format = event.pressed.name or "csv"
         box = self.query_one("#export-path", Input)
         path = Path(box.value)
-        box.value = str(path.with_suffix(SUFFIX[self.format])) if path.name else box.value
+        stem = path.stem.removesuffix(BEST_STEM) + (BEST_STEM if STUDENT_WEIGHTS.get(self.format) == "best" else "")
+        box.value = str(path.with_name(stem + SUFFIX[self.format])) if path.name else box.value
 
     @on(Input.Submitted)
     def _submitted(self) -> None:
