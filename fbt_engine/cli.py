@@ -368,11 +368,27 @@ def _runs_show(store, args) -> int:
                          ("final top-1", percent(s.final_top1)), ("teacher top-1", percent(s.teacher_top1)),
                          ("fusion top-1", percent(s.fusion_top1)), ("epochs", f"{s.epochs_done}/{s.epochs_total}"),
                          ("started", when(s.started)), ("duration", duration(s.elapsed(time.time()))),
-                         ("tags", ", ".join(s.tags) or "–"), ("note", s.note or "–"), ("folder", str(store.run_dir(rid)))):
+                         ("tags", ", ".join(s.tags) or "–"), ("note", s.note or "–"), ("folder", str(store.run_dir(rid))),
+                         ("student", _student_files(store.run_dir(rid)))):
         out.print(f"  {label:14s} {value}")
     if failure:
         out.print(f"  {'error':14s} {failure.get('error')}: {failure.get('message')}")
     return EXIT_OK
+
+
+def _student_files(folder: Path) -> str:
+    """Which weights the run keeps, as `fbt export --weights` names them."""
+    from fbt_engine.store.export import STUDENT_FILES, ExportError, recorded
+
+    kept = []
+    for which, name in STUDENT_FILES.items():
+        if (folder / name).is_file():
+            try:
+                epoch = recorded(folder / name).get("epoch")
+            except ExportError:
+                epoch = None
+            kept.append(f"{which}{f' (epoch {epoch})' if epoch else ''}: {name}")
+    return " · ".join(kept) or "– (written when the run finishes)"
 
 
 def cmd_compare(args) -> int:

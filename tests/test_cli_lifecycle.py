@@ -63,6 +63,7 @@ def test_a_non_finite_loss_fails_the_run_at_its_step(with_cached_teacher):
     assert "failed (exit 1)" in show.stdout and "NonFiniteLoss: non-finite loss at step" in show.stdout
     teacher = next(e for e in events if e["type"] == "phase" and e["phase"] == "distillation")["teacher"]["top1"]
     assert f"teacher top-1  {teacher:.2f}" in show.stdout  # measured before the failing epoch ended
+    assert "student        – (written when the run finishes)" in show.stdout
     export = run_fbt("export", "last", "--student", str(with_cached_teacher / "s.safetensors"))
     assert export.returncode == 3 and "no student.safetensors (status: failed)" in export.stderr
 
