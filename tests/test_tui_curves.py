@@ -1,10 +1,11 @@
 """The dashboard's plots draw their curves straight onto their canvases (one frame per update, not
 two), so the canvases must follow the terminal's size and the theme on their own."""
 
+import numpy as np
 from textual.dom import DOMNode
 from textual.widgets import Log
 
-from fbt_tui.widgets.curves import CurvePlot, StyledCanvas
+from fbt_tui.widgets.curves import CurvePlot, StyledCanvas, braille_line
 from fbt_tui.widgets.run_view import RunView
 
 from test_tui_support import fake_run, open_from_history, run_app, wait_for
@@ -18,6 +19,18 @@ def fitted(plot: CurvePlot) -> bool:
     """Every canvas holds a buffer of its own size on screen, and the curves are on the plot."""
     return all(c._canvas_size == c.size for c in plot.canvases if c.size) and \
         braille_cells(plot.query_one("#plot", StyledCanvas)) > 0
+
+
+def test_a_curve_on_the_axes_limits_is_drawn_on_the_last_dots():
+    """The limits map to the canvas's far edges: a fusion accuracy flat under the student's, at
+    the y minimum, vanished (its dots fell one row past the canvas)."""
+    width, height = 6, 4
+    flat_at_minimum = braille_line(np.array([0.0, 6.0]), np.array([4.0, 4.0]), width, height)
+    assert (flat_at_minimum[-1] == 0x40 | 0x80).all() and not flat_at_minimum[:-1].any()
+    last_column = braille_line(np.array([6.0]), np.array([2.0]), width, height)
+    assert last_column[:, -1].any() and not last_column[:, :-1].any()
+    beyond = braille_line(np.array([0.0, 6.0]), np.array([5.0, 5.0]), width, height)  # zoomed in: off the plot
+    assert not beyond.any()
 
 
 def test_plots_follow_the_terminal_size_and_the_theme(fbt_home):

@@ -25,6 +25,10 @@ def braille_line(px: np.ndarray, py: np.ndarray, width: int, height: int) -> np.
     cell units. Each segment fills, in every dot column it crosses, the dots between its heights
     there, so the line stays unbroken however steep it is."""
     x, y = px * 2.0, py * 4.0
+    # the axes' limits map to the canvas's far edges, one dot past its last: a curve at the y minimum
+    # (a flat fusion accuracy under the student's) or a point at the x maximum is drawn on the last dots
+    x = np.where(np.isclose(x, width * 2), width * 2 - 1e-6, x)
+    y = np.where(np.isclose(y, height * 4), height * 4 - 1e-6, y)
     dots = np.zeros((height * 4 + 1, width * 2), dtype=np.int16)
     if len(x) == 1:
         x, y = np.repeat(x, 2), np.repeat(y, 2)
