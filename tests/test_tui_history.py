@@ -143,6 +143,29 @@ def test_compare_shows_only_the_config_keys_that_differ(fbt_home):
     run_app(scenario, start_mode="history")
 
 
+def test_marked_runs_that_the_filter_hides_are_left_out_of_the_actions(fbt_home):
+    runs = three_runs(fbt_home)
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 3)
+        await pilot.press("space", "space")  # gamma and beta, newest first
+        await pilot.press("slash", *"status:failed", "enter")
+        assert table_ids(app) == [runs["beta"]]
+        assert "2 marked, 1 hidden by the filter and left out" in str(app.screen.query_one("#history-title").render())
+        assert app.screen.selected_ids() == [runs["beta"]]
+        await pilot.press("x")  # the trash dialog names only what the filter shows
+        assert isinstance(app.screen, ConfirmDialog)
+        question = app.screen.question
+        assert runs["beta"] in question and runs["gamma"] not in question
+        await pilot.press("escape")
+        await pilot.press("c")  # one marked run in view: nothing to compare
+        assert not isinstance(app.screen, CompareScreen)
+        await pilot.press("slash", "escape")  # the filter cleared: both marked runs count again
+        assert app.screen.selected_ids() == [runs["gamma"], runs["beta"]]
+
+    run_app(scenario, start_mode="history")
+
+
 def test_compare_counts_the_parameters_only_one_method_has(fbt_home):
     t0 = time.time() - 100
     fake_run(fbt_home, "fbt", started=t0)
@@ -209,6 +232,32 @@ def test_export_matches_the_cli(fbt_home, tmp_path):
     source = tomllib.loads(out_best.with_suffix(".toml").read_text())["source"]
     assert (source["weights"], source["epoch"]) == ("best", 2)
     assert tomllib.loads(out_student.with_suffix(".toml").read_text())["source"]["weights"] == "final"
+
+
+def test_a_run_the_app_did_not_start_is_followed_in_history(fbt_home, monkeypatch):
+    """A headless `fbt run` in another terminal, started while History is open: its row appears
+    and moves with its epochs, as the app's own runs' do."""
+    import fbt_tui.screens.history as history_screen
+    from fbt_engine.store.events import EventWriter
+
+    monkeypatch.setattr(history_screen, "REFRESH_S", 0.2)
+    fake_run(fbt_home, "older", top1=(30.0,), started=time.time() - 600)
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 1)
+        run_id = fake_run(fbt_home, "headless", top1=(10.0,), status="running")  # this process: alive
+        await history_loaded(app, pilot, 2)
+        table = app.screen.query_one("#history-table", RunTable)
+        assert not app.manager.active() and "10.00 @1" in table.render_line(1).text
+        writer = EventWriter(fbt_home / "runs" / run_id / "events.jsonl")
+        writer.write("epoch", phase="distillation", epoch=2, step=8, val_loss=1.0, student={"top1": 70.0, "top5": 99.0})
+        writer.close()
+        store = RunStore(fbt_home)
+        store.refresh_index(run_id)  # as the engine does at an epoch end
+        store.close()
+        await wait_for(pilot, lambda: "70.00 @2" in table.render_line(1).text, 5, "the row to follow the run")
+
+    run_app(scenario, start_mode="history")
 
 
 def test_crashed_runs_are_marked_on_start_up(fbt_home):

@@ -20,6 +20,18 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs(started);
 """
 
 
+def index_stamp(path: Path) -> tuple[int, ...]:
+    """When the index at `path` last changed, its write-ahead log included (where WAL mode writes
+    first): what a poller compares, for the price of two stats."""
+    stamps = []
+    for file in (path, path.with_name(path.name + "-wal")):
+        try:
+            stamps.append(file.stat().st_mtime_ns)
+        except OSError:
+            stamps.append(0)
+    return tuple(stamps)
+
+
 class RunIndex:
     """The index is a cache of the run folders: when it is unreadable, or its columns are not
     RunSummary's (another fbt version wrote it), it starts empty and RunStore rebuilds it."""

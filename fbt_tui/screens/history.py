@@ -15,7 +15,9 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.widgets import Input, Static
 
+from fbt_engine.paths import index_path
 from fbt_engine.store.export import export_metrics, export_student
+from fbt_engine.store.index import index_stamp
 from fbt_engine.store.runs import RunStore, tag_problem
 from fbt_engine.store.summary import RunSummary
 
@@ -123,6 +125,7 @@ class HistoryScreen(FbtScreen):
         self.trash_view = False
         self.compact: bool | None = None
         self._keep_cursor: str | None = None  # the cursor's run while a filter hides every row
+        self._index_stamp: tuple[int, ...] = ()  # the index as last read (see _refresh_if_active)
 
     def compose(self) -> ComposeResult:
         yield FbtHeader("history")
@@ -152,8 +155,17 @@ class HistoryScreen(FbtScreen):
         self.query_one(RunTable).focus()
 
     def _refresh_if_active(self) -> None:
-        if self.app.screen is self and self.app.manager.active():
+        """Runs change the index at their epoch ends, the app's own and any other's alike (a
+        headless `fbt run`, a tag from the CLI): a changed index file is read again. A stat of it
+        is all an idle History costs; running runs' durations tick on between epoch ends."""
+        if self.app.screen is not self:
+            return
+        stamp = index_stamp(index_path())
+        if stamp != self._index_stamp or self.app.manager.active():
+            self._index_stamp = stamp
             self.reload()
+        elif any(r.status == "running" for r in self.shown):
+            self._update_changed(self.shown, running_too=True)
 
     # -- loading and showing ---------------------------------------------------------------------
 
@@ -190,10 +202,11 @@ class HistoryScreen(FbtScreen):
             cells[0] = r.id[9:]  # the date is in the detail line below; time and suffix stay unique
         return [Text("●" if r.id in self.marked else ""), *(c if isinstance(c, Text) else Text(c) for c in cells)]
 
-    def _update_changed(self, previous: list[RunSummary]) -> None:
+    def _update_changed(self, previous: list[RunSummary], running_too: bool = False) -> None:
+        """The rows that changed; with `running_too`, the running ones as well (their durations)."""
         table = self.query_one(RunTable)
         for old, new in zip(previous, self.shown):
-            if old != new:
+            if old != new or (running_too and new.status == "running"):
                 table.update_row(new.id, self._cells(new))
         self._title()
         self._detail()
@@ -218,16 +231,24 @@ class HistoryScreen(FbtScreen):
         if query:
             parts.append(f"filter “{literal(query)}”")
         if self.marked:
-            parts.append(f"{len(self.marked)} marked (c compares)")
+            hidden = len(self.marked) - len(self.marked_shown())
+            left_out = f", {hidden} hidden by the filter and left out" if hidden else ""
+            parts.append(f"{len(self.marked)} marked{left_out} (c compares)")
         self.query_one("#history-title", Static).update(" · ".join(parts))
 
     def cursor_id(self) -> str | None:
         return self.query_one(RunTable).cursor_key
 
+    def marked_shown(self) -> list[str]:
+        """The marked runs that the filter shows, in marking order: what the actions act on (a run
+        marked and then filtered out stays marked, but is not trashed or exported unseen)."""
+        shown = {r.id for r in self.shown}
+        return [rid for rid in self.marked if rid in shown]
+
     def selected_ids(self) -> list[str]:
-        """The marked runs, in marking order; else the one under the cursor."""
-        if self.marked:
-            return list(self.marked)
+        """The marked runs shown; else the one under the cursor."""
+        if marked := self.marked_shown():
+            return marked
         current = self.cursor_id()
         return [current] if current else []
 
@@ -314,7 +335,7 @@ class HistoryScreen(FbtScreen):
         self._title()
 
     def action_compare(self) -> None:
-        ids = list(self.marked)
+        ids = self.marked_shown()
         if len(ids) < 2:
             self.notify("Mark two or more runs with space, then press c.", severity="warning")
             return
