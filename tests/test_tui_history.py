@@ -199,9 +199,13 @@ def test_export_matches_the_cli(fbt_home, tmp_path):
         await pilot.press("e")
         dialog = app.screen
         assert isinstance(dialog, ExportDialog)
-        next(b for b in dialog.query(RadioButton) if b.name == fmt).value = True
-        await pilot.pause()
+        for button in dialog.query(RadioButton):  # as ↓ walks the formats, and enter picks one
+            if button.name == fmt:
+                break
+            await pilot.press("down")
+        await pilot.press("enter")
         box = dialog.query_one("#export-path", Input)
+        assert app.focused is box
         offered.append(Path(box.value).name)
         box.value = str(path)
         await pilot.press("enter")
@@ -256,6 +260,26 @@ def test_a_run_the_app_did_not_start_is_followed_in_history(fbt_home, monkeypatc
         store.refresh_index(run_id)  # as the engine does at an epoch end
         store.close()
         await wait_for(pilot, lambda: "70.00 @2" in table.render_line(1).text, 5, "the row to follow the run")
+
+    run_app(scenario, start_mode="history")
+
+
+def test_export_by_keyboard_alone(fbt_home, tmp_path, monkeypatch):
+    """↓ and enter pick the format, enter again exports: the dialog opens on the formats."""
+    monkeypatch.chdir(tmp_path)
+    run_id = fake_run(fbt_home, "keys", top1=(50.0, 60.0))
+    fake_run(fbt_home, "other", top1=(40.0,))
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 2)
+        await pilot.press("down", "e")
+        await pilot.press(*["down"] * 5, "enter")  # CSV → … → student weights, best epoch
+        assert isinstance(app.focused, Input) and app.focused.value == str(tmp_path / f"{run_id}_best.safetensors")
+        await pilot.press("enter")
+        await wait_for(pilot, (tmp_path / f"{run_id}_best.toml").exists, 10, "the best weights' sidecar")
+        await pilot.press("space", "up", "space", "e")  # two runs: the weights are one run's
+        labels = [str(b.label) for b in app.screen.query(RadioButton) if b.disabled]
+        assert len(labels) == 2 and all("one run at a time" in label for label in labels)
 
     run_app(scenario, start_mode="history")
 

@@ -9,6 +9,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
@@ -30,6 +31,18 @@ class ExportRequest:
     path: str
 
 
+class FormatSet(RadioSet):
+    """A RadioSet that says when enter or space picks a button, the one already on included (no
+    Changed then): the dialog moves on to the file name."""
+
+    class Picked(Message):
+        pass
+
+    def action_toggle_button(self) -> None:
+        super().action_toggle_button()
+        self.post_message(self.Picked())
+
+
 class ExportDialog(ModalScreen[ExportRequest | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
@@ -42,10 +55,11 @@ class ExportDialog(ModalScreen[ExportRequest | None]):
         what = self.run_ids[0] if len(self.run_ids) == 1 else f"{len(self.run_ids)} runs"
         with Vertical(classes="dialog-box"):
             yield Label(f"Export {what}", classes="dialog-title")
-            with RadioSet(id="export-format"):
+            with FormatSet(id="export-format"):
                 for key, text, _ in FORMATS:
-                    yield RadioButton(text, value=key == self.format, name=key,
-                                      disabled=key in STUDENT_WEIGHTS and len(self.run_ids) > 1)
+                    one_run_only = key in STUDENT_WEIGHTS and len(self.run_ids) > 1
+                    yield RadioButton(text + (" — one run at a time" if one_run_only else ""), value=key == self.format,
+                                      name=key, disabled=one_run_only)
             yield Label("to file", classes="dialog-help")
             yield Input(str(Path.cwd() / f"{self._stem()}.csv"), id="export-path")
             yield Static("", id="export-error", classes="field-error")
@@ -58,7 +72,7 @@ class ExportDialog(ModalScreen[ExportRequest | None]):
 
     def on_mount(self) -> None:
         self.query_one("#export-error").display = False
-        self.query_one("#export-path", Input).focus()
+        self.query_one("#export-format", FormatSet).focus()  # ↑↓ and enter pick a format, then the file
 
     @on(RadioSet.Changed)
     def _format(self, event: RadioSet.Changed) -> None:
@@ -67,6 +81,10 @@ class ExportDialog(ModalScreen[ExportRequest | None]):
         path = Path(box.value)
         stem = path.stem.removesuffix(BEST_STEM) + (BEST_STEM if STUDENT_WEIGHTS.get(self.format) == "best" else "")
         box.value = str(path.with_name(stem + SUFFIX[self.format])) if path.name else box.value
+
+    @on(FormatSet.Picked)
+    def _picked(self) -> None:
+        self.query_one("#export-path", Input).focus()  # the next enter exports
 
     @on(Input.Submitted)
     def _submitted(self) -> None:
