@@ -125,6 +125,7 @@ def test_a_preset_name_runs_the_built_in_one_and_user_presets_shadow_it(fbt_home
     (["--tag", ""], "--tag: a tag cannot be empty"),
     (["--tag", "a,b"], 'tag "a,b": a tag cannot hold a comma'),
     (["--set", 'run.tags=["fine", "x,y"]'], 'run.tags: tag "x,y": a tag cannot hold a comma'),
+    (["--tag", "two words"], 'tag "two words": a tag is one word, without spaces'),
 ])
 def test_a_tag_that_lists_could_not_show(fbt_home, args, needle):
     """`runs ls` joins tags with commas and the app reads "-tag" as removal: such tags are refused."""

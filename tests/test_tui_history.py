@@ -284,6 +284,18 @@ def test_export_by_keyboard_alone(fbt_home, tmp_path, monkeypatch):
     run_app(scenario, start_mode="history")
 
 
+def test_an_empty_history_says_how_runs_get_there(fbt_home):
+    async def scenario(app, pilot):
+        detail = app.screen.query_one("#history-detail")
+        await wait_for(pilot, lambda: "No runs yet" in str(detail.render()), 10, "the hint")
+        assert "fbt run presets/mlp_to_cnn.toml" in str(detail.render())
+        for key, verb in (("e", "export"), ("t", "tag"), ("x", "trash")):
+            await pilot.press(key)
+            assert any(f"No run to {verb}: there are no runs yet" in n.message for n in app._notifications)
+
+    run_app(scenario, start_mode="history")
+
+
 def test_crashed_runs_are_marked_on_start_up(fbt_home):
     run_id = fake_run(fbt_home, "ghost", top1=(10.0,), status="running")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

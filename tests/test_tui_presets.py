@@ -130,6 +130,11 @@ def test_save_as_user_preset_never_overwrites_a_builtin(fbt_home):
         assert not user_dir.exists() or not any(user_dir.iterdir())
 
         await pilot.press("ctrl+s")
+        app.screen.query_one(Input).value = "  "  # no name: said, not silently dropped
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: any("needs a name" in n.message for n in app._notifications), 5, "the word")
+
+        await pilot.press("ctrl+s")
         app.screen.query_one(Input).value = "longer"
         await pilot.press("enter")
         saved = user_dir / "longer.toml"

@@ -154,6 +154,7 @@ def test_two_runs_one_crashes_quit_stops_the_other(with_cached_teacher):
 
         await pilot.press("q")
         assert isinstance(app.screen, QuitDialog)
+        assert "1 run is still going. Leave it running" in str(app.screen.query_one(".dialog-body").render())
         await pilot.press("s")
         await wait_for(pilot, lambda: survivor.proc.poll() is not None, 60, "the engine to stop")
         assert survivor.proc.returncode == 130

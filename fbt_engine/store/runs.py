@@ -85,14 +85,16 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def tag_problem(tag: str) -> str | None:
-    """Why `tag` cannot be a run's tag, or None. Lists show a run's tags joined by commas, and the
-    app reads "-tag" as "remove tag"."""
+    """Why `tag` cannot be a run's tag, or None. Lists show a run's tags joined by commas, the
+    app reads "-tag" as "remove tag", and its filter `tag:x` takes one word."""
     if not tag.strip():
         return "a tag cannot be empty"
     if "," in tag:
         return f'tag "{tag}": a tag cannot hold a comma (lists join tags with commas)'
-    if tag != tag.strip() or tag.startswith("-"):
-        return f'tag "{tag}": a tag cannot start with "-" or a space, or end with a space'
+    if any(ch.isspace() for ch in tag):
+        return f'tag "{tag}": a tag is one word, without spaces (the app\'s filter tag:… takes one word)'
+    if tag.startswith("-"):
+        return f'tag "{tag}": a tag cannot start with "-" (the app reads "-tag" as removing it)'
     return None
 
 

@@ -73,8 +73,9 @@ class QuitDialog(ModalScreen[str | None]):
         runs = "1 run is" if self.active == 1 else f"{self.active} runs are"
         with Vertical(classes="dialog-box"):
             yield Label("Quit fbt", classes="dialog-title")
-            yield Static(f"{runs} still going. Leave them running (fbt re-attaches next time), "
-                         "or stop them (each saves its last checkpoint)?", classes="dialog-body")
+            them, each = ("it", "it saves") if self.active == 1 else ("them", "each saves")
+            yield Static(f"{runs} still going. Leave {them} running (fbt re-attaches next time), "
+                         f"or stop {them} ({each} its last checkpoint)?", classes="dialog-body")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Leave running (l)", variant="primary", id="leave")
                 yield Button("Stop and quit (s)", variant="error", id="stop")

@@ -126,6 +126,7 @@ class HistoryScreen(FbtScreen):
         self.compact: bool | None = None
         self._keep_cursor: str | None = None  # the cursor's run while a filter hides every row
         self._index_stamp: tuple[int, ...] = ()  # the index as last read (see _refresh_if_active)
+        self.loaded = False  # the first read of the index is done
 
     def compose(self) -> ComposeResult:
         yield FbtHeader("history")
@@ -179,8 +180,9 @@ class HistoryScreen(FbtScreen):
         self.app.call_from_thread(self._loaded, rows)
 
     def _loaded(self, rows: list[RunSummary]) -> None:
-        if rows == self.rows:
+        if rows == self.rows and self.loaded:
             return  # a periodic reload with nothing new: no repaint at all
+        self.loaded = True
         previous, self.rows = self.shown, rows
         shown = self._visible_rows()
         if [r.id for r in shown] == [r.id for r in previous]:
@@ -252,6 +254,14 @@ class HistoryScreen(FbtScreen):
         current = self.cursor_id()
         return [current] if current else []
 
+    def targets(self, verb: str) -> list[str]:
+        """The runs an action takes (selected_ids), or a word on why it does nothing."""
+        ids = self.selected_ids()
+        if not ids:
+            self.notify(f"No run to {verb}: " + ("none matches the filter." if self.rows else "there are no runs yet."),
+                        severity="warning")
+        return ids
+
     @on(RunTable.RowHighlighted)
     def _detail(self) -> None:
         rid = self.cursor_id()
@@ -266,6 +276,9 @@ class HistoryScreen(FbtScreen):
                     f"started {when(row.started)}{tags}")
             if row.note:
                 text += f"\n[i]note:[/] {literal(row.note)}"
+        elif self.loaded and not self.rows:
+            text = ("No runs yet. Launch one from Presets ([b]p[/]), or in a shell: [b]fbt run "
+                    "presets/mlp_to_cnn.toml[/]; it appears here as it starts.")
         self.query_one("#history-detail", Static).update(text)
 
     # -- sorting and filtering -------------------------------------------------------------------
@@ -342,7 +355,7 @@ class HistoryScreen(FbtScreen):
         self.app.push_screen(CompareScreen(ids))
 
     def action_export(self) -> None:
-        ids = self.selected_ids()
+        ids = self.targets("export")
         if ids:
             self.app.push_screen(ExportDialog(ids), self._export)
 
@@ -367,7 +380,7 @@ class HistoryScreen(FbtScreen):
         self.app.call_from_thread(partial(self.notify, message, title="Exported", markup=False))  # paths as typed
 
     def action_tag(self) -> None:
-        ids = self.selected_ids()
+        ids = self.targets("tag")
         if not ids:
             return
         self.app.push_screen(PromptDialog(f"Tag {len(ids)} run(s)" if len(ids) > 1 else f"Tag {ids[0]}", "",
@@ -399,7 +412,7 @@ class HistoryScreen(FbtScreen):
         if self.trash_view:
             self.notify("Already in the trash; r restores.", severity="warning")
             return
-        ids = self.selected_ids()
+        ids = self.targets("trash")
         if ids:
             self.app.push_screen(ConfirmDialog(f"Move {len(ids)} run(s) to the trash?\n" + "\n".join(ids[:8])
                                                + "\n(v shows the trash; r restores)", yes="Trash"),
@@ -414,7 +427,7 @@ class HistoryScreen(FbtScreen):
         if not self.trash_view:
             self.notify("Restore works in the trash view (v).", severity="warning")
             return
-        ids = self.selected_ids()
+        ids = self.targets("restore")
         if ids:
             self._unmark(ids)
             self.store_op(lambda store: [store.restore(rid) for rid in ids], f"restored {len(ids)} run(s)")

@@ -412,9 +412,12 @@ class PresetsScreen(FbtScreen):
                                           "overwritten."), self._save_named)
 
     def _save_named(self, name: str | None) -> None:
-        if not name:
+        if name is None:  # cancelled
             return
         name = name.strip().removesuffix(".toml")
+        if not name:
+            self.notify("Nothing saved: the preset needs a name (ctrl+s again).", severity="warning")
+            return
         if not PRESET_NAME.match(name):
             self.app.show_error("Not a preset name", f"{name!r}: use letters, digits, _ . -")
             return
