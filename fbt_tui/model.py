@@ -317,18 +317,22 @@ class RunModel:
         return [g for g in ("T–S", "T–F", "F–S", "CE") if g in present]
 
     def panel(self, group: str, buckets: int) -> Panel:
-        """Curves of one plot: a loss group, "loss" (total train + val) or "top1" (accuracies)."""
+        """Curves of one plot: a loss group, "loss" (the weighted total) or "top1" (accuracies). The
+        validation loss, a cross-entropy, is drawn with the CE terms it compares with: beside the
+        total of eight weighted terms it was a flat line at the bottom."""
         phase = self.view_phase
         with self.lock:
             if group == "top1":
                 picked = [(who, self._acc.get((phase, who))) for who in WHO]
                 title = "top-1 % / epoch"
             elif group == "loss":
-                picked = [("train", self._losses.get((phase, "loss"))), ("val", self._val_loss.get(phase))]
+                picked = [("train", self._losses.get((phase, "loss")))]
                 title = "loss / step"
             else:
                 picked = [(t, s) for (p, t), s in self._losses.items() if p == phase and t != "loss"
                           and loss_group(t) == group]
+                if group == "CE":
+                    picked.append(("val", self._val_loss.get(phase)))
                 title = f"{group} / step"
             curves = [Curve(label, *decimate(s.x, s.y, buckets), s.n) for label, s in picked if s is not None and s.n]
         if phase == TEACHER and group != "top1":

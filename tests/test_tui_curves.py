@@ -39,7 +39,7 @@ def test_plots_follow_the_terminal_size_and_the_theme(fbt_home):
     async def scenario(app, pilot):
         view = await open_from_history(app, pilot)
         plot = view.query_one("#plot-loss", CurvePlot)
-        await wait_for(pilot, lambda: view.up_to_date and plot.total == 123, 10, "the loss curve")  # 120 steps, 3 val
+        await wait_for(pilot, lambda: view.up_to_date and plot.total == 120, 10, "the loss curve")  # 120 steps
         await wait_for(pilot, lambda: fitted(plot), 5, "the curve on a canvas of the plot's size")
         before = plot.query_one("#plot", StyledCanvas).size
 

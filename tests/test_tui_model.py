@@ -75,6 +75,17 @@ def test_model_matches_effective_after_a_resume(fbt_home):
     assert live.panel("top1", 100).curves[0].x.tolist() == [1.0, 2.0]
 
 
+def test_the_validation_loss_is_drawn_with_the_cross_entropies(fbt_home):
+    """It is the student's CE on the validation set: beside the weighted total of every term it
+    was a flat line at the bottom of the loss plot."""
+    run_id = fake_run(fbt_home, "val", top1=(10.0, 20.0))
+    model = RunModel(run_id)
+    model.add_events(read_events(fbt_home / "runs" / run_id / "events.jsonl"))
+    assert [c.label for c in model.panel("loss", 100).curves] == ["train"]
+    assert [c.label for c in model.panel("CE", 100).curves] == ["ce", "fusion/ce", "val"]
+    assert model.panel("CE", 100).curves[-1].y.tolist() == [2.0, 1.0]  # fake_run's val_loss: 2 / epoch
+
+
 def test_opened_run_with_a_corrupt_line_keeps_everything_before_it(fbt_home):
     run_id = fake_run(fbt_home, "corrupt", top1=(10.0, 20.0))
     path = fbt_home / "runs" / run_id / "events.jsonl"
