@@ -218,14 +218,18 @@ def test_set_values_that_are_neither_raise(text):
 
 def test_parse_overrides_nests_keys_and_reports_bad_items():
     nested, problems = parse_overrides(["train.epochs=2", "teacher.recipe.lr=1e-3", "student.kwargs.drop_rate=0.1",
-                                        "train.epochs 3", "=1", "optim.lr=[", "train=1", "train.amp=off"])
+                                        "train.epochs 3", "=1", "optim.lr=[", "train=1", "train.amp=off",
+                                        "optim.lr=---1", "data.root=/my data"])
     assert nested == {"train": 1, "teacher": {"recipe": {"lr": 1e-3}}, "student": {"kwargs": {"drop_rate": 0.1}}}
     messages = [str(p) for p in problems]
     assert messages[0] == "--set: train.epochs 3: expected key=value, e.g. train.lr=3e-4"
     assert messages[1].startswith("--set: =1: expected key=value")
     assert messages[2].startswith("--set: optim.lr: value '[' is not valid TOML")
     assert messages[3] == "--set: train.amp: train is a value, not a table"
-    assert len(problems) == 4
+    # quoting is the cure for a string, not for a mistyped number or list
+    assert "quote strings" not in messages[2] and "quote strings" not in messages[4]
+    assert messages[5].endswith("""quote strings: --set data.name='"cifar100"'""")
+    assert len(problems) == 6
 
 
 def test_set_overrides_the_file_and_student_kwargs_merge(tmp_path):

@@ -110,8 +110,9 @@ def parse_overrides(items: Iterable[str]) -> tuple[dict[str, Any], list[Problem]
         try:
             value = parse_value(text.strip())
         except tomllib.TOMLDecodeError as exc:
-            problems.append(Problem(SET_SOURCE, key, f"value {text!r} is not valid TOML ({exc}); "
-                                                     "quote strings: --set data.name='\"cifar100\"'"))
+            # a number, list or quoted string gone wrong is no unquoted string: no quoting hint
+            hint = "" if text.strip()[:1] in tuple("+-.0123456789[{\"'") else "; quote strings: --set data.name='\"cifar100\"'"
+            problems.append(Problem(SET_SOURCE, key, f"value {text!r} is not valid TOML ({exc}){hint}"))
             continue
         *parents, leaf = key.split(".")
         node = nested
