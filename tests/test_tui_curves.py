@@ -121,3 +121,29 @@ def test_the_engine_log_wraps_to_its_pane_and_again_when_resized(fbt_home):
                        "the line folded anew, wider")
 
     run_app(scenario, start_mode="history")
+
+
+def test_the_log_shows_its_last_line_when_it_takes_its_turn_in_a_small_terminal(fbt_home):
+    """Made small, the dashboard shows one panel at a time; the log, folded anew while hidden,
+    stopped short of its last lines when [ and ] brought it round (in a real terminal, 160×48 to
+    100×30; under Pilot's timing it did not, so this guards the behaviour rather than that race)."""
+    run_id = fake_run(fbt_home, "long log")
+    lines = [f"04:00:{i:02d} [distillation] epoch {i}/40 loss 22.0 val top-1 49.51% fusion 8.74% (0.8s, 607 img/s)"
+             for i in range(1, 41)]
+    (fbt_home / "runs" / run_id / "stdout.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    async def scenario(app, pilot):
+        view = await open_from_history(app, pilot)
+        await wait_for(pilot, lambda: view.up_to_date, 10, "the run read")
+        await pilot.resize_terminal(100, 30)
+        await pilot.pause(0.3)
+        log = view.query_one("#run-log", Log)
+        for _ in range(len(view.panels())):
+            if view.panels()[view.current] is log:
+                break
+            await pilot.press("right_square_bracket")
+        await pilot.pause(0.3)
+        assert log.region.height and log.max_scroll_y > 0 and log.scroll_y == log.max_scroll_y
+        assert "epoch 40/40" in log.lines[-1] or "epoch 40/40" in " ".join(log.lines[-3:])
+
+    run_app(scenario, start_mode="history")

@@ -67,6 +67,8 @@ def test_every_screen_renders(fbt_home, size):
         assert len(plots) == (1 if small else 6)
         assert all(p.region.height >= (8 if small else 12) for p in plots)
         assert visible(view.query_one("#run-status"))
+        footer = str(app.screen.query_one("#keys").render())
+        assert ("Next plot" in footer) == small  # the keys are offered where plots take turns, only
         if small:  # one panel at a time: cycle to the alignment table and the log
             for _ in range(6):
                 await pilot.press("right_square_bracket")

@@ -40,6 +40,16 @@ class DashboardScreen(FbtScreen):
     def on_mount(self) -> None:
         self._show_empty()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """[ and ] only where the plots take turns (a narrow or short terminal); elsewhere every
+        plot is on screen and the keys would do nothing."""
+        if action == "cycle":
+            return self.has_class("-narrow") or self.has_class("-short")
+        return True
+
+    def on_resize(self) -> None:
+        self.refresh_bindings()  # the breakpoint classes may have changed: check_action's answer too
+
     def on_screen_resume(self) -> None:
         view = self.current_view()
         if view is not None:

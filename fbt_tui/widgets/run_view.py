@@ -108,6 +108,8 @@ class RunView(Vertical):
         self.current = (self.current + step) % len(self.panels())
         self._mark_current()
         self.call_after_refresh(self.redraw)
+        if self.panels()[self.current] is self.log_view:  # hidden, it could not follow its last line
+            self.call_after_refresh(self.log_view.scroll_end, animate=False)
 
     def _mark_current(self) -> bool:
         """Show the run's plots and the current panel; whether that changed what is shown (the
