@@ -88,17 +88,20 @@ def sparkline(values: list[float | None], width: int = 12) -> str:
     if not vals:
         return ""
     lo, hi = min(vals), max(vals)
-    span = hi - lo
-    return "".join(SPARK[int((v - lo) / span * (len(SPARK) - 1)) if span > 0 else len(SPARK) // 2] for v in vals)
+    # a span of at least 2 % of the values' size: 0.951 and 0.949 are a flat line, not the full height
+    span, mid = max(hi - lo, 0.02 * max(abs(lo), abs(hi))), (hi + lo) / 2
+    if span <= 0:
+        return SPARK[len(SPARK) // 2] * len(vals)
+    top = len(SPARK) - 1
+    return "".join(SPARK[min(top, max(0, round((0.5 + (v - mid) / span) * top)))] for v in vals)
 
 
 def trend(values: list[float | None]) -> str:
     vals = [v for v in values if v is not None]
     if len(vals) < 2:
         return ""
-    delta = vals[-1] - vals[-2]
-    arrow = "↑" if delta > 1e-4 else "↓" if delta < -1e-4 else "→"
-    return f"{arrow}{delta:+.3f}"
+    delta = round(vals[-1] - vals[-2], 3)  # as shown: no "↑+0.000"
+    return f"↑{delta:+.3f}" if delta > 0 else f"↓{delta:+.3f}" if delta < 0 else "→ 0.000"
 
 
 @dataclass

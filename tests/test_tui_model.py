@@ -49,10 +49,14 @@ def test_loss_groups_follow_the_pairs():
 
 
 def test_sparkline_and_trend():
-    assert sparkline([0.1, 0.5, 0.9]) == "▁▄█"
+    assert sparkline([0.1, 0.5, 0.9]) == "▁▅█"
     assert sparkline([None, 0.3]) == "▅"  # one value: the middle of the range
     assert trend([0.5, 0.7]).startswith("↑+0.2")
     assert trend([0.7]) == ""
+    # changes below what is shown, or below 2 % of the values, are no change
+    assert trend([0.9501, 0.9499]) == "→ 0.000" and trend([0.95, 0.9494]) == "↓-0.001"
+    assert sparkline([0.951, 0.949, 0.950, 0.9505]) == "▅▄▅▅"
+    assert sparkline([0.0, 0.0]) == "▅▅"
 
 
 def test_model_matches_effective_after_a_resume(fbt_home):
