@@ -366,7 +366,7 @@ def _runs_show(store, args) -> int:
                          ("method", s.method), ("pair", s.pair), ("data", s.dataset),
                          ("best top-1", f"{percent(s.best_top1)} (epoch {s.best_epoch or '–'})"),
                          ("final top-1", percent(s.final_top1)), ("teacher top-1", percent(s.teacher_top1)),
-                         ("fusion top-1", percent(s.fusion_top1)), ("epochs", f"{s.epochs_done}/{s.epochs_total}"),
+                         ("best fusion", percent(s.fusion_top1)), ("epochs", f"{s.epochs_done}/{s.epochs_total}"),
                          ("started", when(s.started)), ("duration", duration(s.elapsed(time.time()))),
                          ("tags", ", ".join(s.tags) or "–"), ("note", s.note or "–"), ("folder", str(store.run_dir(rid))),
                          ("student", _student_files(store.run_dir(rid)))):
@@ -411,7 +411,7 @@ def cmd_compare(args) -> int:
         mark = " ★" if s.best_top1 is not None and s.best_top1 == best else ""
         rows.append([s.id, s.method, s.pair, s.status, f"{percent(s.best_top1)} @{s.best_epoch or '–'}{mark}",
                      percent(s.final_top1), percent(s.fusion_top1), duration(s.elapsed(time.time()))])
-    _print_table(["id", "method", "teacher → student", "status", "best top-1 @ep", "final", "fusion", "duration"],
+    _print_table(["id", "method", "teacher → student", "status", "best top-1 @ep", "final", "best fusion", "duration"],
                  rows, right=frozenset({4, 5, 6, 7}), flexible=frozenset({1, 2}), title="runs")
     hidden = set() if args.all else method_own_keys(diff)
     shown = {key: values for key, values in diff.items() if key not in hidden}

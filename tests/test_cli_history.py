@@ -106,7 +106,7 @@ def test_runs_show_resolves_every_kind_of_reference(history, ref):
     assert shown["config"]["run"]["name"] == ("beta" if ref == "last" else "alpha")
     assert [(e["phase"], e["epoch"]) for e in shown["epochs"]] == [("distillation", 1)]  # the teacher came cached
     human = cli(history, "runs", "show", value).stdout
-    assert expected in human and "finished" in human and "best top-1" in human
+    assert expected in human and "finished" in human and "best top-1" in human and "best fusion" in human
     assert "final: student.safetensors · best (epoch 1): student_best.safetensors" in human
 
 

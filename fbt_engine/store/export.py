@@ -92,7 +92,7 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 
 def markdown(store: RunStore, run_ids: list[str]) -> str:
-    lines = ["| run | name | method | teacher → student | status | best top-1 (epoch) | final top-1 | fusion top-1 |",
+    lines = ["| run | name | method | teacher → student | status | best top-1 (epoch) | final top-1 | best fusion top-1 |",
              "|---|---|---|---|---|---|---|---|"]
     for rid in run_ids:
         s = store.summary(rid)

@@ -100,7 +100,7 @@ class CompareScreen(FbtScreen):
         table = self.query_one("#compare-summary", DataTable)
         table.clear(columns=True)
         table.add_columns("", "id", "name", "method", "teacher → student", "status", "best @ep", "Δ best", "final",
-                          "Δ final", "fusion", "duration")
+                          "Δ final", "best fusion", "duration")
         base = data.summaries[0]
         for i, s in enumerate(data.summaries):
             table.add_row(Text("━━", style=PALETTE[i % len(PALETTE)]), s.id, Text(s.name if s.name != s.id else ""),
