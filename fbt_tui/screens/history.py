@@ -102,7 +102,7 @@ def matches(s: RunSummary, query: str) -> bool:
 class HistoryScreen(FbtScreen):
     BINDINGS = [
         Binding("enter", "open", "Open", show=False),
-        Binding("space", "mark", "Mark"),
+        Binding("space", "mark", "Mark ↓"),  # marks and moves on, as in a file manager
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort(False)", "Sort"),
         Binding("S", "sort(True)", "Reverse sort", show=False),
