@@ -196,3 +196,24 @@ def test_what_this_machine_lacks_is_a_warning_not_an_error(fbt_home):
         await wait_for(pilot, (user_dir / "elsewhere_copy.toml").exists, 5, "the saved copy")
 
     run_app(scenario)
+
+
+def test_the_parameter_counts_follow_the_method(fbt_home):
+    """A past FBT run's counts hold its fusion model: another method's preview must not show them."""
+    from test_tui_support import fake_run
+
+    run_id = fake_run(fbt_home, "fbt run")
+
+    def params_line(screen) -> str:
+        return next(line for line in str(screen.query_one("#preview").render()).splitlines() if "params" in line)
+
+    async def scenario(app, pilot):
+        screen = await loaded(app, pilot)
+        await wait_for(pilot, lambda: f"as logged by run {run_id}" in params_line(screen), 10, "the past run's counts")
+        assert "fusion" in params_line(screen)
+        screen.query_one("#f-method-name", Select).value = "kd"
+        await pilot.pause()
+        await wait_for(pilot, lambda: "estimat" in params_line(screen), 10, "an estimate of kd's own")
+        assert "fusion" not in params_line(screen) and run_id not in params_line(screen)
+
+    run_app(scenario)

@@ -126,7 +126,8 @@ class PresetsScreen(FbtScreen):
         self.ref: PresetRef | None = None
         self.base: Config | None = None  # the preset as written, to tell edits from its own values
         self.problems: list[Problem] = []  # errors and this machine's needs, as collect() found them
-        self.params_cache: dict[ModelSpec, tuple[dict[str, int], str] | str] = {}
+        # by models and method: a past run's counts hold its method's own modules (FBT's fusion model)
+        self.params_cache: dict[tuple[ModelSpec, str], tuple[dict[str, int], str] | str] = {}
 
     def compose(self) -> ComposeResult:
         yield FbtHeader("presets")
@@ -304,11 +305,12 @@ class PresetsScreen(FbtScreen):
         if cfg.method.needs_teacher and not cfg.teacher.checkpoint:
             epochs += f" (+ {cfg.teacher.recipe.epochs} teacher, unless cached)"
         spec = ModelSpec.of(cfg)
-        params = self.params_cache.get(spec)
+        key = spec, cfg.method.name
+        params = self.params_cache.get(key)
         if any(p.key in ("teacher.model", "student.model", "method.name") for p in self.errors):
             params_text = "[dim]– (fix the models first)[/]"
         elif params is None:
-            self.params_cache[spec] = "estimating…"
+            self.params_cache[key] = "estimating…"
             self.estimate(cfg, spec)
             params_text = "[dim]estimating…[/]"
         elif isinstance(params, str):
@@ -345,7 +347,7 @@ class PresetsScreen(FbtScreen):
                 result = (count_in_subprocess(spec, self.app.helpers), "estimated")
             except RuntimeError as exc:
                 result = f"unknown: {exc}"
-        self.params_cache[spec] = result
+        self.params_cache[spec, cfg.method.name] = result
         self.app.call_from_thread(self._estimated)
 
     def _estimated(self) -> None:
