@@ -217,3 +217,17 @@ def test_the_parameter_counts_follow_the_method(fbt_home):
         assert "fusion" not in params_line(screen) and run_id not in params_line(screen)
 
     run_app(scenario)
+
+
+def test_more_set_cannot_quietly_override_a_field(fbt_home):
+    async def scenario(app, pilot):
+        screen = await loaded(app, pilot)
+        screen.query_one("#f-train-epochs", Input).value = "3"
+        screen.query_one("#f-extra", Input).value = "train.epochs=2"
+        await pilot.pause()
+        assert "train.epochs: a field above sets this key: change it there" in field_error(screen, "extra")
+        assert field_error(screen, "train.epochs") == ""
+        await pilot.press("enter")  # refused, nothing launched
+        assert not app.manager.handles
+
+    run_app(scenario)

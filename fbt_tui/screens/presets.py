@@ -261,13 +261,15 @@ class PresetsScreen(FbtScreen):
         emptied = [spec.key for spec in FIELDS
                    if spec.kind == "number" and not str(self.query_one(f"#{field_id(spec.key)}").value).strip()]
         empty = "empty: type a number (ctrl+r puts the preset's back)"
-        self.problems = [*resolved.problems, *(Problem("form", key, empty) for key in emptied)]
         keys = {spec.key for spec in FIELDS}
         extra_keys = {item.partition("=")[0].strip() for item in self.query_one("#f-extra", Input).value.split()}
+        twice = [Problem("--set", key, "a field above sets this key: change it there, not here")
+                 for key in sorted(extra_keys & keys)]
+        self.problems = [*resolved.problems, *(Problem("form", key, empty) for key in emptied), *twice]
         by_field: dict[str, list[Problem]] = {}
         others = []
         for p in self.problems:
-            if p.key in keys:
+            if p.key in keys and p not in twice:
                 by_field.setdefault(p.key, []).append(p)
             elif p.key in extra_keys or p.source == "--set":
                 by_field.setdefault(EXTRA, []).append(Problem(p.source, p.key, f"{p.key}: {p.message}", p.environment))
