@@ -23,6 +23,7 @@ from typing import Callable
 from textual.message import Message
 
 from fbt_engine import paths
+from fbt_engine.config.presets import collect
 from fbt_engine.store.events import EventTail, LineTail
 from fbt_engine.store.runs import RunNotFound, RunStore, new_run_id, process_alive
 
@@ -102,7 +103,8 @@ class RunManager:
         with open(self._out(run_id), "wb") as out, open(self._err(run_id), "wb") as err:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
                                     env={**os.environ, "FBT_HOME": str(self.home), "PYTHONUNBUFFERED": "1"})
-        model = RunModel(run_id, name=preset.stem, status="starting")
+        # named as the engine will name it, from its first frame (the preset's stem until its first event)
+        model = RunModel(run_id, name=collect(preset, sets).config.run.name or run_id, status="starting")
         return self._start(RunHandle(run_id, model, preset=preset.stem, proc=proc, pid=proc.pid, live=True))
 
     def reattach(self) -> tuple[list[RunHandle], list[str]]:

@@ -135,9 +135,13 @@ def test_two_runs_one_crashes_quit_stops_the_other(with_cached_teacher):
     with the other still active can stop it (it saves and exits 130)."""
 
     async def scenario(app, pilot):
-        doomed = await app.launch(MLP_TO_CNN, LONG)
+        doomed = await app.launch(MLP_TO_CNN, [*LONG, 'run.name="doomed"'])
         survivor = await app.launch(MLP_TO_CNN, LONG)
         assert len(app.screen.query(RunView)) == 2 and app.active_runs == 2
+        tabs = app.screen.query_one("TabbedContent")
+        # named from the first frame as the engine names them (not after the preset until the first event)
+        assert "doomed" in tabs.get_tab(f"run-{doomed.run_id}").label.plain
+        assert "mlp_to_cnn" in tabs.get_tab(f"run-{survivor.run_id}").label.plain  # the preset's [run] name
         await wait_for(pilot, lambda: doomed.model.point_count() > 0 and survivor.model.point_count() > 0, 180,
                        "steps from both runs")
         os.killpg(doomed.pid, signal.SIGKILL)
