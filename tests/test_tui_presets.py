@@ -231,3 +231,23 @@ def test_more_set_cannot_quietly_override_a_field(fbt_home):
         assert not app.manager.handles
 
     run_app(scenario)
+
+
+def test_a_preset_that_downloads_its_data_says_so_before_it_starts(fbt_home, tmp_path):
+    """Valid, and runnable where the internet is: the preview says a run will download first."""
+    user_dir = fbt_home / "config" / "presets"
+    user_dir.mkdir(parents=True)
+    (user_dir / "fetches.toml").write_text(MLP.read_text().replace(
+        'name = "fashion_mnist_5k"', f'name = "cifar10"\nroot = "{tmp_path / "cifar"}"\ndownload = true'))
+
+    async def scenario(app, pilot):
+        screen = app.screen
+        screen.reload_list(select="fetches")
+        await wait_for(pilot, lambda: screen.ref is not None and screen.ref.name == "fetches", 10, "the preset")
+        preview = str(screen.query_one("#preview").render())
+        assert "✓ valid" in preview and f"downloaded into {tmp_path / 'cifar'}" in preview
+        (tmp_path / "cifar" / "cifar-10-batches-py").mkdir(parents=True)  # the files are there now
+        screen.validate_form()
+        assert "downloaded into" not in str(screen.query_one("#preview").render())
+
+    run_app(scenario)

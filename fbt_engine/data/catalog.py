@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from fbt_engine.data.idx import FASHION_MNIST_DEBIAN
 
@@ -40,3 +41,13 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("imagefolder", 0, 3, 0, False, True, mean=_IMAGENET_MEAN, std=_IMAGENET_STD),
     )
 }
+
+
+def download_target(name: str, root: str, download: bool) -> Path | None:
+    """The folder a run will download its dataset into before it trains (needing the internet),
+    or None where the files are there or nothing is downloaded."""
+    info = DATASETS.get(name)
+    if not (download and info and info.folder and root):
+        return None
+    target = Path(root).expanduser()
+    return None if (target / info.folder).is_dir() else target

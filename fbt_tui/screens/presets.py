@@ -29,6 +29,7 @@ from fbt_engine import paths
 from fbt_engine.config.fields import Problem
 from fbt_engine.config.presets import PresetRef, anchored_merge, collect, list_presets, parse_overrides
 from fbt_engine.config.schema import Config
+from fbt_engine.data.catalog import download_target
 from fbt_engine.methods.params import METHOD_PARAMS
 from fbt_engine.models.names import known_model_names, own_model_names
 from fbt_engine.store.runs import RunStore
@@ -303,6 +304,9 @@ class PresetsScreen(FbtScreen):
         teacher = cfg.teacher.model if cfg.method.needs_teacher else "(none)"
         source = "built-in" if self.ref.builtin else "user"
         data = cfg.data.name + (f", subset {cfg.data.subset}" if cfg.data.subset else "")
+        download = ""
+        if (target := download_target(cfg.data.name, cfg.data.root, cfg.data.download)) is not None:
+            download = f" [b $warning](downloaded into {literal(str(target))} as it starts: needs the internet)[/]"
         epochs = f"{cfg.train.epochs} distillation"
         if cfg.method.needs_teacher and not cfg.teacher.checkpoint:
             epochs += f" (+ {cfg.teacher.recipe.epochs} teacher, unless cached)"
@@ -328,7 +332,7 @@ class PresetsScreen(FbtScreen):
         lines = [
             f"[b]{literal(self.ref.name)}[/]  [dim]{source} · {literal(str(self.ref.path))}[/]  {status}",
             f"teacher  [b]{literal(teacher)}[/]   →   student  [b]{literal(cfg.student.model or '?')}[/]",
-            f"method   {literal(cfg.method.name)}    data  {literal(data)}    batch  {cfg.data.batch_size}",
+            f"method   {literal(cfg.method.name)}    data  {literal(data)}{download}    batch  {cfg.data.batch_size}",
             f"epochs   {epochs}    optim  {cfg.optim.name} lr {cfg.optim.lr:g}",
             f"params   {params_text}",
         ]
