@@ -23,6 +23,20 @@ async def loaded(app, pilot):
     return screen
 
 
+def user_preset(home, name: str, data: str) -> None:
+    """mlp_to_cnn as a user preset, with its [data] name line replaced by `data`."""
+    user_dir = home / "config" / "presets"
+    user_dir.mkdir(parents=True, exist_ok=True)
+    (user_dir / f"{name}.toml").write_text(MLP.read_text().replace('name = "fashion_mnist_5k"', data))
+
+
+async def shown(app, pilot, name: str):
+    screen = app.screen
+    screen.reload_list(select=name)
+    await wait_for(pilot, lambda: screen.ref is not None and screen.ref.name == name, 10, "the preset")
+    return screen
+
+
 def test_errors_show_next_to_their_field_and_block_the_launch(fbt_home):
     async def scenario(app, pilot):
         screen = await loaded(app, pilot)
@@ -175,15 +189,10 @@ def test_a_saved_copy_keeps_finding_the_files_its_preset_named_relatively(fbt_ho
 def test_what_this_machine_lacks_is_a_warning_not_an_error(fbt_home):
     """As `fbt presets validate`: a missing dataset folder does not make the preset invalid, but
     the app will not start a run the engine would refuse at once."""
-    user_dir = fbt_home / "config" / "presets"
-    user_dir.mkdir(parents=True)
-    (user_dir / "elsewhere.toml").write_text(MLP.read_text().replace(
-        'name = "fashion_mnist_5k"', f'name = "fashion_mnist"\nroot = "{fbt_home / "no-such-folder"}"'))
+    user_preset(fbt_home, "elsewhere", f'name = "fashion_mnist"\nroot = "{fbt_home / "no-such-folder"}"')
 
     async def scenario(app, pilot):
-        screen = app.screen
-        screen.reload_list(select="elsewhere")
-        await wait_for(pilot, lambda: screen.ref is not None and screen.ref.name == "elsewhere", 10, "the preset")
+        screen = await shown(app, pilot, "elsewhere")
         assert screen.problems and not screen.errors
         preview = str(screen.query_one("#preview").render())
         assert "✓ valid" in preview and "missing on this machine" in preview
@@ -193,7 +202,7 @@ def test_what_this_machine_lacks_is_a_warning_not_an_error(fbt_home):
         await pilot.press("ctrl+s")
         app.screen.query_one(Input).value = "elsewhere_copy"
         await pilot.press("enter")
-        await wait_for(pilot, (user_dir / "elsewhere_copy.toml").exists, 5, "the saved copy")
+        await wait_for(pilot, (fbt_home / "config" / "presets" / "elsewhere_copy.toml").exists, 5, "the saved copy")
 
     run_app(scenario)
 
@@ -235,15 +244,10 @@ def test_more_set_cannot_quietly_override_a_field(fbt_home):
 
 def test_a_preset_that_downloads_its_data_says_so_before_it_starts(fbt_home, tmp_path):
     """Valid, and runnable where the internet is: the preview says a run will download first."""
-    user_dir = fbt_home / "config" / "presets"
-    user_dir.mkdir(parents=True)
-    (user_dir / "fetches.toml").write_text(MLP.read_text().replace(
-        'name = "fashion_mnist_5k"', f'name = "cifar10"\nroot = "{tmp_path / "cifar"}"\ndownload = true'))
+    user_preset(fbt_home, "fetches", f'name = "cifar10"\nroot = "{tmp_path / "cifar"}"\ndownload = true')
 
     async def scenario(app, pilot):
-        screen = app.screen
-        screen.reload_list(select="fetches")
-        await wait_for(pilot, lambda: screen.ref is not None and screen.ref.name == "fetches", 10, "the preset")
+        screen = await shown(app, pilot, "fetches")
         preview = str(screen.query_one("#preview").render())
         assert "✓ valid" in preview and f"downloaded into {tmp_path / 'cifar'}" in preview
         (tmp_path / "cifar" / "cifar-10-batches-py").mkdir(parents=True)  # the files are there now
