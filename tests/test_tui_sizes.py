@@ -69,6 +69,9 @@ def test_every_screen_renders(fbt_home, size):
         assert visible(view.query_one("#run-status"))
         footer = str(app.screen.query_one("#keys").render())
         assert ("Next plot" in footer) == small  # the keys are offered where plots take turns, only
+        assert app.screen.active_bindings["s"].enabled is False  # the run is over: Stop is dimmed
+        first_line = str(view.query_one("#run-status").render()).splitlines()[0]
+        assert first_line.index("best") < size[0] - 4  # the best accuracy is seen, however narrow
         if small:  # one panel at a time: cycle to the alignment table and the log
             for _ in range(6):
                 await pilot.press("right_square_bracket")

@@ -45,6 +45,9 @@ class DashboardScreen(FbtScreen):
         plot is on screen and the keys would do nothing."""
         if action == "cycle":
             return self.has_class("-narrow") or self.has_class("-short")
+        if action == "stop":  # shown dimmed where the tab's run is over: a key that would do nothing
+            view = self.current_view()
+            return True if view is not None and view.handle.active else None
         return True
 
     def on_resize(self) -> None:
@@ -89,6 +92,7 @@ class DashboardScreen(FbtScreen):
         title = self._title(handle)
         if tab.label.plain != title:
             tab.label = title
+            self.refresh_bindings()  # its status changed: whether s can stop it
 
     def run_updated(self, handle: RunHandle) -> None:
         """Only the visible run is drawn (see RunView.on_screen); the others catch up when shown."""
@@ -97,6 +101,7 @@ class DashboardScreen(FbtScreen):
             view.model_changed()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()
         view = self.current_view()
         if view is not None:
             self.call_after_refresh(view.redraw)

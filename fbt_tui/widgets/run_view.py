@@ -237,18 +237,19 @@ class RunView(Vertical):
                 progress.append(f"epoch {m.epoch}/{m.epochs_total}")
             if m.steps_total:
                 progress.append(f"step {m.step}/{m.steps_total}")
+            # what a glance needs first: a narrow terminal cuts the line's end
+            progress.append(f"best {pct(m.best[0])}% @{m.best[1]}" if m.best else "best –")
+            compiling = m.compiling_for(time.time())
+            if compiling is not None:
+                progress.append(f"[b]compiling the training step {clock(compiling)}[/]")
+            elif m.is_active:
+                progress.append(f"ETA {clock(m.eta_seconds(time.time()))}")
             if m.loss is not None:
                 progress.append(f"loss {number(m.loss)}")
             if m.lr is not None:
                 progress.append(f"lr {m.lr:.3g}")
             if m.img_s:
                 progress.append(f"{m.img_s:,.0f} img/s")
-            compiling = m.compiling_for(time.time())
-            if compiling is not None:
-                progress.append(f"[b]compiling the training step {clock(compiling)}[/]")
-            elif m.is_active:
-                progress.append(f"ETA {clock(m.eta_seconds(time.time()))}")
-            progress.append(f"best {pct(m.best[0])}% @{m.best[1]}" if m.best else "best –")
             if m.outcome.get("type") == "run_failed":
                 progress.append(f"[b $error]{literal(str(m.outcome.get('error')))}: "
                                 f"{literal(str(m.outcome.get('message')))}[/]")
