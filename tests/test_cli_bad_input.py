@@ -38,6 +38,8 @@ SET_CASES = [
     ("no-equals", ["train.epochs"], 2, ["--set: train.epochs: expected key=value"]),
     ("nan", ["optim.lr=nan"], 2, ["optim.lr: expected a finite number, got nan"]),
     ("subset-below-one-batch", ["data.subset=10"], 2, ["data.subset: 10 images cannot fill one batch"]),
+    ("subset-beyond-the-dataset", ["data.subset=10000000"], 2,
+     ["data.subset: 10,000,000 images is more than fashion_mnist_5k's 5,000 training images (0 trains on all"]),
     ("missing-checkpoint", ["teacher.checkpoint={tmp}/none/teacher.pt"], 3,
      ["teacher.checkpoint: no such file: {tmp}/none/teacher.pt"]),
     ("missing-data-folder", ["data.name=fashion_mnist", "data.root={tmp}/nothing"], 3,

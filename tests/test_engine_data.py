@@ -49,6 +49,7 @@ def test_a_class_with_too_few_samples_gives_all_it_has():
 def test_embedded_slice_and_its_stratified_subset():
     full = load_data(DataSection(), CPU, seed=0)
     assert (full.num_classes, full.img_size, full.train.num_images, full.val.num_images) == (10, 28, 5000, 1000)
+    assert DATASETS["fashion_mnist_5k"].train_images == full.train.num_images  # what data.subset is checked against
     assert full.classes[0] == "T-shirt/top"
     sub = load_data(DataSection(subset=500, batch_size=64), CPU, seed=0)
     assert (sub.train.num_images, sub.val.num_images) == (500, 100)

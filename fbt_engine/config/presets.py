@@ -301,6 +301,10 @@ def _check_data(data: DataSection, origin, problems: list[Problem]) -> None:
     if not info.native_size and not data.img_size:  # folders hold images of any size
         problems.append(Problem(origin("data.img_size", "data.name"), "data.img_size",
                                 f'dataset "{data.name}" has no native size; set the side the models see, e.g. 224'))
+    if info.train_images and data.subset > info.train_images:
+        problems.append(Problem(origin("data.subset", "data.name"), "data.subset",
+                                f"{data.subset:,} images is more than {data.name}'s {info.train_images:,} training "
+                                "images (0 trains on all of them)"))
     if data.subset and data.subset < data.batch_size:  # training drops the last partial batch
         problems.append(Problem(origin("data.subset", "data.batch_size"), "data.subset",
                                 f"{data.subset} images cannot fill one batch of data.batch_size = {data.batch_size}"))

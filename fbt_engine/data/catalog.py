@@ -21,6 +21,7 @@ class DatasetInfo:
     std: tuple[float, ...] = (0.5,)
     credit: str = ""
     folder: str = ""  # the sub-folder of data.root that holds the files (torchvision's layout)
+    train_images: int = 0  # 0: as many as its folder holds
 
 
 FASHION_CREDIT = "Fashion-MNIST, (c) 2017 Zalando SE, MIT licence"
@@ -31,13 +32,13 @@ DATASETS: dict[str, DatasetInfo] = {
     d.name: d
     for d in (
         DatasetInfo("fashion_mnist_5k", 10, 1, 28, True, False, mean=(0.2860,), std=(0.3530,),
-                    credit=FASHION_CREDIT + "; stratified 5k/1k slice embedded in fbt"),
+                    credit=FASHION_CREDIT + "; stratified 5k/1k slice embedded in fbt", train_images=5_000),
         DatasetInfo("fashion_mnist", 10, 1, 28, True, False, str(FASHION_MNIST_DEBIAN),
-                    mean=(0.2860,), std=(0.3530,), credit=FASHION_CREDIT),
+                    mean=(0.2860,), std=(0.3530,), credit=FASHION_CREDIT, train_images=60_000),
         DatasetInfo("cifar10", 10, 3, 32, True, True, mean=(0.4914, 0.4822, 0.4465),
-                    std=(0.2470, 0.2435, 0.2616), folder="cifar-10-batches-py"),
+                    std=(0.2470, 0.2435, 0.2616), folder="cifar-10-batches-py", train_images=50_000),
         DatasetInfo("cifar100", 100, 3, 32, True, True, mean=_CIFAR_MEAN, std=_CIFAR_STD,
-                    folder="cifar-100-python"),
+                    folder="cifar-100-python", train_images=50_000),
         DatasetInfo("imagefolder", 0, 3, 0, False, True, mean=_IMAGENET_MEAN, std=_IMAGENET_STD),
     )
 }
