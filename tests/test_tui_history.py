@@ -134,6 +134,13 @@ def test_compare_shows_only_the_config_keys_that_differ(fbt_home):
         summary = screen.query_one("#compare-summary", DataTable)
         assert str(summary.get_row_at(1)[7]) == "+6.50"  # Δ best against the first marked run
         await wait_for(pilot, lambda: screen.query_one("#compare-acc", CurvePlot).total == 4, 10, "overlaid curves")
+        other = screen.query_one("#compare-metric", CurvePlot)
+        shown = []
+        for _ in range(4):  # m: train loss, the student's CE, the validation loss, and round again
+            shown.append((str(other.border_title).split("/")[0].replace("[b]", "").strip(), other.total))
+            await pilot.press("m")
+        # 8 logged steps and 2 epochs a run, 2 runs
+        assert shown == [("train loss", 16), ("student CE", 16), ("validation loss", 4), ("train loss", 16)]
         await pilot.press("a")
         assert diff.row_count > 50  # every key of the config
         await pilot.press("escape")

@@ -24,7 +24,9 @@ from fbt_tui.screens.base import FbtScreen
 from fbt_tui.widgets.curves import PALETTE, CurvePlot
 from fbt_tui.widgets.keybar import KeyBar
 
-METRICS = (("top1", "student top-1 % / epoch"), ("loss", "train loss / step"), ("CE", "CE terms / step"))
+# the second plot's curves, one per run, that m cycles through: (plot group, curve label or the first, title)
+METRICS = (("loss", None, "train loss / step"), ("CE", "ce", "student CE / step"),
+           ("CE", "val", "validation loss / epoch"))
 
 
 @dataclass
@@ -119,13 +121,12 @@ class CompareScreen(FbtScreen):
         if self.data is None:
             return
         acc = self.query_one("#compare-acc", CurvePlot)
-        acc.show(*self._overlay("top1", acc.buckets, "student"))
-        key, title = METRICS[1 + self.metric % (len(METRICS) - 1)]
+        acc.show(*self._overlay("top1", acc.buckets, "student", "student top-1 % / epoch"))
+        group, only, title = METRICS[self.metric % len(METRICS)]
         other = self.query_one("#compare-metric", CurvePlot)
-        other.show(*self._overlay(key, other.buckets, None, title))
+        other.show(*self._overlay(group, other.buckets, only, title))
 
-    def _overlay(self, group: str, buckets: int, only: str | None,
-                 title: str | None = None) -> tuple[Panel, dict[str, str]]:
+    def _overlay(self, group: str, buckets: int, only: str | None, title: str) -> tuple[Panel, dict[str, str]]:
         """One curve per run (its first curve of `group`, or the one labelled `only`)."""
         assert self.data is not None
         curves, styles = [], {}
@@ -135,7 +136,7 @@ class CompareScreen(FbtScreen):
                 c.label = rid[-6:]
                 styles[c.label] = PALETTE[i % len(PALETTE)]
                 curves.append(c)
-        return Panel(title or dict(METRICS)[group], curves), styles
+        return Panel(title, curves), styles
 
     def action_metric(self) -> None:
         self.metric += 1
