@@ -366,7 +366,7 @@ def _runs_show(store, args) -> int:
                          ("method", s.method), ("pair", s.pair), ("data", s.dataset),
                          ("best top-1", f"{percent(s.best_top1)} (epoch {s.best_epoch or '–'})"),
                          ("final top-1", percent(s.final_top1)), ("teacher top-1", percent(s.teacher_top1)),
-                         ("best fusion", percent(s.fusion_top1)), ("epochs", f"{s.epochs_done}/{s.epochs_total}"),
+                         ("best fusion", percent(s.fusion_top1)), ("epochs done", f"{s.epochs_done}/{s.epochs_total}"),
                          ("started", when(s.started)), ("duration", duration(s.elapsed(time.time()))),
                          ("tags", ", ".join(s.tags) or "–"), ("note", s.note or "–"), ("folder", str(store.run_dir(rid))),
                          ("student", _student_files(store.run_dir(rid)))):

@@ -271,7 +271,7 @@ class HistoryScreen(FbtScreen):
             name = f" {literal(row.name)} ·" if row.name != row.id else ""
             tags = f" · tags {literal(', '.join(row.tags))}" if row.tags else ""
             text = (f"[b]{literal(row.id)}[/]{name} {literal(row.pair)} · {literal(row.dataset)} · "
-                    f"epochs {row.epochs_done}/{row.epochs_total} · {duration(row.elapsed(time.time()))} · "
+                    f"{row.epochs_done}/{row.epochs_total} epochs done · {duration(row.elapsed(time.time()))} · "
                     f"teacher {pct(row.teacher_top1)} · best fusion {pct(row.fusion_top1)} · "
                     f"started {when(row.started)}{tags}")
             if row.note:
