@@ -369,14 +369,14 @@ def _runs_show(store, args) -> int:
                          ("best fusion", percent(s.fusion_top1)), ("epochs done", f"{s.epochs_done}/{s.epochs_total}"),
                          ("started", when(s.started)), ("duration", duration(s.elapsed(time.time()))),
                          ("tags", ", ".join(s.tags) or "–"), ("note", s.note or "–"), ("folder", str(store.run_dir(rid))),
-                         ("student", _student_files(store.run_dir(rid)))):
+                         ("student", _student_files(store.run_dir(rid), s.status))):
         out.print(f"  {label:14s} {value}")
     if failure:
         out.print(f"  {'error':14s} {failure.get('error')}: {failure.get('message')}")
     return EXIT_OK
 
 
-def _student_files(folder: Path) -> str:
+def _student_files(folder: Path, status: str) -> str:
     """Which weights the run keeps, as `fbt export --weights` names them."""
     from fbt_engine.store.export import STUDENT_FILES, ExportError, recorded
 
@@ -388,7 +388,8 @@ def _student_files(folder: Path) -> str:
             except ExportError:
                 epoch = None
             kept.append(f"{which}{f' (epoch {epoch})' if epoch else ''}: {name}")
-    return " · ".join(kept) or "– (written when the run finishes)"
+    return " · ".join(kept) or ("– (written when it finishes)" if status == "running" else
+                                "– (none: the run did not finish)")
 
 
 def cmd_compare(args) -> int:

@@ -96,6 +96,8 @@ class RunManager:
 
     def launch(self, preset: Path, sets: list[str]) -> RunHandle:
         run_id = new_run_id()
+        # named as the engine will name it, from its first frame (the preset's stem until its first event)
+        name = collect(preset, sets).config.run.name or run_id
         self.launch_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "fbt_engine", "run", str(preset), "--id", run_id, "--json", "--quiet"]
         for item in sets:
@@ -103,8 +105,7 @@ class RunManager:
         with open(self._out(run_id), "wb") as out, open(self._err(run_id), "wb") as err:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
                                     env={**os.environ, "FBT_HOME": str(self.home), "PYTHONUNBUFFERED": "1"})
-        # named as the engine will name it, from its first frame (the preset's stem until its first event)
-        model = RunModel(run_id, name=collect(preset, sets).config.run.name or run_id, status="starting")
+        model = RunModel(run_id, name=name, status="starting")
         return self._start(RunHandle(run_id, model, preset=preset.stem, proc=proc, pid=proc.pid, live=True))
 
     def reattach(self) -> tuple[list[RunHandle], list[str]]:

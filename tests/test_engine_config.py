@@ -183,6 +183,11 @@ def test_dataset_layouts_are_checked_before_any_loading(tmp_path):
 
 
 
+def test_rules_newer_than_a_stored_config_are_marked_so_a_resume_can_pass_them():
+    problems = collect(MLP_TO_CNN, ["data.subset=6000", "run.tags=['two words']", "train.epochs=0"]).problems
+    assert {p.key: p.newer_rule for p in problems} == {"data.subset": True, "run.tags": True, "train.epochs": False}
+
+
 def test_a_cross_field_problem_is_blamed_on_whichever_side_set_a_key_behind_it(tmp_path):
     """data.root is nobody's key here: the dataset that needs one is; and τ is the preset's
     default, the range it must lie in --set's."""

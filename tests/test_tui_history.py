@@ -267,6 +267,13 @@ def test_a_run_the_app_did_not_start_is_followed_in_history(fbt_home, monkeypatc
         store.refresh_index(run_id)  # as the engine does at an epoch end
         store.close()
         await wait_for(pilot, lambda: "70.00 @2" in table.render_line(1).text, 5, "the row to follow the run")
+        # killed outright: it writes nothing more, and History still finds it crashed
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        store = RunStore(fbt_home)
+        store.update_meta(run_id, pid=dead.pid, pid_start=None)
+        store.close()
+        await wait_for(pilot, lambda: "crashed" in table.render_line(1).text, 5, "the crash to show")
 
     run_app(scenario, start_mode="history")
 
@@ -282,6 +289,9 @@ def test_export_by_keyboard_alone(fbt_home, tmp_path, monkeypatch):
         await pilot.press("down", "e")
         await pilot.press(*["down"] * 5, "enter")  # CSV → … → student weights, best epoch
         assert isinstance(app.focused, Input) and app.focused.value == str(tmp_path / f"{run_id}_best.safetensors")
+        await pilot.press("backspace", *"x")  # edits the path's end: a key does not replace it whole
+        assert app.focused.value == str(tmp_path / f"{run_id}_best.safetensorx")
+        await pilot.press("backspace", "s")
         await pilot.press("enter")
         await wait_for(pilot, (tmp_path / f"{run_id}_best.toml").exists, 10, "the best weights' sidecar")
         await pilot.press("space", "up", "space", "e")  # two runs: the weights are one run's

@@ -236,6 +236,9 @@ def test_more_set_cannot_quietly_override_a_field(fbt_home):
         await pilot.pause()
         assert "train.epochs: a field above sets this key: change it there" in field_error(screen, "extra")
         assert field_error(screen, "train.epochs") == ""
+        screen.query_one("#f-extra", Input).value = "train={epochs=2}"  # the same key, as a TOML table
+        await pilot.pause()
+        assert "train.epochs: a field above sets this key" in field_error(screen, "extra")
         await pilot.press("enter")  # refused, nothing launched
         assert not app.manager.handles
 

@@ -47,6 +47,8 @@ class Problem:
     key: str
     message: str
     environment: bool = False  # a missing file or device rather than a wrong value (exit 3, not 2)
+    # a rule for new input that an earlier fbt did not have: the config it stored still resumes
+    newer_rule: bool = False
 
     def __str__(self) -> str:
         return f"{self.source}: {self.key}: {self.message}"

@@ -240,7 +240,8 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
             problems.append(Problem(origin(key), key,
                                     f'unknown model "{model}"{did_you_mean(model, known_model_names())}'))
     _check_data(cfg.data, origin, problems)
-    problems += [Problem(origin("run.tags"), "run.tags", problem) for problem in map(tag_problem, cfg.run.tags) if problem]
+    problems += [Problem(origin("run.tags"), "run.tags", problem, newer_rule=True)
+                 for problem in map(tag_problem, cfg.run.tags) if problem]
     ckpt = cfg.teacher.checkpoint
     if cfg.method.needs_teacher and ckpt and not Path(ckpt).expanduser().is_file():
         problems.append(Problem(origin("teacher.checkpoint"), "teacher.checkpoint",
@@ -304,7 +305,7 @@ def _check_data(data: DataSection, origin, problems: list[Problem]) -> None:
     if info.train_images and data.subset > info.train_images:
         problems.append(Problem(origin("data.subset", "data.name"), "data.subset",
                                 f"{data.subset:,} images is more than {data.name}'s {info.train_images:,} training "
-                                "images (0 trains on all of them)"))
+                                "images (0 trains on all of them)", newer_rule=True))
     if data.subset and data.subset < data.batch_size:  # training drops the last partial batch
         problems.append(Problem(origin("data.subset", "data.batch_size"), "data.subset",
                                 f"{data.subset} images cannot fill one batch of data.batch_size = {data.batch_size}"))

@@ -135,6 +135,7 @@ def _resolve(options: RunOptions, store: RunStore) -> tuple[Resolved, str | None
         # relative to where that run was started, which is most likely where it is resumed
         before = collect(run_dir / "config.toml", relative_to=Path.cwd()).config
         resolved = collect(run_dir / "config.toml", options.sets, relative_to=Path.cwd())
+        resolved.problems = [p for p in resolved.problems if not p.newer_rule]
         if resolved.problems:
             raise PresetError(resolved.problems)
         resolved.raw = (run_dir / "preset.toml").read_bytes()

@@ -26,7 +26,7 @@ from fbt_tui.widgets.keybar import KeyBar
 
 # the second plot's curves, one per run, that m cycles through: (plot group, curve label or the first, title)
 METRICS = (("loss", None, "train loss / step"), ("CE", "ce", "student CE / step"),
-           ("CE", "val", "validation loss / epoch"))
+           ("CE", "val", "validation loss / step"))
 
 
 @dataclass

@@ -61,7 +61,8 @@ class ExportDialog(ModalScreen[ExportRequest | None]):
                     yield RadioButton(text + (" — one run at a time" if one_run_only else ""), value=key == self.format,
                                       name=key, disabled=one_run_only)
             yield Label("to file", classes="dialog-help")
-            yield Input(str(Path.cwd() / f"{self._stem()}.csv"), id="export-path")
+            # reached with enter from the formats: the cursor at the end, so that a key edits the path
+            yield Input(str(Path.cwd() / f"{self._stem()}.csv"), id="export-path", select_on_focus=False)
             yield Static("", id="export-error", classes="field-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Export (enter)", variant="primary", id="ok")
@@ -81,6 +82,7 @@ class ExportDialog(ModalScreen[ExportRequest | None]):
         path = Path(box.value)
         stem = path.stem.removesuffix(BEST_STEM) + (BEST_STEM if STUDENT_WEIGHTS.get(self.format) == "best" else "")
         box.value = str(path.with_name(stem + SUFFIX[self.format])) if path.name else box.value
+        box.cursor_position = len(box.value)
 
     @on(FormatSet.Picked)
     def _picked(self) -> None:

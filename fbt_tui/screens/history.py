@@ -158,15 +158,14 @@ class HistoryScreen(FbtScreen):
     def _refresh_if_active(self) -> None:
         """Runs change the index at their epoch ends, the app's own and any other's alike (a
         headless `fbt run`, a tag from the CLI): a changed index file is read again. A stat of it
-        is all an idle History costs; running runs' durations tick on between epoch ends."""
+        is all an idle History costs. While a row says running, it is read anyway: a run killed
+        outright writes nothing, and reading is what finds it crashed (its duration ticks then too)."""
         if self.app.screen is not self:
             return
         stamp = index_stamp(index_path())
-        if stamp != self._index_stamp or self.app.manager.active():
+        if stamp != self._index_stamp or self.app.manager.active() or any(r.status == "running" for r in self.rows):
             self._index_stamp = stamp
             self.reload()
-        elif any(r.status == "running" for r in self.shown):
-            self._update_changed(self.shown, running_too=True)
 
     # -- loading and showing ---------------------------------------------------------------------
 
@@ -181,7 +180,9 @@ class HistoryScreen(FbtScreen):
 
     def _loaded(self, rows: list[RunSummary]) -> None:
         if rows == self.rows and self.loaded:
-            return  # a periodic reload with nothing new: no repaint at all
+            if any(r.status == "running" for r in self.shown):  # their durations tick
+                self._update_changed(self.shown, running_too=True)
+            return  # a periodic reload with nothing new: no other repaint
         self.loaded = True
         previous, self.rows = self.shown, rows
         shown = self._visible_rows()
@@ -258,8 +259,9 @@ class HistoryScreen(FbtScreen):
         """The runs an action takes (selected_ids), or a word on why it does nothing."""
         ids = self.selected_ids()
         if not ids:
-            self.notify(f"No run to {verb}: " + ("none matches the filter." if self.rows else "there are no runs yet."),
-                        severity="warning")
+            why = ("there are no runs yet." if not self.rows else "the trash is empty." if self.trash_view and
+                   not any(r.trashed for r in self.rows) else "none matches the filter.")
+            self.notify(f"No run to {verb}: {why}", severity="warning")
         return ids
 
     @on(RunTable.RowHighlighted)

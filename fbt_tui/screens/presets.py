@@ -32,6 +32,7 @@ from fbt_engine.config.schema import Config
 from fbt_engine.data.catalog import download_target
 from fbt_engine.methods.params import METHOD_PARAMS
 from fbt_engine.models.names import known_model_names, own_model_names
+from fbt_engine.store.export import flatten
 from fbt_engine.store.runs import RunStore
 
 from fbt_tui.estimate import ModelSpec, count_in_subprocess, from_past_runs
@@ -263,7 +264,9 @@ class PresetsScreen(FbtScreen):
                    if spec.kind == "number" and not str(self.query_one(f"#{field_id(spec.key)}").value).strip()]
         empty = "empty: type a number (ctrl+r puts the preset's back)"
         keys = {spec.key for spec in FIELDS}
-        extra_keys = {item.partition("=")[0].strip() for item in self.query_one("#f-extra", Input).value.split()}
+        extra = self.query_one("#f-extra", Input).value.split()
+        extra_keys = {item.partition("=")[0].strip() for item in extra}
+        extra_keys |= set(flatten(parse_overrides(extra)[0]))  # train={epochs=3} sets train.epochs too
         twice = [Problem("--set", key, "a field above sets this key: change it there, not here")
                  for key in sorted(extra_keys & keys)]
         self.problems = [*resolved.problems, *(Problem("form", key, empty) for key in emptied), *twice]
