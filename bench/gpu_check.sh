@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check of the speed issue, for one H100/H200, in 5 minutes (each section has a time limit;
 # the last, tui, takes what is left of CHECK_BUDGET = 295 s, at least 45 s; the others' parts took
-# about 240 s on an H100 in separate calls; never run as one call yet), with nothing but this repository,
+# about 240 s on an H100 in separate calls, the ~330 s of all parts less tui's 90 s; never run as
+# one call), with nothing but this repository,
 # the full Fashion-MNIST IDX files and the wheels the GPU image lacks or may hold too old (tomli-w and platformdirs for the engine; textual
 # and its kin for the TUI-cost section, skipped without them).
 #

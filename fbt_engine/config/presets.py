@@ -111,7 +111,8 @@ def parse_overrides(items: Iterable[str]) -> tuple[dict[str, Any], list[Problem]
             value = parse_value(text.strip())
         except tomllib.TOMLDecodeError as exc:
             # a number, list or quoted string gone wrong is no unquoted string: no quoting hint
-            hint = "" if text.strip()[:1] in tuple("+-.0123456789[{\"'") else "; quote strings: --set data.name='\"cifar100\"'"
+            hint = "" if text.strip().startswith(tuple("+-.0123456789[{\"'")) else \
+                "; quote strings: --set data.name='\"cifar100\"'"
             problems.append(Problem(SET_SOURCE, key, f"value {text!r} is not valid TOML ({exc}){hint}"))
             continue
         *parents, leaf = key.split(".")

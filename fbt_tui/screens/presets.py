@@ -320,7 +320,7 @@ class PresetsScreen(FbtScreen):
             params_text = "[dim]– (fix the models first)[/]"
         elif params is None:
             self.params_cache[key] = "estimating…"
-            self.estimate(cfg, spec)
+            self.estimate(cfg, key)
             params_text = "[dim]estimating…[/]"
         elif isinstance(params, str):
             params_text = f"[dim]{literal(params)}[/]"
@@ -342,7 +342,7 @@ class PresetsScreen(FbtScreen):
         self.query_one("#preview", Static).update("\n".join(lines))
 
     @work(thread=True, group="params", exit_on_error=False)
-    def estimate(self, cfg: Config, spec: ModelSpec) -> None:
+    def estimate(self, cfg: Config, key: tuple[ModelSpec, str]) -> None:
         """Past runs first (exact, with the fusion model), else build the models in a subprocess."""
         store = RunStore()
         try:
@@ -353,10 +353,10 @@ class PresetsScreen(FbtScreen):
             result: tuple[dict[str, int], str] | str = (past[0], f"as logged by run {past[1]}")
         else:
             try:
-                result = (count_in_subprocess(spec, self.app.helpers), "estimated")
+                result = (count_in_subprocess(key[0], self.app.helpers), "estimated")
             except RuntimeError as exc:
                 result = f"unknown: {exc}"
-        self.params_cache[spec, cfg.method.name] = result
+        self.params_cache[key] = result
         self.app.call_from_thread(self._estimated)
 
     def _estimated(self) -> None:
