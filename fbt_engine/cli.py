@@ -472,6 +472,8 @@ def cmd_presets(args) -> int:
                 print(f"error: {problem}", file=sys.stderr)
             for problem in needs:
                 print(f"warning: {problem} (needed to run it on this machine)", file=sys.stderr)
+            for doubt in resolved.doubts:
+                print(f"warning: {doubt}", file=sys.stderr)
             if not errors:
                 print(f"ok: {resolved.source}")
                 continue

@@ -66,6 +66,12 @@ def test_presets_validate_by_name_and_its_exit_codes(fbt_home):
     assert broken.returncode == 2 and broken.stderr.count("error: ") == 1  # only the syntax error, no echoes
     missing = run_fbt("presets", "validate", "mlp_to_cnx")
     assert missing.returncode == 2 and 'did you mean "mlp_to_cnn"?' in missing.stderr
+    (fbt_home / "config" / "presets" / "still.toml").write_text(
+        (PRESETS / "mlp_to_cnn.toml").read_text().replace("lr = 0.05", "lr = 0"))
+    still = run_fbt("presets", "validate", "still")  # runs, so valid; but it says what it will do
+    assert still.returncode == 0 and "ok: " in still.stdout
+    assert still.stderr.strip().endswith("still.toml: optim.lr: is 0: distillation will not change any weights")
+    assert still.stderr.startswith("warning: ")
 
 
 def test_paths_follow_fbt_home(fbt_home):

@@ -42,6 +42,7 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning(with_cached_tea
     assert calls == [1]  # tried once, then eager for good
     assert events[-1]["type"] == "run_finished"
     assert "compiling the training step" in _engine_log() and "compiled:" not in _engine_log()
+    assert f"warning: {warnings[0]['message']}" in _engine_log()  # and on stderr, for a headless run
 
 
 def _backward_that_fails(params: list[torch.Tensor]) -> type[torch.autograd.Function]:

@@ -203,6 +203,23 @@ def test_a_cross_field_problem_is_blamed_on_whichever_side_set_a_key_behind_it(t
     assert origins(MLP_TO_CNN, ["method.nce_tau_max=0.05"]) == {"method.nce_tau": "--set"}
 
 
+def test_values_that_run_but_are_seldom_meant_are_doubts_not_problems():
+    """A learning rate of 0 runs (it is how one checks that nothing moves) but is nearly always a slip:
+    fbt warns of it rather than refuse it; a teacher's recipe only while the run trains one."""
+
+    def doubts(*sets, preset=MLP_TO_CNN):
+        resolved = collect(preset, sets)
+        assert not resolved.problems
+        return {p.key: (p.source, p.message) for p in resolved.doubts}
+
+    assert doubts() == {}
+    assert doubts("optim.lr=0", "teacher.recipe.lr=0.0") == {
+        "optim.lr": ("--set", "is 0: distillation will not change any weights"),
+        "teacher.recipe.lr": ("--set", "is 0: the teacher trained from scratch will not learn")}
+    assert doubts("teacher.recipe.lr=0", "method.name=scratch") == {}  # no teacher is trained
+    assert collect(MLP_TO_CNN, ["optim.lr=-1"]).doubts == []  # a problem already: not a doubt too
+
+
 # -- --set parsing -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text,value", [

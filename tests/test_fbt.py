@@ -194,19 +194,24 @@ def test_pool_cls_reads_the_class_token_of_every_token_model(teacher, student):
         assert torch.equal(feats.head.feature, expected)
 
 
-def test_l2g_takes_its_class_token_from_the_teacher_the_run_trained(fbt_home):
+def test_l2g_takes_its_class_token_from_the_teacher_the_run_trained(fbt_home, capsys):
     """F's class token and position embedding start as the back model's own (METHOD §2). A teacher
     trained in the run is untrained when F is built: F takes them again once it is trained, so the
     first run of a preset starts distillation where a run on the cached teacher does. At lr 0,
-    distillation leaves them where they started."""
+    distillation leaves them where they started (and the run warns that it will, on stderr too)."""
     from conftest import PRESETS, TINY
     from fbt_engine.config.presets import resolve
+    from fbt_engine.store.events import read_events
     from fbt_engine.store.runs import RunStore
     from fbt_engine.train.engine import RunOptions, prepare, run
 
     preset, sets = str(PRESETS / "vit_to_cnn.toml"), [*TINY, "optim.lr=0"]
-    assert run(RunOptions(preset=preset, sets=sets, quiet=True)) == 0
+    assert run(RunOptions(preset=preset, sets=sets)) == 0
     store = RunStore()
+    warning = "--set: optim.lr: is 0: distillation will not change any weights"
+    events = read_events(store.run_dir(store.resolve("last")) / "events.jsonl")
+    assert [e["message"] for e in events if e["type"] == "warning"] == [warning]
+    assert f"warning: {warning}" in capsys.readouterr().err
     final = torch.load(store.run_dir(store.resolve("last")) / "checkpoints" / "last.pt", weights_only=False)["method"]
     on_cached_teacher = prepare(resolve(preset, sets), torch.device("cpu")).method.fusion.projector
     assert on_cached_teacher.prefix is not None and on_cached_teacher.pos is not None

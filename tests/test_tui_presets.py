@@ -207,6 +207,24 @@ def test_what_this_machine_lacks_is_a_warning_not_an_error(fbt_home):
     run_app(scenario)
 
 
+def test_a_value_seldom_meant_is_a_warning_by_its_field(fbt_home):
+    """lr 0 runs (the engine warns as it starts): the form says so by the field, as a warning, not an error."""
+    async def scenario(app, pilot):
+        screen = await loaded(app, pilot)
+        screen.query_one("#f-optim-lr", Input).value = "0"
+        await pilot.pause()
+        row = screen.query_one("#f-optim-lr-row")
+        assert not row.has_class("-invalid") and not screen.errors
+        assert str(row.query_one(".field-error").render()) == "! is 0: distillation will not change any weights"
+        preview = str(screen.query_one("#preview").render())
+        assert "✓ valid" in preview and "1 warning(s)" in preview
+        screen.query_one("#f-optim-lr", Input).value = "0.05"
+        await pilot.pause()
+        assert not row.query_one(".field-error").display and "warning" not in str(screen.query_one("#preview").render())
+
+    run_app(scenario)
+
+
 def test_the_parameter_counts_follow_the_method(fbt_home):
     """A past FBT run's counts hold its fusion model: another method's preview must not show them."""
     from test_tui_support import fake_run

@@ -11,7 +11,7 @@ import functools
 import os
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ class Resolved:
     raw: bytes  # the preset file's exact bytes, stored with the run
     problems: list[Problem] = field(default_factory=list)
     changed: dict[str, list] = field(default_factory=dict)  # on resume: key → [before, after]
+    doubts: list[Problem] = field(default_factory=list)  # valid values seldom meant: warnings (DOUBTS)
 
 
 # --- locating presets ---------------------------------------------------------------------------
@@ -254,6 +255,25 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
                                 f"[{method.nce_tau_min}, {method.nce_tau_max}], got {method.nce_tau}"))
 
 
+@dataclass(frozen=True)
+class Doubt:
+    """A value that runs but is seldom meant, as data: fbt warns of it and runs it anyway (a learning
+    rate of 0 is how one checks that nothing moves)."""
+
+    key: str
+    causes: tuple[str, ...]  # keys whose --set makes `key`'s value doubtful, as in origin()
+    applies: Callable[[Config], bool]
+    message: str
+
+
+DOUBTS = (
+    Doubt("optim.lr", (), lambda c: c.optim.lr == 0, "is 0: distillation will not change any weights"),
+    Doubt("teacher.recipe.lr", ("teacher.checkpoint",),
+          lambda c: c.method.needs_teacher and not c.teacher.checkpoint and c.teacher.recipe.lr == 0,
+          "is 0: the teacher trained from scratch will not learn"),
+)
+
+
 @functools.cache
 def path_keys() -> tuple[tuple[str, ...], ...]:
     """The key paths of the settings that are files or folders (setting(path=True)). [method] is
@@ -380,4 +400,6 @@ def collect(preset: str | Path | None, overrides: Iterable[str] = (), *, relativ
     semantic: list[Problem] = []
     check_semantics(cfg, origin, semantic)
     problems += [p for p in semantic if p.key not in reported]
-    return Resolved(cfg, source, raw, problems)
+    doubts = [Problem(origin(d.key, *d.causes), d.key, d.message) for d in DOUBTS
+              if d.key not in reported and d.applies(cfg)]
+    return Resolved(cfg, source, raw, problems, doubts=doubts)

@@ -529,6 +529,8 @@ def execute(p: Prepared, run_id: str, segment: int, resuming: bool, reporter: Re
                 reporter.log(f"{p.dist.world} processes: global batch {cfg.data.batch_size} = {p.dist.world} × "
                              f"{p.data.train.batch_size}; lr {cfg.optim.lr} applies to the global batch as given "
                              "(no scaling rule)")
+            for doubt in p.resolved.doubts:
+                reporter.warn(str(doubt))
         if p.teacher is not None:
             phase_name = "teacher_training"
             teacher_phase(p, reporter, stop, resuming)

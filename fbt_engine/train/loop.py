@@ -347,7 +347,7 @@ class TrainStep:
 
     def _fell_back(self, why: str) -> None:
         self.compiled = None
-        self.reporter.emit("warning", message=f"torch.compile failed ({why}); training without it")
+        self.reporter.warn(f"torch.compile failed ({why}); training without it")
 
 
 def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag) -> LoopState:
@@ -355,8 +355,8 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
     terms = train_step.terms
     device = next(method.parameters()).device
     if phase.compile_mode is not None and device.type == "cuda":  # launches cost only there
-        phase.data.train.compile_augmentation(lambda why: reporter.emit(
-            "warning", message=f"torch.compile failed for the batch augmentation ({why}); augmenting without it"))
+        phase.data.train.compile_augmentation(lambda why: reporter.warn(
+            f"torch.compile failed for the batch augmentation ({why}); augmenting without it"))
     reporter.human.start_phase(phase.name.replace("_", " "), phase.total_steps, state.step)
     method.train()
     for epoch in range(state.epoch, phase.epochs):

@@ -92,6 +92,11 @@ class Reporter:
         """The run's index row (what `fbt runs ls` and History list) from the events so far."""
         self.store.index.upsert(self.fold.summary(self.store.read_meta(self.run_id)))
 
+    def warn(self, message: str) -> None:
+        """A warning event, and the same line on stderr and in stdout.log for whoever runs headless."""
+        self.emit("warning", message=message)
+        self.log(f"warning: {message}")
+
     def log(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
         self._log.write(f"{stamp} {text}\n")

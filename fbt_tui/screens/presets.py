@@ -128,6 +128,7 @@ class PresetsScreen(FbtScreen):
         self.ref: PresetRef | None = None
         self.base: Config | None = None  # the preset as written, to tell edits from its own values
         self.problems: list[Problem] = []  # errors and this machine's needs, as collect() found them
+        self.doubts: list[Problem] = []  # valid values seldom meant (DOUBTS): warned of, never blocking
         # by models and method: a past run's counts hold its method's own modules (FBT's fusion model)
         self.params_cache: dict[tuple[ModelSpec, str], tuple[dict[str, int], str] | str] = {}
 
@@ -270,20 +271,21 @@ class PresetsScreen(FbtScreen):
         twice = [Problem("--set", key, "a field above sets this key: change it there, not here")
                  for key in sorted(extra_keys & keys)]
         self.problems = [*resolved.problems, *(Problem("form", key, empty) for key in emptied), *twice]
-        by_field: dict[str, list[Problem]] = {}
+        self.doubts = resolved.doubts
+        by_field: dict[str, list[tuple[Problem, str]]] = {}
         others = []
-        for p in self.problems:
+        for p in [*self.problems, *self.doubts]:
             if p.key in keys and p not in twice:
-                by_field.setdefault(p.key, []).append(p)
+                by_field.setdefault(p.key, []).append((p, p.message))
             elif p.key in extra_keys or p.source == "--set":
-                by_field.setdefault(EXTRA, []).append(Problem(p.source, p.key, f"{p.key}: {p.message}", p.environment))
+                by_field.setdefault(EXTRA, []).append((p, f"{p.key}: {p.message}"))
             else:
                 others.append(p)
         for spec in FIELDS:
             self._field_error(f"#{field_id(spec.key)}-row", by_field.get(spec.key, []))
         self._field_error("#f-extra-row", by_field.get(EXTRA, []))
         box = self.query_one("#other-problems", Static)
-        box.update("\n".join(_problem_line(p, str(p)) for p in others))
+        box.update("\n".join(self._problem_line(p, str(p)) for p in others))
         box.display = bool(others)
         self.show_preview(resolved.config)
 
@@ -293,12 +295,19 @@ class PresetsScreen(FbtScreen):
         run it (a dataset folder, a checkpoint): `fbt presets validate` warns about those."""
         return [p for p in self.problems if not p.environment]
 
-    def _field_error(self, row: str, problems: list[Problem]) -> None:
+    def _field_error(self, row: str, problems: list[tuple[Problem, str]]) -> None:
         row_widget = self.query_one(row)
-        row_widget.set_class(any(not p.environment for p in problems), "-invalid")
+        row_widget.set_class(any(p in self.errors for p, _ in problems), "-invalid")
         error = row_widget.query_one(".field-error", Static)
-        error.update("\n".join(_problem_line(p, p.message) for p in problems))
+        error.update("\n".join(self._problem_line(p, text) for p, text in problems))
         error.display = bool(problems)
+
+    def _problem_line(self, p: Problem, text: str) -> str:
+        if p in self.doubts:
+            return f"[$warning]! {literal(text)}[/]"
+        if p.environment:
+            return f"[$warning]! {literal(text)} (needed to run it on this machine)[/]"
+        return f"[$error]✗ {literal(text)}[/]"
 
     # -- preview ---------------------------------------------------------------------------------
 
@@ -332,6 +341,8 @@ class PresetsScreen(FbtScreen):
         status = f"[b $error]✗ {len(self.errors)} problem(s)[/]" if self.errors else "[b $success]✓ valid[/]"
         if needs and not self.errors:
             status += f" [b $warning]! {needs} thing(s) missing on this machine[/]"
+        if self.doubts and not self.errors:
+            status += f" [b $warning]! {len(self.doubts)} warning(s)[/]"
         lines = [
             f"[b]{literal(self.ref.name)}[/]  [dim]{source} · {literal(str(self.ref.path))}[/]  {status}",
             f"teacher  [b]{literal(teacher)}[/]   →   student  [b]{literal(cfg.student.model or '?')}[/]",
@@ -466,7 +477,3 @@ class PresetsScreen(FbtScreen):
                                 partial(self.app.launch, ref.path, []))
 
 
-def _problem_line(p: Problem, text: str) -> str:
-    if p.environment:
-        return f"[$warning]! {literal(text)} (needed to run it on this machine)[/]"
-    return f"[$error]✗ {literal(text)}[/]"
