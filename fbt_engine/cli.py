@@ -331,7 +331,7 @@ def _runs_ls(store, args) -> int:
     if trash:
         rows = [r for r in rows if r.trashed]
     if getattr(args, "json", False):
-        print(json.dumps([{**r.as_dict(), "pair": r.pair} for r in rows], indent=1))
+        print(json.dumps([r.as_report(time.time()) for r in rows], indent=1))
         return EXIT_OK
     if not rows:
         filters = " ".join(f"--{key} {value}" for key in ("status", "tag") if (value := getattr(args, key, None)))
@@ -355,7 +355,7 @@ def _runs_show(store, args) -> int:
     epochs = epoch_rows(rid, events)
     failure = next((e for e in reversed(events) if e["type"] == "run_failed"), None)
     if args.json:
-        print(json.dumps({"summary": {**s.as_dict(), "pair": s.pair}, "meta": meta, "config": load_config(store, rid),
+        print(json.dumps({"summary": s.as_report(time.time()), "meta": meta, "config": load_config(store, rid),
                           "epochs": epochs, "failure": failure}, indent=1))
         return EXIT_OK
     out = _console()

@@ -337,6 +337,7 @@ def test_a_running_runs_duration_counts_to_now_less_the_pause_between_its_segmen
     running = summarize({"id": "r", "status": "running", "started": 100.0, "heartbeat": 1150.0}, events)
     assert (running.duration, running.paused) == (50.0, 1000.0)
     assert running.elapsed(now=1200.0) == 100.0
+    assert running.as_report(now=1200.0)["duration"] == 100.0  # `runs ls --json` too
     finished = summarize({"id": "r", "status": "finished", "started": 100.0, "ended": 1150.0}, events)
     assert finished.elapsed(now=5000.0) == finished.duration == 50.0
 

@@ -119,7 +119,7 @@ def export_metrics(store: RunStore, run_ids: list[str], fmt: str) -> str:
         runs = []
         for rid in run_ids:
             events = store.events(rid)
-            runs.append({"summary": store.summary(rid).as_dict(), "config": load_config(store, rid),
+            runs.append({"summary": store.summary(rid).as_report(time.time()), "config": load_config(store, rid),
                          "steps": step_rows(rid, events), "epochs": epoch_rows(rid, events),
                          "stages": [e for e in effective(events) if e["type"] == "stages"]})
         return json.dumps(runs, indent=1) + "\n"  # a list however many runs: one shape for every caller
