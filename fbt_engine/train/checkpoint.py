@@ -32,6 +32,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def checkpoint_path(run_dir: Path, kind: str, prefix: str = "") -> Path:
+    """A run's checkpoint: `kind` "last" or "best"; `prefix` "teacher_" for the teacher's phase."""
+    return run_dir / "checkpoints" / f"{prefix}{kind}.pt"
+
+
 def save(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)

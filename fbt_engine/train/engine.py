@@ -281,7 +281,7 @@ def _phase(name: str, method: Distiller, p: Prepared, epochs: int, optim: OptimS
         train_module = DistributedDataParallel(method, device_ids=[p.device.index] if p.device.type == "cuda" else None)
     return Phase(name, method, optimizer, build_scheduler(optimizer, sched), p.data, epochs, p.student.in_chans,
                  grad_clip, cfg.train.log_every, cfg.train.eval_every, autocast_for(p.device, cfg.train.amp),
-                 run_dir / "checkpoints", prefix, evaluated_as, memory_format=p.memory_format,
+                 run_dir, prefix, evaluated_as, memory_format=p.memory_format,
                  compile_mode=compile_mode(cfg.train, p.device, p.dist.world),
                  train_module=train_module, world=p.dist.world, is_main=p.dist.is_main)
 
@@ -391,7 +391,7 @@ def save_students(p: Prepared, reporter: Reporter) -> tuple[Path, Path | None]:
     model = p.ema.module if p.ema is not None else p.student.model
     ema = "_ema" if p.ema is not None else ""
     final = _write_student(p, run_dir / STUDENT_FILES["final"], model.state_dict(), "ema" if ema else "final")
-    best_checkpoint = run_dir / "checkpoints" / "best.pt"
+    best_checkpoint = checkpoint.checkpoint_path(run_dir, "best")
     if not best_checkpoint.is_file():
         return final, None
     payload = checkpoint.load(best_checkpoint, torch.device("cpu"))
@@ -582,7 +582,7 @@ def resume_point(run_dir: Path) -> tuple[int, str]:
     """(step, phase) a run resumes from: its newest `last` checkpoint, or, when the earlier segment
     died before writing one, step 0 of the phase it had reached (so its steps are superseded)."""
     for prefix, phase in (("", "distillation"), ("teacher_", "teacher_training")):
-        path = run_dir / "checkpoints" / f"{prefix}last.pt"
+        path = checkpoint.checkpoint_path(run_dir, "last", prefix)
         if path.is_file():
             payload = torch.load(path, map_location="cpu", weights_only=False)
             return int(payload["state"]["step"]), phase

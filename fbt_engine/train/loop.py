@@ -137,7 +137,7 @@ class Phase:
     log_every: int
     eval_every: int
     autocast: Callable[[], contextlib.AbstractContextManager]
-    checkpoint_dir: Path
+    run_dir: Path
     checkpoint_prefix: str  # "" for distillation, "teacher_" for the teacher phase
     evaluated_as: str  # whose accuracy the phase's evaluation reports: "student" or "teacher"
     fixed_metrics: dict[str, Any] | None = None  # e.g. the frozen teacher's accuracy, repeated each epoch
@@ -174,7 +174,7 @@ class Phase:
     # -- checkpoints ------------------------------------------------------------------------------
 
     def path(self, kind: str) -> Path:
-        return self.checkpoint_dir / f"{self.checkpoint_prefix}{kind}.pt"
+        return checkpoint.checkpoint_path(self.run_dir, kind, self.checkpoint_prefix)
 
     def save(self, kind: str, state: LoopState) -> Path:
         path = self.path(kind)
