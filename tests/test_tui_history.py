@@ -140,7 +140,7 @@ def test_compare_shows_only_the_config_keys_that_differ(fbt_home):
             shown.append((str(other.border_title).split("/")[0].replace("[b]", "").strip(), other.total))
             await pilot.press("m")
         # 8 logged steps and 2 epochs a run, 2 runs
-        assert shown == [("train loss", 16), ("student CE", 16), ("validation loss", 4), ("train loss", 16)]
+        assert shown == [("train loss", 16), ("student CE × ce_weight", 16), ("validation loss", 4), ("train loss", 16)]
         await pilot.press("a")
         assert diff.row_count > 50  # every key of the config
         await pilot.press("escape")

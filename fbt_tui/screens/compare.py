@@ -25,7 +25,7 @@ from fbt_tui.widgets.curves import PALETTE, CurvePlot
 from fbt_tui.widgets.keybar import KeyBar
 
 # the second plot's curves, one per run, that m cycles through: (plot group, curve label or the first, title)
-METRICS = (("loss", None, "train loss / step"), ("CE", "ce", "student CE / step"),
+METRICS = (("loss", None, "train loss / step"), ("CE", "ce", "student CE × ce_weight / step"),
            ("CE", "val", "validation loss / step"))
 
 
