@@ -325,7 +325,7 @@ def test_reindex_rebuilds_the_live_index_exactly(copied):
     assert rows() == live
 
 
-def test_the_sidecar_rebuilds_a_student_that_was_told_its_image_size(fbt_home, tmp_path):
+def test_the_sidecar_rebuilds_a_student_that_was_told_its_image_size(fbt_home, tmp_path, monkeypatch):
     """A ViT trained at another size than its default (deit_nano at 32 px, built for 28) has
     position embeddings of that size: the sidecar's kwargs say img_size, where fbt passed it, so
     its load recipe works as written; a CNN, which takes no img_size, is not told one."""
@@ -349,6 +349,10 @@ def test_the_sidecar_rebuilds_a_student_that_was_told_its_image_size(fbt_home, t
         "grayscale": "repeated to the model's 3 channels"}
     timm.create_model(model["name"], num_classes=model["num_classes"], **model["kwargs"]).load_state_dict(
         load_file(str(target)))  # strict
+    recipe: dict = {}
+    monkeypatch.chdir(tmp_path)  # the recipe runs as written beside the weights
+    exec(sidecar["load"]["python"], recipe)
+    assert not recipe["m"].training and recipe["m"].pos_embed.shape[1] == 1 + (32 // recipe["m"].patch_embed.patch_size[0]) ** 2
 
 
 @pytest.mark.parametrize("args", [["runs", "show", "alpha"], ["runs", "ls"], ["compare", "alpha", "beta"],

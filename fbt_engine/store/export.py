@@ -176,8 +176,9 @@ def export_student(store: RunStore, run_id: str, target: Path, weights: str = "f
     started = next((e for e in store.events(run_id) if e["type"] == "run_started"), {})
     data = started.get("data", {})
     written = recorded(source)
+    kwargs = written.get("kwargs", cfg["student"].get("kwargs", {}))
     sidecar = {
-        "model": {"name": cfg["student"]["model"], "kwargs": written.get("kwargs", cfg["student"].get("kwargs", {})),
+        "model": {"name": cfg["student"]["model"], "kwargs": kwargs,
                   "num_classes": data.get("classes", 0), "img_size": data.get("img_size", 0)},
         "data": {"name": cfg["data"]["name"]},
         **({"input": written["input"]} if "input" in written else {}),
@@ -185,10 +186,11 @@ def export_student(store: RunStore, run_id: str, target: Path, weights: str = "f
                    "best_top1": summary.best_top1 or 0.0, "final_top1": summary.final_top1 or 0.0,
                    "weights": written.get("weights", "final"),
                    **({"epoch": written["epoch"]} if "epoch" in written else {})},
-        "load": {"python": (
+        "load": {"python": (  # runs as written beside the weights: every name in it is defined
             "import timm, fbt_engine.models.small; from safetensors.torch import load_file; "
-            f"m = timm.create_model({cfg['student']['model']!r}, num_classes={data.get('classes', 0)}, "
-            "**kwargs); m.load_state_dict(load_file(path))")},
+            f"m = timm.create_model({cfg['student']['model']!r}, num_classes={data.get('classes', 0)}"
+            f"{''.join(f', {k}={v!r}' for k, v in kwargs.items())}); "
+            f"m.load_state_dict(load_file({target.name!r})); m.eval()")},
         "config": cfg,
     }
     side = target.with_suffix(".toml")
