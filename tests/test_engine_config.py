@@ -86,7 +86,11 @@ def test_non_finite_numbers_are_rejected(tmp_path, value):
 
 def test_method_keys_depend_on_the_method(tmp_path):
     found = problems_of(GOOD.replace("scratch", "fbt") + "temperature = 2\n[teacher]\nmodel = \"mixer_nano\"\n", tmp_path)
-    assert set(found) == {"method.temperature"} and "unknown key" in found["method.temperature"]
+    assert set(found) == {"method.temperature"}  # kd's: not "unknown", nor another key of fbt's
+    assert "method.temperature: is a setting of kd, not of fbt (fbt takes " in found["method.temperature"]
+    assert found["method.temperature"].endswith("); method.kd.temperature keeps it for when kd runs")
+    shared = problems_of(GOOD.replace("scratch", "kd") + "logit_weight = 2\n[teacher]\nmodel = \"mixer_nano\"\n", tmp_path)
+    assert "is a setting of ofa_logit and fbt, not of kd (kd takes ce_weight, " in shared["method.logit_weight"]
     kd = GOOD.replace("scratch", "kd") + "temprature = 2\n[teacher]\nmodel = \"mixer_nano\"\n"
     assert 'did you mean "temperature"?' in problems_of(kd, tmp_path)["method.temprature"]
     found = problems_of(GOOD.replace("scratch", "fbtt"), tmp_path)

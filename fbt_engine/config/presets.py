@@ -7,6 +7,7 @@ collected, so `fbt presets validate` can report every one at once.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -218,6 +219,15 @@ def _build_method(table: dict[str, Any], origin, problems: list[Problem]) -> Met
         problems.append(Problem(origin(f"method.{clash[0]}"), f"method.{clash[0]}",
                                 f"set both in [method] and in [method.{name}]; keep one"))
     cls = METHOD_PARAMS.get(name)
+    takes = {f.name for f in dataclasses.fields(cls)}
+    for key in sorted(set(params) - takes):
+        owners = [m for m in METHOD_PARAMS.names() if key in {f.name for f in dataclasses.fields(METHOD_PARAMS.get(m))}]
+        if owners:  # "unknown key" would be wrong, and its did-you-mean misleading
+            params.pop(key)
+            problems.append(Problem(origin(f"method.{key}", "method.name"), f"method.{key}",
+                                    f"is a setting of {' and '.join(owners)}, not of {name} ({name} takes "
+                                    f"{', '.join(sorted(takes - {'name'}))}); method.{owners[0]}.{key} keeps it "
+                                    f"for when {owners[0]} runs"))
     if not own:
         return build(cls, params, "method.", origin, problems)
     # each part is checked under the keys as written; the settings are their union

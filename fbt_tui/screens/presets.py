@@ -162,7 +162,7 @@ class PresetsScreen(FbtScreen):
                     with Horizontal(classes="form-line"):
                         yield Label("more --set", classes="field-label")
                         yield FormInput(compact=True, id="f-extra",
-                                        placeholder="key=value … e.g. method.nce_weight=0.5")
+                                        placeholder="key=value … e.g. train.ema=0.999 data.mixup=0.2")
                     yield Static(classes="field-error")
                 yield Static(id="other-problems")
                 with Horizontal(id="preset-buttons"):
