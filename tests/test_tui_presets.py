@@ -54,7 +54,10 @@ def test_errors_show_next_to_their_field_and_block_the_launch(fbt_home):
         assert 'did you mean "resnet18_cifar"' in field_error(screen, "student.model")
         assert "nce_weight" in field_error(screen, "extra")  # the engine's own "did you mean"
         assert field_error(screen, "optim.lr") == ""
-        assert "4 problem(s)" in str(screen.query_one("#preview").render())
+        preview = str(screen.query_one("#preview").render())
+        assert "4 problem(s)" in preview
+        # not the schema's defaults (5 epochs, batch 128) that the config holds for the wrong fields
+        assert "epochs   ? distillation" in preview and "batch  ?" in preview
         await pilot.press("enter")  # on the list: refused, nothing launched
         assert not app.manager.handles and app.current_mode == "presets"
 

@@ -313,15 +313,23 @@ class PresetsScreen(FbtScreen):
 
     def show_preview(self, cfg: Config) -> None:
         assert self.ref is not None
+        wrong = {p.key for p in self.errors}
+
+        def shown(key: str, value: object) -> str:
+            """A value as the run would take it; "?" where the field is wrong (its config holds the
+            schema's default there, which neither the preset nor the form said)."""
+            return "[b $error]?[/]" if key in wrong else literal(str(value))
+
         teacher = cfg.teacher.model if cfg.method.needs_teacher else "(none)"
         source = "built-in" if self.ref.builtin else "user"
-        data = cfg.data.name + (f", subset {cfg.data.subset}" if cfg.data.subset else "")
+        data = shown("data.name", cfg.data.name) + (f", subset {shown('data.subset', cfg.data.subset)}"
+                                                    if cfg.data.subset or "data.subset" in wrong else "")
         download = ""
         if (target := download_target(cfg.data.name, cfg.data.root, cfg.data.download)) is not None:
             download = f" [b $warning](downloaded into {literal(str(target))} as it starts: needs the internet)[/]"
-        epochs = f"{cfg.train.epochs} distillation"
+        epochs = f"{shown('train.epochs', cfg.train.epochs)} distillation"
         if cfg.method.needs_teacher and not cfg.teacher.checkpoint:
-            epochs += f" (+ {cfg.teacher.recipe.epochs} teacher, unless cached)"
+            epochs += f" (+ {shown('teacher.recipe.epochs', cfg.teacher.recipe.epochs)} teacher, unless cached)"
         spec = ModelSpec.of(cfg)
         key = spec, cfg.method.name
         params = self.params_cache.get(key)
@@ -346,8 +354,9 @@ class PresetsScreen(FbtScreen):
         lines = [
             f"[b]{literal(self.ref.name)}[/]  [dim]{source} · {literal(str(self.ref.path))}[/]  {status}",
             f"teacher  [b]{literal(teacher)}[/]   →   student  [b]{literal(cfg.student.model or '?')}[/]",
-            f"method   {literal(cfg.method.name)}    data  {literal(data)}{download}    batch  {cfg.data.batch_size}",
-            f"epochs   {epochs}    optim  {cfg.optim.name} lr {cfg.optim.lr:g}",
+            f"method   {shown('method.name', cfg.method.name)}    data  {data}{download}    batch  "
+            f"{shown('data.batch_size', cfg.data.batch_size)}",
+            f"epochs   {epochs}    optim  {shown('optim.name', cfg.optim.name)} lr {shown('optim.lr', f'{cfg.optim.lr:g}')}",
             f"params   {params_text}",
         ]
         self.query_one("#preview", Static).update("\n".join(lines))
