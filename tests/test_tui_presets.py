@@ -116,15 +116,36 @@ def test_keys_typed_fast_apply_in_order(fbt_home):
     run_app(scenario)
 
 
+def test_back_from_another_mode_the_mode_keys_work_at_once(fbt_home):
+    """A launch leaves from a field (enter in the form): coming back with p, h must not be typed
+    into it. A dialog over the form (the model picker) still returns to its field."""
+    async def scenario(app, pilot):
+        screen = await loaded(app, pilot)
+        name = screen.query_one("#f-run-name", Input)
+        name.focus()
+        await pilot.press("x")
+        await app.switch_mode("dashboard")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: app.current_mode == "presets", 5, "Presets")
+        await pilot.press("h")
+        await wait_for(pilot, lambda: app.current_mode == "history", 5, "History")
+        assert name.value.endswith("x")
+
+    run_app(scenario)
+
+
 def test_model_picker_fills_the_field(fbt_home):
     async def scenario(app, pilot):
         screen = await loaded(app, pilot)
-        screen.query_one("#f-teacher-model", Input).focus()
+        field = screen.query_one("#f-teacher-model", Input)
+        field.focus()
         await pilot.press("ctrl+o")
         assert isinstance(app.screen, ModelPicker) and "teacher" in str(app.screen.query_one(".dialog-title").render())
         await pilot.press(*"deit micro", "enter")
-        assert screen.query_one("#f-teacher-model", Input).value == "deit_micro"
+        assert field.value == "deit_micro"
         assert 'teacher.model="deit_micro"' in screen.overrides()
+        await pilot.pause()
+        assert app.focused is field  # back where the picker was opened
 
     run_app(scenario)
 

@@ -20,6 +20,7 @@ import tomli_w
 from textual import events, on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingsMap
+from textual.screen import ModalScreen
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, OptionList, Select, Static
@@ -129,6 +130,7 @@ class PresetsScreen(FbtScreen):
         self.base: Config | None = None  # the preset as written, to tell edits from its own values
         self.problems: list[Problem] = []  # errors and this machine's needs, as collect() found them
         self.doubts: list[Problem] = []  # valid values seldom meant (DOUBTS): warned of, never blocking
+        self.left_mode = False  # suspended by another mode rather than by a dialog over this screen
         # by models and method: a past run's counts hold its method's own modules (FBT's fusion model)
         self.params_cache: dict[tuple[ModelSpec, str], tuple[dict[str, int], str] | str] = {}
 
@@ -174,8 +176,14 @@ class PresetsScreen(FbtScreen):
     def on_mount(self) -> None:
         self.reload_list()
 
+    def on_screen_suspend(self) -> None:
+        # a dialog over the form returns to the field it was opened from; another mode does not
+        self.left_mode = not isinstance(self.app.screen, ModalScreen)
+
     def on_screen_resume(self) -> None:
-        if self.focused is None:
+        """Back from another mode, the list has the focus: a field would take p, d and h, which
+        brought the user here, as letters of its value (a run name "tui1" became "tui1h")."""
+        if self.focused is None or (self.left_mode and isinstance(self.focused, Input)):
             self.query_one("#preset-list", OptionList).focus()
 
     def reload_list(self, select: str | None = None) -> None:
