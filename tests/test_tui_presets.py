@@ -6,7 +6,7 @@ import tomllib
 from textual import events
 from textual.widgets import Input, Select
 
-from fbt_tui.screens.dialogs import ErrorDialog, PromptDialog
+from fbt_tui.screens.dialogs import PromptDialog
 from fbt_tui.screens.model_picker import ModelPicker
 
 from test_tui_support import MLP_TO_CNN as MLP, run_app, wait_for
@@ -161,24 +161,25 @@ def test_save_as_user_preset_never_overwrites_a_builtin(fbt_home):
         assert isinstance(app.screen, PromptDialog)
         prompt = app.screen.query_one(Input)
         assert prompt.value == "mlp_to_cnn_custom"
-        prompt.value = "mlp_to_cnn"  # a built-in's name
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog), 5, "the refusal")
-        await pilot.press("enter")
+        dialog = app.screen
+        problem = dialog.query_one("#prompt-problem")
+        for name, why in (("mlp_to_cnn", "a built-in preset is called 'mlp_to_cnn'"),  # refused in place
+                          ("  ", "a preset needs a name"), ("../up", "'../up' is not a preset name")):
+            prompt.value = name
+            await pilot.press("enter")
+            assert app.screen is dialog and str(problem.render()) == f"✗ {why}" + (
+                "; built-ins are never overwritten or shadowed" if name == "mlp_to_cnn" else
+                ": use letters, digits, _ . -" if name == "../up" else "")
         assert not user_dir.exists() or not any(user_dir.iterdir())
 
-        await pilot.press("ctrl+s")
-        app.screen.query_one(Input).value = "  "  # no name: said, not silently dropped
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: any("needs a name" in n.message for n in app._notifications), 5, "the word")
-
-        await pilot.press("ctrl+s")
-        app.screen.query_one(Input).value = "longer"
+        screen.query_one("#f-run-name", Input).value = "one_launch"  # a name typed for one run
+        prompt.value = "longer"
         await pilot.press("enter")
         saved = user_dir / "longer.toml"
         await wait_for(pilot, saved.exists, 5, "the saved preset")
         table = tomllib.loads(saved.read_text())
         assert table["train"]["epochs"] == 7 and table["student"]["model"] == "resnet10_cifar"
+        assert table["run"]["name"] == "longer"  # its runs go by its name, as a built-in's do
         await wait_for(pilot, lambda: screen.ref is not None and screen.ref.name == "longer", 5, "the new preset")
         assert not screen.ref.builtin and screen.overrides() == []  # its own values now
 

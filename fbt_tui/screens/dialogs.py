@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -93,11 +95,16 @@ class QuitDialog(ModalScreen[str | None]):
 
 
 class PromptDialog(ModalScreen[str | None]):
+    """One line of text. `check` says what is wrong with an answer (None when nothing is): the
+    dialog then stays, with the answer as typed and the reason under it, to be mended in place."""
+
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, value: str = "", placeholder: str = "", help: str = ""):
+    def __init__(self, title: str, value: str = "", placeholder: str = "", help: str = "",
+                 check: Callable[[str], str | None] | None = None):
         super().__init__(classes="dialog")
         self.title_text, self.value, self.placeholder, self.help = title, value, placeholder, help
+        self.check = check
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box"):
@@ -105,17 +112,37 @@ class PromptDialog(ModalScreen[str | None]):
             if self.help:
                 yield Static(self.help, classes="dialog-help", markup=False)
             yield Input(self.value, placeholder=self.placeholder, id="prompt")
+            yield Static("", markup=False, id="prompt-problem")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("OK (enter)", variant="primary", id="ok")
                 yield Button("Cancel (esc)", id="cancel")
 
+    def on_mount(self) -> None:
+        self.query_one("#prompt-problem").display = False
+
+    def answer(self, value: str) -> None:
+        problem = self.check(value) if self.check is not None else None
+        shown = self.query_one("#prompt-problem", Static)
+        shown.update(f"✗ {problem}" if problem else "")
+        shown.display = bool(problem)
+        if problem is None:
+            self.dismiss(value)
+        else:
+            self.query_one(Input).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.query_one("#prompt-problem").display = False  # said of the answer before this edit
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.dismiss(event.value)
+        self.answer(event.value)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        self.dismiss(self.query_one(Input).value if event.button.id == "ok" else None)
+        if event.button.id == "ok":
+            self.answer(self.query_one(Input).value)
+        else:
+            self.dismiss(None)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -386,7 +386,8 @@ class HistoryScreen(FbtScreen):
         if not ids:
             return
         self.app.push_screen(PromptDialog(f"Tag {len(ids)} run(s)" if len(ids) > 1 else f"Tag {ids[0]}", "",
-                                          "tag", "A tag to add; -tag removes it."), partial(self._tag, ids))
+                                          "tag", "A tag to add; -tag removes it.", check=_tag_answer_problem),
+                             partial(self._tag, ids))
 
     def _tag(self, ids: list[str], tag: str | None) -> None:
         tag = (tag or "").strip()
@@ -394,8 +395,6 @@ class HistoryScreen(FbtScreen):
             return
         if tag.startswith("-"):
             self.store_op(lambda store: [store.remove_tag(rid, tag[1:]) for rid in ids], f"untagged {literal(tag[1:])}")
-        elif problem := tag_problem(tag):
-            self.notify(problem, severity="error", markup=False)
         else:
             self.store_op(lambda store: [store.add_tag(rid, tag) for rid in ids], f"tagged {literal(tag)}")
 
@@ -458,3 +457,9 @@ class HistoryScreen(FbtScreen):
         yield SystemCommand("Export selected runs", "CSV/JSON/Markdown or the student's weights", self.action_export)
         yield SystemCommand("Show the trash" if not self.trash_view else "Show runs", "toggle the trash view",
                             self.action_toggle_trash)
+
+
+def _tag_answer_problem(answer: str) -> str | None:
+    """The tag dialog's check: "-tag" removes a tag and an empty answer does nothing."""
+    tag = answer.strip()
+    return None if not tag or tag.startswith("-") else tag_problem(tag)

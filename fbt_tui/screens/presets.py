@@ -448,22 +448,23 @@ class PresetsScreen(FbtScreen):
         default = self.ref.name if not self.ref.builtin else f"{self.ref.name}_custom"
         self.app.push_screen(PromptDialog("Save as user preset", default, "name",
                                           f"Saved to {paths.user_presets_dir()}; built-in presets are never "
-                                          "overwritten."), self._save_named)
+                                          "overwritten. Its runs are named after it.",
+                                          check=self._preset_name_problem), self._save_named)
+
+    def _preset_name_problem(self, answer: str) -> str | None:
+        name = answer.strip().removesuffix(".toml")
+        if not name:
+            return "a preset needs a name"
+        if not PRESET_NAME.match(name):
+            return f"{name!r} is not a preset name: use letters, digits, _ . -"
+        if any(r.builtin and r.name == name for r in self.refs):
+            return f"a built-in preset is called {name!r}; built-ins are never overwritten or shadowed"
+        return None
 
     def _save_named(self, name: str | None) -> None:
         if name is None:  # cancelled
             return
         name = name.strip().removesuffix(".toml")
-        if not name:
-            self.notify("Nothing saved: the preset needs a name (ctrl+s again).", severity="warning")
-            return
-        if not PRESET_NAME.match(name):
-            self.app.show_error("Not a preset name", f"{name!r}: use letters, digits, _ . -")
-            return
-        if any(r.builtin and r.name == name for r in self.refs):
-            self.app.show_error("Name taken by a built-in", f"A built-in preset is called {name!r}; built-ins are "
-                                "never overwritten or shadowed. Pick another name.")
-            return
         target = paths.user_presets_dir() / f"{name}.toml"
         if target.exists():
             self.app.push_screen(ConfirmDialog(f"Replace your preset {name!r}?", yes="Replace"),
@@ -480,6 +481,8 @@ class PresetsScreen(FbtScreen):
             table = tomllib.loads(self.ref.path.read_text(encoding="utf-8"))
             # relative paths would start at the new preset's folder: written absolute, as the run sees them
             table = anchored_merge(table, self.ref.path.parent, over)
+            # as the built-ins: a preset's runs go by its name, not by a name typed for one launch
+            table.setdefault("run", {})["name"] = target.stem
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(header + tomli_w.dumps(table), encoding="utf-8")
         except (OSError, tomllib.TOMLDecodeError) as exc:
