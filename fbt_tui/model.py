@@ -220,7 +220,7 @@ class RunModel:
             self.uses_teacher = bool(ev.get("uses_teacher", True))
             if self.status == "starting":
                 self.status = "running"
-        elif kind == "phase":
+        elif kind == "phase" and not ev.get("skipped"):  # skipped: a teacher loaded, no phase runs
             self.phase = phase
             self.phases[phase] = PhaseInfo(int(ev.get("epochs") or 0), int(ev.get("steps_per_epoch") or 0),
                                            int(ev.get("from_step") or 0), float(ev.get("time") or 0.0))

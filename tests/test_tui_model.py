@@ -119,6 +119,17 @@ def test_eta_from_the_phase_pace():
     assert m.eta_seconds(now=120.0) is None
 
 
+def test_a_teacher_loaded_from_the_cache_is_no_teacher_training():
+    """The engine marks the teacher's phase skipped when it loads one: the dashboard said "teacher
+    training" until distillation began."""
+    m = RunModel("r")
+    m.add_events([{"type": "run_started", "time": 0, "config": {}},
+                  {"type": "phase", "time": 1.0, "phase": TEACHER, "source": "cache", "skipped": True, "path": "t.pt"}])
+    assert m.phase == "" and TEACHER not in m.phases
+    m.add_events([{"type": "phase", "time": 5.0, "phase": DISTILL, "epochs": 2, "steps_per_epoch": 10, "from_step": 0}])
+    assert m.phase == DISTILL
+
+
 def test_a_compiled_phase_without_a_logged_step_is_compiling():
     """Compiling writes no event for tens of seconds on a GPU: the status line says why instead of
     looking frozen, from each phase's start until its first logged step."""

@@ -231,7 +231,8 @@ class RunView(Vertical):
         """Two lines: progress first (what a glance needs), then what is running where."""
         m = self.model
         with m.lock:
-            phase = PHASE_LABEL.get(m.phase, m.phase or "waiting for the engine")
+            # between run_started and the first phase that runs, the engine builds models and data
+            phase = PHASE_LABEL.get(m.phase, m.phase or ("preparing" if m.status == "running" else "waiting for the engine"))
             progress = [status_markup(m.status), f"[b]{phase}[/]"]
             if m.epochs_total:
                 progress.append(f"epoch {m.epoch}/{m.epochs_total}")
