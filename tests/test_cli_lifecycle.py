@@ -28,11 +28,11 @@ def _status(run_id: str, home=None) -> str:
     return row["status"]
 
 
-def _interrupted_at_step_2(home, name: str, *sets: str) -> Streamed:
-    """A run named `name`, stopped with Ctrl-C once distillation step 2 is logged (exit 130)."""
+def _interrupted_at_step_2(home, name: str, *sets: str, step: int = 2) -> Streamed:
+    """A run named `name`, stopped with Ctrl-C once distillation step 2 (or `step`) is logged (exit 130)."""
     run = Streamed("run", MLP_TO_CNN, *tiny_sets(*sets, "train.log_every=1"), "--json", "--name", name, home=home)
     try:
-        run.wait_for(distillation_step(2))
+        run.wait_for(distillation_step(step))
         run.proc.send_signal(signal.SIGINT)
         assert run.finish() == 130, run.stderr
     finally:
@@ -229,3 +229,14 @@ def test_resume_with_more_epochs_records_the_change_in_config_and_event(with_cac
     run_dir = only_run(home)
     assert "epochs = 2" in (run_dir / "config.toml").read_text()
     assert steps(effective(file_events(run_dir)))[-1] == 2 * STEPS_PER_EPOCH
+
+
+def test_resume_refuses_fewer_epochs_than_the_run_has_begun(with_cached_teacher):
+    """In epoch 2, train.epochs=1 would end the run at once on weights that no evaluation saw,
+    reported with epoch 1's accuracy."""
+    home = with_cached_teacher
+    _interrupted_at_step_2(home, "shrink-me", "train.epochs=3", step=STEPS_PER_EPOCH + 1)
+    shrunk = run_fbt("run", "--resume", "shrink-me", "--set", "train.epochs=1")
+    assert shrunk.returncode == 2 and "Traceback" not in shrunk.stderr
+    assert "--set train.epochs=1: the run has started epoch 2 of its distillation; give 2 or more" in shrunk.stderr
+    assert meta(only_run(home))["status"] == "interrupted"

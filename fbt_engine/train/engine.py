@@ -141,6 +141,10 @@ def _resolve(options: RunOptions, store: RunStore) -> tuple[Resolved, str | None
         resolved.raw = (run_dir / "preset.toml").read_bytes()
         resolved.changed = {key: [_dotted(before, key), _dotted(resolved.config, key)] for key in RESUMABLE_SETTINGS
                             if _dotted(before, key) != _dotted(resolved.config, key)}
+        started = _distillation_epochs_started(run_dir)
+        if resolved.config.train.epochs < started:  # it would end at once, on weights no epoch evaluated
+            raise EngineError(f"--set train.epochs={resolved.config.train.epochs}: the run has started epoch {started} "
+                              f"of its distillation; give {started} or more", EXIT_USAGE)
         return resolved, run_id
     if options.run_id and (error := store.fresh_id_error(options.run_id)):
         raise EngineError(error, EXIT_USAGE)
@@ -154,6 +158,16 @@ def _resolve(options: RunOptions, store: RunStore) -> tuple[Resolved, str | None
     resolved = resolve(options.preset, extra)
     resolved.config.run.tags = sorted(set(resolved.config.run.tags) | set(options.tags))
     return resolved, None
+
+
+def _distillation_epochs_started(run_dir: Path) -> int:
+    """How many distillation epochs the run to resume has begun, the one it stopped in included."""
+    step, phase = resume_point(run_dir)
+    if phase != "distillation" or step == 0:
+        return 0
+    per_epoch = next(e["steps_per_epoch"] for e in reversed(effective(read_events(run_dir / "events.jsonl")))
+                     if e["type"] == "phase" and e["phase"] == "distillation")
+    return -(-step // per_epoch)
 
 
 def _dotted(cfg: Config, key: str) -> Any:
