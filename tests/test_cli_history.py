@@ -280,6 +280,10 @@ def test_tag_note_rm_restore_purge(copied):
     assert "baseline; lr 0.05" in run_fbt("runs", "show", "alpha").stdout
     assert run_fbt("runs", "tag", "alpha", "[wip]").returncode == 0  # brackets are text, not rich markup
     assert "[wip]" in run_fbt("runs", "ls").stdout
+    # the views that show the config show its tags as they are now, not as the run started
+    now = fbt_json("runs", "show", "alpha", "--json")
+    assert "[wip]" in now["meta"]["tags"] and now["config"]["run"]["tags"] == now["meta"]["tags"]
+    assert "[wip]" in run_fbt("compare", "alpha", "beta").stdout
     run_fbt("runs", "note", "alpha", "[bold]lr[/] 0.05")
     assert "[bold]lr[/] 0.05" in run_fbt("runs", "show", "alpha").stdout
 

@@ -129,8 +129,14 @@ def export_metrics(store: RunStore, run_ids: list[str], fmt: str) -> str:
 
 
 def load_config(store: RunStore, run_id: str) -> dict[str, Any]:
+    """The run's config as it ran, with its tags as they are now: `fbt runs tag` changes meta.json,
+    and the config.toml a resume reads is left as the run was started."""
     path = store.run_dir(run_id) / "config.toml"
-    return tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    cfg = tomllib.loads(path.read_text(encoding="utf-8"))
+    cfg.setdefault("run", {})["tags"] = list(store.read_meta(run_id).get("tags", []))
+    return cfg
 
 
 class ExportError(RuntimeError):
