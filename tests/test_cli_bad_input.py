@@ -115,6 +115,16 @@ def test_doctor_on_a_preset_exits_as_fbt_run_would(fbt_home, tmp_path, edit, cod
     assert line.startswith("✗ preset")
 
 
+def test_doctor_downloads_nothing(fbt_home, tmp_path):
+    """A check touches neither the network nor the disk: data a run would download is a warning
+    (as in `presets validate`), and no folder is made for it."""
+    root = tmp_path / "data" / "cifar100"
+    doctor = run_fbt("doctor", "--preset", "paper/cifar100_vit_s_to_resnet18", "--set", f'data.root="{root}"')
+    assert doctor.returncode == 0 and "Traceback" not in doctor.stderr, doctor.stderr
+    (line,) = [line for line in doctor.stdout.splitlines() if "downloads it there first" in line]
+    assert str(root) in line and not (tmp_path / "data").exists()
+
+
 def test_a_preset_name_runs_the_built_in_one_and_user_presets_shadow_it(fbt_home, tmp_path):
     user = fbt_home / "config" / "presets"
     user.mkdir(parents=True)
