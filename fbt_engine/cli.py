@@ -483,18 +483,30 @@ def cmd_presets(args) -> int:
     for ref in list_presets():
         resolved = collect(ref.path)
         cfg = resolved.config
+        errors = [p for p in resolved.problems if not p.environment]  # as `presets validate` tells them
+        wrong = {p.key for p in errors}
+
+        def shown(key: str, value: Any) -> Any:
+            """None for a wrong value, which the config holds as the schema's default."""
+            return None if key in wrong or "preset" in wrong else value
+
         rows.append({"name": ref.name, "kind": "built-in" if ref.builtin else "user", "path": str(ref.path),
-                     "method": cfg.method.name, "teacher": cfg.teacher.model if cfg.method.needs_teacher else "",
-                     "student": cfg.student.model, "data": cfg.data.name, "epochs": cfg.train.epochs,
-                     # a broken preset must not look fine (its other columns are then defaults)
-                     "problems": [str(problem) for problem in resolved.problems]})
+                     "method": shown("method.name", cfg.method.name),
+                     "teacher": shown("teacher.model", cfg.teacher.model) if cfg.method.needs_teacher else "",
+                     "student": shown("student.model", cfg.student.model), "data": shown("data.name", cfg.data.name),
+                     "epochs": shown("train.epochs", cfg.train.epochs),
+                     "problems": [str(problem) for problem in errors],
+                     "needs": [str(problem) for problem in resolved.problems if problem.environment]})
     if getattr(args, "json", False):
         print(json.dumps(rows, indent=1))
         return EXIT_OK
     _print_table(["name", "kind", "method", "teacher → student", "data", "epochs", "check"],
-                 [[r["name"], r["kind"], r["method"],
-                   f"{r['teacher']} → {r['student']}" if r["teacher"] else r["student"], r["data"], str(r["epochs"]),
-                   f"{len(r['problems'])} problem(s): fbt presets validate {r['name']}" if r["problems"] else "ok"]
+                 [[r["name"], r["kind"], *(
+                     "?" if v is None else str(v) for v in (
+                         r["method"], f"{r['teacher'] or '?'} → {r['student'] or '?'}" if r["teacher"] != "" else
+                         r["student"], r["data"], r["epochs"])),
+                   f"{len(r['problems'])} problem(s): fbt presets validate {r['name']}" if r["problems"] else
+                   f"ok; this machine lacks what it needs: fbt presets validate {r['name']}" if r["needs"] else "ok"]
                   for r in rows], right=frozenset({5}), flexible=frozenset({3, 6}), optional=(4, 1))
     return EXIT_OK
 
