@@ -100,6 +100,16 @@ def test_method_keys_depend_on_the_method(tmp_path):
     assert "[nce_tau_min, nce_tau_max]" in found["method.nce_tau"]
 
 
+def test_pretrained_weights_for_fbts_own_models_are_a_config_error():
+    """They have none: exit 2 before anything is built, not a network failure (exit 3)."""
+    found = {p.key: p.message for p in collect(MLP_TO_CNN, ["teacher.kwargs.pretrained=true"]).problems}
+    assert found == {"teacher.kwargs": "pretrained: fbt's own mixer_nano has no pretrained weights; give "
+                                       "teacher.checkpoint or let [teacher.recipe] train it"}
+    assert "student.kwargs" in {p.key for p in collect(MLP_TO_CNN, ["student.kwargs.pretrained=true"]).problems}
+    with_checkpoint = collect(MLP_TO_CNN, ["teacher.kwargs.pretrained=true", f'teacher.checkpoint="{MLP_TO_CNN}"'])
+    assert "teacher.kwargs" not in {p.key for p in with_checkpoint.problems}  # its weights replace them
+
+
 def test_scratch_needs_no_teacher_and_ignores_its_model(tmp_path):
     assert problems_of(GOOD + '[teacher]\nmodel = "no_such_model"\n', tmp_path) == {}
 

@@ -23,7 +23,7 @@ from fbt_engine.config.schema import SECTIONS, Config, DataSection
 from fbt_engine.data.catalog import DATASETS
 from fbt_engine.data.specs import parse_randaugment
 from fbt_engine.methods.params import METHOD_PARAMS, FBTParams, MethodParams
-from fbt_engine.models.names import is_known_model, known_model_names
+from fbt_engine.models.names import is_known_model, known_model_names, own_model_names
 from fbt_engine.registry import did_you_mean
 from fbt_engine.store.runs import tag_problem
 
@@ -251,6 +251,11 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
         elif not is_known_model(model):
             problems.append(Problem(origin(key), key,
                                     f'unknown model "{model}"{did_you_mean(model, known_model_names())}'))
+        elif (getattr(cfg, side).kwargs.get("pretrained") and model in own_model_names()
+              and not (side == "teacher" and cfg.teacher.checkpoint)):  # a checkpoint's weights replace them
+            where = "give teacher.checkpoint or let [teacher.recipe] train it" if side == "teacher" else "it trains from scratch"
+            problems.append(Problem(origin(f"{side}.kwargs", key), f"{side}.kwargs",
+                                    f"pretrained: fbt's own {model} has no pretrained weights; {where}"))
     _check_data(cfg.data, origin, problems)
     problems += [Problem(origin("run.tags"), "run.tags", problem, newer_rule=True)
                  for problem in map(tag_problem, cfg.run.tags) if problem]
