@@ -393,7 +393,7 @@ def _student_files(folder: Path, status: str) -> str:
 
 
 def cmd_compare(args) -> int:
-    from fbt_engine.store.export import compare, compare_csv, method_own_keys
+    from fbt_engine.store.export import compare, compare_csv, config_text, method_own_keys
 
     store = _store()
     ids = [_resolve(store, r, include_trashed=True) for r in args.runs]
@@ -403,8 +403,10 @@ def cmd_compare(args) -> int:
     if len(ids) < 2:
         raise CliError(f"compare takes two runs or more (fbt runs show {args.runs[0]} shows one)")
     summaries, diff = compare(store, ids)
+    hidden = set() if args.all else method_own_keys(diff)
+    shown = {key: values for key, values in diff.items() if key not in hidden}
     if args.csv:
-        sys.stdout.write(compare_csv(summaries, diff))
+        sys.stdout.write(compare_csv(summaries, shown))
         return EXIT_OK
     best = max((s.best_top1 for s in summaries if s.best_top1 is not None), default=None)
     rows = []
@@ -414,12 +416,10 @@ def cmd_compare(args) -> int:
                      percent(s.final_top1), percent(s.fusion_top1), duration(s.elapsed(time.time()))])
     _print_table(["id", "method", "teacher → student", "status", "best top-1 @ep", "final", "best fusion", "duration"],
                  rows, right=frozenset({4, 5, 6, 7}), flexible=frozenset({1, 2}), title="runs")
-    hidden = set() if args.all else method_own_keys(diff)
-    shown = {key: values for key, values in diff.items() if key not in hidden}
     if shown:
         print()
         _print_table(["key", *(s.id[-6:] for s in summaries)],
-                     [[key, *("–" if v is None else v if isinstance(v, str) else json.dumps(v) for v in values)]
+                     [[key, *("–" if v is None else config_text(v) for v in values)]
                       for key, values in shown.items()],
                      flexible=frozenset(range(1, 1 + len(summaries))), title="config keys that differ")
     else:

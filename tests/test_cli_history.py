@@ -167,6 +167,11 @@ def test_compare_twins_and_runs_of_different_methods(history, copied):
     assert f"and {len(fbt_only) + 2} parameters that only some of these methods have" in result.stdout
     every = run_fbt("compare", alpha.name, "kd", "--all").stdout
     assert {"method.nce_tau", "method.temperature"} <= {line.split()[0] for line in every.splitlines() if line}
+    # the CSV holds what the table shows, in the table's words (true, not Python's True)
+    rows = list(csv.DictReader(io.StringIO(run_fbt("compare", alpha.name, "kd", "--csv").stdout)))
+    assert {c for c in rows[0] if "." in c} == {"method.name", "run.name", "run.tags"}
+    rows = list(csv.DictReader(io.StringIO(run_fbt("compare", alpha.name, "kd", "--csv", "--all").stdout)))
+    assert (rows[0]["method.use_nce"], rows[1]["method.use_nce"]) == ("true", "")
 
 
 # -- export --------------------------------------------------------------------------------------------

@@ -235,12 +235,17 @@ def compare(store: RunStore, run_ids: list[str]) -> tuple[list[RunSummary], dict
     return [store.summary(r) for r in run_ids], config_diff([load_config(store, r) for r in run_ids])
 
 
+def config_text(value: Any) -> str:
+    """A config value as compare shows it: strings as they are, the rest as JSON (true, [0.9, 0.99])."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def compare_csv(summaries: list[RunSummary], diff: dict[str, list[Any]]) -> str:
     rows = []
     for i, s in enumerate(summaries):
         row = {"run": s.id, "name": s.name, "method": s.method, "teacher": s.teacher, "student": s.student,
                "status": s.status, "best_top1": s.best_top1, "best_epoch": s.best_epoch,
                "final_top1": s.final_top1, "fusion_top1": s.fusion_top1, "duration_s": s.elapsed(time.time())}
-        row.update({k: json.dumps(v[i]) if isinstance(v[i], (list, dict)) else v[i] for k, v in diff.items()})
+        row.update({k: None if v[i] is None else config_text(v[i]) for k, v in diff.items()})
         rows.append(row)
     return to_csv(rows)
