@@ -123,6 +123,8 @@ def _store():
 def _resolve(store, ref: str, include_trashed: bool = False, trashed_only: bool = False) -> str:
     from fbt_engine.store.runs import RunNotFound
 
+    if not ref.strip():  # as a prefix, "" would match every run
+        raise CliError('an empty run reference: give an id, a unique id prefix, a name or "last"')
     try:
         return store.resolve(ref, include_trashed=include_trashed, trashed_only=trashed_only)
     except RunNotFound as exc:
@@ -272,16 +274,17 @@ def cmd_runs(args) -> int:
     if action == "show":
         return _runs_show(store, args)
     if action == "rm":
-        for ref in args.runs:
-            rid = _resolve(store, ref)
+        ids = [_resolve(store, ref) for ref in args.runs]  # all or none: a bad reference moves nothing
+        if problem := next(filter(None, map(store.running_problem, ids)), None):
+            raise CliError(problem)
+        for rid in ids:
             try:
                 store.trash(rid)
-            except RuntimeError as exc:
+            except RuntimeError as exc:  # started running since
                 raise CliError(str(exc)) from None
             print(f"moved {rid} to the trash (fbt runs restore {rid})")
     elif action == "restore":
-        for ref in args.runs:
-            rid = _resolve(store, ref, trashed_only=True)
+        for rid in [_resolve(store, ref, trashed_only=True) for ref in args.runs]:
             try:
                 store.restore(rid)
             except LookupError as exc:  # RunNotFound: the run is not in the trash
@@ -297,11 +300,12 @@ def cmd_runs(args) -> int:
             print(f"deleted {len(store.purge())} run(s)")
     elif action == "tag":
         rid = _resolve(store, args.run)
+        absent = args.remove and args.tag not in store.read_meta(rid).get("tags", [])
         try:
             tags = store.remove_tag(rid, args.tag) if args.remove else store.add_tag(rid, args.tag)
         except ValueError as exc:  # a tag that lists could not show
             raise CliError(str(exc)) from None
-        print(f"{rid}: tags {', '.join(tags) or '(none)'}")
+        print(f"{rid}: {f'had no tag {args.tag}; ' if absent else ''}tags {', '.join(tags) or '(none)'}")
     elif action == "note":
         rid = _resolve(store, args.run)
         store.set_note(rid, args.text)

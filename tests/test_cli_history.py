@@ -292,7 +292,14 @@ def test_tag_note_rm_restore_purge(copied):
     run_fbt("runs", "note", "alpha", "[bold]lr[/] 0.05")
     assert "[bold]lr[/] 0.05" in run_fbt("runs", "show", "alpha").stdout
 
+    untagged = run_fbt("runs", "tag", "beta", "never", "--remove")
+    assert untagged.returncode == 0 and "had no tag never" in untagged.stdout
+    empty = run_fbt("runs", "show", "")
+    assert empty.returncode == 2 and "an empty run reference" in empty.stderr
+
     rid = fbt_json("runs", "show", "alpha", "--json")["summary"]["id"]
+    half = run_fbt("runs", "rm", "alpha", "nosuchrun")  # all or none
+    assert half.returncode == 2 and 'no run matches "nosuchrun"' in half.stderr and (copied / "runs" / rid).is_dir()
     removed = run_fbt("runs", "rm", "alpha")
     assert removed.returncode == 0 and (copied / "trash" / rid).is_dir() and not (copied / "runs" / rid).exists()
     assert [r["name"] for r in fbt_json("runs", "ls", "--json")] == ["beta"]

@@ -284,10 +284,16 @@ class RunStore:
             raise RunNotFound(f'"{ref}" matches {len(prefixed)} runs: {", ".join(prefixed[:5])}')
         raise RunNotFound(f'no run{where} matches "{ref}" (an id, a unique id prefix, a name, or "last")')
 
-    def trash(self, run_id: str) -> None:
+    def running_problem(self, run_id: str) -> str | None:
+        """Why `run_id` cannot be moved now (its process is alive), or None."""
         meta = self.read_meta(run_id)
         if meta.get("status") == ACTIVE and self.is_alive(meta):
-            raise RuntimeError(f"run {run_id} is still running (pid {meta['pid']}); stop it first")
+            return f"run {run_id} is still running (pid {meta['pid']}); stop it first"
+        return None
+
+    def trash(self, run_id: str) -> None:
+        if problem := self.running_problem(run_id):
+            raise RuntimeError(problem)
         self.trash_dir.mkdir(parents=True, exist_ok=True)
         os.rename(self.runs_dir / run_id, self.trash_dir / run_id)
         self.refresh_index(run_id)
