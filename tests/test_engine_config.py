@@ -98,6 +98,12 @@ def test_method_keys_depend_on_the_method(tmp_path):
     assert 'did you mean "fbt"?' in found["method.name"]
     found = problems_of(GOOD.replace("scratch", "fbt") + "nce_tau = 2.0\n[teacher]\nmodel = \"mixer_nano\"\n", tmp_path)
     assert "[nce_tau_min, nce_tau_max]" in found["method.nce_tau"]
+    found = problems_of(GOOD.replace("scratch", "fbt") + "nce_tau_min = 0.5\nnce_tau_max = 0.1\n"
+                        "[teacher]\nmodel = \"mixer_nano\"\n", tmp_path)
+    assert set(found) == {"method.nce_tau_min"}  # the range is upside down, whatever τ is
+    assert "expected ≤ nce_tau_max (0.1), got 0.5" in found["method.nce_tau_min"]
+    found = problems_of(GOOD.replace("scratch", "fbt") + "fbt = 3\n[teacher]\nmodel = \"mixer_nano\"\n", tmp_path)
+    assert set(found) == {"method.fbt"} and "expected a table of fbt's settings ([method.fbt]), got 3" in found["method.fbt"]
 
 
 def test_pretrained_weights_for_fbts_own_models_are_a_config_error():

@@ -205,6 +205,9 @@ def _build_method(table: dict[str, Any], origin, problems: list[Problem]) -> Met
     params = dict(table)
     name = params.pop("name", FBTParams.name)
     per_method = {k: params.pop(k) for k in list(params) if k in METHOD_PARAMS and isinstance(params[k], dict)}
+    for other in [k for k in params if k in METHOD_PARAMS]:  # method.fbt = 3
+        problems.append(Problem(origin(f"method.{other}"), f"method.{other}",
+                                f"expected a table of {other}'s settings ([method.{other}]), got {params.pop(other)!r}"))
     for other, sub in per_method.items():
         if other != name:
             build(METHOD_PARAMS.get(other), sub, f"method.{other}.", origin, problems)
@@ -264,7 +267,10 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
         problems.append(Problem(origin("teacher.checkpoint"), "teacher.checkpoint",
                                 f"no such file: {ckpt}{_path_hint(ckpt)}", environment=True))
     method = cfg.method
-    if isinstance(method, FBTParams) and not method.nce_tau_min <= method.nce_tau <= method.nce_tau_max:
+    if isinstance(method, FBTParams) and method.nce_tau_min > method.nce_tau_max:
+        problems.append(Problem(origin("method.nce_tau_min", "method.nce_tau_max"), "method.nce_tau_min",
+                                f"expected ≤ nce_tau_max ({method.nce_tau_max}), got {method.nce_tau_min}"))
+    elif isinstance(method, FBTParams) and not method.nce_tau_min <= method.nce_tau <= method.nce_tau_max:
         problems.append(Problem(origin("method.nce_tau", "method.nce_tau_min", "method.nce_tau_max"), "method.nce_tau",
                                 f"expected within [nce_tau_min, nce_tau_max] = "
                                 f"[{method.nce_tau_min}, {method.nce_tau_max}], got {method.nce_tau}"))
