@@ -353,7 +353,8 @@ def teacher_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
     reporter.emit("phase", phase="teacher_training", source="train", epochs=r.epochs,
                   steps_per_epoch=phase.steps_per_epoch, from_step=state.step)
     epochs = f"{r.epochs} epoch{'s' if r.epochs != 1 else ''}"
-    reporter.log(f"teacher {cfg.teacher.model}: training from scratch for {epochs}")
+    reporter.log(f"teacher {cfg.teacher.model}: " + (f"training on from step {state.step} of {phase.total_steps}"
+                                                     if state.step else f"training from scratch for {epochs}"))
     state = run_phase(phase, state, reporter, stop)
     p.teacher.model.eval()
     for q, flag in zip(p.teacher.model.parameters(), trainable):
