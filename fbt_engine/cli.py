@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--status", choices=("running", "finished", "failed", "interrupted", "crashed"))
     ls.add_argument("--tag")
     ls.add_argument("--trash", action="store_true", help="list the trash instead")
-    show = runs.add_parser("show", help="one run's summary, config and last metrics")
+    show = runs.add_parser("show", help="one run's summary, weights and epochs (--json: with its config)")
     show.add_argument("run")
     show.add_argument("--json", action="store_true")
     for name, text in (("rm", "move runs to the trash"), ("restore", "bring runs back from the trash")):
@@ -377,7 +377,26 @@ def _runs_show(store, args) -> int:
         out.print(f"  {label:14s} {value}")
     if failure:
         out.print(f"  {'error':14s} {failure.get('error')}: {failure.get('message')}")
+    if epochs:
+        shown = epochs[-SHOWN_EPOCHS:]
+
+        def number(value: float | None, fmt: str) -> str:
+            return "–" if value is None else format(value, fmt)
+
+        print()
+        _print_table(["phase", "epoch", "train loss", "val loss", "top-1", "fusion top-1", "time"],
+                     [[e["phase"].replace("_", " "), str(e["epoch"]), number(e["train_loss"], ".4f"),
+                       number(e["val_loss"], ".4f"), number(e["student/top1"] if e["phase"] == "distillation"
+                                                            else e["teacher/top1"], ".2f"),
+                       number(e["fusion/top1"], ".2f"),
+                       f"{e['epoch_time']:.1f} s" if e["epoch_time"] is not None else "–"] for e in shown],
+                     right=frozenset({1, 2, 3, 4, 5, 6}), flexible=frozenset({0}),
+                     title=f"epochs ({len(epochs) - len(shown)} earlier: --json has them)" if len(shown) < len(epochs)
+                     else "epochs")
     return EXIT_OK
+
+
+SHOWN_EPOCHS = 12  # runs show's table: the last ones; --json and export have every epoch
 
 
 def _student_files(folder: Path, status: str) -> str:

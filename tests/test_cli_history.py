@@ -108,6 +108,10 @@ def test_runs_show_resolves_every_kind_of_reference(history, ref):
     human = cli(history, "runs", "show", value).stdout
     assert expected in human and "finished" in human and "best top-1" in human and "best fusion" in human
     assert "final: student.safetensors · best (epoch 1): student_best.safetensors" in human
+    epoch = shown["epochs"][-1]
+    row = human.splitlines()[-1].split()  # the epochs table's last row
+    assert row[:5] == ["distillation", "1", f"{epoch['train_loss']:.4f}", f"{epoch['val_loss']:.4f}",
+                       f"{epoch['student/top1']:.2f}"]
 
 
 def test_ambiguous_and_unknown_references(history):
