@@ -352,12 +352,12 @@ def _runs_ls(store, args) -> int:
 
 
 def _runs_show(store, args) -> int:
-    from fbt_engine.store.export import epoch_rows, load_config
+    from fbt_engine.store.export import epoch_rows, last_failure, load_config
 
     rid = _resolve(store, args.run, include_trashed=True)
     s, meta, events = store.summary(rid), store.read_meta(rid), store.events(rid)
     epochs = epoch_rows(rid, events)
-    failure = next((e for e in reversed(events) if e["type"] == "run_failed"), None)
+    failure = last_failure(events)
     if args.json:
         print(json.dumps({"summary": s.as_report(time.time()), "meta": meta, "config": load_config(store, rid),
                           "epochs": epochs, "failure": failure}, indent=1))

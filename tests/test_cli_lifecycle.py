@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import signal
 import subprocess
@@ -66,6 +67,10 @@ def test_a_non_finite_loss_fails_the_run_at_its_step(with_cached_teacher):
     assert "student        – (none: the run did not finish" in show.stdout
     export = run_fbt("export", "last", "--student", str(with_cached_teacher / "s.safetensors"))
     assert export.returncode == 3 and "no student.safetensors (status: failed)" in export.stderr
+    md = run_fbt("export", "last", "--format", "md").stdout  # a report says why a run failed
+    assert f"- {run_dir.name} failed: NonFiniteLoss: non-finite loss at step {failed['step']}" in md
+    (as_json,) = json.loads(run_fbt("export", "last", "--format", "json").stdout)
+    assert as_json["failure"] == failed
 
 
 def test_ctrl_c_stops_after_the_step_and_resume_continues_without_gaps_or_repeats(with_cached_teacher):

@@ -98,6 +98,10 @@ def markdown(store: RunStore, run_ids: list[str]) -> str:
         s = store.summary(rid)
         lines.append(f"| {s.id} | {s.name} | {s.method} | {s.pair} | {s.status} | "
                      f"{_fmt(s.best_top1)} ({_fmt(s.best_epoch)}) | {_fmt(s.final_top1)} | {_fmt(s.fusion_top1)} |")
+    failures = [(rid, failure) for rid in run_ids if (failure := last_failure(store.events(rid))) is not None]
+    if failures:
+        lines.append("")
+        lines += [f"- {rid} failed: {f.get('error')}: {f.get('message')}" for rid, f in failures]
     for rid in run_ids:
         rows = epoch_rows(rid, store.events(rid))
         if not rows:
@@ -107,6 +111,11 @@ def markdown(store: RunStore, run_ids: list[str]) -> str:
         lines += [f"| {r['phase']} | {r['epoch']} | {_fmt(r['train_loss'], 4)} | {_fmt(r['val_loss'], 4)} | "
                   f"{_fmt(r['student/top1'])} | {_fmt(r['teacher/top1'])} | {_fmt(r['fusion/top1'])} |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def last_failure(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The run_failed event that ended a failed run, or None."""
+    return next((e for e in reversed(events) if e["type"] == "run_failed"), None)
 
 
 def export_metrics(store: RunStore, run_ids: list[str], fmt: str) -> str:
@@ -121,6 +130,7 @@ def export_metrics(store: RunStore, run_ids: list[str], fmt: str) -> str:
             events = store.events(rid)
             runs.append({"summary": store.summary(rid).as_report(time.time()), "config": load_config(store, rid),
                          "steps": step_rows(rid, events), "epochs": epoch_rows(rid, events),
+                         "failure": last_failure(events),
                          "stages": [e for e in effective(events) if e["type"] == "stages"]})
         return json.dumps(runs, indent=1) + "\n"  # a list however many runs: one shape for every caller
     if fmt == "md":
