@@ -509,7 +509,7 @@ def cmd_presets(args) -> int:
         errors = [p for p in resolved.problems if not p.environment]  # as `presets validate` tells them
         wrong = {p.key for p in errors}
 
-        def shown(key: str, value: Any) -> Any:
+        def shown(key: str, value: object) -> object:
             """None for a wrong value, which the config holds as the schema's default."""
             return None if key in wrong or "preset" in wrong else value
 
