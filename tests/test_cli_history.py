@@ -243,6 +243,8 @@ def test_export_student_loads_into_timm(history, tmp_path):
     assert sidecar["model"]["img_size"] == 28 and sidecar["source"]["run"] == history["ids"]["alpha"]
     assert sidecar["config"]["student"]["model"] == "resnet10_cifar"
     assert sidecar["model"]["kwargs"] == {}  # a CNN takes no img_size
+    assert sidecar["model"]["class_names"][:2] == ["T-shirt/top", "Trouser"]  # the logits' order
+    assert sidecar["source"]["val_images"] == history["alpha_events"][0]["data"]["val_images"]
     folder = tmp_path / "into"
     folder.mkdir()
     assert cli(history, "export", "alpha", "--student", str(folder)).returncode == 0

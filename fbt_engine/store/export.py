@@ -157,14 +157,15 @@ def recorded(weights: Path) -> dict[str, Any]:
     """What the run wrote beside the student's weights, in their metadata: `kwargs`, what
     timm.create_model needs besides the name and the class count to rebuild the student (img_size
     where the model took it, as a ViT at 32 px must be told), and `input`, how evaluation made the
-    model's input from an image; `weights`, which of the run's weights these are (final, ema, best,
-    best_ema) and `epoch`, the best one's epoch. Weights an older fbt saved have only some of them."""
+    model's input from an image; `classes`, the class names in the order of the logits; `weights`,
+    which of the run's weights these are (final, ema, best, best_ema) and `epoch`, the best one's
+    epoch. Weights an older fbt saved have only some of them."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(weights), framework="np") as f:
             metadata = f.metadata() or {}
-        found: dict[str, Any] = {key: json.loads(metadata[key]) for key in ("kwargs", "input", "epoch")
+        found: dict[str, Any] = {key: json.loads(metadata[key]) for key in ("kwargs", "input", "classes", "epoch")
                                  if key in metadata}
         return found | ({"weights": metadata["weights"]} if "weights" in metadata else {})
     except (SafetensorError, ValueError) as exc:  # ValueError: a JSON value that is not JSON
@@ -195,12 +196,15 @@ def export_student(store: RunStore, run_id: str, target: Path, weights: str = "f
     kwargs = written.get("kwargs", cfg["student"].get("kwargs", {}))
     sidecar = {
         "model": {"name": cfg["student"]["model"], "kwargs": kwargs,
-                  "num_classes": data.get("classes", 0), "img_size": data.get("img_size", 0)},
+                  "num_classes": data.get("classes", 0), "img_size": data.get("img_size", 0),
+                  **({"class_names": written["classes"]} if "classes" in written else {})},
         "data": {"name": cfg["data"]["name"]},
         **({"input": written["input"]} if "input" in written else {}),
         "source": {"run": run_id, "method": summary.method, "teacher": summary.teacher,
                    "best_top1": summary.best_top1 or 0.0, "final_top1": summary.final_top1 or 0.0,
                    "weights": written.get("weights", "final"),
+                   # top-1 is measured on these: a data.subset run evaluates on a slice
+                   **({"val_images": data["val_images"]} if "val_images" in data else {}),
                    **({"epoch": written["epoch"]} if "epoch" in written else {})},
         "load": {"python": (  # runs as written beside the weights: every name in it is defined
             "import timm, fbt_engine.models.small; from safetensors.torch import load_file; "

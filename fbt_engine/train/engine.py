@@ -430,7 +430,7 @@ def _write_student(p: Prepared, path: Path, state: dict[str, torch.Tensor], weig
     save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp), metadata={
         "model": p.resolved.config.student.model, "fbt": fbt_engine.__version__, "weights": weights,
         **({"epoch": str(epoch)} if epoch is not None else {}),
-        "kwargs": json.dumps(p.student.model.fbt_kwargs),
+        "kwargs": json.dumps(p.student.model.fbt_kwargs), "classes": json.dumps(p.data.classes),
         "input": json.dumps(p.data.preprocessing(p.student.in_chans))})
     tmp.chmod(0o644)
     tmp.replace(path)
