@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 
@@ -97,6 +98,8 @@ def test_a_cached_teacher_skips_the_teacher_phase(with_cached_teacher):
     assert '"source":"cache"' in phases[0] and '"skipped":true' in phases[0]
     assert not any('"phase":"teacher_training"' in line and '"type":"step"' in line
                    for line in result.stdout.splitlines())
+    (info,) = [json.loads(p.read_text()) for p in (with_cached_teacher / "teachers").rglob("teacher.json")]
+    assert (info["subset"], info["val_images"]) == (500, 100)  # what its best_top1 was measured on
 
 
 def test_doctor_checks_a_preset_and_its_teacher_checkpoint(fbt_home, tmp_path):

@@ -363,7 +363,8 @@ def teacher_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
     if p.dist.is_main:  # cache the final weights: what the next run with this teacher would also get
         teacher_mod.save_to_cache(source, p.teacher.model, {
             "model": cfg.teacher.model, "best_top1": state.best_top1, "run": reporter.run_id,
-            "recipe": to_table(r), "data": cfg.data.name,
+            "recipe": to_table(r), "data": cfg.data.name, "subset": cfg.data.subset,
+            "val_images": p.data.val_images,  # what best_top1 was measured on
         })
         for kind in ("last", "best"):  # only needed to resume this phase, which is now done
             phase.path(kind).unlink(missing_ok=True)
