@@ -236,6 +236,10 @@ def test_export_json_jsonl_and_markdown(history):
 
 def test_export_student_loads_into_timm(history, tmp_path):
     target = tmp_path / "out" / "student.safetensors"
+    missing = cli(history, "export", "alpha", "--student", str(target))
+    assert missing.returncode == 3 and f"no such folder {target.parent}" in missing.stderr
+    assert not target.parent.exists()  # a mistyped folder is not made
+    target.parent.mkdir()
     result = cli(history, "export", "alpha", "--student", str(target))
     assert result.returncode == 0, result.stderr
     sidecar = tomllib.loads(target.with_suffix(".toml").read_text())

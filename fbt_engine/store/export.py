@@ -186,7 +186,8 @@ def export_student(store: RunStore, run_id: str, target: Path, weights: str = "f
                           "weights are written when a run finishes")
     if target.suffix != ".safetensors":
         target = target.with_suffix(".safetensors")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.parent.is_dir():  # as -o: a mistyped folder is said, not made
+        raise ExportError(f"{target}: cannot write: no such folder {target.parent}")
     shutil.copyfile(source, target)
     cfg = load_config(store, run_id)
     summary = store.summary(run_id)
