@@ -16,7 +16,7 @@ from fbt_tui.widgets.curves import CurvePlot
 from fbt_tui.widgets.run_view import AlignmentTable, RunView
 
 from conftest import REPO, tiny_sets
-from test_tui_support import MLP_TO_CNN, run_app, tiny_form_values, wait_for
+from test_tui_support import MLP_TO_CNN, fake_run, run_app, tiny_form_values, wait_for
 
 LONG = tiny_sets("train.epochs=50")[1::2]  # the TINY overrides, with epochs enough to last until stopped
 
@@ -165,3 +165,27 @@ def test_two_runs_one_crashes_quit_stops_the_other(with_cached_teacher):
         assert RunStore(with_cached_teacher).read_meta(survivor.run_id)["status"] == "interrupted"
 
     run_app(scenario)
+
+
+def test_run_tabs_take_turns_with_angle_brackets(fbt_home):
+    """The tab bar's own ←/→ need it focused (shift+tab); < and > switch runs from anywhere."""
+    from textual.widgets import TabbedContent
+
+    a, b, c = (fake_run(fbt_home, name) for name in ("a", "b", "c"))
+
+    async def scenario(app, pilot):
+        tabs = app.dashboard.query_one(TabbedContent)
+        await app.open_run(a)
+        await pilot.pause()
+        assert app.dashboard.check_action("switch_tab", (1,)) is None  # one tab: shown dimmed
+        await app.open_run(b)
+        await app.open_run(c)
+        await pilot.pause()
+        assert tabs.active.endswith(c)
+        seen = []
+        for key in (">", ">", "<", "<"):
+            await pilot.press(key)
+            seen.append(tabs.active.removeprefix("run-"))
+        assert seen == [a, b, a, c]
+
+    run_app(scenario, start_mode="dashboard")

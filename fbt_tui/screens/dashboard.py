@@ -27,6 +27,8 @@ class DashboardScreen(FbtScreen):
     BINDINGS = [
         Binding("s", "stop", "Stop run"),
         Binding("w", "close_tab", "Close tab"),
+        Binding("less_than_sign", "switch_tab(-1)", "Prev run"),
+        Binding("greater_than_sign", "switch_tab(1)", "Next run"),
         Binding("left_square_bracket", "cycle(-1)", "Prev plot"),
         Binding("right_square_bracket", "cycle(1)", "Next plot"),
     ]
@@ -45,6 +47,8 @@ class DashboardScreen(FbtScreen):
         plot is on screen and the keys would do nothing."""
         if action == "cycle":
             return self.has_class("-narrow") or self.has_class("-short")
+        if action == "switch_tab":
+            return True if self.query_one(TabbedContent).tab_count > 1 else None
         if action == "stop":  # shown dimmed where the tab's run is over: a key that would do nothing
             view = self.current_view()
             return True if view is not None and view.handle.active else None
@@ -62,6 +66,7 @@ class DashboardScreen(FbtScreen):
         has_tabs = self.query_one(TabbedContent).tab_count > 0
         self.query_one("#dash-empty").display = not has_tabs
         self.query_one(TabbedContent).display = has_tabs
+        self.refresh_bindings()  # < and > work with two tabs or more
 
     def views(self) -> list[RunView]:
         return list(self.query(RunView))
@@ -110,6 +115,13 @@ class DashboardScreen(FbtScreen):
         view = self.current_view()
         if view is not None:
             view.cycle(step)
+
+    def action_switch_tab(self, step: int) -> None:
+        """The run tabs in turn, wherever the focus is (the tab bar's own ←/→ need it focused)."""
+        tabs = self.query_one(TabbedContent)
+        panes = [pane.id for pane in tabs.query(TabPane)]
+        if len(panes) > 1 and tabs.active in panes:
+            tabs.active = panes[(panes.index(tabs.active) + step) % len(panes)]
 
     def action_stop(self) -> None:
         view = self.current_view()
