@@ -135,6 +135,9 @@ def test_compare_shows_only_the_config_keys_that_differ(fbt_home):
         summary = screen.query_one("#compare-summary", DataTable)
         assert str(summary.get_row_at(1)[7]) == "+6.50"  # Δ best against the first marked run
         await wait_for(pilot, lambda: screen.query_one("#compare-acc", CurvePlot).total == 4, 10, "overlaid curves")
+        names = [f"base {a[-6:]}", f"higher-lr {b[-6:]}"]  # as the dashboard's tabs name runs
+        assert [str(c.label) for c in diff.columns.values()][1:] == names
+        assert all(name in str(screen.query_one("#compare-acc", CurvePlot).border_title) for name in names)
         other = screen.query_one("#compare-metric", CurvePlot)
         shown = []
         for _ in range(4):  # m: train loss, the student's CE, the validation loss, and round again

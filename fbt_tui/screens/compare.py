@@ -130,13 +130,18 @@ class CompareScreen(FbtScreen):
         """One curve per run (its first curve of `group`, or the one labelled `only`)."""
         assert self.data is not None
         curves, styles = [], {}
-        for i, (rid, model) in enumerate(zip(self.run_ids, self.data.models)):
+        for i, (label, model) in enumerate(zip(self.labels(), self.data.models)):
             panel = model.panel(group, buckets)
             for c in [c for c in panel.curves if only is None or c.label == only][:1]:
-                c.label = rid[-6:]
+                c.label = label
                 styles[c.label] = PALETTE[i % len(PALETTE)]
                 curves.append(c)
         return Panel(title, curves), styles
+
+    def labels(self) -> list[str]:
+        """Each run as its dashboard tab names it: its name and the end of its id (names repeat)."""
+        assert self.data is not None
+        return [f"{s.name} {s.id[-6:]}" if s.name and s.name != s.id else s.id[-6:] for s in self.data.summaries]
 
     def action_metric(self) -> None:
         self.metric += 1
@@ -153,7 +158,7 @@ class CompareScreen(FbtScreen):
             key: values for key, values in self.data.diff.items() if key not in hidden}
         table = self.query_one("#compare-diff", DataTable)
         table.clear(columns=True)
-        table.add_columns("key", *[rid[-6:] for rid in self.run_ids])
+        table.add_columns("key", *self.labels())
         for key, values in rows.items():
             differs = key in self.data.diff
             table.add_row(Text(key, style="bold" if differs else "dim"), *[_value(v) for v in values])
