@@ -22,6 +22,8 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
+from fbt_engine.config.presets import collect
+from fbt_engine.data.catalog import download_target
 from fbt_engine.formats import cpu_name
 from fbt_engine.store.runs import RunNotFound
 
@@ -269,12 +271,39 @@ class FbtApp(App[int]):
         if isinstance(screen, HistoryScreen):
             yield from screen.commands()
 
+    def confirm_launch(self, preset: Path, name: str) -> None:
+        """A palette launch asks first: a typed word can fuzzy-match any preset (a paper one: hours,
+        a download), and a command's enter would otherwise start it unseen."""
+        async def answer(yes: bool | None) -> None:
+            if yes:
+                await self.launch(preset, [])
+
+        self.push_screen(ConfirmDialog(launch_question(preset, name), yes="Launch"), answer)
+
     def _confirm_stop(self, handle: RunHandle) -> None:
         def answer(yes: bool | None) -> None:
             if yes:
                 self.manager.stop(handle.run_id)
 
         self.push_screen(ConfirmDialog(f"Stop run {handle.run_id}?", yes="Stop"), answer)
+
+
+def launch_question(preset: Path, name: str) -> str:
+    """What launching a preset as written would do, read as Presets' preview reads it (no torch)."""
+    resolved = collect(preset)
+    cfg = resolved.config
+    teacher = cfg.teacher.model if cfg.method.needs_teacher else "(none)"
+    epochs = f"{cfg.train.epochs} epochs"
+    if cfg.method.needs_teacher and not cfg.teacher.checkpoint:
+        epochs += f" (+ {cfg.teacher.recipe.epochs} teacher epochs, unless cached)"
+    lines = [f"Launch preset {name} as written?", f"teacher {teacher} → student {cfg.student.model or '?'}",
+             f"method {cfg.method.name} · {epochs}", f"data {cfg.data.name}"]
+    if (target := download_target(cfg.data.name, cfg.data.root, cfg.data.download)) is not None:
+        lines[-1] += f": downloaded into {target} as it starts (needs the internet)"
+    if resolved.problems:  # launched anyway on yes: the engine's own error then says it in full
+        lines.append(f"{len(resolved.problems)} problem(s): "
+                     + "; ".join(f"{p.key}: {p.message}" for p in resolved.problems[:3]))
+    return "\n".join(lines)
 
 
 def run_app() -> int:

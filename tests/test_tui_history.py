@@ -204,17 +204,18 @@ def test_export_matches_the_cli(fbt_home, tmp_path):
     run_id = fake_run(fbt_home, "exported", top1=(50.0, 60.0))
     out_csv, out_md, out_student = tmp_path / "m [/] x.csv", tmp_path / "m.md", tmp_path / "student.safetensors"
     out_best = tmp_path / "best.safetensors"
+    out_csv.parent.mkdir()  # "m [" ("[/]" holds a slash): the dialog makes no folders
     offered = []  # the file names the dialog offers, format by format
 
     async def export(app, pilot, fmt: str, path) -> None:
         await pilot.press("e")
         dialog = app.screen
         assert isinstance(dialog, ExportDialog)
-        for button in dialog.query(RadioButton):  # as ↓ walks the formats, and enter picks one
+        for button in dialog.query(RadioButton):  # as ↓ walks (and picks) the formats; tab to the path
             if button.name == fmt:
                 break
             await pilot.press("down")
-        await pilot.press("enter")
+        await pilot.press("tab")
         box = dialog.query_one("#export-path", Input)
         assert app.focused is box
         offered.append(Path(box.value).name)
@@ -243,7 +244,8 @@ def test_export_matches_the_cli(fbt_home, tmp_path):
         assert path.read_text() == cli.stdout
     assert out_student.read_bytes() == (fbt_home / "runs" / run_id / "student.safetensors").read_bytes()
     assert out_best.read_bytes() == (fbt_home / "runs" / run_id / "student_best.safetensors").read_bytes()
-    assert offered[2:] == [f"{run_id}.safetensors", f"{run_id}_best.safetensors"]  # not one file for both
+    assert offered[:2] == [f"{run_id}.csv", f"{run_id}.md"]
+    assert offered[2:] == ["exported.safetensors", "exported_best.safetensors"]  # the run's name; not one file for both
     source = tomllib.loads(out_best.with_suffix(".toml").read_text())["source"]
     assert (source["weights"], source["epoch"]) == ("best", 2)
     assert tomllib.loads(out_student.with_suffix(".toml").read_text())["source"]["weights"] == "final"
@@ -283,21 +285,21 @@ def test_a_run_the_app_did_not_start_is_followed_in_history(fbt_home, monkeypatc
 
 
 def test_export_by_keyboard_alone(fbt_home, tmp_path, monkeypatch):
-    """↓ and enter pick the format, enter again exports: the dialog opens on the formats."""
+    """↓ picks the format, tab reaches the path, enter exports: the dialog opens on the formats."""
     monkeypatch.chdir(tmp_path)
-    run_id = fake_run(fbt_home, "keys", top1=(50.0, 60.0))
+    fake_run(fbt_home, "keys", top1=(50.0, 60.0))
     fake_run(fbt_home, "other", top1=(40.0,))
 
     async def scenario(app, pilot):
         await history_loaded(app, pilot, 2)
         await pilot.press("down", "e")
-        await pilot.press(*["down"] * 5, "enter")  # CSV → … → student weights, best epoch
-        assert isinstance(app.focused, Input) and app.focused.value == str(tmp_path / f"{run_id}_best.safetensors")
+        await pilot.press(*["down"] * 5, "tab")  # CSV → … → student weights, best epoch; then the path
+        assert isinstance(app.focused, Input) and app.focused.value == str(tmp_path / "keys_best.safetensors")
         await pilot.press("backspace", *"x")  # edits the path's end: a key does not replace it whole
-        assert app.focused.value == str(tmp_path / f"{run_id}_best.safetensorx")
+        assert app.focused.value == str(tmp_path / "keys_best.safetensorx")
         await pilot.press("backspace", "s")
         await pilot.press("enter")
-        await wait_for(pilot, (tmp_path / f"{run_id}_best.toml").exists, 10, "the best weights' sidecar")
+        await wait_for(pilot, (tmp_path / "keys_best.toml").exists, 10, "the best weights' sidecar")
         await pilot.press("space", "up", "space", "e")  # two runs: the weights are one run's
         labels = [str(b.label) for b in app.screen.query(RadioButton) if b.disabled]
         assert len(labels) == 2 and all("one run at a time" in label for label in labels)
@@ -370,6 +372,9 @@ def test_names_with_brackets_are_shown_as_typed_everywhere(fbt_home):
         assert str(summary.get_row_at(0)[2]) == "lr [/] sweep [x]"
         diff = screen.query_one("#compare-diff", DataTable)
         assert "lr [/] sweep [x]" in [str(diff.get_row_at(i)[1]) for i in range(diff.row_count)]
+        assert str(list(diff.columns.values())[1].label) == f"lr [/] sweep [x] {odd[-6:]}"
+        await wait_for(pilot, lambda: f"lr [/] sweep [x] {odd[-6:]}" in Content.from_markup(
+            str(screen.query_one("#compare-acc", CurvePlot).border_title)).plain, 10, "the legend")
         await pilot.press("escape")
         await pilot.press("down", "enter")  # open it: its tab is titled by its name
         await wait_for(pilot, lambda: app.current_mode == "dashboard", 10, "the dashboard")

@@ -158,7 +158,7 @@ class CompareScreen(FbtScreen):
             key: values for key, values in self.data.diff.items() if key not in hidden}
         table = self.query_one("#compare-diff", DataTable)
         table.clear(columns=True)
-        table.add_columns("key", *self.labels())
+        table.add_columns("key", *map(Text, self.labels()))  # names as typed: "[/]" is no markup
         for key, values in rows.items():
             differs = key in self.data.diff
             table.add_row(Text(key, style="bold" if differs else "dim"), *[_value(v) for v in values])

@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.widgets import Input, Static
 
 from fbt_engine.paths import index_path
-from fbt_engine.store.export import export_metrics, export_student
+from fbt_engine.store.export import ExportError, export_metrics, export_student
 from fbt_engine.store.index import index_stamp
 from fbt_engine.store.runs import RunStore, tag_problem
 from fbt_engine.store.summary import RunSummary
@@ -365,18 +365,20 @@ class HistoryScreen(FbtScreen):
         if request is not None:
             self.run_export(request)
 
-    @work(thread=True, group="export", exit_on_error=False)
+    @work(thread=True, group="export", exit_on_error=False, name="Export")  # "Export failed" on the unforeseen
     def run_export(self, request: ExportRequest) -> None:
         store = RunStore()
-        try:
+        try:  # the dialog checked the folder: none is made here, a typo must not create one
             target = Path(request.path).expanduser()
             if request.format in STUDENT_WEIGHTS:
                 weights, sidecar = export_student(store, request.run_ids[0], target, STUDENT_WEIGHTS[request.format])
                 message = f"wrote {weights} and {sidecar}"
             else:
-                target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(export_metrics(store, request.run_ids, request.format), encoding="utf-8")
                 message = f"wrote {target}"
+        except (ExportError, OSError) as exc:  # what the user can mend: said in words, not as a class name
+            self.app.call_from_thread(self.app.show_error, "Export failed", str(exc))
+            return
         finally:
             store.close()
         self.app.call_from_thread(partial(self.notify, message, title="Exported", markup=False))  # paths as typed

@@ -493,7 +493,7 @@ class PresetsScreen(FbtScreen):
 
     def commands(self) -> Iterable[SystemCommand]:
         for ref in list_presets():
-            yield SystemCommand(f"Launch preset {ref.name}", "as written, no overrides",
-                                partial(self.app.launch, ref.path, []))
+            yield SystemCommand(f"Launch preset {ref.name}", "as written, no overrides (asks first)",
+                                partial(self.app.confirm_launch, ref.path, ref.name))
 
 

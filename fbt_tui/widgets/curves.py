@@ -12,7 +12,7 @@ from textual_hires_canvas import Canvas
 from textual_plot import HiResMode, PlotWidget
 from textual_plot.plot_widget import Legend, LinePlot, map_coordinate_to_hires_pixel
 
-from fbt_tui.format import count
+from fbt_tui.format import count, literal
 from fbt_tui.model import Panel
 
 PALETTE = ("#4ea1ff", "#ff7b72", "#7ee787", "#d2a8ff", "#ffa657", "#79c0ff", "#f2cc60", "#ff9bce")
@@ -120,7 +120,7 @@ class CurvePlot(PlotWidget):
                     self.scatter(curve.x, curve.y, marker="•", marker_style=style, hires_mode=HiResMode.BRAILLE)
                 if len(curve.x) > 1:
                     self.plot(curve.x, curve.y, line_style=style, hires_mode=HiResMode.BRAILLE)
-                legend.append(f"[{style}]━[/] {curve.label}")
+                legend.append(f"[{style}]━[/] {literal(curve.label)}")
         finally:
             self._drawing_here = False
         if self._needs_canvas_resize:
