@@ -73,6 +73,9 @@ def test_errors_show_next_to_their_field_and_block_the_launch(fbt_home):
 
         await pilot.press("ctrl+r")  # back to the preset as written
         assert screen.overrides() == [] and not screen.problems
+        screen.query_one("#f-data-subset", Input).value = "1000"  # the validation slice shrinks too: said
+        await pilot.pause()
+        assert "subset 1000 (validation: a fifth as many)" in str(screen.query_one("#preview").render())
 
     run_app(scenario)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,3 +54,9 @@ def download_target(name: str, root: str, download: bool) -> Path | None:
         return None
     target = Path(root).expanduser()
     return None if (target / info.folder).is_dir() else target
+
+
+def subset_val_images(subset: int) -> int:
+    """How many validation images a `data.subset` run evaluates on (a fifth, stratified like the
+    training slice), before the split's own size caps it."""
+    return max(1, math.ceil(subset / 5))

@@ -26,7 +26,7 @@ from fbt_engine.data.augment import (
     crop_flip_draws, mix_batch, mixed_seed, rand_augment, random_erasing, random_hflip, random_resized_crop,
     standard_input, step_generator, step_rng, to_model_input,
 )
-from fbt_engine.data.catalog import DATASETS, DatasetInfo
+from fbt_engine.data.catalog import DATASETS, DatasetInfo, subset_val_images
 from fbt_engine.data.idx import FASHION_MNIST_CLASSES, load_fashion_mnist, stratified_indices
 from fbt_engine.registry import Registry
 
@@ -494,7 +494,7 @@ ArrayLoader.register("cifar100")(_cifar("CIFAR100"))
 def _subset(train: Arrays, val: Arrays, n: int, seed: int) -> tuple[Arrays, Arrays]:
     if not n:
         return train, val
-    n_val = max(1, math.ceil(n / 5))
+    n_val = subset_val_images(n)
     return (train.take(np.sort(stratified_indices(train.labels, min(n, len(train.labels)), seed))),
             val.take(np.sort(stratified_indices(val.labels, min(n_val, len(val.labels)), seed))))
 
@@ -519,7 +519,7 @@ def _imagefolder(data: DataSection, info: DatasetInfo, img_size: int, device: to
         labels = np.asarray(train.targets)
         train = torch.utils.data.Subset(train, np.sort(stratified_indices(labels, min(data.subset, len(labels)), seed)))
         vlabels = np.asarray(val.targets)
-        n_val = min(max(1, math.ceil(data.subset / 5)), len(vlabels))
+        n_val = min(subset_val_images(data.subset), len(vlabels))
         val = torch.utils.data.Subset(val, np.sort(stratified_indices(vlabels, n_val, seed)))
     classes = (train.dataset if data.subset else train).classes
     return (LoaderBatches(train, data, device, seed, True, rank, world, aug),

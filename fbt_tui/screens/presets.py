@@ -330,8 +330,9 @@ class PresetsScreen(FbtScreen):
 
         teacher = cfg.teacher.model if cfg.method.needs_teacher else "(none)"
         source = "built-in" if self.ref.builtin else "user"
-        data = shown("data.name", cfg.data.name) + (f", subset {shown('data.subset', cfg.data.subset)}"
-                                                    if cfg.data.subset or "data.subset" in wrong else "")
+        data = shown("data.name", cfg.data.name) + (
+            f", subset {shown('data.subset', cfg.data.subset)} (validation: a fifth as many)"
+            if cfg.data.subset or "data.subset" in wrong else "")
         download = ""
         if (target := download_target(cfg.data.name, cfg.data.root, cfg.data.download)) is not None:
             download = f" [b $warning](downloaded into {literal(str(target))} as it starts: needs the internet)[/]"
