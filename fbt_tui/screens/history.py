@@ -81,22 +81,28 @@ def sort_rows(rows: list[RunSummary], key: str, reverse: bool) -> list[RunSummar
     return sorted(present, key=column.sort, reverse=reverse) + missing
 
 
+FILTER_FIELDS: dict[str, Callable[[RunSummary, str], bool]] = {
+    "status": lambda s, value: s.status.startswith(value),
+    "tag": lambda s, value: value in [t.lower() for t in s.tags],
+    "method": lambda s, value: s.method.lower() == value,
+}
+
+
 def matches(s: RunSummary, query: str) -> bool:
-    """Every word must match: `status:x`, `tag:x`, `method:x`, or text anywhere in the row."""
+    """Every word must match: `field:value` for the FILTER_FIELDS, else text anywhere in the row."""
     haystack = " ".join([s.id, s.name, s.pair, s.method, s.status, s.dataset, s.note, *s.tags]).lower()
     for word in query.lower().split():
         field_, sep, value = word.partition(":")
-        if sep and field_ == "status":
-            ok = s.status.startswith(value)
-        elif sep and field_ == "tag":
-            ok = value in [t.lower() for t in s.tags]
-        elif sep and field_ == "method":
-            ok = s.method.lower() == value
-        else:
-            ok = word in haystack
-        if not ok:
+        test = FILTER_FIELDS.get(field_) if sep else None
+        if not (test(s, value) if test else word in haystack):
             return False
     return True
+
+
+def unknown_fields(query: str) -> list[str]:
+    """The `x:` of words that look like a field filter but name no field (searched as text)."""
+    return [word.partition(":")[0] for word in query.lower().split()
+            if ":" in word and word.partition(":")[0].isalpha() and word.partition(":")[0] not in FILTER_FIELDS]
 
 
 class HistoryScreen(FbtScreen):
@@ -233,6 +239,9 @@ class HistoryScreen(FbtScreen):
                  f"sorted by {BY_KEY[self.sort_key].label} {arrow}"]
         if query:
             parts.append(f"filter “{literal(query)}”")
+            if unknown := unknown_fields(query):
+                parts.append(f"[$warning]{literal(unknown[0])}: is no field, searched as text "
+                             f"({', '.join(f'{f}:' for f in FILTER_FIELDS)} are)[/]")
         if self.marked:
             hidden = len(self.marked) - len(self.marked_shown())
             left_out = f", {hidden} hidden by the filter and left out" if hidden else ""
@@ -417,7 +426,9 @@ class HistoryScreen(FbtScreen):
             return
         ids = self.targets("trash")
         if ids:
-            self.app.push_screen(ConfirmDialog(f"Move {len(ids)} run(s) to the trash?\n" + "\n".join(ids[:8])
+            names = {r.id: r.name for r in self.rows}
+            lines = [f"{rid}  {names[rid]}" if names.get(rid, rid) != rid else rid for rid in ids[:8]]
+            self.app.push_screen(ConfirmDialog(f"Move {len(ids)} run(s) to the trash?\n" + "\n".join(lines)
                                                + "\n(v shows the trash; r restores)", yes="Trash"),
                                  partial(self._trash, ids))
 
