@@ -245,3 +245,22 @@ def test_resume_refuses_fewer_epochs_than_the_run_has_begun(with_cached_teacher)
     assert shrunk.returncode == 2 and "Traceback" not in shrunk.stderr
     assert "--set train.epochs=1: the run has started epoch 2 of its distillation; give 2 or more" in shrunk.stderr
     assert meta(only_run(home))["status"] == "interrupted"
+
+
+def test_a_run_stopped_while_training_its_teacher_resumes_that_training(fbt_home):
+    """No cached teacher: Ctrl-C during the teacher's phase, then --resume goes on from its step
+    (and says so, not "training from scratch"), distils, and finishes as one history."""
+    run = Streamed("run", MLP_TO_CNN, *tiny_sets("train.log_every=1", "teacher.recipe.epochs=2"), "--json",
+                   "--name", "early", home=fbt_home)
+    try:
+        run.wait_for(lambda e: e["type"] == "step" and e["phase"] == "teacher_training" and e["step"] >= 2)
+        run.proc.send_signal(signal.SIGINT)
+        assert run.finish() == 130, run.stderr
+    finally:
+        run.close()
+    resumed = run_fbt("run", "--resume", "early", home=fbt_home)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "teacher mixer_nano: training on from step" in resumed.stderr and "from scratch" not in resumed.stderr
+    teacher_steps = [e["step"] for e in effective(file_events(only_run(fbt_home)))
+                     if e["type"] == "step" and e["phase"] == "teacher_training"]
+    assert teacher_steps == list(range(1, 2 * STEPS_PER_EPOCH + 1))
