@@ -555,7 +555,7 @@ def cmd_doctor(args) -> int:
         print(json.dumps(checks, indent=1))
     else:
         for c in checks:
-            mark = {"ok": "✓", "warn": "!", "missing": "✗"}[c["state"]]
+            mark = {"ok": "✓", "info": "·", "warn": "!", "missing": "✗"}[c["state"]]
             print(f"{mark} {c['name']:22s} {c['detail']}")
     # what this machine lacks in general (another dataset, say) does not fail a check of one preset
     return code
