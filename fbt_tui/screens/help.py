@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
@@ -10,7 +12,6 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 from textual_plot import PlotWidget
 
-from fbt_tui.format import literal
 
 EXTRA = {
     "Everywhere": [("ctrl+p", "command palette: run actions, launch a preset, go to a mode"),
@@ -40,6 +41,16 @@ def _rows(bindings: list[BindingType]) -> list[tuple[str, str]]:
     return rows
 
 
+def _key_table(rows: list[tuple[str, str]]) -> Table:
+    """Keys right-aligned in a column of their own: a long description wraps within its column."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(justify="right", min_width=18, style="bold", no_wrap=True)
+    table.add_column(ratio=1)
+    for key, text in rows:
+        table.add_row(Text(key), Text(text))
+    return table
+
+
 def sections() -> list[tuple[str, list[tuple[str, str]]]]:
     from fbt_tui.app import FbtApp
     from fbt_tui.screens.compare import CompareScreen
@@ -66,4 +77,4 @@ class HelpScreen(ModalScreen[None]):
             with VerticalScroll():
                 for title, rows in sections():
                     yield Label(title, classes="section-title")
-                    yield Static("\n".join(f"  [b]{literal(f'{key:>16}')}[/]  {literal(text)}" for key, text in rows))
+                    yield Static(_key_table(rows))
