@@ -49,9 +49,9 @@ def test_sort_filter_and_open(fbt_home):
         for _ in range(6):  # started → id → name → pair → method → status → best top-1
             await pilot.press("s")
         assert app.screen.sort_key == "best"
-        assert table_ids(app) == [runs["alpha"], runs["gamma"], runs["beta"]]
+        assert table_ids(app) == [runs["beta"], runs["gamma"], runs["alpha"]]  # the best first
         await pilot.press("S")
-        assert table_ids(app) == [runs["beta"], runs["gamma"], runs["alpha"]]
+        assert table_ids(app) == [runs["alpha"], runs["gamma"], runs["beta"]]
 
         await pilot.press("slash")
         await pilot.press(*"tag:best")

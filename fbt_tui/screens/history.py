@@ -42,6 +42,7 @@ class Column:
     cell: Callable[[RunSummary], Any]
     wide_only: bool = False  # left out below WIDE columns (the id already holds the start time)
     max_width: int | None = None  # clipped beyond it, half of it below WIDE (the detail line has it whole)
+    high_first: bool = False  # sorted highest (best, longest, newest) first when chosen
 
     def table_column(self, compact: bool) -> TableColumn:
         cap = self.max_width // 2 if compact and self.max_width else self.max_width
@@ -61,13 +62,14 @@ COLUMNS = (
     Column("method", "method", lambda s: s.method, lambda s: s.method),
     Column("status", "status", lambda s: s.status, _status_cell),
     Column("best", "best @ep", lambda s: s.best_top1,
-           lambda s: Text(f"{pct(s.best_top1)} @{s.best_epoch or '–'}", justify="right")),
-    Column("final", "final", lambda s: s.final_top1, lambda s: Text(pct(s.final_top1), justify="right")),
+           lambda s: Text(f"{pct(s.best_top1)} @{s.best_epoch or '–'}", justify="right"), high_first=True),
+    Column("final", "final", lambda s: s.final_top1, lambda s: Text(pct(s.final_top1), justify="right"),
+           high_first=True),
     Column("duration", "duration", lambda s: s.elapsed(time.time()),
            lambda s: Text(duration(s.elapsed(time.time())), justify="right"),
-           wide_only=True),
+           wide_only=True, high_first=True),
     Column("tags", "tags", lambda s: ",".join(s.tags), lambda s: ",".join(s.tags), max_width=24),
-    Column("started", "started", lambda s: s.started, lambda s: when(s.started), wide_only=True),
+    Column("started", "started", lambda s: s.started, lambda s: when(s.started), wide_only=True, high_first=True),
 )
 WIDE = 120
 BY_KEY = {c.key: c for c in COLUMNS}
@@ -300,7 +302,7 @@ class HistoryScreen(FbtScreen):
         else:
             keys = [c.key for c in COLUMNS]
             self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
-            self.sort_reverse = False
+            self.sort_reverse = BY_KEY[self.sort_key].high_first
         self.populate()
 
     @on(RunTable.HeaderSelected)
@@ -308,7 +310,7 @@ class HistoryScreen(FbtScreen):
         key = event.column_key
         if key not in BY_KEY:
             return
-        self.sort_reverse = not self.sort_reverse if key == self.sort_key else False
+        self.sort_reverse = not self.sort_reverse if key == self.sort_key else BY_KEY[key].high_first
         self.sort_key = key
         self.populate()
 
