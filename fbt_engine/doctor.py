@@ -82,7 +82,8 @@ def _dataset_checks() -> list[dict[str, Any]]:
         out.append(_check("fashion_mnist", "warn", "not at the Debian path (apt-get install -y dataset-fashion-mnist) "
                                                    "— or set data.root to a folder of the IDX files"))
     for name in ("cifar10", "cifar100", "imagefolder"):  # found through a preset's data.root: nothing to check here
-        out.append(_check(name, "info", f"needs data.root ({'download = true fetches it' if DATASETS[name].name.startswith('cifar') else 'train/ and val/ folders'})"))
+        how = "download = true fetches it" if DATASETS[name].folder else "train/ and val/ folders"
+        out.append(_check(name, "info", f"needs data.root ({how})"))
     return out
 
 

@@ -207,7 +207,8 @@ def _build_method(table: dict[str, Any], origin, problems: list[Problem]) -> Met
     per_method = {k: params.pop(k) for k in list(params) if k in METHOD_PARAMS and isinstance(params[k], dict)}
     for other in [k for k in params if k in METHOD_PARAMS]:  # method.fbt = 3
         problems.append(Problem(origin(f"method.{other}"), f"method.{other}",
-                                f"expected a table of {other}'s settings ([method.{other}]), got {params.pop(other)!r}"))
+                                f"expected a table of {other}'s settings ([method.{other}]), "
+                                f"got {params.pop(other)!r}"))
     for other, sub in per_method.items():
         if other != name:
             build(METHOD_PARAMS.get(other), sub, f"method.{other}.", origin, problems)
@@ -256,7 +257,8 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
                                     f'unknown model "{model}"{did_you_mean(model, known_model_names())}'))
         elif (getattr(cfg, side).kwargs.get("pretrained") and model in own_model_names()
               and not (side == "teacher" and cfg.teacher.checkpoint)):  # a checkpoint's weights replace them
-            where = "give teacher.checkpoint or let [teacher.recipe] train it" if side == "teacher" else "it trains from scratch"
+            where = ("give teacher.checkpoint or let [teacher.recipe] train it" if side == "teacher"
+                     else "it trains from scratch")
             problems.append(Problem(origin(f"{side}.kwargs", key), f"{side}.kwargs",
                                     f"pretrained: fbt's own {model} has no pretrained weights; {where}"))
     _check_data(cfg.data, origin, problems)
