@@ -274,7 +274,8 @@ def cmd_runs(args) -> int:
     if action == "show":
         return _runs_show(store, args)
     if action == "rm":
-        ids = [_resolve(store, ref) for ref in args.runs]  # all or none: a bad reference moves nothing
+        # all or none: a bad reference moves nothing; two references to one run move it once
+        ids = list(dict.fromkeys(_resolve(store, ref) for ref in args.runs))
         if problem := next(filter(None, map(store.running_problem, ids)), None):
             raise CliError(problem)
         for rid in ids:
@@ -284,7 +285,7 @@ def cmd_runs(args) -> int:
                 raise CliError(str(exc)) from None
             print(f"moved {rid} to the trash (fbt runs restore {rid})")
     elif action == "restore":
-        for rid in [_resolve(store, ref, trashed_only=True) for ref in args.runs]:
+        for rid in dict.fromkeys(_resolve(store, ref, trashed_only=True) for ref in args.runs):
             try:
                 store.restore(rid)
             except LookupError as exc:  # RunNotFound: the run is not in the trash
@@ -481,7 +482,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_presets(args) -> int:
-    from fbt_engine.config.presets import collect, list_presets
+    from fbt_engine.config.presets import collect, is_error, list_presets, spoiled
 
     if args.presets_command == "validate":
         worst = EXIT_OK
@@ -489,7 +490,7 @@ def cmd_presets(args) -> int:
             resolved = collect(ref)
             # A preset is valid when its content is; what it needs from this machine (a dataset
             # folder, a checkpoint) is a warning unless --strict, since presets travel between machines.
-            needs = [p for p in resolved.problems if p.environment and p.key != "preset" and not args.strict]
+            needs = [p for p in resolved.problems if not is_error(p) and not args.strict]
             errors = [p for p in resolved.problems if p not in needs]
             for problem in errors:
                 print(f"error: {problem}", file=sys.stderr)
@@ -506,12 +507,12 @@ def cmd_presets(args) -> int:
     for ref in list_presets():
         resolved = collect(ref.path)
         cfg = resolved.config
-        errors = [p for p in resolved.problems if not p.environment]  # as `presets validate` tells them
-        wrong = {p.key for p in errors}
+        errors = [p for p in resolved.problems if is_error(p)]  # as `presets validate` tells them
+        wrong = spoiled(errors)
 
         def shown(key: str, value: object) -> object:
             """None for a wrong value, which the config holds as the schema's default."""
-            return None if key in wrong or "preset" in wrong else value
+            return None if wrong(key) else value
 
         rows.append({"name": ref.name, "kind": "built-in" if ref.builtin else "user", "path": str(ref.path),
                      "method": shown("method.name", cfg.method.name),
@@ -519,7 +520,7 @@ def cmd_presets(args) -> int:
                      "student": shown("student.model", cfg.student.model), "data": shown("data.name", cfg.data.name),
                      "epochs": shown("train.epochs", cfg.train.epochs),
                      "problems": [str(problem) for problem in errors],
-                     "needs": [str(problem) for problem in resolved.problems if problem.environment]})
+                     "needs": [str(problem) for problem in resolved.problems if not is_error(problem)]})
     if getattr(args, "json", False):
         print(json.dumps(rows, indent=1))
         return EXIT_OK

@@ -22,7 +22,7 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
-from fbt_engine.config.presets import collect
+from fbt_engine.config.presets import collect, spoiled, trains_teacher
 from fbt_engine.data.catalog import download_target
 from fbt_engine.formats import cpu_name
 from fbt_engine.store.runs import RunNotFound
@@ -291,13 +291,18 @@ class FbtApp(App[int]):
 def launch_question(preset: Path, name: str) -> str:
     """What launching a preset as written would do, read as Presets' preview reads it (no torch)."""
     resolved = collect(preset)
-    cfg = resolved.config
-    teacher = cfg.teacher.model if cfg.method.needs_teacher else "(none)"
-    epochs = f"{cfg.train.epochs} epochs"
-    if cfg.method.needs_teacher and not cfg.teacher.checkpoint:
-        epochs += f" (+ {cfg.teacher.recipe.epochs} teacher epochs, unless cached)"
-    lines = [f"Launch preset {name} as written?", f"teacher {teacher} → student {cfg.student.model or '?'}",
-             f"method {cfg.method.name} · {epochs}", f"data {cfg.data.name}"]
+    cfg, wrong = resolved.config, spoiled(resolved.problems)
+
+    def shown(key: str, value: object) -> str:
+        return "?" if wrong(key) else str(value)  # not the schema's default its config holds there
+
+    teacher = shown("teacher.model", cfg.teacher.model) if cfg.method.needs_teacher else "(none)"
+    epochs = f"{shown('train.epochs', cfg.train.epochs)} epochs"
+    if trains_teacher(cfg):
+        epochs += f" (+ {shown('teacher.recipe.epochs', cfg.teacher.recipe.epochs)} teacher epochs, unless cached)"
+    lines = [f"Launch preset {name} as written?",
+             f"teacher {teacher} → student {shown('student.model', cfg.student.model or '?')}",
+             f"method {shown('method.name', cfg.method.name)} · {epochs}", f"data {shown('data.name', cfg.data.name)}"]
     if (target := download_target(cfg.data.name, cfg.data.root, cfg.data.download)) is not None:
         lines[-1] += f": downloaded into {target} as it starts (needs the internet)"
     if resolved.problems:  # launched anyway on yes: the engine's own error then says it in full

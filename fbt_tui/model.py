@@ -254,9 +254,7 @@ class RunModel:
             self._supersede(phase, int(ev.get("from_step") or 0))
             self.status = "running"
             self.outcome = {}
-        elif kind == "warning":
-            self._log_line(f"warning: {ev.get('message', '')}")
-        elif kind in FINAL_EVENTS:
+        elif kind in FINAL_EVENTS:  # (a warning's line comes with stdout.log, which the engine writes it to)
             self.status = FINAL_EVENTS[kind]
             self.outcome = ev
             if kind == "run_failed" and ev.get("traceback"):  # the log has the one-line reason already

@@ -18,6 +18,7 @@ def _user_presets(home):
     folder.mkdir(parents=True)
     (folder / "mine.toml").write_text('[student]\nmodel = "resnet10_cifar"\n[method]\nname = "scratch"\n')
     (folder / "broken.toml").write_text("[run\n")
+    (folder / "flat.toml").write_text('train = 3\n[student]\nmodel = "resnet10_cifar"\n[method]\nname = "scratch"\n')
     (folder / "mlp_to_cnn.toml").write_text((PRESETS / "mlp_to_cnn.toml").read_text().replace("epochs = 4", "epochs = 9"))
     return folder
 
@@ -30,7 +31,8 @@ def test_presets_ls_lists_built_in_and_user_presets(fbt_home):
     assert {"mlp_to_cnn", "vit_to_cnn", "cnn_to_vit", "cnn_to_mlp", "cnn_to_cnn"} <= set(BUILT_IN)
     assert [r["name"] for r in rows if r["kind"] == "built-in"] == BUILT_IN
     users = {r["name"]: r for r in rows if r["kind"] == "user"}
-    assert set(users) == {"mine", "broken", "mlp_to_cnn"} and rows[0]["kind"] == "user"  # user presets first
+    assert set(users) == {"mine", "broken", "flat", "mlp_to_cnn"} and rows[0]["kind"] == "user"  # user presets first
+    assert users["flat"]["epochs"] is None  # `train = 3` spoils every train.* value
     assert users["mine"]["method"] == "scratch" and users["mine"]["teacher"] == "" and users["mine"]["problems"] == []
     assert users["mlp_to_cnn"]["epochs"] == 9 and users["mlp_to_cnn"]["path"] == str(folder / "mlp_to_cnn.toml")
     assert len(users["broken"]["problems"]) == 1 and "not valid TOML" in users["broken"]["problems"][0]

@@ -310,8 +310,9 @@ def test_tag_note_rm_restore_purge(copied):
     rid = fbt_json("runs", "show", "alpha", "--json")["summary"]["id"]
     half = run_fbt("runs", "rm", "alpha", "nosuchrun")  # all or none
     assert half.returncode == 2 and 'no run matches "nosuchrun"' in half.stderr and (copied / "runs" / rid).is_dir()
-    removed = run_fbt("runs", "rm", "alpha")
+    removed = run_fbt("runs", "rm", "alpha", rid[:-1])  # one run, named twice: moved once
     assert removed.returncode == 0 and (copied / "trash" / rid).is_dir() and not (copied / "runs" / rid).exists()
+    assert removed.stdout.count("moved") == 1 and "Traceback" not in removed.stderr
     assert [r["name"] for r in fbt_json("runs", "ls", "--json")] == ["beta"]
     assert rid in run_fbt("runs", "ls", "--trash").stdout
     assert run_fbt("export", rid, "--format", "csv").returncode == 0  # a trashed run can still be read

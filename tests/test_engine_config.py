@@ -237,6 +237,7 @@ def test_values_that_run_but_are_seldom_meant_are_doubts_not_problems():
         "optim.lr": ("--set", "is 0: distillation will not change any weights"),
         "teacher.recipe.lr": ("--set", "is 0: the teacher trained from scratch will not learn")}
     assert doubts("teacher.recipe.lr=0", "method.name=scratch") == {}  # no teacher is trained
+    assert doubts("teacher.recipe.lr=0", 'teacher.model="resnet18"', "teacher.kwargs.pretrained=true") == {}  # loaded
     assert collect(MLP_TO_CNN, ["optim.lr=-1"]).doubts == []  # a problem already: not a doubt too
 
 

@@ -292,6 +292,16 @@ def _ev(type_: str, **fields) -> dict:
     return {"type": type_, "time": 0.0, **fields}
 
 
+def test_a_failure_that_a_resume_went_on_from_is_not_the_runs_failure():
+    from fbt_engine.store.export import last_failure
+
+    failed = _ev("run_failed", error="OutOfMemoryError", message="CUDA out of memory", phase="distillation")
+    assert last_failure([_ev("run_started"), failed]) == failed
+    resumed = [_ev("run_started"), failed, _ev("resume", segment=2, phase="distillation", from_step=4)]
+    assert last_failure(resumed) is None and last_failure([*resumed, _ev("run_finished")]) is None
+    assert last_failure([*resumed, failed]) == failed  # and failed again
+
+
 def test_effective_drops_what_a_resume_supersedes():
     d = "distillation"
     events = [_ev("run_started"), _ev("phase", phase="teacher_training"),

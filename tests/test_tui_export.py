@@ -9,7 +9,7 @@ from textual.widgets import Input, RadioButton
 from fbt_tui.screens.dialogs import ConfirmDialog, ErrorDialog
 from fbt_tui.screens.export import ExportDialog
 
-from test_tui_support import fake_run, run_app, wait_for
+from test_tui_support import MLP_TO_CNN, fake_run, run_app, wait_for
 
 
 async def open_export(app, pilot, rows: int = 1) -> ExportDialog:
@@ -155,9 +155,10 @@ def test_weights_a_run_lacks_are_not_offered(fbt_home, tmp_path, monkeypatch):
     run_app(scenario, start_mode="history")
 
 
-def test_a_palette_launch_asks_first(fbt_home, monkeypatch):
+def test_a_palette_launch_asks_first(fbt_home, monkeypatch, tmp_path):
     from fbt_tui.app import FbtApp
 
+    monkeypatch.setenv("HOME", str(tmp_path))  # the preset's ~/data/cifar100: not there, so downloaded
     launched: list[Path] = []
 
     async def launch(self, preset: Path, sets: list[str]):
@@ -183,3 +184,13 @@ def test_a_palette_launch_asks_first(fbt_home, monkeypatch):
         assert [p.name for p in launched] == ["cifar100_vit_s_to_resnet18.toml"]
 
     run_app(scenario)
+
+
+def test_the_launch_question_does_not_show_defaults_for_wrong_values(tmp_path):
+    """A wrong value's config holds the schema's default (fbt, 5 epochs): the question says "?"."""
+    from fbt_tui.app import launch_question
+
+    preset = tmp_path / "wrong.toml"
+    preset.write_text(MLP_TO_CNN.read_text().replace('name = "fbt"', 'name = "fbtt"').replace("epochs = 4", "epochs = 0"))
+    question = launch_question(preset, "wrong")
+    assert "method ? · ? epochs" in question and "method.name" in question

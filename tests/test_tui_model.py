@@ -178,3 +178,12 @@ def test_device_from_nvidia_smi_and_gpu_memory_from_the_events(tmp_path, monkeyp
     assert model.gpu_mem_gb == 5.0
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     assert machine_device().startswith("CPU (")
+
+def test_a_warning_reaches_the_log_pane_once():
+    """The engine writes a warning both as an event and into stdout.log, which the pane tails."""
+    m = RunModel("r")
+    m.add_events([{"type": "run_started", "time": 0, "config": {}},
+                  {"type": "warning", "time": 1.0, "message": "torch.compile failed (X); training without it"}])
+    m.add_log(["00:00:01 warning: torch.compile failed (X); training without it"])
+    assert [line for line in m.log if "warning" in line] == [
+        "00:00:01 warning: torch.compile failed (X); training without it"]

@@ -278,6 +278,25 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
                                 f"[{method.nce_tau_min}, {method.nce_tau_max}], got {method.nce_tau}"))
 
 
+def is_error(problem: Problem) -> bool:
+    """Whether `problem` makes a preset invalid, as `presets validate` tells: a wrong value, or a
+    file that cannot be read. What this machine lacks (a dataset folder) is not."""
+    return not problem.environment or problem.key == "preset"
+
+
+def spoiled(problems: Iterable[Problem]) -> Callable[[str], bool]:
+    """Whether a key's value, in a config built despite `problems`, is the schema's default rather
+    than what the preset said: its key, its section (`train = 3`) or the whole file was wrong."""
+    wrong = {p.key for p in problems if is_error(p)}
+    return lambda key: "preset" in wrong or any(key == w or key.startswith(w + ".") for w in wrong)
+
+
+def trains_teacher(cfg: Config) -> bool:
+    """Whether a run of `cfg` trains its teacher with [teacher.recipe] (unless one is cached): no
+    checkpoint and no pretrained weights to load."""
+    return cfg.method.needs_teacher and not cfg.teacher.checkpoint and not cfg.teacher.kwargs.get("pretrained")
+
+
 @dataclass(frozen=True)
 class Doubt:
     """A value that runs but is seldom meant, as data: fbt warns of it and runs it anyway (a learning
@@ -291,8 +310,7 @@ class Doubt:
 
 DOUBTS = (
     Doubt("optim.lr", (), lambda c: c.optim.lr == 0, "is 0: distillation will not change any weights"),
-    Doubt("teacher.recipe.lr", ("teacher.checkpoint",),
-          lambda c: c.method.needs_teacher and not c.teacher.checkpoint and c.teacher.recipe.lr == 0,
+    Doubt("teacher.recipe.lr", ("teacher.checkpoint", "teacher.kwargs"), lambda c: trains_teacher(c) and c.teacher.recipe.lr == 0,
           "is 0: the teacher trained from scratch will not learn"),
 )
 

@@ -114,8 +114,14 @@ def markdown(store: RunStore, run_ids: list[str]) -> str:
 
 
 def last_failure(events: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The run_failed event that ended a failed run, or None."""
-    return next((e for e in reversed(events) if e["type"] == "run_failed"), None)
+    """The run_failed event that ended the run's last segment, or None: a failure that a resume
+    went on from is history, not why the run stands where it does."""
+    for event in reversed(events):
+        if event["type"] == "run_failed":
+            return event
+        if event["type"] in ("resume", "run_finished"):
+            return None
+    return None
 
 
 def export_metrics(store: RunStore, run_ids: list[str], fmt: str) -> str:

@@ -600,7 +600,8 @@ def resume_point(run_dir: Path) -> tuple[int, str]:
     for prefix, phase in (("", "distillation"), ("teacher_", "teacher_training")):
         path = checkpoint.checkpoint_path(run_dir, "last", prefix)
         if path.is_file():
-            payload = torch.load(path, map_location="cpu", weights_only=False)
+            # mapped, not read: only the step is wanted (a paper pair's checkpoint is hundreds of MB)
+            payload = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
             return int(payload["state"]["step"]), phase
     reached = [e["phase"] for e in effective(read_events(run_dir / "events.jsonl")) if e["type"] == "phase"]
     return 0, "distillation" if "distillation" in reached else "teacher_training"

@@ -28,7 +28,8 @@ from textual.widgets.option_list import Option
 
 from fbt_engine import paths
 from fbt_engine.config.fields import Problem
-from fbt_engine.config.presets import PresetRef, anchored_merge, collect, list_presets, parse_overrides
+from fbt_engine.config.presets import (PresetRef, anchored_merge, collect, is_error, list_presets, parse_overrides,
+                                       spoiled, trains_teacher)
 from fbt_engine.config.schema import Config
 from fbt_engine.data.catalog import download_target
 from fbt_engine.methods.params import METHOD_PARAMS
@@ -301,7 +302,7 @@ class PresetsScreen(FbtScreen):
     def errors(self) -> list[Problem]:
         """What makes the preset invalid. The rest (`environment`) is what this machine lacks to
         run it (a dataset folder, a checkpoint): `fbt presets validate` warns about those."""
-        return [p for p in self.problems if not p.environment]
+        return [p for p in self.problems if is_error(p)]
 
     def _field_error(self, row: str, problems: list[tuple[Problem, str]]) -> None:
         row_widget = self.query_one(row)
@@ -313,7 +314,7 @@ class PresetsScreen(FbtScreen):
     def _problem_line(self, p: Problem, text: str) -> str:
         if p in self.doubts:
             return f"[$warning]! {literal(text)}[/]"
-        if p.environment:
+        if not is_error(p):
             return f"[$warning]! {literal(text)} (needed to run it on this machine)[/]"
         return f"[$error]✗ {literal(text)}[/]"
 
@@ -321,23 +322,23 @@ class PresetsScreen(FbtScreen):
 
     def show_preview(self, cfg: Config) -> None:
         assert self.ref is not None
-        wrong = {p.key for p in self.errors}
+        wrong = spoiled(self.errors)
 
         def shown(key: str, value: object) -> str:
             """A value as the run would take it; "?" where the field is wrong (its config holds the
             schema's default there, which neither the preset nor the form said)."""
-            return "[b $error]?[/]" if key in wrong else literal(str(value))
+            return "[b $error]?[/]" if wrong(key) else literal(str(value))
 
         teacher = cfg.teacher.model if cfg.method.needs_teacher else "(none)"
         source = "built-in" if self.ref.builtin else "user"
         data = shown("data.name", cfg.data.name) + (
             f", subset {shown('data.subset', cfg.data.subset)} (validation: a fifth as many)"
-            if cfg.data.subset or "data.subset" in wrong else "")
+            if cfg.data.subset or wrong("data.subset") else "")
         download = ""
         if (target := download_target(cfg.data.name, cfg.data.root, cfg.data.download)) is not None:
             download = f" [b $warning](downloaded into {literal(str(target))} as it starts: needs the internet)[/]"
         epochs = f"{shown('train.epochs', cfg.train.epochs)} distillation"
-        if cfg.method.needs_teacher and not cfg.teacher.checkpoint:
+        if trains_teacher(cfg):
             epochs += f" (+ {shown('teacher.recipe.epochs', cfg.teacher.recipe.epochs)} teacher, unless cached)"
         spec = ModelSpec.of(cfg)
         key = spec, cfg.method.name
