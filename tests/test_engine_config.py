@@ -89,6 +89,9 @@ def test_method_keys_depend_on_the_method(tmp_path):
     assert set(found) == {"method.temperature"}  # kd's: not "unknown", nor another key of fbt's
     assert "method.temperature: is a setting of kd, not of fbt (fbt takes " in found["method.temperature"]
     assert found["method.temperature"].endswith("); method.kd.temperature keeps it for when kd runs")
+    in_its_table = problems_of(GOOD.replace("scratch", "kd") + "[method.kd]\nnce_weight = 2\n[teacher]\n"
+                               "model = \"mixer_nano\"\n", tmp_path)  # the same in [method.kd]
+    assert "method.kd.nce_weight: is a setting of fbt, not of kd" in in_its_table["method.kd.nce_weight"]
     shared = problems_of(GOOD.replace("scratch", "kd") + "logit_weight = 2\n[teacher]\nmodel = \"mixer_nano\"\n", tmp_path)
     assert "is a setting of ofa_logit and fbt, not of kd (kd takes ce_weight, " in shared["method.logit_weight"]
     kd = GOOD.replace("scratch", "kd") + "temprature = 2\n[teacher]\nmodel = \"mixer_nano\"\n"
@@ -109,8 +112,8 @@ def test_method_keys_depend_on_the_method(tmp_path):
 def test_pretrained_weights_for_fbts_own_models_are_a_config_error():
     """They have none: exit 2 before anything is built, not a network failure (exit 3)."""
     found = {p.key: p.message for p in collect(MLP_TO_CNN, ["teacher.kwargs.pretrained=true"]).problems}
-    assert found == {"teacher.kwargs": "pretrained: fbt's own mixer_nano has no pretrained weights; give "
-                                       "teacher.checkpoint or let [teacher.recipe] train it"}
+    assert found == {"teacher.kwargs": "pretrained: fbt's own mixer_nano has no pretrained weights; drop it, and "
+                                       "give teacher.checkpoint or let [teacher.recipe] train the teacher"}
     assert "student.kwargs" in {p.key for p in collect(MLP_TO_CNN, ["student.kwargs.pretrained=true"]).problems}
     with_checkpoint = collect(MLP_TO_CNN, ["teacher.kwargs.pretrained=true", f'teacher.checkpoint="{MLP_TO_CNN}"'])
     assert "teacher.kwargs" not in {p.key for p in with_checkpoint.problems}  # its weights replace them

@@ -95,6 +95,10 @@ def test_tag_note_trash_and_restore(fbt_home):
         assert not dialog.query_one("#prompt-problem").display  # said of the answer before the edit
         await pilot.press(*"keep", "enter")
         await wait_for(pilot, lambda: "keep" in store.read_meta(runs["gamma"])["tags"], 10, "the tag")
+        await pilot.press("t")
+        await pilot.press(*"-never", "enter")  # a tag it lacks: said, not "untagged"
+        await wait_for(pilot, lambda: any("has the tag never" in str(n.message) for n in app._notifications),
+                       10, "the word")
         await pilot.press("n")
         await pilot.press(*"lr too high", "enter")
         await wait_for(pilot, lambda: store.read_meta(runs["gamma"])["note"] == "lr too high", 10, "the note")
@@ -204,7 +208,8 @@ def test_compare_counts_the_parameters_only_one_method_has(fbt_home):
     run_app(scenario, start_mode="history")
 
 
-def test_export_matches_the_cli(fbt_home, tmp_path):
+def test_export_matches_the_cli(fbt_home, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where the dialog's default paths point: never the repository
     run_id = fake_run(fbt_home, "exported", top1=(50.0, 60.0))
     out_csv, out_md, out_student = tmp_path / "m [/] x.csv", tmp_path / "m.md", tmp_path / "student.safetensors"
     out_best = tmp_path / "best.safetensors"

@@ -189,6 +189,23 @@ def test_save_as_user_preset_never_overwrites_a_builtin(fbt_home):
     run_app(scenario)
 
 
+def test_a_saved_copy_keeps_a_run_name_its_preset_chose(fbt_home):
+    """Only a preset's own name (the built-ins' way) follows it to the copy; one it chose stays."""
+    user_dir = fbt_home / "config" / "presets"
+    user_dir.mkdir(parents=True)
+    (user_dir / "chosen.toml").write_text(MLP.read_text().replace('name = "mlp_to_cnn"', 'name = "sweep"'))
+
+    async def scenario(app, pilot):
+        screen = await shown(app, pilot, "chosen")
+        await pilot.press("ctrl+s")
+        app.screen.query_one(Input).value = "copied"
+        await pilot.press("enter")
+        await wait_for(pilot, (user_dir / "copied.toml").exists, 5, "the saved preset")
+        assert tomllib.loads((user_dir / "copied.toml").read_text())["run"]["name"] == "sweep"
+
+    run_app(scenario)
+
+
 def test_a_saved_copy_keeps_finding_the_files_its_preset_named_relatively(fbt_home):
     """A preset's relative path starts at its own folder: the copy, saved elsewhere, holds it absolute."""
     user_dir = fbt_home / "config" / "presets"

@@ -211,6 +211,7 @@ def _build_method(table: dict[str, Any], origin, problems: list[Problem]) -> Met
                                 f"got {params.pop(other)!r}"))
     for other, sub in per_method.items():
         if other != name:
+            _drop_foreign(other, sub, f"method.{other}.", origin, problems)
             build(METHOD_PARAMS.get(other), sub, f"method.{other}.", origin, problems)
     if not isinstance(name, str) or name not in METHOD_PARAMS:
         problems.append(Problem(origin("method.name"), "method.name",
@@ -223,21 +224,32 @@ def _build_method(table: dict[str, Any], origin, problems: list[Problem]) -> Met
         problems.append(Problem(origin(f"method.{clash[0]}"), f"method.{clash[0]}",
                                 f"set both in [method] and in [method.{name}]; keep one"))
     cls = METHOD_PARAMS.get(name)
-    takes = {f.name for f in dataclasses.fields(cls)}
-    for key in sorted(set(params) - takes):
-        owners = [m for m in METHOD_PARAMS.names() if key in {f.name for f in dataclasses.fields(METHOD_PARAMS.get(m))}]
-        if owners:  # "unknown key" would be wrong, and its did-you-mean misleading
-            params.pop(key)
-            problems.append(Problem(origin(f"method.{key}", "method.name"), f"method.{key}",
-                                    f"is a setting of {' and '.join(owners)}, not of {name} ({name} takes "
-                                    f"{', '.join(sorted(takes - {'name'}))}); method.{owners[0]}.{key} keeps it "
-                                    f"for when {owners[0]} runs"))
+    _drop_foreign(name, params, "method.", origin, problems)
+    _drop_foreign(name, own, f"method.{name}.", origin, problems)
     if not own:
         return build(cls, params, "method.", origin, problems)
     # each part is checked under the keys as written; the settings are their union
     build(cls, params, "method.", origin, problems)
     build(cls, own, f"method.{name}.", origin, problems)
     return build(cls, {**params, **own}, "method.", origin, [])
+
+
+def _method_keys(method: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(METHOD_PARAMS.get(method))} - {"name"}
+
+
+def _drop_foreign(method: str, table: dict[str, Any], prefix: str, origin, problems: list[Problem]) -> None:
+    """Keys of `table` (`method`'s settings) that only other methods have, taken out with a problem
+    that names whose they are: "unknown key" would be wrong, and its did-you-mean misleading."""
+    takes = _method_keys(method)
+    for key in sorted(set(table) - takes):
+        owners = [m for m in METHOD_PARAMS.names() if key in _method_keys(m)]
+        if owners:
+            table.pop(key)
+            problems.append(Problem(origin(f"{prefix}{key}", "method.name"), f"{prefix}{key}",
+                                    f"is a setting of {' and '.join(owners)}, not of {method} ({method} takes "
+                                    f"{', '.join(sorted(takes))}); method.{owners[0]}.{key} keeps it "
+                                    f"for when {owners[0]} runs"))
 
 
 def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
@@ -257,8 +269,8 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
                                     f'unknown model "{model}"{did_you_mean(model, known_model_names())}'))
         elif (getattr(cfg, side).kwargs.get("pretrained") and model in own_model_names()
               and not (side == "teacher" and cfg.teacher.checkpoint)):  # a checkpoint's weights replace them
-            where = ("give teacher.checkpoint or let [teacher.recipe] train it" if side == "teacher"
-                     else "it trains from scratch")
+            where = ("drop it, and give teacher.checkpoint or let [teacher.recipe] train the teacher"
+                     if side == "teacher" else "drop it to train the student from scratch")
             problems.append(Problem(origin(f"{side}.kwargs", key), f"{side}.kwargs",
                                     f"pretrained: fbt's own {model} has no pretrained weights; {where}"))
     _check_data(cfg.data, origin, problems)

@@ -407,7 +407,11 @@ class HistoryScreen(FbtScreen):
         if not tag or tag == "-":
             return
         if tag.startswith("-"):
-            self.store_op(lambda store: [store.remove_tag(rid, tag[1:]) for rid in ids], f"untagged {literal(tag[1:])}")
+            had = [r.id for r in self.rows if r.id in ids and tag[1:] in r.tags]
+            if not had:  # as the CLI: removing what is not there is said, not reported done
+                self.notify(f"no run of these has the tag {tag[1:]}", severity="warning", markup=False)
+                return
+            self.store_op(lambda store: [store.remove_tag(rid, tag[1:]) for rid in had], f"untagged {literal(tag[1:])}")
         else:
             self.store_op(lambda store: [store.add_tag(rid, tag) for rid in ids], f"tagged {literal(tag)}")
 
@@ -429,7 +433,7 @@ class HistoryScreen(FbtScreen):
         ids = self.targets("trash")
         if ids:
             names = {r.id: r.name for r in self.rows}
-            lines = [f"{rid}  {names[rid]}" if names.get(rid, rid) != rid else rid for rid in ids[:8]]
+            lines = [f"{rid}  {names[rid]}" if names.get(rid) not in (None, "", rid) else rid for rid in ids[:8]]
             self.app.push_screen(ConfirmDialog(f"Move {len(ids)} run(s) to the trash?\n" + "\n".join(lines)
                                                + "\n(v shows the trash; r restores)", yes="Trash"),
                                  partial(self._trash, ids))

@@ -477,14 +477,18 @@ class PresetsScreen(FbtScreen):
     def _write_preset(self, target: Path, confirmed: bool | None) -> None:
         if not confirmed or self.ref is None:
             return
+        typed_name = str(self.query_one(f"#{field_id('run.name')}", Input).value).strip()
         over, _ = parse_overrides(self.overrides())
+        if over.get("run", {}).get("name") == typed_name:  # the form's run name names one launch
+            del over["run"]["name"]
         header = f"# saved by fbt from {self.ref.path}\n"
         try:
             table = tomllib.loads(self.ref.path.read_text(encoding="utf-8"))
             # relative paths would start at the new preset's folder: written absolute, as the run sees them
             table = anchored_merge(table, self.ref.path.parent, over)
-            # as the built-ins: a preset's runs go by its name, not by a name typed for one launch
-            table.setdefault("run", {})["name"] = target.stem
+            run = table.setdefault("run", {})
+            if run.get("name", self.ref.path.stem) == self.ref.path.stem:  # named after its preset, as built-ins are
+                run["name"] = target.stem
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(header + tomli_w.dumps(table), encoding="utf-8")
         except (OSError, tomllib.TOMLDecodeError) as exc:
