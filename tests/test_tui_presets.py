@@ -196,7 +196,7 @@ def test_a_saved_copy_keeps_a_run_name_its_preset_chose(fbt_home):
     (user_dir / "chosen.toml").write_text(MLP.read_text().replace('name = "mlp_to_cnn"', 'name = "sweep"'))
 
     async def scenario(app, pilot):
-        screen = await shown(app, pilot, "chosen")
+        await shown(app, pilot, "chosen")
         await pilot.press("ctrl+s")
         app.screen.query_one(Input).value = "copied"
         await pilot.press("enter")
