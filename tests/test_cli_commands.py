@@ -79,7 +79,8 @@ def test_presets_validate_by_name_and_its_exit_codes(fbt_home):
         (PRESETS / "mlp_to_cnn.toml").read_text().replace("lr = 0.05", "lr = 0"))
     still = run_fbt("presets", "validate", "still")  # runs, so valid; but it says what it will do
     assert still.returncode == 0 and "ok: " in still.stdout
-    assert still.stderr.strip().endswith("still.toml: optim.lr: is 0: distillation will not change any weights")
+    assert still.stderr.strip().endswith(
+        "still.toml: optim.lr: is 0: no weight will learn (BatchNorm's running statistics still move)")
     assert still.stderr.startswith("warning: ")
 
 

@@ -237,7 +237,7 @@ def test_values_that_run_but_are_seldom_meant_are_doubts_not_problems():
 
     assert doubts() == {}
     assert doubts("optim.lr=0", "teacher.recipe.lr=0.0") == {
-        "optim.lr": ("--set", "is 0: distillation will not change any weights"),
+        "optim.lr": ("--set", "is 0: no weight will learn (BatchNorm's running statistics still move)"),
         "teacher.recipe.lr": ("--set", "is 0: the teacher trained from scratch will not learn")}
     assert doubts("teacher.recipe.lr=0", "method.name=scratch") == {}  # no teacher is trained
     assert doubts("teacher.recipe.lr=0", 'teacher.model="resnet18"', "teacher.kwargs.pretrained=true") == {}  # loaded

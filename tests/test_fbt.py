@@ -208,7 +208,7 @@ def test_l2g_takes_its_class_token_from_the_teacher_the_run_trained(fbt_home, ca
     preset, sets = str(PRESETS / "vit_to_cnn.toml"), [*TINY, "optim.lr=0"]
     assert run(RunOptions(preset=preset, sets=sets)) == 0
     store = RunStore()
-    warning = "--set: optim.lr: is 0: distillation will not change any weights"
+    warning = "--set: optim.lr: is 0: no weight will learn (BatchNorm's running statistics still move)"
     events = read_events(store.run_dir(store.resolve("last")) / "events.jsonl")
     assert [e["message"] for e in events if e["type"] == "warning"] == [warning]
     assert f"warning: {warning}" in capsys.readouterr().err

@@ -260,7 +260,8 @@ def test_a_value_seldom_meant_is_a_warning_by_its_field(fbt_home):
         await pilot.pause()
         row = screen.query_one("#f-optim-lr-row")
         assert not row.has_class("-invalid") and not screen.errors
-        assert str(row.query_one(".field-error").render()) == "! is 0: distillation will not change any weights"
+        assert str(row.query_one(".field-error").render()) == (
+            "! is 0: no weight will learn (BatchNorm's running statistics still move)")
         preview = str(screen.query_one("#preview").render())
         assert "✓ valid" in preview and "1 warning(s)" in preview
         screen.query_one("#f-optim-lr", Input).value = "0.05"
