@@ -147,3 +147,17 @@ def test_the_log_shows_its_last_line_when_it_takes_its_turn_in_a_small_terminal(
         assert "epoch 40/40" in log.lines[-1] or "epoch 40/40" in " ".join(log.lines[-3:])
 
     run_app(scenario, start_mode="history")
+
+
+def test_a_curve_of_one_point_is_drawn_as_a_whole_cell(fbt_home):
+    """One evaluated epoch: a lone braille dot was all but invisible."""
+    fake_run(fbt_home, "one", top1=(40.0,))
+
+    async def scenario(app, pilot):
+        view = await open_from_history(app, pilot)
+        plot = view.query_one("#plot-top1", CurvePlot)
+        await wait_for(pilot, lambda: plot.total >= 1, 10, "the point")
+        canvas = plot.query_one("#plot", StyledCanvas)
+        await wait_for(pilot, lambda: any("•" in "".join(row) for row in canvas._buffer), 10, "a marker cell")
+
+    run_app(scenario, start_mode="history")

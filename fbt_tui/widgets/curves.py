@@ -116,8 +116,9 @@ class CurvePlot(PlotWidget):
             legend = []
             for i, curve in enumerate(panel.curves):
                 style = (styles or {}).get(curve.label, PALETTE[i % len(PALETTE)])
-                if self.markers or len(curve.x) == 1:
-                    self.scatter(curve.x, curve.y, marker="•", marker_style=style, hires_mode=HiResMode.BRAILLE)
+                if self.markers or len(curve.x) == 1:  # a lone point gets a whole cell: one braille dot hides
+                    self.scatter(curve.x, curve.y, marker="•", marker_style=style,
+                                 hires_mode=None if len(curve.x) == 1 else HiResMode.BRAILLE)
                 if len(curve.x) > 1:
                     self.plot(curve.x, curve.y, line_style=style, hires_mode=HiResMode.BRAILLE)
                 legend.append(f"[{style}]━[/] {literal(curve.label)}")
