@@ -163,6 +163,18 @@ class FbtApp(App[int]):
         self.refresh_header()
         return handle
 
+    async def resume(self, run_id: str) -> None:
+        """`fbt run --resume` in a subprocess, in a fresh tab that tails the run from its start."""
+        try:
+            handle = self.manager.resume(run_id)
+        except (RunNotFound, OSError, ValueError) as exc:  # gone, or no fork
+            self.show_error(f"cannot resume run {run_id}", str(exc))
+            return
+        await self.dashboard.close_run(run_id)  # its view tailed the stopped segment's handle
+        await self.switch_mode("dashboard")
+        await self.dashboard.open_run(handle)
+        self.refresh_header()
+
     async def open_run(self, run_id: str) -> None:
         try:
             handle = self.manager.open(run_id)
@@ -202,9 +214,11 @@ class FbtApp(App[int]):
 
     @while_running
     async def on_launch_failed(self, message: LaunchFailed) -> None:
-        await self.dashboard.close_run(message.run_id)
+        if not message.kept:  # a launch that made no run: nothing for its tab to show
+            await self.dashboard.close_run(message.run_id)
         self.refresh_header()
-        self.show_error(f"{message.preset or 'the run'} did not start (exit {message.code})", message.errors)
+        what = f"run {message.run_id} did not resume" if message.kept else f"{message.preset or 'the run'} did not start"
+        self.show_error(f"{what} (exit {message.code})", message.errors)
 
     @while_running
     def on_tail_failed(self, message: TailFailed) -> None:

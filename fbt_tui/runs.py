@@ -23,6 +23,7 @@ from typing import Callable
 from textual.message import Message
 
 from fbt_engine import paths
+from fbt_engine.cli import EXIT_ENV, EXIT_USAGE
 from fbt_engine.config.presets import collect
 from fbt_engine.store.events import EventTail, LineTail
 from fbt_engine.store.runs import RunNotFound, RunStore, new_run_id, process_alive
@@ -33,6 +34,7 @@ POLL_S = 0.1  # an event reaches the screen within a poll and a DRAW_INTERVAL_S 
 STOP_GRACE_S = 30.0  # SIGINT lets the engine finish its step and save; after this, SIGKILL
 _ERR_TAIL = 40
 STALE_LAUNCH_S = 600.0
+REFUSED = (EXIT_USAGE, EXIT_ENV)  # a bad config or a missing environment: the engine did not start
 
 
 class RunUpdated(Message):
@@ -50,11 +52,12 @@ class RunEnded(Message):
 
 
 class LaunchFailed(Message):
-    """The engine exited before its run folder existed: a bad preset, missing data or device."""
+    """The engine refused to start: a bad preset, missing data or device (before its run folder
+    existed), or a resume it would not make (`kept`: the run and its tab stay as they were)."""
 
-    def __init__(self, run_id: str, preset: str, code: int, errors: str):
+    def __init__(self, run_id: str, preset: str, code: int, errors: str, kept: bool = False):
         super().__init__()
-        self.run_id, self.preset, self.code, self.errors = run_id, preset, code, errors
+        self.run_id, self.preset, self.code, self.errors, self.kept = run_id, preset, code, errors, kept
 
 
 class TailFailed(Message):
@@ -98,15 +101,31 @@ class RunManager:
         run_id = new_run_id()
         # named as the engine will name it, from its first frame (the preset's stem until its first event)
         name = collect(preset, sets).config.run.name or run_id
+        cmd = ["run", str(preset), "--id", run_id, *(arg for item in sets for arg in ("--set", item))]
+        return self._spawn(run_id, name, preset.stem, cmd)
+
+    def resume(self, run_id: str) -> RunHandle:
+        """`fbt run --resume` for a run that stopped (interrupted, crashed or failed), tailed anew
+        from its first event: its tab shows the whole history, then the new segment."""
+        old = self.handles.pop(run_id, None)
+        if old is not None:
+            old.stop_tailing.set()
+        store = RunStore(self.home)
+        try:
+            meta = store.read_meta(run_id)
+        finally:
+            store.close()
+        return self._spawn(run_id, meta.get("name", run_id), Path(meta.get("preset") or "").stem,
+                           ["run", "--resume", run_id])
+
+    def _spawn(self, run_id: str, name: str, preset: str, args: list[str]) -> RunHandle:
         self.launch_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "fbt_engine", "run", str(preset), "--id", run_id, "--json", "--quiet"]
-        for item in sets:
-            cmd += ["--set", item]
+        cmd = [sys.executable, "-m", "fbt_engine", *args, "--json", "--quiet"]
         with open(self._out(run_id), "wb") as out, open(self._err(run_id), "wb") as err:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
                                     env={**os.environ, "FBT_HOME": str(self.home), "PYTHONUNBUFFERED": "1"})
         model = RunModel(run_id, name=name, status="starting")
-        return self._start(RunHandle(run_id, model, preset=preset.stem, proc=proc, pid=proc.pid, live=True))
+        return self._start(RunHandle(run_id, model, preset=preset, proc=proc, pid=proc.pid, live=True))
 
     def reattach(self) -> tuple[list[RunHandle], list[str]]:
         """Runs of this host that meta.json calls running and whose process is alive, and the
@@ -296,6 +315,9 @@ class RunManager:
         if status == "running" and was_live:
             status = store.close_run(h.run_id)  # the process is gone: crashed, curves kept
         err = self._err(h.run_id)  # from this app or an earlier one that launched the run
+        refused = h.proc is not None and h.proc.returncode in REFUSED  # a resume the engine would not start
+        if refused:
+            self.post(LaunchFailed(h.run_id, h.preset, h.proc.returncode, "\n".join(_tail_lines(err)), kept=True))
         if status == "crashed" and err.is_file() and err.stat().st_size:
             h.model.add_log(["engine stderr:", *_tail_lines(err)])
         else:

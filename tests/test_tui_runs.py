@@ -192,3 +192,41 @@ def test_run_tabs_take_turns_with_angle_brackets(fbt_home):
         assert seen == [a, b, a, c]
 
     run_app(scenario, start_mode="dashboard")
+
+
+def test_a_stopped_run_resumes_from_its_tab(with_cached_teacher):
+    """s stops a run; u in its tab resumes it (`fbt run --resume` underneath), and the tab shows its
+    whole history going on. A resume the engine refuses says why and keeps the tab."""
+
+    async def scenario(app, pilot):
+        handle = await app.launch(MLP_TO_CNN, LONG)
+        await wait_for(pilot, lambda: handle.model.point_count() > 0, 180, "steps")
+        assert app.dashboard.check_action("resume", ()) is None  # running: nothing to resume
+        await pilot.press("s", "y")
+        await wait_for(pilot, lambda: handle.model.status == "interrupted", 60, "the stop")
+        await pilot.pause(0.3)
+        assert app.dashboard.check_action("resume", ()) is True
+        await pilot.press("u")
+        view = await wait_for(pilot, lambda: next((v for v in app.screen.query(RunView) if v.handle is not handle
+                                                   and v.model.status == "running"), None), 120, "the resumed run")
+        assert view.handle.run_id == handle.run_id and len(app.screen.query(RunView)) == 1
+        store = RunStore(with_cached_teacher)
+        await wait_for(pilot, lambda: any(e["type"] == "resume" for e in store.events(handle.run_id)), 60,
+                       "the resume event")
+        await pilot.press("s", "y")
+        await wait_for(pilot, lambda: view.model.status == "interrupted", 60, "the second stop")
+        assert view.handle.proc.wait(timeout=30) == 130
+
+        config = store.run_dir(handle.run_id) / "config.toml"  # now a resume the engine refuses
+        config.write_text(config.read_text().replace("[train]", "[train]\nbogus = 1"))
+        await pilot.press("u")
+        dialog = await wait_for(pilot, lambda: app.screen if isinstance(app.screen, ErrorDialog) else None, 60,
+                                "the refusal")
+        assert f"run {handle.run_id} did not resume (exit 2)" in str(dialog.query_one(".dialog-title").render())
+        assert "train.bogus: unknown key" in str(dialog.query_one("#error-message").render())
+        await pilot.press("enter")
+        assert app.screen.query(RunView)  # the tab stays, its run as it was
+        assert store.read_meta(handle.run_id)["status"] == "interrupted"
+        store.close()
+
+    run_app(scenario)

@@ -29,6 +29,7 @@ from fbt_engine.store.index import RunIndex
 from fbt_engine.store.summary import RunSummary, summarize
 
 STATUSES = ("running", "finished", "failed", "interrupted", "crashed")
+RESUMABLE = ("interrupted", "crashed", "failed")  # `fbt run --resume` goes on from its last checkpoint
 ACTIVE = "running"
 STALE_HEARTBEAT_S = 300.0  # a run on another host is crashed when silent this long
 _ALPHABET = string.digits + string.ascii_lowercase

@@ -7,6 +7,8 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.widgets import Static, TabbedContent, TabPane
 
+from fbt_engine.store.runs import RESUMABLE
+
 from fbt_tui.format import STATUS_MARKS, literal
 from fbt_tui.runs import RunHandle
 from fbt_tui.screens.base import FbtScreen
@@ -26,6 +28,7 @@ def pane_id(run_id: str) -> str:
 class DashboardScreen(FbtScreen):
     BINDINGS = [
         Binding("s", "stop", "Stop run"),
+        Binding("u", "resume", "Resume run"),
         Binding("w", "close_tab", "Close tab"),
         Binding("less_than_sign", "switch_tab(-1)", "Prev run"),
         Binding("greater_than_sign", "switch_tab(1)", "Next run"),
@@ -49,6 +52,9 @@ class DashboardScreen(FbtScreen):
             return self.has_class("-narrow") or self.has_class("-short")
         if action == "switch_tab":
             return True if self.query_one(TabbedContent).tab_count > 1 else None
+        if action == "resume":  # shown where the tab's run stopped short of its end
+            view = self.current_view()
+            return True if view is not None and self.resumable(view) else None
         if action == "stop":  # shown dimmed where the tab's run is over: a key that would do nothing
             view = self.current_view()
             return True if view is not None and view.handle.active else None
@@ -123,6 +129,17 @@ class DashboardScreen(FbtScreen):
         if len(panes) > 1 and tabs.active in panes:
             tabs.active = panes[(panes.index(tabs.active) + step) % len(panes)]
 
+    @staticmethod
+    def resumable(view: RunView) -> bool:
+        return not view.handle.active and view.model.status in RESUMABLE
+
+    async def action_resume(self) -> None:
+        view = self.current_view()
+        if view is None or not self.resumable(view):
+            self.notify("This tab's run did not stop short: nothing to resume.", severity="warning")
+            return
+        await self.app.resume(view.handle.run_id)
+
     def action_stop(self) -> None:
         view = self.current_view()
         if view is None or not view.handle.active:
@@ -134,8 +151,8 @@ class DashboardScreen(FbtScreen):
             if yes and self.app.manager.stop(rid):
                 self.notify(f"Stopping {rid}: it finishes its step, saves and exits.")
 
-        self.app.push_screen(ConfirmDialog(f"Stop run {rid}?\nIt saves its last checkpoint and can be resumed "
-                                           f"with: fbt run --resume {rid}", yes="Stop"), answer)
+        self.app.push_screen(ConfirmDialog(f"Stop run {rid}?\nIt saves its last checkpoint; u in its tab resumes "
+                                           f"it (headless: fbt run --resume {rid})", yes="Stop"), answer)
 
     async def close_run(self, run_id: str) -> None:
         if self.query(f"#{pane_id(run_id)}"):
