@@ -201,7 +201,7 @@ def test_a_stopped_run_resumes_from_its_tab(with_cached_teacher):
     async def scenario(app, pilot):
         handle = await app.launch(MLP_TO_CNN, LONG)
         await wait_for(pilot, lambda: handle.model.point_count() > 0, 180, "steps")
-        assert app.dashboard.check_action("resume", ()) is None  # running: nothing to resume
+        assert app.dashboard.check_action("resume", ()) is False  # running: nothing to resume, no key shown
         await pilot.press("s", "y")
         await wait_for(pilot, lambda: handle.model.status == "interrupted", 60, "the stop")
         await pilot.pause(0.3)

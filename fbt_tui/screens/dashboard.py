@@ -52,9 +52,9 @@ class DashboardScreen(FbtScreen):
             return self.has_class("-narrow") or self.has_class("-short")
         if action == "switch_tab":
             return True if self.query_one(TabbedContent).tab_count > 1 else None
-        if action == "resume":  # shown where the tab's run stopped short of its end
+        if action == "resume":  # only where the tab's run stopped short of its end: the key bar is narrow
             view = self.current_view()
-            return True if view is not None and self.resumable(view) else None
+            return view is not None and self.resumable(view)
         if action == "stop":  # shown dimmed where the tab's run is over: a key that would do nothing
             view = self.current_view()
             return True if view is not None and view.handle.active else None
@@ -135,10 +135,8 @@ class DashboardScreen(FbtScreen):
 
     async def action_resume(self) -> None:
         view = self.current_view()
-        if view is None or not self.resumable(view):
-            self.notify("This tab's run did not stop short: nothing to resume.", severity="warning")
-            return
-        await self.app.resume(view.handle.run_id)
+        if view is not None:  # check_action let it through: its run stopped short
+            await self.app.resume(view.handle.run_id)
 
     def action_stop(self) -> None:
         view = self.current_view()
