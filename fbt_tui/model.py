@@ -154,6 +154,9 @@ class RunModel:
     run_id: str
     name: str = ""
     status: str = "starting"
+    # the segment a resume from the app is starting: until its event, the earlier segments' ends
+    # (interrupted, crashed) are history, and the run reads as starting
+    resuming: int | None = None
     config: dict[str, Any] = field(default_factory=dict)
     device: dict[str, Any] = field(default_factory=dict)
     params: dict[str, int] = field(default_factory=dict)
@@ -202,7 +205,9 @@ class RunModel:
             self.version += 1
 
     def set_status(self, status: str) -> None:
+        """What the store says once the process is gone: a resume that never began ends here too."""
         with self.lock:
+            self.resuming = None
             if status != self.status:
                 self.status = status
                 self.version += 1
@@ -252,10 +257,12 @@ class RunModel:
             self._stages.append(ev)
         elif kind == "resume":
             self._supersede(phase, int(ev.get("from_step") or 0))
-            self.status = "running"
+            if ev.get("segment") == self.resuming:
+                self.resuming = None
+            self.status = "running" if self.resuming is None else "starting"
             self.outcome = {}
         elif kind in FINAL_EVENTS:  # (a warning's line comes with stdout.log, which the engine writes it to)
-            self.status = FINAL_EVENTS[kind]
+            self.status = FINAL_EVENTS[kind] if self.resuming is None else "starting"
             self.outcome = ev
             if kind == "run_failed" and ev.get("traceback"):  # the log has the one-line reason already
                 self._log_line(f"{ev.get('error')} traceback:")

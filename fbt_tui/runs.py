@@ -116,15 +116,15 @@ class RunManager:
         finally:
             store.close()
         return self._spawn(run_id, meta.get("name", run_id), Path(meta.get("preset") or "").stem,
-                           ["run", "--resume", run_id])
+                           ["run", "--resume", run_id], resuming=int(meta.get("segments", 1)) + 1)
 
-    def _spawn(self, run_id: str, name: str, preset: str, args: list[str]) -> RunHandle:
+    def _spawn(self, run_id: str, name: str, preset: str, args: list[str], resuming: int | None = None) -> RunHandle:
         self.launch_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "fbt_engine", *args, "--json", "--quiet"]
         with open(self._out(run_id), "wb") as out, open(self._err(run_id), "wb") as err:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
                                     env={**os.environ, "FBT_HOME": str(self.home), "PYTHONUNBUFFERED": "1"})
-        model = RunModel(run_id, name=name, status="starting")
+        model = RunModel(run_id, name=name, status="starting", resuming=resuming)
         return self._start(RunHandle(run_id, model, preset=preset, proc=proc, pid=proc.pid, live=True))
 
     def reattach(self) -> tuple[list[RunHandle], list[str]]:

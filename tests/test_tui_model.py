@@ -187,3 +187,22 @@ def test_a_warning_reaches_the_log_pane_once():
     m.add_log(["00:00:01 warning: torch.compile failed (X); training without it"])
     assert [line for line in m.log if "warning" in line] == [
         "00:00:01 warning: torch.compile failed (X); training without it"]
+
+
+def test_a_run_resuming_from_the_app_reads_as_starting_until_its_segment_begins():
+    """Its earlier segments' ends are history: on a GPU, preparing a resume takes tens of seconds."""
+    old = [{"type": "run_started", "time": 0, "config": {}},
+           {"type": "run_interrupted", "time": 1.0, "phase": DISTILL},
+           {"type": "resume", "time": 2.0, "segment": 2, "phase": DISTILL, "from_step": 3},
+           {"type": "run_interrupted", "time": 3.0, "phase": DISTILL}]
+    m = RunModel("r", resuming=3)
+    m.add_events(old)
+    assert m.status == "starting"
+    m.add_events([{"type": "resume", "time": 9.0, "segment": 3, "phase": DISTILL, "from_step": 5}])
+    assert m.status == "running" and m.resuming is None
+    m.add_events([{"type": "run_interrupted", "time": 10.0, "phase": DISTILL}])
+    assert m.status == "interrupted"
+    refused = RunModel("r", resuming=3)
+    refused.add_events(old)
+    refused.set_status("interrupted")  # the engine exited without resuming: the store's word stands
+    assert refused.status == "interrupted" and refused.resuming is None
