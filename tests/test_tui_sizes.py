@@ -70,6 +70,7 @@ def test_every_screen_renders(fbt_home, size):
         assert visible(view.query_one("#run-status"))
         footer = str(app.screen.query_one("#keys").render())
         assert ("Next plot" in footer) == small  # the keys are offered where plots take turns, only
+        assert footer.endswith("? Keys  q Quit  ^p palette")  # the app's keys stay, however narrow
         assert app.screen.active_bindings["s"].enabled is False  # the run is over: Stop is dimmed
         first_line = str(view.query_one("#run-status").render()).splitlines()[0]
         assert first_line.index("best") < size[0] - 4  # the best accuracy is seen, however narrow

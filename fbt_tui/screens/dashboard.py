@@ -30,10 +30,10 @@ class DashboardScreen(FbtScreen):
         Binding("s", "stop", "Stop run"),
         Binding("u", "resume", "Resume run"),
         Binding("w", "close_tab", "Close tab"),
-        Binding("less_than_sign", "switch_tab(-1)", "Prev run"),
-        Binding("greater_than_sign", "switch_tab(1)", "Next run"),
         Binding("left_square_bracket", "cycle(-1)", "Prev plot"),
         Binding("right_square_bracket", "cycle(1)", "Next plot"),
+        Binding("less_than_sign", "switch_tab(-1)", "Prev run"),
+        Binding("greater_than_sign", "switch_tab(1)", "Next run"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -50,8 +50,8 @@ class DashboardScreen(FbtScreen):
         plot is on screen and the keys would do nothing."""
         if action == "cycle":
             return self.has_class("-narrow") or self.has_class("-short")
-        if action == "switch_tab":
-            return True if self.query_one(TabbedContent).tab_count > 1 else None
+        if action == "switch_tab":  # with two tabs or more; hidden, not dimmed, as the key bar is narrow
+            return self.query_one(TabbedContent).tab_count > 1
         if action == "resume":  # only where the tab's run stopped short of its end: the key bar is narrow
             view = self.current_view()
             return view is not None and self.resumable(view)
