@@ -217,7 +217,8 @@ class FbtApp(App[int]):
         if not message.kept:  # a launch that made no run: nothing for its tab to show
             await self.dashboard.close_run(message.run_id)
         self.refresh_header()
-        what = f"run {message.run_id} did not resume" if message.kept else f"{message.preset or 'the run'} did not start"
+        what = (f"run {message.run_id} did not resume" if message.kept
+                else f"{message.preset or 'the run'} did not start")
         self.show_error(f"{what} (exit {message.code})", message.errors)
 
     @while_running
@@ -281,6 +282,9 @@ class FbtApp(App[int]):
         for handle in self.manager.handles.values():
             name = f"{handle.model.name} ({handle.run_id})"
             yield SystemCommand(f"Show run {name}", "its dashboard tab", partial(self.open_run, handle.run_id))
+            if DashboardScreen.resumable(handle):
+                yield SystemCommand(f"Resume run {name}", f"it stopped ({handle.model.status}): go on from its "
+                                    "checkpoint", partial(self.resume, handle.run_id))
         yield from self.get_screen("presets").commands()
         if isinstance(screen, HistoryScreen):
             yield from screen.commands()

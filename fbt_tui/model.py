@@ -223,7 +223,7 @@ class RunModel:
             self.data = ev.get("data") or {}
             self.loss_terms = list(ev.get("loss_terms") or [])
             self.uses_teacher = bool(ev.get("uses_teacher", True))
-            if self.status == "starting":
+            if self.status == "starting" and self.resuming is None:
                 self.status = "running"
         elif kind == "phase" and not ev.get("skipped"):  # skipped: a teacher loaded, no phase runs
             self.phase = phase
@@ -262,8 +262,9 @@ class RunModel:
             self.status = "running" if self.resuming is None else "starting"
             self.outcome = {}
         elif kind in FINAL_EVENTS:  # (a warning's line comes with stdout.log, which the engine writes it to)
-            self.status = FINAL_EVENTS[kind] if self.resuming is None else "starting"
-            self.outcome = ev
+            if self.resuming is None:  # else an earlier segment's end, which the resume under way goes on from
+                self.status = FINAL_EVENTS[kind]
+                self.outcome = ev
             if kind == "run_failed" and ev.get("traceback"):  # the log has the one-line reason already
                 self._log_line(f"{ev.get('error')} traceback:")
                 for line in ev["traceback"].splitlines():
@@ -387,8 +388,8 @@ class RunModel:
         """Remaining time of the current phase, from its pace so far (evaluation included)."""
         with self.lock:
             info = self.phases.get(self.phase)
-            if not self.is_active or info is None or not info.total_steps:
-                return None
+            if not self.is_active or self.resuming is not None or info is None or not info.total_steps:
+                return None  # (resuming: the pace so far is the stopped segment's)
             done = self.step - info.from_step
             if done <= 0:
                 return None

@@ -23,10 +23,9 @@ from typing import Callable
 from textual.message import Message
 
 from fbt_engine import paths
-from fbt_engine.cli import EXIT_ENV, EXIT_USAGE
 from fbt_engine.config.presets import collect
 from fbt_engine.store.events import EventTail, LineTail
-from fbt_engine.store.runs import RunNotFound, RunStore, new_run_id, process_alive
+from fbt_engine.store.runs import RESUMABLE, RunNotFound, RunStore, new_run_id, process_alive
 
 from fbt_tui.model import RunModel
 
@@ -34,7 +33,6 @@ POLL_S = 0.1  # an event reaches the screen within a poll and a DRAW_INTERVAL_S 
 STOP_GRACE_S = 30.0  # SIGINT lets the engine finish its step and save; after this, SIGKILL
 _ERR_TAIL = 40
 STALE_LAUNCH_S = 600.0
-REFUSED = (EXIT_USAGE, EXIT_ENV)  # a bad config or a missing environment: the engine did not start
 
 
 class RunUpdated(Message):
@@ -107,16 +105,21 @@ class RunManager:
     def resume(self, run_id: str) -> RunHandle:
         """`fbt run --resume` for a run that stopped (interrupted, crashed or failed), tailed anew
         from its first event: its tab shows the whole history, then the new segment."""
-        old = self.handles.pop(run_id, None)
-        if old is not None:
-            old.stop_tailing.set()
         store = RunStore(self.home)
         try:
             meta = store.read_meta(run_id)
+            status = meta.get("status")
+            if status not in RESUMABLE or store.running_problem(run_id):  # said now, not after a preparation
+                why = "another process runs it" if status == "running" else "nothing to resume"
+                raise ValueError(f"run {run_id} is {status}: {why}")
         finally:
             store.close()
-        return self._spawn(run_id, meta.get("name", run_id), Path(meta.get("preset") or "").stem,
-                           ["run", "--resume", run_id], resuming=int(meta.get("segments", 1)) + 1)
+        old = self.handles.get(run_id)  # its tail stops once the new one is running
+        handle = self._spawn(run_id, meta.get("name", run_id), Path(meta.get("preset") or "").stem,
+                             ["run", "--resume", run_id], resuming=int(meta.get("segments", 1)) + 1)
+        if old is not None:
+            old.stop_tailing.set()
+        return handle
 
     def _spawn(self, run_id: str, name: str, preset: str, args: list[str], resuming: int | None = None) -> RunHandle:
         self.launch_dir.mkdir(parents=True, exist_ok=True)
@@ -310,14 +313,14 @@ class RunManager:
         was_live = h.live
         h.live = False
         self._read(h, events, log)
+        if h.model.resuming is not None and h.proc is not None:
+            self._resume_ended_early(h, store)
+            return
         meta = store.read_meta(h.run_id)
         status = meta.get("status", "crashed")
         if status == "running" and was_live:
             status = store.close_run(h.run_id)  # the process is gone: crashed, curves kept
         err = self._err(h.run_id)  # from this app or an earlier one that launched the run
-        refused = h.proc is not None and h.proc.returncode in REFUSED  # a resume the engine would not start
-        if refused:
-            self.post(LaunchFailed(h.run_id, h.preset, h.proc.returncode, "\n".join(_tail_lines(err)), kept=True))
         if status == "crashed" and err.is_file() and err.stat().st_size:
             h.model.add_log(["engine stderr:", *_tail_lines(err)])
         else:
@@ -327,6 +330,21 @@ class RunManager:
         self._notify(h)
         if was_live:
             self.post(RunEnded(h.run_id, status))
+
+    def _resume_ended_early(self, h: RunHandle, store: RunStore) -> None:
+        """A resume from the app whose process ended before its segment began: refused (a config
+        problem, a run another process took), failed while preparing, stopped, or killed. The run
+        is as the store has it; the engine's stderr says why, unless the user stopped it."""
+        errors = "\n".join(_tail_lines(self._err(h.run_id))) or f"the engine exited with code {h.proc.returncode}"
+        self._out(h.run_id).unlink(missing_ok=True)
+        self._err(h.run_id).unlink(missing_ok=True)
+        status = store.read_meta(h.run_id).get("status", "crashed")
+        h.model.set_status(status)
+        self._notify(h)
+        if h.stop_requested:
+            self.post(RunEnded(h.run_id, status))
+        else:
+            self.post(LaunchFailed(h.run_id, h.preset, h.proc.returncode, errors, kept=True))
 
     def _launch_failed(self, h: RunHandle) -> None:
         h.live = False

@@ -245,6 +245,11 @@ def test_resume_refuses_fewer_epochs_than_the_run_has_begun(with_cached_teacher)
     assert shrunk.returncode == 2 and "Traceback" not in shrunk.stderr
     assert "--set train.epochs=1: the run has started epoch 2 of its distillation; give 2 or more" in shrunk.stderr
     assert meta(only_run(home))["status"] == "interrupted"
+    last = only_run(home) / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])  # a checkpoint cut short (a full disk, a copy)
+    cut = run_fbt("run", "--resume", "shrink-me")
+    assert cut.returncode == 3 and "Traceback" not in cut.stderr
+    assert f"{last}: cannot read this checkpoint" in cut.stderr
 
 
 def test_a_run_stopped_while_training_its_teacher_resumes_that_training(fbt_home):

@@ -191,6 +191,7 @@ def test_the_launch_question_does_not_show_defaults_for_wrong_values(tmp_path):
     from fbt_tui.app import launch_question
 
     preset = tmp_path / "wrong.toml"
-    preset.write_text(MLP_TO_CNN.read_text().replace('name = "fbt"', 'name = "fbtt"').replace("epochs = 4", "epochs = 0"))
+    text = MLP_TO_CNN.read_text().replace('name = "fbt"', 'name = "fbtt"').replace("epochs = 4", "epochs = 0")
+    preset.write_text(text)
     question = launch_question(preset, "wrong")
     assert "method ? · ? epochs" in question and "method.name" in question

@@ -206,3 +206,14 @@ def test_a_run_resuming_from_the_app_reads_as_starting_until_its_segment_begins(
     refused.add_events(old)
     refused.set_status("interrupted")  # the engine exited without resuming: the store's word stands
     assert refused.status == "interrupted" and refused.resuming is None
+
+
+def test_a_crashed_run_resuming_from_the_app_keeps_no_stale_end_or_pace():
+    """A crashed segment wrote no final event: run_started must not make it "running" either, and
+    neither the ETA nor an earlier failure's outcome belongs to the resume under way."""
+    m = RunModel("r", resuming=2)
+    m.add_events([{"type": "run_started", "time": 0, "config": {}},
+                  {"type": "phase", "time": 1.0, "phase": DISTILL, "epochs": 2, "steps_per_epoch": 10, "from_step": 0},
+                  {"type": "step", "time": 5.0, "phase": DISTILL, "step": 5, "epoch": 1, "loss": 1.0, "losses": {}},
+                  {"type": "run_failed", "time": 6.0, "error": "X", "message": "y", "phase": DISTILL}])
+    assert m.status == "starting" and m.outcome == {} and m.eta_seconds(now=7.0) is None

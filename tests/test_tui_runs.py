@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from textual.widgets import Input, Log
 
 from fbt_engine.store.runs import RunStore
@@ -204,8 +206,8 @@ def test_a_stopped_run_resumes_from_its_tab(with_cached_teacher):
         assert app.dashboard.check_action("resume", ()) is False  # running: nothing to resume, no key shown
         await pilot.press("s", "y")
         await wait_for(pilot, lambda: handle.model.status == "interrupted", 60, "the stop")
-        await pilot.pause(0.3)
-        assert app.dashboard.check_action("resume", ()) is True
+        # offered once its process has exited: its last event comes a moment before
+        await wait_for(pilot, lambda: app.dashboard.check_action("resume", ()), 30, "u to be offered")
         await pilot.press("u")
         view = await wait_for(pilot, lambda: next((v for v in app.screen.query(RunView) if v.handle is not handle
                                                    and v.model.status == "running"), None), 120, "the resumed run")
@@ -219,14 +221,18 @@ def test_a_stopped_run_resumes_from_its_tab(with_cached_teacher):
 
         config = store.run_dir(handle.run_id) / "config.toml"  # now a resume the engine refuses
         config.write_text(config.read_text().replace("[train]", "[train]\nbogus = 1"))
+        await wait_for(pilot, lambda: app.dashboard.check_action("resume", ()), 30, "u to be offered again")
         await pilot.press("u")
         dialog = await wait_for(pilot, lambda: app.screen if isinstance(app.screen, ErrorDialog) else None, 60,
                                 "the refusal")
         assert f"run {handle.run_id} did not resume (exit 2)" in str(dialog.query_one(".dialog-title").render())
         assert "train.bogus: unknown key" in str(dialog.query_one("#error-message").render())
         await pilot.press("enter")
-        assert app.screen.query(RunView)  # the tab stays, its run as it was
-        assert store.read_meta(handle.run_id)["status"] == "interrupted"
+        (view,) = app.screen.query(RunView)  # the tab stays, its run as it was
+        assert view.model.status == "interrupted" and store.read_meta(handle.run_id)["status"] == "interrupted"
+        assert not list(app.manager.launch_dir.glob(f"{handle.run_id}.*"))  # its launch files are gone
         store.close()
+        with pytest.raises(ValueError, match="nothing to resume"):  # a finished run: said before any process
+            app.manager.resume(fake_run(with_cached_teacher, "done"))
 
     run_app(scenario)

@@ -323,7 +323,8 @@ class Doubt:
 DOUBTS = (
     Doubt("optim.lr", (), lambda c: c.optim.lr == 0,
           "is 0: no weight will learn (BatchNorm's running statistics still move)"),
-    Doubt("teacher.recipe.lr", ("teacher.checkpoint", "teacher.kwargs"), lambda c: trains_teacher(c) and c.teacher.recipe.lr == 0,
+    Doubt("teacher.recipe.lr", ("teacher.checkpoint", "teacher.kwargs"),
+          lambda c: trains_teacher(c) and c.teacher.recipe.lr == 0,
           "is 0: the teacher trained from scratch will not learn"),
 )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import platform
 import socket
 import sys
@@ -600,8 +601,11 @@ def resume_point(run_dir: Path) -> tuple[int, str]:
     for prefix, phase in (("", "distillation"), ("teacher_", "teacher_training")):
         path = checkpoint.checkpoint_path(run_dir, "last", prefix)
         if path.is_file():
-            # mapped, not read: only the step is wanted (a paper pair's checkpoint is hundreds of MB)
-            payload = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-            return int(payload["state"]["step"]), phase
+            try:  # mapped, not read: only the step is wanted (a paper pair's checkpoint is hundreds of MB)
+                payload = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+                return int(payload["state"]["step"]), phase
+            except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError) as exc:
+                raise EngineError(f"{path}: cannot read this checkpoint ({type(exc).__name__}: {exc}); the run "
+                                  "cannot resume from it", EXIT_ENV) from None
     reached = [e["phase"] for e in effective(read_events(run_dir / "events.jsonl")) if e["type"] == "phase"]
     return 0, "distillation" if "distillation" in reached else "teacher_training"

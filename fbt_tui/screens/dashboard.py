@@ -54,7 +54,7 @@ class DashboardScreen(FbtScreen):
             return self.query_one(TabbedContent).tab_count > 1
         if action == "resume":  # only where the tab's run stopped short of its end: the key bar is narrow
             view = self.current_view()
-            return view is not None and self.resumable(view)
+            return view is not None and self.resumable(view.handle)
         if action == "stop":  # shown dimmed where the tab's run is over: a key that would do nothing
             view = self.current_view()
             return True if view is not None and view.handle.active else None
@@ -130,8 +130,9 @@ class DashboardScreen(FbtScreen):
             tabs.active = panes[(panes.index(tabs.active) + step) % len(panes)]
 
     @staticmethod
-    def resumable(view: RunView) -> bool:
-        return not view.handle.active and view.model.status in RESUMABLE
+    def resumable(handle: RunHandle) -> bool:
+        # not live: its process has exited (an interrupted run's event comes before the exit)
+        return not handle.live and handle.model.status in RESUMABLE
 
     async def action_resume(self) -> None:
         view = self.current_view()
