@@ -481,3 +481,16 @@ def test_csv_rows_put_each_epochs_validation_on_the_step_that_ended_it():
     assert [(r["step"], r.get("loss"), r.get("student/top1")) for r in rows] == [
         (3, 1.0, None), (4, None, 10.0), (6, 1.0, None), (8, 1.0, 20.0)]
     assert rows[1]["epoch"] == 1 and rows[1]["time"] == 4.5
+
+
+def test_a_claim_checks_and_marks_in_one_step_so_a_second_resume_finds_the_first(store):
+    rid = make_run(store)
+    store.update_meta(rid, status="interrupted", segments=1)
+    me = {"pid": os.getpid(), "pid_start": process_start_ticks(os.getpid())}
+    meta = store.claim(rid, **me)
+    assert (meta["status"], meta["segments"]) == ("running", 2) and store.read_meta(rid) == meta
+    with pytest.raises(RuntimeError, match=f"still running \\(pid {os.getpid()}\\)"):
+        store.claim(rid, **me)
+    store.update_meta(rid, status="finished")
+    with pytest.raises(ValueError, match="already finished"):
+        store.claim(rid, **me)

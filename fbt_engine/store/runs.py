@@ -203,6 +203,20 @@ class RunStore:
             write_json_atomic(folder / "meta.json", meta)
         return meta
 
+    def claim(self, run_id: str, **changes: Any) -> dict[str, Any]:
+        """Mark a stopped run as running again for the caller (`changes`: its pid, host…), with its
+        next segment, in one locked read-modify-write: of two resumes at once, the second finds the
+        first's. Raises RuntimeError while another process runs it, ValueError once it finished."""
+        with self._locked(run_id) as folder:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            if meta.get("status") == ACTIVE and self.is_alive(meta):
+                raise RuntimeError(f"the run is still running (pid {meta['pid']})")
+            if meta.get("status") == "finished":
+                raise ValueError("the run already finished")
+            meta.update(changes, status=ACTIVE, segments=int(meta.get("segments", 1)) + 1)
+            write_json_atomic(folder / "meta.json", meta)
+        return meta
+
     def refresh_index(self, run_id: str) -> RunSummary:
         summary = self.summary(run_id)
         self.index.upsert(summary)

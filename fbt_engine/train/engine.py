@@ -452,19 +452,15 @@ def _open_run(p: Prepared, options: RunOptions, store: RunStore, resume_id: str 
                         "teacher_weights": str(p.teacher_source.weights) if p.teacher_source else ""},
         )
         return run_dir.name, 1
-    meta = store.read_meta(resume_id)
-    if meta.get("status") == "running" and store.is_alive(meta):
-        raise EngineError(f"--resume {resume_id}: the run is still running (pid {meta['pid']})", EXIT_USAGE)
-    if meta.get("status") == "finished":
-        raise EngineError(f"--resume {resume_id}: the run already finished", EXIT_USAGE)
-    segment = int(meta.get("segments", 1)) + 1
+    try:
+        meta = store.claim(resume_id, pid=os.getpid(), pid_start=process_start_ticks(os.getpid()),
+                           host=socket.gethostname(), heartbeat=time.time(), ended=None, exit_code=None)
+    except (RuntimeError, ValueError) as exc:
+        raise EngineError(f"--resume {resume_id}: {exc}", EXIT_USAGE) from None
     if p.resolved.changed:  # the run's resolved config stays the one it now runs with
         write_text_atomic(store.run_dir(resume_id) / "config.toml", tomli_w.dumps(to_config_table(cfg)))
-    store.update_meta(resume_id, status="running", pid=os.getpid(), pid_start=process_start_ticks(os.getpid()),
-                      host=socket.gethostname(), heartbeat=time.time(), ended=None, exit_code=None,
-                      segments=segment)
     store.refresh_index(resume_id)  # running in `fbt runs ls` now, and so watched for a crash
-    return resume_id, segment
+    return resume_id, int(meta["segments"])
 
 
 def to_config_table(cfg: Config) -> dict[str, Any]:
