@@ -231,8 +231,13 @@ def test_a_stopped_run_resumes_from_its_tab(with_cached_teacher):
         (view,) = app.screen.query(RunView)  # the tab stays, its run as it was
         assert view.model.status == "interrupted" and store.read_meta(handle.run_id)["status"] == "interrupted"
         assert not list(app.manager.launch_dir.glob(f"{handle.run_id}.*"))  # its launch files are gone
-        store.close()
         with pytest.raises(ValueError, match="nothing to resume"):  # a finished run: said before any process
             app.manager.resume(fake_run(with_cached_teacher, "done"))
+        distributed = fake_run(with_cached_teacher, "ddp", status="interrupted")
+        events = store.run_dir(distributed) / "events.jsonl"
+        events.write_text(events.read_text().replace('"type":"run_started",', '"type":"run_started","processes":2,', 1))
+        with pytest.raises(ValueError, match="--nproc-per-node 2"):  # not as one process with the whole batch
+            app.manager.resume(distributed)
+        store.close()
 
     run_app(scenario)
