@@ -204,7 +204,8 @@ def _build_method(table: dict[str, Any], origin, problems: list[Problem]) -> Met
     preset can carry settings for several methods and `--set method.name=kd` still works on it."""
     params = dict(table)
     name = params.pop("name", FBTParams.name)
-    per_method = {k: params.pop(k) for k in list(params) if k in METHOD_PARAMS and isinstance(params[k], dict)}
+    # copies: _drop_foreign takes keys out, and the table is the caller's
+    per_method = {k: dict(params.pop(k)) for k in list(params) if k in METHOD_PARAMS and isinstance(params[k], dict)}
     for other in [k for k in params if k in METHOD_PARAMS]:  # method.fbt = 3
         problems.append(Problem(origin(f"method.{other}"), f"method.{other}",
                                 f"expected a table of {other}'s settings ([method.{other}]), "

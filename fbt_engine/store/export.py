@@ -94,16 +94,17 @@ def _fmt(value: Any, digits: int = 2) -> str:
 def markdown(store: RunStore, run_ids: list[str]) -> str:
     lines = ["| run | name | method | teacher → student | status | best top-1 (epoch) | final top-1 | best fusion top-1 |",
              "|---|---|---|---|---|---|---|---|"]
+    events = {rid: store.events(rid) for rid in run_ids}  # read once: the failures and the epochs come from them
     for rid in run_ids:
         s = store.summary(rid)
         lines.append(f"| {s.id} | {s.name} | {s.method} | {s.pair} | {s.status} | "
                      f"{_fmt(s.best_top1)} ({_fmt(s.best_epoch)}) | {_fmt(s.final_top1)} | {_fmt(s.fusion_top1)} |")
-    failures = [(rid, failure) for rid in run_ids if (failure := last_failure(store.events(rid))) is not None]
+    failures = [(rid, failure) for rid in run_ids if (failure := last_failure(events[rid])) is not None]
     if failures:
         lines.append("")
         lines += [f"- {rid} failed: {f.get('error')}: {f.get('message')}" for rid, f in failures]
     for rid in run_ids:
-        rows = epoch_rows(rid, store.events(rid))
+        rows = epoch_rows(rid, events[rid])
         if not rows:
             continue
         lines += ["", f"### {rid}", "", "| phase | epoch | train loss | val loss | student top-1 | teacher top-1 | fusion top-1 |",

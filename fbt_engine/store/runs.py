@@ -209,7 +209,7 @@ class RunStore:
         first's. Raises RuntimeError while another process runs it, ValueError once it finished."""
         with self._locked(run_id) as folder:
             meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-            if meta.get("status") == ACTIVE and self.is_alive(meta):
+            if self._running(meta):
                 raise RuntimeError(f"the run is still running (pid {meta['pid']})")
             if meta.get("status") == "finished":
                 raise ValueError("the run already finished")
@@ -302,9 +302,11 @@ class RunStore:
     def running_problem(self, run_id: str) -> str | None:
         """Why `run_id` cannot be moved now (its process is alive), or None."""
         meta = self.read_meta(run_id)
-        if meta.get("status") == ACTIVE and self.is_alive(meta):
-            return f"run {run_id} is still running (pid {meta['pid']}); stop it first"
-        return None
+        return f"run {run_id} is still running (pid {meta['pid']}); stop it first" if self._running(meta) else None
+
+    def _running(self, meta: dict[str, Any]) -> bool:
+        """Whether the meta's run is running now: said so, and its process alive."""
+        return meta.get("status") == ACTIVE and self.is_alive(meta)
 
     def trash(self, run_id: str) -> None:
         if problem := self.running_problem(run_id):

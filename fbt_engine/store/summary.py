@@ -54,7 +54,7 @@ class RunSummary:
     def as_report(self, now: float) -> dict[str, Any]:
         """What JSON views show: the stored fields, the duration counted to `now` (as elapsed())
         and the pair."""
-        return {**asdict(self), "duration": self.elapsed(now), "pair": self.pair}
+        return {**self.as_dict(), "duration": self.elapsed(now), "pair": self.pair}
 
 
 def _top1(ev: dict[str, Any], who: str) -> float | None:

@@ -17,12 +17,12 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 from fbt_engine.store.export import BEST_STEM, STUDENT_FILES
 from fbt_engine.store.runs import RunNotFound, RunStore
 
+FILES_NOTE = " (.safetensors + sidecar .toml)"  # left out of an entry that says why it is off: one line holds that
 FORMATS = (("csv", "CSV: every logged step, each epoch's validation", ".csv"),
            ("json", "JSON: summary, config, steps, epochs, stages", ".json"),
            ("jsonl", "JSONL: the events", ".jsonl"), ("md", "Markdown: summary and epochs", ".md"),
-           ("student", "student weights, last epoch (.safetensors + sidecar .toml)", ".safetensors"),
-           ("student_best", "student weights, best epoch (.safetensors + sidecar .toml)", ".safetensors"))
-FILES_NOTE = " (.safetensors + sidecar .toml)"  # left out of an entry that says why it is off: one line holds that
+           ("student", "student weights, last epoch" + FILES_NOTE, ".safetensors"),
+           ("student_best", "student weights, best epoch" + FILES_NOTE, ".safetensors"))
 SUFFIX = {key: suffix for key, _, suffix in FORMATS}
 STUDENT_WEIGHTS = {"student": "final", "student_best": "best"}  # the formats that export the student's weights
 
@@ -97,7 +97,11 @@ class ExportDialog(ModalScreen[ExportRequest | None]):
         self.name_stem = ""
         self.missing: dict[str, str] = {}  # weights format → why this run cannot give it
         if len(run_ids) == 1:
-            name, self.missing = weights_missing(RunStore(), run_ids[0])
+            store = RunStore()
+            try:
+                name, self.missing = weights_missing(store, run_ids[0])
+            finally:
+                store.close()
             # the weights are taken away: their file goes by the run's name (tui1.safetensors), where it has one
             safe = re.sub(r"[^\w.\-]+", "_", name).strip("._")
             self.name_stem = safe if safe != run_ids[0] else ""

@@ -103,8 +103,8 @@ def matches(s: RunSummary, query: str) -> bool:
 
 def unknown_fields(query: str) -> list[str]:
     """The `x:` of words that look like a field filter but name no field (searched as text)."""
-    return [word.partition(":")[0] for word in query.lower().split()
-            if ":" in word and word.partition(":")[0].isalpha() and word.partition(":")[0] not in FILTER_FIELDS]
+    fields = (word.partition(":")[0] for word in query.lower().split() if ":" in word)
+    return [f for f in fields if f.isalpha() and f not in FILTER_FIELDS]
 
 
 class HistoryScreen(FbtScreen):

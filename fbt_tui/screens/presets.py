@@ -366,7 +366,8 @@ class PresetsScreen(FbtScreen):
             f"teacher  [b]{literal(teacher)}[/]   →   student  [b]{literal(cfg.student.model or '?')}[/]",
             f"method   {shown('method.name', cfg.method.name)}    data  {data}{download}    batch  "
             f"{shown('data.batch_size', cfg.data.batch_size)}",
-            f"epochs   {epochs}    optim  {shown('optim.name', cfg.optim.name)} lr {shown('optim.lr', f'{cfg.optim.lr:g}')}",
+            f"epochs   {epochs}    optim  {shown('optim.name', cfg.optim.name)} "
+            f"lr {shown('optim.lr', f'{cfg.optim.lr:g}')}",
             f"params   {params_text}",
         ]
         self.query_one("#preview", Static).update("\n".join(lines))

@@ -232,7 +232,8 @@ class RunView(Vertical):
         m = self.model
         with m.lock:
             # between run_started and the first phase that runs, the engine builds models and data
-            phase = PHASE_LABEL.get(m.phase, m.phase or ("preparing" if m.status == "running" else "waiting for the engine"))
+            phase = PHASE_LABEL.get(m.phase, m.phase or ("preparing" if m.status == "running"
+                                                         else "waiting for the engine"))
             progress = [status_markup(m.status), f"[b]{phase}[/]"]
             if m.epochs_total:
                 progress.append(f"epoch {m.epoch}/{m.epochs_total}")
