@@ -504,7 +504,9 @@ def cmd_presets(args) -> int:
             worst = max(worst, EXIT_USAGE if any(not p.environment for p in errors) else EXIT_ENV)
         return worst
     rows = []
-    for ref in list_presets():
+    refs = list_presets()
+    yours = {ref.name for ref in refs if not ref.builtin}
+    for ref in refs:
         resolved = collect(ref.path)
         cfg = resolved.config
         errors = [p for p in resolved.problems if is_error(p)]  # as `presets validate` tells them
@@ -520,7 +522,8 @@ def cmd_presets(args) -> int:
                      "student": shown("student.model", cfg.student.model), "data": shown("data.name", cfg.data.name),
                      "epochs": shown("train.epochs", cfg.train.epochs),
                      "problems": [str(problem) for problem in errors],
-                     "needs": [str(problem) for problem in resolved.problems if not is_error(problem)]})
+                     "needs": [str(problem) for problem in resolved.problems if not is_error(problem)],
+                     "shadowed": ref.builtin and ref.name in yours})  # the name runs the user's preset
     if getattr(args, "json", False):
         print(json.dumps(rows, indent=1))
         return EXIT_OK
@@ -529,6 +532,7 @@ def cmd_presets(args) -> int:
                      "?" if v is None else str(v) for v in (
                          r["method"], f"{r['teacher'] or '?'} → {r['student'] or '?'}" if r["teacher"] != "" else
                          r["student"], r["data"], r["epochs"])),
+                   f"shadowed: {r['name']!r} runs your preset; this one runs as {r['path']}" if r["shadowed"] else
                    f"{len(r['problems'])} problem(s): fbt presets validate {r['name']}" if r["problems"] else
                    f"ok; this machine lacks what it needs: fbt presets validate {r['name']}" if r["needs"] else "ok"]
                   for r in rows], right=frozenset({5}), flexible=frozenset({3, 6}), optional=(4, 1))

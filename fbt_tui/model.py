@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-DISTILL, TEACHER = "distillation", "teacher_training"
+DISTILL, TEACHER, EVAL = "distillation", "teacher_training", "eval"
 FINAL_EVENTS = {"run_finished": "finished", "run_failed": "failed", "run_interrupted": "interrupted"}
 WHO = ("student", "teacher", "fusion")
 PAIRS = (("ts", "T–S"), ("tf", "T–F"), ("fs", "F–S"))
@@ -165,6 +165,7 @@ class RunModel:
     uses_teacher: bool = True
     phase: str = ""
     phases: dict[str, PhaseInfo] = field(default_factory=dict)
+    evaluating: int | None = None  # the epoch under evaluation (0: the frozen teacher's, once); None between
     epoch: int = 0
     step: int = 0
     img_s: float | None = None
@@ -215,6 +216,10 @@ class RunModel:
     def _add(self, ev: dict[str, Any]) -> None:
         kind = ev.get("type")
         phase = ev.get("phase", DISTILL)
+        if kind == "phase" and phase == EVAL:
+            self.evaluating = int(ev.get("epoch") or 0)
+            return
+        self.evaluating = None  # every other event comes after the evaluation it follows
         if kind == "run_started":
             self.config = ev.get("config") or {}
             self.name = (self.config.get("run") or {}).get("name") or self.name
@@ -257,6 +262,7 @@ class RunModel:
             self._stages.append(ev)
         elif kind == "resume":
             self._supersede(phase, int(ev.get("from_step") or 0))
+            self.device = ev.get("device") or self.device  # where this segment runs (older engines: unsaid)
             if ev.get("segment") == self.resuming:
                 self.resuming = None
             self.status = "running" if self.resuming is None else "starting"

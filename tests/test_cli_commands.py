@@ -39,6 +39,8 @@ def test_presets_ls_lists_built_in_and_user_presets(fbt_home):
     builtin = next(r for r in rows if r["name"] == "mlp_to_cnn" and r["kind"] == "built-in")
     assert (builtin["teacher"], builtin["student"], builtin["method"], builtin["problems"]) == (
         "mixer_nano", "resnet10_cifar", "fbt", [])
+    # the name runs the user's preset: the built-in says so, and how it still runs
+    assert builtin["shadowed"] and not any(r["shadowed"] for r in rows if r is not builtin)
     assert users["broken"]["epochs"] is None and users["broken"]["method"] is None  # not the schema's defaults
     # what this machine lacks is not a problem of the preset, as in `presets validate`
     imagenet = next(r for r in rows if r["name"] == "paper/imagenet_resnet50_to_deit_t")
@@ -48,6 +50,7 @@ def test_presets_ls_lists_built_in_and_user_presets(fbt_home):
     broken_line = next(line for line in table.splitlines() if line.startswith("broken"))
     assert " ? " in broken_line and " 5 " not in broken_line
     assert "ok; this machine lacks what it needs: fbt presets validate paper/imagenet_resnet50_to_deit_t" in table
+    assert f"shadowed: 'mlp_to_cnn' runs your preset; this one runs as {PRESETS / 'mlp_to_cnn.toml'}" in table
 
 
 def test_presets_validate_every_built_in(fbt_home):

@@ -2,13 +2,15 @@
 
 import json
 import os
+from types import SimpleNamespace
 
 import numpy as np
 
 from fbt_engine.store.events import effective, read_events
 from fbt_tui.format import wrap_log
-from fbt_tui.model import DISTILL, TEACHER, RunModel, Series, decimate, loss_group, sparkline, trend
+from fbt_tui.model import DISTILL, EVAL, TEACHER, RunModel, Series, decimate, loss_group, sparkline, trend
 from fbt_tui.runs import RunManager
+from fbt_tui.widgets.run_view import RunView
 
 from test_tui_support import fake_run
 
@@ -130,6 +132,28 @@ def test_a_teacher_loaded_from_the_cache_is_no_teacher_training():
     assert m.phase == DISTILL
 
 
+def test_an_evaluation_shows_on_the_status_line_until_the_event_that_ends_it():
+    """A paper pair's evaluation runs for seconds with no step: the status line says what the run does."""
+    m = RunModel("r")
+    view = RunView(SimpleNamespace(model=m))
+    m.add_events([{"type": "run_started", "time": 0, "config": {}},
+                  {"type": "phase", "time": 1.0, "phase": EVAL, "during": DISTILL, "epoch": 0, "images": 200}])
+    assert m.evaluating == 0 and "evaluating the teacher" in view._status(0, 0)
+    m.add_events([{"type": "phase", "time": 2.0, "phase": DISTILL, "epochs": 2, "steps_per_epoch": 10, "from_step": 0},
+                  {"type": "step", "time": 3.0, "phase": DISTILL, "step": 10, "epoch": 1, "loss": 1.0, "losses": {}}])
+    assert m.evaluating is None and m.phase == DISTILL and "evaluating" not in view._status(0, 0)
+    m.add_events([{"type": "phase", "time": 4.0, "phase": EVAL, "during": DISTILL, "epoch": 1, "step": 10,
+                   "images": 200}])
+    assert m.phase == DISTILL and DISTILL in m.phases and EVAL not in m.phases  # training goes on after it
+    assert "evaluating epoch 1" in view._status(0, 0) and m.eta_seconds(now=5.0) is not None
+    m.add_events([{"type": "epoch", "time": 5.0, "phase": DISTILL, "epoch": 1, "step": 10, "val_loss": 1.0,
+                   "student": {"top1": 30.0}}])
+    assert m.evaluating is None
+    m.add_events([{"type": "phase", "time": 6.0, "phase": EVAL, "during": DISTILL, "epoch": 2, "step": 20,
+                   "images": 200}, {"type": "run_failed", "time": 7.0, "error": "X", "message": "y"}])
+    assert "evaluating" not in view._status(0, 0)
+
+
 def test_a_compiled_phase_without_a_logged_step_is_compiling():
     """Compiling writes no event for tens of seconds on a GPU: the status line says why instead of
     looking frozen, from each phase's start until its first logged step."""
@@ -176,6 +200,9 @@ def test_device_from_nvidia_smi_and_gpu_memory_from_the_events(tmp_path, monkeyp
                       {"type": "step", "time": 1, "phase": "distillation", "step": 1, "epoch": 1, "losses": {},
                        "gpu_mem_gb": 5.0}])
     assert model.gpu_mem_gb == 5.0
+    model.add_events([{"type": "resume", "time": 2, "segment": 2, "phase": "distillation", "from_step": 1,
+                       "device": {"type": "cuda", "name": "H200"}}])
+    assert model.device["name"] == "H200"  # a resume may go on elsewhere
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     assert machine_device().startswith("CPU (")
 

@@ -376,6 +376,7 @@ def distill_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
     cfg = p.resolved.config
     fixed = None
     if p.teacher is not None:
+        reporter.emit("phase", phase="eval", during="distillation", epoch=0, images=p.data.val_images)
         fixed = {"teacher": teacher_accuracy(p)}
         reporter.log(f"teacher top-1 {fixed['teacher']['top1']:.2f}% on {p.data.val_images} validation images")
     o = cfg.optim
@@ -525,13 +526,15 @@ def execute(p: Prepared, run_id: str, segment: int, resuming: bool, reporter: Re
     started = time.time()
     phase_name = "teacher_training" if p.teacher_source and p.teacher_source.kind == "train" else "distillation"
     try:
+        device = describe_device(p.device, cfg.train, p.memory_format, p.dist.world)
         if resuming:
             from_step, phase_name = resume_point(reporter.dir)
-            reporter.emit("resume", segment=segment, phase=phase_name, from_step=from_step,
-                          changed=p.resolved.changed)
-            reporter.log(f"resuming {run_id} as segment {segment} from {phase_name} step {from_step}")
+            # the device may not be the one the run started on: a resume's stream says where it goes on
+            reporter.emit("resume", run_id=run_id, segment=segment, phase=phase_name, from_step=from_step,
+                          changed=p.resolved.changed, device=device, processes=p.dist.world)
+            reporter.log(f"resuming {run_id} as segment {segment} from {phase_name} step {from_step} "
+                         f"({device['name']})")
         else:
-            device = describe_device(p.device, cfg.train, p.memory_format, p.dist.world)
             reporter.emit("run_started", run_id=run_id, segment=segment, config=to_config_table(cfg), device=device,
                           params=param_counts(p), data=p.data.describe(), uses_teacher=p.teacher is not None,
                           steps_per_epoch=len(p.data.train), loss_terms=p.method.loss_terms(), versions=versions(),

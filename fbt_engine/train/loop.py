@@ -449,6 +449,10 @@ def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: 
     }
     is_eval = epoch % phase.eval_every == 0 or epoch == phase.epochs
     if is_eval:
+        # a paper pair's evaluation runs for seconds with no other event: a watcher says what it waits for
+        reporter.emit("phase", phase="eval", during=phase.name, epoch=epoch, step=state.step,
+                      images=phase.data.val_images)
+        reporter.human.advance(state.step, f"epoch {epoch}/{phase.epochs} evaluating")
         distributed.broadcast_buffers(phase.method)
         with evaluating(phase.method):
             metrics = evaluate(phase.predict, phase.data, phase.inputs, phase.autocast)

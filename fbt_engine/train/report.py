@@ -84,7 +84,8 @@ class Reporter:
         if self.json_stdout:
             write_or_drop(sys.stdout, json.dumps(event, separators=(",", ":")) + "\n")
         self.heartbeat()
-        if event_type in ("run_started", "resume", "phase"):  # method, pair, epochs, pauses: before an epoch ends
+        # method, pair, epochs, pauses: before an epoch ends (an evaluation changes none of them)
+        if event_type in ("run_started", "resume") or (event_type == "phase" and payload["phase"] != "eval"):
             self.refresh_row()
         return event
 

@@ -235,6 +235,9 @@ class RunView(Vertical):
             phase = PHASE_LABEL.get(m.phase, m.phase or ("preparing" if m.status == "running"
                                                          else "waiting for the engine"))
             progress = [status_markup(m.status), f"[b]{phase}[/]"]
+            if m.evaluating is not None and m.is_active:
+                progress.append("[b]evaluating the teacher[/]" if m.evaluating == 0
+                                else f"[b]evaluating epoch {m.evaluating}[/]")
             if m.epochs_total:
                 progress.append(f"epoch {m.epoch}/{m.epochs_total}")
             if m.steps_total:
