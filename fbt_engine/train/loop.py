@@ -482,4 +482,5 @@ def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: 
         if "fusion" in payload:
             line += f" fusion {payload['fusion']['top1']:.2f}%"
     reporter.log(line + f" ({epoch_time:.1f}s, {payload['img_s']:.0f} img/s)")
+    reporter.human.advance(state.step, f"epoch {epoch}/{phase.epochs} loss {payload['train_loss']:.4f}")
     reporter.checkpoint_index()
