@@ -170,9 +170,8 @@ class FbtApp(App[int]):
         except (RunNotFound, OSError, ValueError) as exc:  # gone, or no fork
             self.show_error(f"cannot resume run {run_id}", str(exc))
             return
-        await self.dashboard.close_run(run_id)  # its view tailed the stopped segment's handle
         await self.switch_mode("dashboard")
-        await self.dashboard.open_run(handle)
+        await self.dashboard.reopen_run(handle)  # its view tailed the stopped segment's handle
         self.refresh_header()
 
     async def open_run(self, run_id: str) -> None:

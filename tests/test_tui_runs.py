@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from textual.widgets import Input, Log
+from textual.widgets import Input, Log, TabbedContent, TabPane
 
 from fbt_engine.store.runs import RunStore
+from fbt_tui.screens.dashboard import pane_id
 from fbt_tui.screens.dialogs import ConfirmDialog, ErrorDialog, QuitDialog
 from fbt_tui.widgets.curves import CurvePlot
 from fbt_tui.widgets.run_view import AlignmentTable, RunView
@@ -206,12 +207,21 @@ def test_a_stopped_run_resumes_from_its_tab(with_cached_teacher):
         assert app.dashboard.check_action("resume", ()) is False  # running: nothing to resume, no key shown
         await pilot.press("s", "y")
         await wait_for(pilot, lambda: handle.model.status == "interrupted", 60, "the stop")
+        other = fake_run(with_cached_teacher, "other")  # a tab after the run's, which its resume keeps there
+        await app.open_run(other)
+        tabs = app.dashboard.query_one(TabbedContent)
+        tabs.active = pane_id(handle.run_id)
         # offered once its process has exited: its last event comes a moment before
         await wait_for(pilot, lambda: app.dashboard.check_action("resume", ()), 30, "u to be offered")
         await pilot.press("u")
         view = await wait_for(pilot, lambda: next((v for v in app.screen.query(RunView) if v.handle is not handle
                                                    and v.model.status == "running"), None), 120, "the resumed run")
-        assert view.handle.run_id == handle.run_id and len(app.screen.query(RunView)) == 1
+        assert view.handle.run_id == handle.run_id and len(app.screen.query(RunView)) == 2
+        order = [pane_id(handle.run_id), pane_id(other)]
+        assert [pane.id for pane in tabs.query(TabPane)] == order  # what < and > follow
+        # and what the tab bar shows (its titles end with the run id's end)
+        assert [tab.label.plain.split()[-1] for tab in tabs.query("ContentTab")] == [handle.run_id[-6:], other[-6:]]
+        assert tabs.active == pane_id(handle.run_id)
         store = RunStore(with_cached_teacher)
         await wait_for(pilot, lambda: any(e["type"] == "resume" for e in store.events(handle.run_id)), 60,
                        "the resume event")
@@ -228,7 +238,8 @@ def test_a_stopped_run_resumes_from_its_tab(with_cached_teacher):
         assert f"run {handle.run_id} did not resume (exit 2)" in str(dialog.query_one(".dialog-title").render())
         assert "train.bogus: unknown key" in str(dialog.query_one("#error-message").render())
         await pilot.press("enter")
-        (view,) = app.screen.query(RunView)  # the tab stays, its run as it was
+        view = app.dashboard.current_view()  # the tab stays, its run as it was
+        assert view.handle.run_id == handle.run_id
         assert view.model.status == "interrupted" and store.read_meta(handle.run_id)["status"] == "interrupted"
         assert not list(app.manager.launch_dir.glob(f"{handle.run_id}.*"))  # its launch files are gone
         with pytest.raises(ValueError, match="nothing to resume"):  # a finished run: said before any process

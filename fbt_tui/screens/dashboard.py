@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
-from textual.widgets import Static, TabbedContent, TabPane
+from textual.widgets import ContentSwitcher, Static, TabbedContent, TabPane
 
 from fbt_engine.store.runs import RESUMABLE
 
@@ -89,6 +89,20 @@ class DashboardScreen(FbtScreen):
             self._show_empty()
         if activate:
             tabs.active = pid
+
+    async def reopen_run(self, handle: RunHandle) -> None:
+        """A new view of a run whose tab showed another handle (a resume's), where that tab was."""
+        tabs = self.query_one(TabbedContent)
+        pid = pane_id(handle.run_id)
+        panes = [pane.id for pane in tabs.query(TabPane)]
+        following = panes[panes.index(pid) + 1] if pid in panes[:-1] else None
+        await self.close_run(handle.run_id)
+        pane = TabPane(self._title(handle), RunView(handle), id=pid)
+        await tabs.add_pane(pane, before=following)
+        if following is not None:  # add_pane places the tab only: the panes' order is what < and > follow
+            tabs.get_child_by_type(ContentSwitcher).move_child(pane, before=tabs.get_pane(following))
+        self._show_empty()
+        tabs.active = pid
 
     def _title(self, handle: RunHandle) -> str:
         m = handle.model
