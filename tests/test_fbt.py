@@ -135,6 +135,22 @@ def test_l2g_without_attention_or_stage4():
     assert calls == []  # F went from L2G straight to the teacher's head
 
 
+@pytest.mark.parametrize("pool", ["avg", "cls"])
+def test_without_stage4_a_class_token_head_still_sees_the_image(pool):
+    """With no block after L2G, F's class token was L2G's parameter alone: a head that reads it (timm's
+    ViTs, the paper's ViT-S and DeiT-T) gave every image the same logits, and pool = "cls" the same
+    feature."""
+    torch.manual_seed(0)
+    t = build_staged(FAMILIES["vit"], CLASSES, SIZE, {"global_pool": "token"})
+    s = build_staged(FAMILIES["cnn"], CLASSES, SIZE)
+    method = build_method(s, t, FBTParams(fusion_stage4=False, pool=pool), label_smoothing=0.1)
+    x, _ = batch(6)
+    out = method.fusion(method.student_view.run_to(x, 3)[-1])
+    assert out.logits.std(dim=0).min() > 0 and out.feature.std(dim=0).min() > 0
+    with_stage4 = build_method(s, t, FBTParams(pool=pool), label_smoothing=0.1)
+    assert not with_stage4.fusion.projector.prefix_sees_tokens  # its blocks let the token attend
+
+
 def test_learnable_temperature_is_clamped():
     method, _, _ = make("mixer", "cnn", nce_tau=0.07, nce_tau_min=0.05, nce_tau_max=0.5)
     loss = method.pair_losses["ts"]

@@ -68,9 +68,12 @@ class Projector(nn.Module):
     """
 
     def __init__(self, src: StageSpec, dst: StageSpec, *, attention: bool, window: int, mlp_ratio: float,
-                 embed_init: torch.Tensor | None = None):
+                 embed_init: torch.Tensor | None = None, prefix_sees_tokens: bool = False):
         super().__init__()
         self.src, self.dst = src, dst
+        # with no block after L2G, a class token would reach the head as the same parameter for every
+        # image: it gets the tokens' mean added (what an averaging head would read)
+        self.prefix_sees_tokens = prefix_sees_tokens
         (sh, sw), (dh, dw) = src.grid, dst.grid
         self.upsample = (max(sh, dh), max(sw, dw)) if sh < dh or sw < dw else None
         stride = max(1, max(sh, dh) // dh)
@@ -106,7 +109,10 @@ class Projector(nn.Module):
         if self.pos is not None:
             x = x + self.pos
         if self.prefix is not None:
-            x = torch.cat([self.prefix.expand(x.shape[0], -1, -1), x], dim=1)
+            prefix = self.prefix.expand(x.shape[0], -1, -1)
+            if self.prefix_sees_tokens:
+                prefix = prefix + x.mean(dim=1, keepdim=True)
+            x = torch.cat([prefix, x], dim=1)
         return x
 
 
@@ -154,7 +160,7 @@ class FusionModel(nn.Module):
         if init is not None and embed == "random":  # timm's init of a ViT's class token and positions
             init = nn.init.trunc_normal_(torch.empty_like(init), std=0.02)
         self.projector = Projector(front.specs[2], dst, attention=attention, window=window,
-                                   mlp_ratio=mlp_ratio, embed_init=init)
+                                   mlp_ratio=mlp_ratio, embed_init=init, prefix_sees_tokens=not use_stage4)
 
     def reset_embedding(self) -> None:
         """L2G's prefix tokens and position embedding from the back model as it is now: a teacher

@@ -98,7 +98,7 @@ class FBTParams(OFAParams):
                         choices=("avg", "cls"))
     fusion_ce: bool = setting(True, "cross-entropy with the labels on the fusion model too")
     fusion_ce_weight: float = setting(1.0, "weight of the fusion model's cross-entropy", min=0)
-    l2g_attention: bool = setting(True, "the L2G projector's (shifted-)window attention block")
+    l2g_attention: bool = setting(True, "the L2G projector's window attention block (one, unshifted)")
     l2g_window: int = setting(7, "L2G attention window; grids up to 8×8 use one global window", min=1)
     l2g_mlp_ratio: float = setting(1.0, "hidden width of the L2G block's MLP, as a multiple of its width", min=0)
     fusion_stage4: bool = setting(True, "run stage 4 of F's back model (the MSA/MLP one by default) inside F; "
