@@ -4,6 +4,7 @@ trains and what stays frozen, gradient flow of the detached target, and the stag
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -157,6 +158,14 @@ def test_learnable_temperature_is_clamped():
     with torch.no_grad():
         loss.log_tau.fill_(10.0)
     assert loss.tau.item() == pytest.approx(0.5)
+    # past the bound the loss still pulls on it (a plain clamp passes no gradient there, and the
+    # temperature stayed stuck), and the loop's clamp in place brings it back to the bound
+    source = torch.randn(8, loss.source_head.in_features)
+    learner = torch.randn(8, loss.learner_head.in_features)
+    loss(source, learner).backward()
+    assert loss.log_tau.grad.item() != 0.0
+    method.keep_in_range()
+    assert loss.log_tau.item() == pytest.approx(math.log(0.5)) and loss.tau.item() == pytest.approx(0.5)
     fixed, _, _ = make("mixer", "cnn", learn_tau=False)
     assert not fixed.pair_losses["ts"].log_tau.requires_grad
 

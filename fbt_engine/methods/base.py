@@ -93,6 +93,10 @@ class Distiller(nn.Module):
         """(source, learner) pooled features → the pair's common embedding space, if it has one."""
         return None
 
+    def keep_in_range(self) -> None:
+        """Parameters the forward pass clamps, clamped in place, so an optimiser step past a bound
+        (where the clamp passes no gradient) cannot leave them stuck there."""
+
     def teacher_trained(self) -> None:
         """The run has just trained the teacher: what the method took from it when it was built
         (untrained then) is taken again."""

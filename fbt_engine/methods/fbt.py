@@ -36,7 +36,18 @@ class PairFeatureLoss(nn.Module):
 
     @property
     def tau(self) -> torch.Tensor:
-        return self.log_tau.exp().clamp(self.p.nce_tau_min, self.p.nce_tau_max)
+        """The temperature, clamped; its gradient passes the clamp (straight through), which on a bound
+        passes none, so the loss can still pull it back in. keep_in_range bounds the parameter."""
+        clamped = self.log_tau.clamp(*self._log_tau_range())
+        return (self.log_tau + (clamped - self.log_tau).detach()).exp()
+
+    def _log_tau_range(self) -> tuple[float, float]:
+        return math.log(self.p.nce_tau_min), math.log(self.p.nce_tau_max)
+
+    @torch.no_grad()
+    def keep_in_range(self) -> None:
+        if self.kind == "infonce":
+            self.log_tau.clamp_(*self._log_tau_range())
 
     def embed(self, source: torch.Tensor, learner: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both features in the loss's common space (for the alignment statistics too)."""
@@ -86,6 +97,10 @@ class FBT(Distiller):
             parts = ["stage4"] * self.params.fusion_stage4 + ["neck", "head"]
         by_part = self.teacher_view.part_parameters()
         return [q for part in parts for q in by_part[part]]
+
+    def keep_in_range(self) -> None:
+        for loss in self.pair_losses.values():
+            loss.keep_in_range()
 
     def teacher_trained(self) -> None:
         if self.plan.back == "teacher":

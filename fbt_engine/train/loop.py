@@ -388,6 +388,7 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
             if state.step % phase.log_every == 0 or last_of_epoch or (phase.world == 1 and stop.requested):
                 sums = _log_interval(phase, reporter, state.step, epoch, lr, interval, finite, terms,
                                      interval_start, interval_t)
+                method.keep_in_range()  # at log steps only: no launch on the others' hot path
                 state.epoch_loss_sums = [a + b for a, b in zip(state.epoch_loss_sums, sums)]
                 interval.zero_()
                 finite.clear()
