@@ -55,3 +55,20 @@ def test_no_weight_decay_on_biases_and_norms():
     decay, no_decay = param_groups([model, model], 0.05)  # shared modules are counted once
     assert [p.shape for p in decay["params"]] == [torch.Size([4, 3, 3, 3])] and decay["weight_decay"] == 0.05
     assert len(no_decay["params"]) == 4 and no_decay["weight_decay"] == 0.0
+
+
+def test_no_weight_decay_on_what_timm_exempts():
+    """A ViT student's class token and position embedding, and L2G's copies of them, are not decayed,
+    as timm trains its ViTs; their other matrices are."""
+    from fbt_engine.methods.base import build_method
+    from fbt_engine.methods.params import FBTParams
+    from fbt_engine.models.factory import build_staged
+
+    student, teacher = build_staged("deit_nano", 10, 32), build_staged("resnet10_cifar", 10, 32)
+    method = build_method(student, teacher, FBTParams(), label_smoothing=0.0)
+    decay, no_decay = param_groups([method], 0.05)
+    exempt = {id(p) for p in no_decay["params"]}
+    named = [student.model.cls_token, student.model.pos_embed, method.fusion.projector.prefix,
+             method.fusion.projector.pos]
+    assert all(p.ndim == 3 and id(p) in exempt for p in named)
+    assert id(student.model.patch_embed.proj.weight) in {id(p) for p in decay["params"]}

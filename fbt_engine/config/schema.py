@@ -15,6 +15,8 @@ DEVICES = ("auto", "cpu", "cuda")
 COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDA_GRAPH_MODES = frozenset({"reduce-overhead", "max-autotune"})
 
+WEIGHT_DECAY = "weight decay (as timm: none on biases, norms, class tokens, position embeddings)"
+
 
 @dataclass
 class RunSection:
@@ -62,7 +64,7 @@ class RecipeSection:
     epochs: int = setting(10, "teacher training epochs", min=1)
     optimizer: str = setting("adamw", "optimiser", choices=("sgd", "adamw"))
     lr: float = setting(2e-3, "peak learning rate", min=0)
-    weight_decay: float = setting(0.05, "weight decay", min=0)
+    weight_decay: float = setting(0.05, WEIGHT_DECAY, min=0)
     momentum: float = setting(0.9, "SGD momentum", min=0, max=1)
     warmup_epochs: float = setting(1.0, "linear warm-up, in epochs", min=0)
     label_smoothing: float = setting(0.1, "label smoothing of the cross-entropy", min=0, max=1)
@@ -91,7 +93,7 @@ class OptimSection:
     section: ClassVar[str] = "optim"
     name: str = setting("sgd", "optimiser", choices=("sgd", "adamw"))
     lr: float = setting(0.05, "peak learning rate", min=0)
-    weight_decay: float = setting(5e-4, "weight decay", min=0)
+    weight_decay: float = setting(5e-4, WEIGHT_DECAY, min=0)
     momentum: float = setting(0.9, "SGD momentum", min=0, max=1)
     nesterov: bool = setting(False, "Nesterov momentum (SGD)")
     betas: list[float] = setting([0.9, 0.999], "AdamW betas", min=0, max=1)

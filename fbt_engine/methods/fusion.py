@@ -85,6 +85,10 @@ class Projector(nn.Module):
             self.prefix = nn.Parameter(embed_init[:, : dst.prefix_tokens].clone()) if dst.prefix_tokens else None
             self.pos = nn.Parameter(embed_init[:, dst.prefix_tokens:].clone())
 
+    def no_weight_decay(self) -> set[str]:
+        """The destination's class token and positions, which timm's training leaves undecayed too."""
+        return {"prefix", "pos"}
+
     @torch.no_grad()
     def reset_embedding(self, embed_init: torch.Tensor) -> None:
         """The prefix tokens and position embedding from the destination's own again."""

@@ -30,15 +30,28 @@ class ScheduleSpec:
 
 
 def param_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict]:
-    """Trainable parameters of `modules`; biases, norms and other 1-D tensors get no weight decay."""
+    """Trainable parameters of `modules`. As timm trains its models: biases, norms and other 1-D
+    tensors get no weight decay, nor what a submodule's `no_weight_decay()` names (a ViT's class
+    token and position embedding, Swin's relative position tables, L2G's copies of them)."""
+    modules = list(modules)
+    exempt = {id(p) for module in modules for p in _named_exempt(module)}
     decay, no_decay, seen = [], [], set()
     for module in modules:
         for p in module.parameters():
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
-            (no_decay if p.ndim <= 1 else decay).append(p)
+            (no_decay if p.ndim <= 1 or id(p) in exempt else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _named_exempt(module: nn.Module) -> list[nn.Parameter]:
+    exempt = []
+    for sub in module.modules():
+        if callable(getattr(sub, "no_weight_decay", None)):
+            names = set(sub.no_weight_decay())
+            exempt += [p for name, p in sub.named_parameters() if name in names]
+    return exempt
 
 
 def build_optimizer(modules: Iterable[nn.Module], spec: OptimSpec, device: torch.device) -> torch.optim.Optimizer:
