@@ -429,8 +429,11 @@ def cmd_compare(args) -> int:
     summaries, diff = compare(store, ids)
     hidden = set() if args.all else method_own_keys(diff)
     shown = {key: values for key, values in diff.items() if key not in hidden}
+    left_out = f"{len(hidden)} parameters that only some of these methods have: --all shows them"
     if args.csv:
         sys.stdout.write(compare_csv(summaries, shown))
+        if hidden:  # on stderr: the file stays a table
+            print(f"note: left out {left_out}", file=sys.stderr)
         return EXIT_OK
     best = max((s.best_top1 for s in summaries if s.best_top1 is not None), default=None)
     rows = []
@@ -449,7 +452,7 @@ def cmd_compare(args) -> int:
     else:
         print("the configs are identical")
     if hidden:
-        print(f"(and {len(hidden)} parameters that only some of these methods have: --all shows them)")
+        print(f"(and {left_out})")
     return EXIT_OK
 
 

@@ -172,8 +172,10 @@ def test_compare_twins_and_runs_of_different_methods(history, copied):
     every = run_fbt("compare", alpha.name, "kd", "--all").stdout
     assert {"method.nce_tau", "method.temperature"} <= {line.split()[0] for line in every.splitlines() if line}
     # the CSV holds what the table shows, in the table's words (true, not Python's True)
-    rows = list(csv.DictReader(io.StringIO(run_fbt("compare", alpha.name, "kd", "--csv").stdout)))
+    as_csv = run_fbt("compare", alpha.name, "kd", "--csv")
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert {c for c in rows[0] if "." in c} == {"method.name", "run.name", "run.tags"}
+    assert f"note: left out {len(fbt_only) + 2} parameters" in as_csv.stderr  # said, outside the file
     rows = list(csv.DictReader(io.StringIO(run_fbt("compare", alpha.name, "kd", "--csv", "--all").stdout)))
     assert (rows[0]["method.use_nce"], rows[1]["method.use_nce"]) == ("true", "")
 
@@ -316,6 +318,10 @@ def test_tag_note_rm_restore_purge(copied):
     assert [r["name"] for r in fbt_json("runs", "ls", "--json")] == ["beta"]
     assert rid in run_fbt("runs", "ls", "--trash").stdout
     assert run_fbt("export", rid, "--format", "csv").returncode == 0  # a trashed run can still be read
+    for command in (["runs", "note", "alpha", "x"], ["runs", "tag", rid, "x"], ["runs", "close", "alpha"]):
+        in_trash = run_fbt(*command)  # the commands that change a run say where it is
+        assert in_trash.returncode == 2 and f'run {rid} ("{command[2]}") is in the trash: fbt runs restore {rid}' \
+            in in_trash.stderr, in_trash.stderr
     not_trashed = run_fbt("runs", "restore", "beta")
     assert not_trashed.returncode == 2 and 'no run in the trash matches "beta"' in not_trashed.stderr
     assert "Traceback" not in not_trashed.stderr

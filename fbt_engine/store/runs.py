@@ -274,7 +274,22 @@ class RunStore:
         return not self.index.all(include_trashed=True) and any(self._folders(include_trashed=True))
 
     def resolve(self, ref: str, include_trashed: bool = False, trashed_only: bool = False) -> str:
-        """A run id from an id, a unique id prefix, a name (its latest run) or `last`."""
+        """A run id from an id, a unique id prefix, a name (its latest run) or `last`. Where the
+        trash is not searched, a run that only the trash holds is named, with how to restore it."""
+        try:
+            return self._resolve(ref, include_trashed, trashed_only)
+        except RunNotFound:
+            if include_trashed or trashed_only:
+                raise
+            try:
+                trashed = self._resolve(ref, trashed_only=True)
+            except RunNotFound:
+                pass
+            else:
+                raise RunNotFound(f'run {trashed} ("{ref}") is in the trash: fbt runs restore {trashed}') from None
+            raise
+
+    def _resolve(self, ref: str, include_trashed: bool = False, trashed_only: bool = False) -> str:
         runs = self.list(include_trashed=include_trashed or trashed_only)
         where = " in the trash" if trashed_only else ""
         if trashed_only:
