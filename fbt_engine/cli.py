@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tag", dest="tags", action="append", default=[], help="tag (repeatable)")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override run.device")
     run.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
-    run.add_argument("--resume", metavar="RUN", help="continue an interrupted or crashed run")
+    run.add_argument("--resume", metavar="RUN", help="continue a run that stopped short (interrupted, crashed or failed) from its last checkpoint")
     run.add_argument("--id", dest="run_id", help=argparse.SUPPRESS)  # the TUI picks the id it will tail
     run.add_argument("--quiet", action="store_true", help="no progress on stderr")
     run.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
@@ -58,29 +58,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", help="run history").add_subparsers(dest="runs_command", metavar="ACTION")
     ls = runs.add_parser("ls", help="list runs")
-    ls.add_argument("--json", action="store_true")
-    ls.add_argument("--status", choices=("running", "finished", "failed", "interrupted", "crashed"))
-    ls.add_argument("--tag")
+    ls.add_argument("--json", action="store_true", help="a JSON list, one object per run")
+    ls.add_argument("--status", choices=("running", "finished", "failed", "interrupted", "crashed"),
+                    help="only runs with this status")
+    ls.add_argument("--tag", help="only runs with this tag")
     ls.add_argument("--trash", action="store_true", help="list the trash instead")
     show = runs.add_parser("show", help="one run's summary, weights and epochs (--json: with its config)")
     show.add_argument("run")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--json", action="store_true", help="summary, meta and config as JSON")
     for name, text in (("rm", "move runs to the trash"), ("restore", "bring runs back from the trash")):
         runs.add_parser(name, help=text).add_argument("runs", nargs="+", metavar="RUN")
-    runs.add_parser("purge", help="delete the trash for good").add_argument("--yes", action="store_true")
+    runs.add_parser("purge", help="delete the trash for good").add_argument(
+        "--yes", action="store_true", help="do not ask (needed without a terminal)")
     tag = runs.add_parser("tag", help="add (or --remove) a tag")
     tag.add_argument("run")
     tag.add_argument("tag")
-    tag.add_argument("--remove", action="store_true")
+    tag.add_argument("--remove", action="store_true", help="take the tag off instead")
     note = runs.add_parser("note", help="set a run's note")
     note.add_argument("run")
     note.add_argument("text")
-    runs.add_parser("close", help="mark a run whose process is gone as crashed").add_argument("run")
+    runs.add_parser("close", help="mark a run stuck as running as crashed (on this machine: only once its process "
+                    "is gone; a run of another machine: at your word)").add_argument("run")
     runs.add_parser("reindex", help="rebuild index.sqlite from the run folders")
 
     cmp_ = sub.add_parser("compare", help="summaries and the config keys that differ")
     cmp_.add_argument("runs", nargs="+", metavar="RUN", help="two or more")
-    cmp_.add_argument("--csv", action="store_true")
+    cmp_.add_argument("--csv", action="store_true", help="the summaries and differing keys as one CSV table")
     cmp_.add_argument("--all", action="store_true",
                       help="also the parameters that only some of the runs' methods have")
 
@@ -95,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     presets = sub.add_parser("presets", help="built-in and user presets").add_subparsers(dest="presets_command",
                                                                                        metavar="ACTION")
     pls = presets.add_parser("ls", help="list presets")
-    pls.add_argument("--json", action="store_true")
+    pls.add_argument("--json", action="store_true", help="a JSON list, one object per preset")
     validate = presets.add_parser("validate", help="report every problem of each preset")
     validate.add_argument("presets", nargs="+", metavar="PRESET")
     validate.add_argument("--strict", action="store_true",
@@ -103,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("paths", help="where fbt keeps its data")
     doctor = sub.add_parser("doctor", help="what this environment has; with --preset, whether it can run that preset")
-    doctor.add_argument("--json", action="store_true")
+    doctor.add_argument("--json", action="store_true", help="the checks as JSON")
     doctor.add_argument("--preset", metavar="PRESET",
                         help="also check this preset here: data, models, and its teacher checkpoint (keys, accuracy "
                              "on the validation split; --set data.subset=N scores N/5 images instead)")

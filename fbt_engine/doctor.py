@@ -33,7 +33,8 @@ def report() -> list[dict[str, Any]]:
     checks += _device_checks()
     checks += _dataset_checks()
     home = paths.data_home()
-    writable = os.access(home if home.exists() else home.parent, os.W_OK)
+    existing = next(p for p in (home, *home.parents) if p.exists())  # a fresh machine lacks ~/.local/share too
+    writable = os.access(existing, os.W_OK)  # where fbt would create its folders
     checks.append(_check("data home", "ok" if writable else "missing",
                          f"{home}{'' if writable else ' (not writable)'}" + (" (FBT_HOME)" if os.environ.get("FBT_HOME") else "")))
     runs = paths.runs_dir()
@@ -46,7 +47,7 @@ def report() -> list[dict[str, Any]]:
     compiled = paths.compile_cache_dir()
     size = sum(p.stat().st_size for p in compiled.rglob("*") if p.is_file()) / 2**20 if compiled.is_dir() else 0.0
     checks.append(_check("compile cache", "ok", f"{size:.1f} MiB in {compiled} (torch.compile's; safe to delete)"))
-    free = shutil.disk_usage(home if home.exists() else home.parent).free / 2**30
+    free = shutil.disk_usage(existing).free / 2**30
     checks.append(_check("disk", "ok" if free > 2 else "warn", f"{free:.1f} GiB free"))
     return checks
 

@@ -112,6 +112,10 @@ def test_doctor_reports_the_environment(fbt_home):
     assert checks["runs"]["detail"] == f"0 in {fbt_home / 'runs'}"
     human = run_fbt("doctor")
     assert human.returncode == 0 and "fashion_mnist_5k" in human.stdout and "Traceback" not in human.stderr
+    # a fresh machine: not even the data home's parent folder exists yet (a traceback before)
+    fresh = run_fbt("doctor", "--json", home=fbt_home / "not" / "yet")
+    checks = {c["name"]: c for c in json.loads(fresh.stdout)}
+    assert fresh.returncode == 0 and checks["data home"]["state"] == "ok" and checks["disk"]["state"] in ("ok", "warn")
 
 
 def test_an_empty_history(fbt_home):
