@@ -538,9 +538,10 @@ def cmd_presets(args) -> int:
                      "?" if v is None else str(v) for v in (
                          r["method"], f"{r['teacher'] or '?'} → {r['student'] or '?'}" if r["teacher"] != "" else
                          r["student"], r["data"], r["epochs"])),
-                   f"shadowed: {r['name']!r} runs your preset; this one runs as {r['path']}" if r["shadowed"] else
-                   f"{len(r['problems'])} problem(s): fbt presets validate {r['name']}" if r["problems"] else
-                   f"ok; this machine lacks what it needs: fbt presets validate {r['name']}" if r["needs"] else "ok"]
+                   (f"shadowed: {r['name']!r} runs your preset; this one runs as {r['path']}; " if r["shadowed"]
+                    else "") +
+                   (f"{len(r['problems'])} problem(s): fbt presets validate {r['name']}" if r["problems"] else
+                    f"ok; this machine lacks what it needs: fbt presets validate {r['name']}" if r["needs"] else "ok")]
                   for r in rows], right=frozenset({5}), flexible=frozenset({3, 6}), optional=(4, 1))
     return EXIT_OK
 

@@ -165,7 +165,7 @@ class RunModel:
     uses_teacher: bool = True
     phase: str = ""
     phases: dict[str, PhaseInfo] = field(default_factory=dict)
-    evaluating: int | None = None  # the epoch under evaluation (0: the frozen teacher's, once); None between
+    evaluating: int | None = None  # the epoch under evaluation (0: the frozen teacher's); None between
     epoch: int = 0
     step: int = 0
     img_s: float | None = None

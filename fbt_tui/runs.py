@@ -112,8 +112,9 @@ class RunManager:
             if status not in RESUMABLE or store.running_problem(run_id):  # said now, not after a preparation
                 why = "another process runs it" if status == "running" else "nothing to resume"
                 raise ValueError(f"run {run_id} is {status}: {why}")
-            started = next((e for e in store.events(run_id) if e["type"] == "run_started"), {})
-            if (world := int(started.get("processes") or 1)) > 1:  # the app starts one process
+            # as its last segment ran: a resume says its processes too
+            last = next((e for e in reversed(store.events(run_id)) if e["type"] in ("run_started", "resume")), {})
+            if (world := int(last.get("processes") or 1)) > 1:  # the app starts one process
                 raise ValueError(f"run {run_id} ran on {world} processes: resume it as it ran, with "
                                  f"fbt run --resume {run_id} --nproc-per-node {world}")
         finally:

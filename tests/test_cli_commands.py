@@ -50,7 +50,7 @@ def test_presets_ls_lists_built_in_and_user_presets(fbt_home):
     broken_line = next(line for line in table.splitlines() if line.startswith("broken"))
     assert " ? " in broken_line and " 5 " not in broken_line
     assert "ok; this machine lacks what it needs: fbt presets validate paper/imagenet_resnet50_to_deit_t" in table
-    assert f"shadowed: 'mlp_to_cnn' runs your preset; this one runs as {PRESETS / 'mlp_to_cnn.toml'}" in table
+    assert f"shadowed: 'mlp_to_cnn' runs your preset; this one runs as {PRESETS / 'mlp_to_cnn.toml'}; ok" in table
 
 
 def test_presets_validate_every_built_in(fbt_home):

@@ -7,7 +7,11 @@ import math
 import pytest
 import torch
 
-from fbt_engine.train.optim import OptimSpec, ScheduleSpec, build_optimizer, build_scheduler, lr_factor, param_groups
+from fbt_engine.models.factory import build_staged
+from fbt_engine.train.optim import (
+    OptimSpec, ScheduleSpec, build_optimizer, build_scheduler, group_layout, legacy_layout, lr_factor, param_groups,
+    regrouped,
+)
 
 
 def test_warm_up_is_linear_from_the_start_ratio():
@@ -62,7 +66,6 @@ def test_no_weight_decay_on_what_timm_exempts():
     as timm trains its ViTs; their other matrices are."""
     from fbt_engine.methods.base import build_method
     from fbt_engine.methods.params import FBTParams
-    from fbt_engine.models.factory import build_staged
 
     student, teacher = build_staged("deit_nano", 10, 32), build_staged("resnet10_cifar", 10, 32)
     method = build_method(student, teacher, FBTParams(), label_smoothing=0.0)
@@ -72,3 +75,29 @@ def test_no_weight_decay_on_what_timm_exempts():
              method.fusion.projector.pos]
     assert all(p.ndim == 3 and id(p) in exempt for p in named)
     assert id(student.model.patch_embed.proj.weight) in {id(p) for p in decay["params"]}
+
+
+def test_a_checkpoint_of_the_older_groups_resumes_by_name():
+    """Weight decay's exemptions moved a ViT's class token and positions to the other group: an
+    optimiser state saved with the older groups (1-D tensors apart, no layout saved) must load, each
+    parameter with its own moments and the learning rate the schedule had reached."""
+    model = build_staged("deit_nano", 10, 32).model
+    old_groups = legacy_layout(model)
+    named = dict(model.named_parameters())
+    old = torch.optim.AdamW([{"params": [named[n] for n in old_groups[0]], "weight_decay": 0.05},
+                             {"params": [named[n] for n in old_groups[1]], "weight_decay": 0.0}], lr=0.01)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    old.step()
+    for group in old.param_groups:
+        group["lr"] = 0.004  # where a schedule had got to
+    saved = old.state_dict()
+    new = build_optimizer([model], OptimSpec("adamw", 0.01, 0.05), torch.device("cpu"))
+    layout = group_layout(new, model)
+    assert layout != old_groups and "pos_embed" in layout[1]
+    with pytest.raises(ValueError):  # what a resume raised
+        new.load_state_dict(saved)
+    new.load_state_dict(regrouped(saved, old_groups, new, layout))
+    pos = named["pos_embed"]
+    assert torch.equal(new.state[pos]["exp_avg"], old.state[pos]["exp_avg"])
+    assert [g["weight_decay"] for g in new.param_groups] == [0.05, 0.0]
+    assert all(g["lr"] == 0.004 for g in new.param_groups)

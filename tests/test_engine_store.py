@@ -93,6 +93,13 @@ def test_run_references_resolve_by_id_prefix_name_and_last(store):
         store.resolve("20250101")
     with pytest.raises(RunNotFound, match="no run matches"):
         store.resolve("zzz")
+    d = make_run(store, "20250101-000000-addddd", name="gone")
+    store.update_meta(d, status="finished")
+    store.trash(d)
+    with pytest.raises(RunNotFound, match=f'run {d} \\("gone"\\) is in the trash: fbt runs restore {d}'):
+        store.resolve("gone")
+    with pytest.raises(RunNotFound, match='"20250101" matches 2 runs: '):  # not "the trashed one", which a
+        store.resolve("20250101")                                        # prefix of two live runs also names
 
 
 def test_last_and_names_prefer_runs_out_of_the_trash(store):
@@ -310,6 +317,7 @@ def test_effective_drops_what_a_resume_supersedes():
               *[_ev("step", phase=d, step=s, epoch=1) for s in (1, 2, 3, 4)],
               _ev("epoch", phase=d, epoch=1, step=4), _ev("checkpoint", phase=d, kind="last", step=4),
               *[_ev("step", phase=d, step=s, epoch=2) for s in (5, 6)],
+              _ev("phase", phase="eval", during=d, epoch=2, step=6),  # killed while evaluating
               _ev("warning", message="crash"),
               _ev("resume", segment=2, phase=d, from_step=4),
               _ev("phase", phase=d),
@@ -320,7 +328,8 @@ def test_effective_drops_what_a_resume_supersedes():
     assert [e["step"] for e in eff if e["type"] == "step" and e["phase"] == "teacher_training"] == [1, 2, 3]
     assert [e["epoch"] for e in eff if e["type"] == "epoch"] == [1, 2]
     assert [e["type"] for e in eff].count("checkpoint") == 1 and eff[-1]["type"] == "run_finished"
-    assert any(e["type"] == "warning" for e in eff)  # only step/epoch/stages/checkpoint are superseded
+    assert any(e["type"] == "warning" for e in eff)  # only step/epoch/stages/checkpoint and evaluations are
+    assert not any(e.get("phase") == "eval" for e in eff)  # superseded: the killed one never ended
     assert effective(events[:5]) == events[:5]
 
 

@@ -152,6 +152,12 @@ def test_an_evaluation_shows_on_the_status_line_until_the_event_that_ends_it():
     m.add_events([{"type": "phase", "time": 6.0, "phase": EVAL, "during": DISTILL, "epoch": 2, "step": 20,
                    "images": 200}, {"type": "run_failed", "time": 7.0, "error": "X", "message": "y"}])
     assert "evaluating" not in view._status(0, 0)
+    # killed while evaluating, then resumed from the app: the old segment's evaluation is history
+    killed = RunModel("r", resuming=2)
+    killed.add_events([{"type": "run_started", "time": 0, "config": {}},
+                       {"type": "phase", "time": 1.0, "phase": EVAL, "during": DISTILL, "epoch": 1, "step": 10,
+                        "images": 200}])
+    assert killed.status == "starting" and "evaluating" not in RunView(SimpleNamespace(model=killed))._status(0, 0)
 
 
 def test_a_compiled_phase_without_a_logged_step_is_compiling():

@@ -1,6 +1,7 @@
 """The TUI with the real engine as a subprocess: launch, live curves, errors, crashes, re-attach,
 stop, quit. Every run is tiny (conftest's TINY) and starts from the cached tiny teacher."""
 
+import json
 import os
 import re
 import signal
@@ -249,6 +250,12 @@ def test_a_stopped_run_resumes_from_its_tab(with_cached_teacher):
         events.write_text(events.read_text().replace('"type":"run_started",', '"type":"run_started","processes":2,', 1))
         with pytest.raises(ValueError, match="--nproc-per-node 2"):  # not as one process with the whole batch
             app.manager.resume(distributed)
+        resumed_wider = fake_run(with_cached_teacher, "wider", status="interrupted")  # as its last segment ran
+        with (store.run_dir(resumed_wider) / "events.jsonl").open("a") as fh:
+            fh.write(json.dumps({"type": "resume", "time": 1.0, "segment": 2, "phase": "distillation",
+                                 "from_step": 0, "processes": 4}) + "\n")
+        with pytest.raises(ValueError, match="--nproc-per-node 4"):
+            app.manager.resume(resumed_wider)
         store.close()
 
     run_app(scenario)

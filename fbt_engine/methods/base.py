@@ -94,8 +94,8 @@ class Distiller(nn.Module):
         return None
 
     def keep_in_range(self) -> None:
-        """Parameters the forward pass clamps, clamped in place, so an optimiser step past a bound
-        (where the clamp passes no gradient) cannot leave them stuck there."""
+        """Parameters the forward pass clamps, clamped in place (the loop calls it at log steps), so
+        that optimiser steps cannot carry them far past a bound."""
 
     def teacher_trained(self) -> None:
         """The run has just trained the teacher: what the method took from it when it was built

@@ -158,10 +158,16 @@ class EventTail:
         return events
 
 
+def training_phase(event: dict[str, Any]) -> str:
+    """The training phase an event belongs to: an evaluation's is the phase it scores."""
+    phase = event.get("phase", "distillation")
+    return event.get("during", phase) if phase == "eval" else phase
+
+
 def effective(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The events as one continuous history. A `resume` event (phase p, from_step s) supersedes
-    the earlier segments' step/epoch/stages/checkpoint events of phase p past step s: they are
-    dropped here, never silently mixed with the resumed segment's."""
+    the earlier segments' step/epoch/stages/checkpoint events, and evaluations, of phase p past
+    step s: they are dropped here, never silently mixed with the resumed segment's."""
     events = list(events)
     resumes = [(i, ev.get("phase", "distillation"), int(ev.get("from_step", 0)))
                for i, ev in enumerate(events) if ev["type"] == "resume"]
@@ -171,9 +177,9 @@ def effective(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     for i, ev in enumerate(events):
         step = ev.get("step")
         superseded = (
-            ev["type"] in ("step", "epoch", "stages", "checkpoint")
+            (ev["type"] in ("step", "epoch", "stages", "checkpoint") or ev.get("phase") == "eval")
             and step is not None
-            and any(i < at and ev.get("phase", "distillation") == phase and step > from_step
+            and any(i < at and training_phase(ev) == phase and step > from_step
                     for at, phase, from_step in resumes)
         )
         if not superseded:

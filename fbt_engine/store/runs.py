@@ -40,6 +40,10 @@ class RunNotFound(LookupError):
     pass
 
 
+class AmbiguousRun(RunNotFound):
+    """An id prefix several runs begin with."""
+
+
 def new_run_id(now: float | None = None) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     return f"{stamp}-{''.join(secrets.choice(_ALPHABET) for _ in range(6))}"
@@ -278,6 +282,8 @@ class RunStore:
         trash is not searched, a run that only the trash holds is named, with how to restore it."""
         try:
             return self._resolve(ref, include_trashed, trashed_only)
+        except AmbiguousRun:
+            raise
         except RunNotFound:
             if include_trashed or trashed_only:
                 raise
@@ -311,7 +317,7 @@ class RunStore:
         if named:
             return named[0]
         if len(prefixed) > 1:
-            raise RunNotFound(f'"{ref}" matches {len(prefixed)} runs: {", ".join(prefixed[:5])}')
+            raise AmbiguousRun(f'"{ref}" matches {len(prefixed)} runs: {", ".join(prefixed[:5])}')
         raise RunNotFound(f'no run{where} matches "{ref}" (an id, a unique id prefix, a name, or "last")')
 
     def running_problem(self, run_id: str) -> str | None:

@@ -36,7 +36,7 @@ from fbt_engine.methods.params import ScratchParams
 from fbt_engine.models.adapters import StagedModel, UnsupportedModel
 from fbt_engine.models.factory import count_params, create_model
 from fbt_engine.models.pretrained import WeightsUnreachable
-from fbt_engine.store.events import effective, read_events
+from fbt_engine.store.events import effective, read_events, training_phase
 from fbt_engine.store.export import STUDENT_FILES
 from fbt_engine.store.runs import RunStore, process_start_ticks, write_text_atomic
 from fbt_engine.train import checkpoint, distributed, teacher as teacher_mod
@@ -606,5 +606,6 @@ def resume_point(run_dir: Path) -> tuple[int, str]:
             except (RuntimeError, OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError) as exc:
                 raise EngineError(f"{path}: cannot read this checkpoint ({type(exc).__name__}: {exc}); the run "
                                   "cannot resume from it", EXIT_ENV) from None
-    reached = [e["phase"] for e in effective(read_events(run_dir / "events.jsonl")) if e["type"] == "phase"]
+    # the frozen teacher's evaluation (after a teacher trained here was cached) counts as distillation's
+    reached = [training_phase(e) for e in effective(read_events(run_dir / "events.jsonl")) if e["type"] == "phase"]
     return 0, "distillation" if "distillation" in reached else "teacher_training"

@@ -27,6 +27,7 @@ from fbt_engine.methods.base import PAIRS, Distiller
 from fbt_engine.models.adapters import evaluating
 from fbt_engine.train import checkpoint, distributed
 from fbt_engine.train.metrics import linear_cka, mean_cosine, norm_ratio, retrieval_top1, topk_correct
+from fbt_engine.train.optim import group_layout, legacy_layout, regrouped
 from fbt_engine.train.report import Reporter
 
 
@@ -182,14 +183,19 @@ class Phase:
             return path
         checkpoint.save(path, {
             "format": 1, "phase": self.name, "state": asdict(state), "method": self.method.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "optimizer_layout": group_layout(self.optimizer, self.method),
+            "scheduler": self.scheduler.state_dict(),
             "rng": checkpoint.rng_state(), "ema": self.ema.state_dict() if self.ema is not None else None,
         })
         return path
 
     def restore(self, payload: dict[str, Any]) -> LoopState:
         self.method.load_state_dict(payload["method"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+        saved, layout = payload["optimizer"], group_layout(self.optimizer, self.method)
+        saved_layout = payload.get("optimizer_layout") or legacy_layout(self.method)
+        # the groups change with fbt's versions (weight decay's exemptions): a resume goes on by name
+        self.optimizer.load_state_dict(saved if saved_layout == layout else
+                                       regrouped(saved, saved_layout, self.optimizer, layout))
         self.scheduler.load_state_dict(payload["scheduler"])
         checkpoint.set_rng_state(payload["rng"])
         if self.ema is not None and payload.get("ema") is not None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from fnmatch import fnmatchcase
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,8 +33,8 @@ class ScheduleSpec:
 
 def param_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict]:
     """Trainable parameters of `modules`. As timm trains its models: biases, norms and other 1-D
-    tensors get no weight decay, nor what a submodule's `no_weight_decay()` names (a ViT's class
-    token and position embedding, Swin's relative position tables, L2G's copies of them)."""
+    tensors get no weight decay, nor what a model's `no_weight_decay()` names (a ViT's class token
+    and position embedding, Swin's relative position tables, L2G's copies of them)."""
     modules = list(modules)
     exempt = {id(p) for module in modules for p in _named_exempt(module)}
     decay, no_decay, seen = [], [], set()
@@ -46,12 +48,42 @@ def param_groups(modules: Iterable[nn.Module], weight_decay: float) -> list[dict
 
 
 def _named_exempt(module: nn.Module) -> list[nn.Parameter]:
-    exempt = []
-    for sub in module.modules():
-        if callable(getattr(sub, "no_weight_decay", None)):
-            names = set(sub.no_weight_decay())
-            exempt += [p for name, p in sub.named_parameters() if name in names]
-    return exempt
+    """What the outermost modules that name their exemptions name (a timm model speaks for all of
+    it, with names or fnmatch patterns, as timm's own optimiser factory reads them)."""
+    if callable(getattr(module, "no_weight_decay", None)):
+        patterns = set(module.no_weight_decay())
+        return [p for name, p in module.named_parameters() if any(fnmatchcase(name, pat) for pat in patterns)]
+    return [p for child in module.children() for p in _named_exempt(child)]
+
+
+def group_layout(optimizer: torch.optim.Optimizer, module: nn.Module) -> list[list[str]]:
+    """The names of each optimiser group's parameters: what a checkpoint's state is matched by."""
+    names = {id(p): name for name, p in module.named_parameters()}
+    return [[names[id(p)] for p in group["params"]] for group in optimizer.param_groups]
+
+
+def legacy_layout(module: nn.Module) -> list[list[str]]:
+    """The groups of a checkpoint that names none (fbt 0.x before 2026-12-07): 1-D tensors apart."""
+    trainable = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+    return [[n for n, p in trainable if p.ndim > 1], [n for n, p in trainable if p.ndim <= 1]]
+
+
+def regrouped(saved: dict[str, Any], saved_layout: list[list[str]], optimizer: torch.optim.Optimizer,
+              layout: list[list[str]]) -> dict[str, Any]:
+    """A saved optimiser state laid out as `optimizer` groups its parameters now, matched by name:
+    each parameter keeps its moments, each group takes its weight decay from `optimizer` and the rest
+    (the learning rate the schedule had reached) from the saved state."""
+    index = {name: i for group, names in zip(saved["param_groups"], saved_layout)
+             for i, name in zip(group["params"], names)}
+    settings = {k: v for k, v in saved["param_groups"][0].items() if k not in ("params", "weight_decay")}
+    state, groups, k = {}, [], 0
+    for group, names in zip(optimizer.param_groups, layout):
+        for name in names:
+            if index.get(name) in saved["state"]:
+                state[k] = saved["state"][index[name]]
+            k += 1
+        groups.append({**settings, "weight_decay": group["weight_decay"], "params": list(range(k - len(names), k))})
+    return {"state": state, "param_groups": groups}
 
 
 def build_optimizer(modules: Iterable[nn.Module], spec: OptimSpec, device: torch.device) -> torch.optim.Optimizer:

@@ -235,7 +235,7 @@ class RunView(Vertical):
             phase = PHASE_LABEL.get(m.phase, m.phase or ("preparing" if m.status == "running"
                                                          else "waiting for the engine"))
             progress = [status_markup(m.status), f"[b]{phase}[/]"]
-            if m.evaluating is not None and m.is_active:
+            if m.evaluating is not None and m.status == "running":  # (starting: an earlier segment's)
                 progress.append("[b]evaluating the teacher[/]" if m.evaluating == 0
                                 else f"[b]evaluating epoch {m.evaluating}[/]")
             if m.epochs_total:
