@@ -271,3 +271,19 @@ def test_a_run_stopped_while_training_its_teacher_resumes_that_training(fbt_home
     teacher_steps = [e["step"] for e in effective(file_events(only_run(fbt_home)))
                      if e["type"] == "step" and e["phase"] == "teacher_training"]
     assert teacher_steps == list(range(1, 2 * STEPS_PER_EPOCH + 1))
+
+
+def test_a_run_killed_while_scoring_its_cached_teacher_resumes_at_distillation(tmp_path):
+    """A teacher trained in the run is cached and its checkpoints deleted before the frozen teacher
+    is scored: a run killed then resumes distillation from step 0, and the teacher's curves stay
+    (resuming the teacher phase from step 0 superseded them all)."""
+    from fbt_engine.store.events import EventWriter
+    from fbt_engine.train.engine import resume_point
+
+    writer = EventWriter(tmp_path / "events.jsonl")
+    for event, fields in [("run_started", {}), ("phase", {"phase": "teacher_training", "epochs": 1}),
+                          ("step", {"phase": "teacher_training", "step": 3, "epoch": 1}),
+                          ("phase", {"phase": "eval", "during": "distillation", "epoch": 0, "images": 100})]:
+        writer.write(event, **fields)
+    writer.close()
+    assert resume_point(tmp_path) == (0, "distillation")
