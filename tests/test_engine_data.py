@@ -62,6 +62,11 @@ def test_embedded_slice_and_its_stratified_subset():
     (x_aug, y_aug), (x_plain, y_plain) = next(iter(sub.train.epoch(0))), next(iter(plain.train.epoch(0)))
     assert torch.equal(y_aug, y_plain) and not torch.equal(x_aug, x_plain)  # training batches are augmented
     assert torch.equal(next(iter(sub.val.epoch(0)))[0], next(iter(plain.val.epoch(0)))[0])  # evaluation is not
+    # the slice is the data's, not a seed's: seeds compare on the same images, and the cached
+    # teacher (whose key has no seed) was trained on the slice its students see
+    other_seed = load_data(DataSection(subset=500, batch_size=64), CPU, seed=7)
+    for a, b in ((sub.train, other_seed.train), (sub.val, other_seed.val)):
+        assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
 
 
 # -- device batches ---------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ class DataSection:
     pipeline: str = setting("device", "device: in-memory data augmented on the training device in batches; "
                             "classic: torchvision/PIL per image in DataLoader workers (for comparison)",
                             choices=("device", "classic"))
-    subset: int = setting(0, "train on a stratified N-image slice (and evaluate on N/5); 0 = all", min=0)
+    subset: int = setting(0, "train on a stratified N-image slice (and evaluate on N/5), the same for every "
+                          "seed; 0 = all", min=0)
     download: bool = setting(False, "let torchvision download cifar10/cifar100 into root")
 
 

@@ -491,12 +491,19 @@ ArrayLoader.register("cifar10")(_cifar("CIFAR10"))
 ArrayLoader.register("cifar100")(_cifar("CIFAR100"))
 
 
-def _subset(train: Arrays, val: Arrays, n: int, seed: int) -> tuple[Arrays, Arrays]:
+SUBSET_SEED = 0  # data.subset's slice is part of the data, not of a run's randomness
+
+
+def subset_indices(labels: np.ndarray, n: int) -> np.ndarray:
+    """A stratified slice of `n` images (all, where there are fewer), the same for every run.seed:
+    seeds compare on the same images, and a cached teacher was trained on the slice its students see."""
+    return np.sort(stratified_indices(labels, min(n, len(labels)), SUBSET_SEED))
+
+
+def _subset(train: Arrays, val: Arrays, n: int) -> tuple[Arrays, Arrays]:
     if not n:
         return train, val
-    n_val = subset_val_images(n)
-    return (train.take(np.sort(stratified_indices(train.labels, min(n, len(train.labels)), seed))),
-            val.take(np.sort(stratified_indices(val.labels, min(n_val, len(val.labels)), seed))))
+    return train.take(subset_indices(train.labels, n)), val.take(subset_indices(val.labels, subset_val_images(n)))
 
 
 def _imagefolder(data: DataSection, info: DatasetInfo, img_size: int, device: torch.device, seed: int,
@@ -516,11 +523,8 @@ def _imagefolder(data: DataSection, info: DatasetInfo, img_size: int, device: to
     train = datasets.ImageFolder(str(root / "train"), transform=train_tf)
     val = datasets.ImageFolder(str(root / "val"), transform=val_tf)
     if data.subset:
-        labels = np.asarray(train.targets)
-        train = torch.utils.data.Subset(train, np.sort(stratified_indices(labels, min(data.subset, len(labels)), seed)))
-        vlabels = np.asarray(val.targets)
-        n_val = min(subset_val_images(data.subset), len(vlabels))
-        val = torch.utils.data.Subset(val, np.sort(stratified_indices(vlabels, n_val, seed)))
+        train = torch.utils.data.Subset(train, subset_indices(np.asarray(train.targets), data.subset))
+        val = torch.utils.data.Subset(val, subset_indices(np.asarray(val.targets), subset_val_images(data.subset)))
     classes = (train.dataset if data.subset else train).classes
     return (LoaderBatches(train, data, device, seed, True, rank, world, aug),
             LoaderBatches(val, data, device, seed, False, rank, world)), classes
@@ -538,7 +542,7 @@ def load_data(data: DataSection, device: torch.device, seed: int, rank: int = 0,
         (train, val), classes = _imagefolder(data, info, img_size, device, seed, rank, world, aug)
         return DataBundle(info, len(classes), classes, img_size, train, val)
     (train_a, val_a), classes = ArrayLoader.get(data.name)(data, info)
-    train_a, val_a = _subset(train_a, val_a, data.subset, seed)
+    train_a, val_a = _subset(train_a, val_a, data.subset)
     aug = Augmentation.of(data, len(classes))
     if data.pipeline == "classic":
         native = train_a.images.shape[-1]
