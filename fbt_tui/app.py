@@ -206,6 +206,8 @@ class FbtApp(App[int]):
         handle = self.manager.handles.get(message.run_id)
         if handle is not None:
             self.dashboard.relabel(handle)
+            # its status was shown before its process exited, and only an exited run offers u (resume)
+            self.dashboard.refresh_bindings()
             severity = "information" if message.status in ("finished", "interrupted", "cancelled") else "error"
             self.notify(f"{literal(handle.model.name or message.run_id)}: {message.status}", severity=severity)
         self.refresh_header()

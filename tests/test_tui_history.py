@@ -60,6 +60,8 @@ def test_sort_filter_and_open(fbt_home):
         await pilot.press("slash", *"tags:best")  # a near miss of a field: said, not a silent empty table
         assert table_ids(app) == [] and "tags: is no field, searched as text (status:, tag:, method: are)" in str(
             app.screen.query_one("#history-title").render())
+        assert "No run matches “tags:best”: Esc clears the filter." in str(
+            app.screen.query_one("#history-detail").render())  # not an empty table alone
         await pilot.press("escape")
         assert len(table_ids(app)) == 3
         await pilot.press("slash")

@@ -17,6 +17,7 @@ from fbt_engine.store.runs import RunStore
 from fbt_tui.screens.dashboard import pane_id
 from fbt_tui.screens.dialogs import ConfirmDialog, ErrorDialog, QuitDialog
 from fbt_tui.widgets.curves import CurvePlot
+from fbt_tui.widgets.keybar import KeyBar
 from fbt_tui.widgets.run_view import AlignmentTable, RunView
 
 from conftest import REPO, tiny_sets
@@ -214,6 +215,9 @@ def test_a_stopped_run_resumes_from_its_tab(with_cached_teacher):
         tabs.active = pane_id(handle.run_id)
         # offered once its process has exited: its last event comes a moment before
         await wait_for(pilot, lambda: app.dashboard.check_action("resume", ()), 30, "u to be offered")
+        # and said in the key bar, without a move to another tab and back (it waited for one)
+        await wait_for(pilot, lambda: "u Resume" in app.screen.query_one(KeyBar).render().plain, 10, "u in the key bar")
+        assert "Stop run" not in app.screen.query_one(KeyBar).render().plain  # a key that would do nothing
         await pilot.press("u")
         view = await wait_for(pilot, lambda: next((v for v in app.screen.query(RunView) if v.handle is not handle
                                                    and v.model.status == "running"), None), 120, "the resumed run")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
-from textual.widgets import ContentSwitcher, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 from fbt_engine.store.runs import RESUMABLE
 
@@ -55,9 +55,9 @@ class DashboardScreen(FbtScreen):
         if action == "resume":  # only where the tab's run stopped short of its end: the key bar is narrow
             view = self.current_view()
             return view is not None and self.resumable(view.handle)
-        if action == "stop":  # shown dimmed where the tab's run is over: a key that would do nothing
+        if action == "stop":  # hidden where the tab's run is over, as u is while it runs: the bar is narrow
             view = self.current_view()
-            return True if view is not None and view.handle.active else None
+            return view is not None and view.handle.active
         return True
 
     def on_resize(self) -> None:
@@ -91,18 +91,18 @@ class DashboardScreen(FbtScreen):
             tabs.active = pid
 
     async def reopen_run(self, handle: RunHandle) -> None:
-        """A new view of a run whose tab showed another handle (a resume's), where that tab was."""
-        tabs = self.query_one(TabbedContent)
+        """A new view of a run in the tab that showed another handle of it (a resume's): the tab
+        keeps its place, and no other run shows while the view is replaced."""
         pid = pane_id(handle.run_id)
-        panes = [pane.id for pane in tabs.query(TabPane)]
-        following = panes[panes.index(pid) + 1] if pid in panes[:-1] else None
-        await self.close_run(handle.run_id)
-        pane = TabPane(self._title(handle), RunView(handle), id=pid)
-        await tabs.add_pane(pane, before=following)
-        if following is not None:  # add_pane places the tab only: the panes' order is what < and > follow
-            tabs.get_child_by_type(ContentSwitcher).move_child(pane, before=tabs.get_pane(following))
-        self._show_empty()
-        tabs.active = pid
+        if not self.query(f"#{pid}"):
+            await self.open_run(handle)
+            return
+        pane = self.query_one(TabbedContent).get_pane(pid)
+        await pane.query_one(RunView).remove()
+        self.app.thaw()  # as a closed tab's widgets
+        await pane.mount(RunView(handle))
+        self.relabel(handle)
+        self.query_one(TabbedContent).active = pid
 
     def _title(self, handle: RunHandle) -> str:
         m = handle.model

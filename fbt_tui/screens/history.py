@@ -292,6 +292,11 @@ class HistoryScreen(FbtScreen):
         elif self.loaded and not self.rows:
             text = ("No runs yet. Launch one from Presets ([b]p[/]), or in a shell: [b]fbt run "
                     "presets/mlp_to_cnn.toml[/]; it appears here as it starts.")
+        elif self.loaded and (query := self.query_one("#history-filter", Input).value):
+            text = f"No run matches “{literal(query)}”: [b]Esc[/] clears the filter."
+        elif self.loaded:
+            text = ("The trash is empty: [b]v[/] shows the runs." if self.trash_view
+                    else "Every run is in the trash: [b]v[/] shows them.")
         self.query_one("#history-detail", Static).update(text)
 
     # -- sorting and filtering -------------------------------------------------------------------
