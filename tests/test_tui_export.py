@@ -62,6 +62,15 @@ def test_one_enter_on_a_format_exports_to_the_path_shown(fbt_home, tmp_path, mon
         await pilot.press("enter")
         await wait_for(pilot, (out / "tui1_best.toml").exists, 5, "the best weights' sidecar")
 
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        dialog = await open_export(app, pilot)
+        dialog.query_one("#export-path", Input).value = str(elsewhere / "mine.csv")
+        await pilot.press("tab", "enter")
+        await wait_for(pilot, (elsewhere / "mine.csv").exists, 5, "the export to another folder")
+        dialog = await open_export(app, pilot)  # the next one starts where the last one went
+        assert dialog.query_one("#export-path", Input).value == str(elsewhere / f"{run_id}.csv")
+
     run_app(scenario, start_mode="history")
 
 

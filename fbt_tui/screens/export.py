@@ -88,9 +88,10 @@ class FormatSet(RadioSet):
 class ExportDialog(ModalScreen[ExportRequest | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, run_ids: list[str]):
+    def __init__(self, run_ids: list[str], folder: Path | None = None):
         super().__init__(classes="dialog")
         self.run_ids = run_ids
+        self.folder = folder or Path.cwd()  # the last export's, in this app
         self.format = "csv"
         self.replace: tuple[str, str] | None = None  # the format and path whose files a next enter replaces
         self.said_of = ""  # the path the message under it is about
@@ -118,7 +119,7 @@ class ExportDialog(ModalScreen[ExportRequest | None]):
                     yield RadioButton(label, value=key == self.format, name=key, disabled=bool(why))
             yield Label("to file", classes="dialog-help")
             # reached with tab from the formats: the cursor at the end, so that a key edits the path
-            yield Input(str(Path.cwd() / f"{self._stem(self.format)}{SUFFIX[self.format]}"), id="export-path",
+            yield Input(str(self.folder / f"{self._stem(self.format)}{SUFFIX[self.format]}"), id="export-path",
                         select_on_focus=False)
             yield Static("", id="export-error", markup=False)  # paths as typed
             with Horizontal(classes="dialog-buttons"):

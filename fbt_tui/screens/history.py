@@ -135,6 +135,7 @@ class HistoryScreen(FbtScreen):
         self._keep_cursor: str | None = None  # the cursor's run while a filter hides every row
         self._index_stamp: tuple[int, ...] = ()  # the index as last read (see _refresh_if_active)
         self.loaded = False  # the first read of the index is done
+        self.export_folder: Path | None = None  # where the last export went: the next one's default
 
     def compose(self) -> ComposeResult:
         yield FbtHeader("history")
@@ -375,10 +376,11 @@ class HistoryScreen(FbtScreen):
     def action_export(self) -> None:
         ids = self.targets("export")
         if ids:
-            self.app.push_screen(ExportDialog(ids), self._export)
+            self.app.push_screen(ExportDialog(ids, self.export_folder), self._export)
 
     def _export(self, request: ExportRequest | None) -> None:
         if request is not None:
+            self.export_folder = Path(request.path).expanduser().parent  # the next export's default
             self.run_export(request)
 
     @work(thread=True, group="export", exit_on_error=False, name="Export")  # "Export failed" on the unforeseen
