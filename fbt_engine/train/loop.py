@@ -451,7 +451,8 @@ def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: 
         "phase": phase.name, "epoch": epoch, "step": state.step, "epoch_time": epoch_time,
         "lr": phase.optimizer.param_groups[0]["lr"],
         "train_loss": train_means[0], "train_losses": dict(zip(terms, train_means[1:])),
-        "img_s": steps_timed * phase.global_batch / epoch_time,
+        # none where a resume came between the epoch's last step and its evaluation: no step was timed
+        "img_s": steps_timed * phase.global_batch / epoch_time if steps_timed else None,
         **gpu_memory(next(phase.method.parameters()).device),
     }
     is_eval = epoch % phase.eval_every == 0 or epoch == phase.epochs
@@ -488,6 +489,7 @@ def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: 
         line += f" val top-1 {who['top1']:.2f}%"
         if "fusion" in payload:
             line += f" fusion {payload['fusion']['top1']:.2f}%"
-    reporter.log(line + f" ({epoch_time:.1f}s, {payload['img_s']:.0f} img/s)")
+    reporter.log(line + (f" ({epoch_time:.1f}s, {payload['img_s']:.0f} img/s)" if steps_timed
+                         else " (its steps ran before the resume)"))
     reporter.human.advance(state.step, f"epoch {epoch}/{phase.epochs} loss {payload['train_loss']:.4f}")
     reporter.checkpoint_index()
