@@ -113,7 +113,8 @@ class RunManager:
                 why = "another process runs it" if status == "running" else "nothing to resume"
                 raise ValueError(f"run {run_id} is {status}: {why}")
             # as its last segment ran: a resume says its processes too
-            last = next((e for e in reversed(store.events(run_id)) if e["type"] in ("run_started", "resume")), {})
+            last = next((e for e in reversed(store.events(run_id))  # (an older fbt's resume says none)
+                         if e["type"] in ("run_started", "resume") and "processes" in e), {})
             if (world := int(last.get("processes") or 1)) > 1:  # the app starts one process
                 raise ValueError(f"run {run_id} ran on {world} processes: resume it as it ran, with "
                                  f"fbt run --resume {run_id} --nproc-per-node {world}")

@@ -101,3 +101,6 @@ def test_a_checkpoint_of_the_older_groups_resumes_by_name():
     assert torch.equal(new.state[pos]["exp_avg"], old.state[pos]["exp_avg"])
     assert [g["weight_decay"] for g in new.param_groups] == [0.05, 0.0]
     assert all(g["lr"] == 0.004 for g in new.param_groups)
+    wrong = [old_groups[0][:-1], old_groups[1] + old_groups[0][-1:]]  # a layout that is not the state's
+    with pytest.raises(ValueError, match="cannot resume"):  # not moments handed to the wrong parameters
+        regrouped(saved, wrong, new, layout)

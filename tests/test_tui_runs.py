@@ -254,6 +254,11 @@ def test_a_stopped_run_resumes_from_its_tab(with_cached_teacher):
         events.write_text(events.read_text().replace('"type":"run_started",', '"type":"run_started","processes":2,', 1))
         with pytest.raises(ValueError, match="--nproc-per-node 2"):  # not as one process with the whole batch
             app.manager.resume(distributed)
+        with events.open("a") as fh:  # resumed by an older fbt, whose resume event says no processes
+            fh.write(json.dumps({"type": "resume", "time": 1.0, "segment": 2, "phase": "distillation",
+                                 "from_step": 0}) + "\n")
+        with pytest.raises(ValueError, match="--nproc-per-node 2"):
+            app.manager.resume(distributed)
         resumed_wider = fake_run(with_cached_teacher, "wider", status="interrupted")  # as its last segment ran
         with (store.run_dir(resumed_wider) / "events.jsonl").open("a") as fh:
             fh.write(json.dumps({"type": "resume", "time": 1.0, "segment": 2, "phase": "distillation",

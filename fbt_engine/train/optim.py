@@ -73,6 +73,10 @@ def regrouped(saved: dict[str, Any], saved_layout: list[list[str]], optimizer: t
     """A saved optimiser state laid out as `optimizer` groups its parameters now, matched by name:
     each parameter keeps its moments, each group takes its weight decay from `optimizer` and the rest
     (the learning rate the schedule had reached) from the saved state."""
+    held = [len(group["params"]) for group in saved["param_groups"]]
+    if held != [len(names) for names in saved_layout]:  # no name can be trusted then
+        raise ValueError(f"the checkpoint's optimiser groups hold {held} parameters, not the "
+                         f"{[len(names) for names in saved_layout]} their layout names: it cannot resume")
     index = {name: i for group, names in zip(saved["param_groups"], saved_layout)
              for i, name in zip(group["params"], names)}
     settings = {k: v for k, v in saved["param_groups"][0].items() if k not in ("params", "weight_decay")}

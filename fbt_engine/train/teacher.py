@@ -41,8 +41,9 @@ def cache_key(cfg: Config, num_classes: int, img_size: int) -> str:
         "format": CACHE_FORMAT, "model": cfg.teacher.model, "kwargs": cfg.teacher.kwargs,
         "num_classes": num_classes, "img_size": img_size, "recipe": to_table(cfg.teacher.recipe),
         "data": {"name": d.name, "root": str(Path(d.root).expanduser().resolve()) if d.root else "",
-                 "subset": d.subset, "augmentation": d.augmentation, "pad": d.pad, "hflip": d.hflip,
-                 "batch_size": d.batch_size},
+                 # a subset's slice was drawn with the run's seed until 2026-12-07: those teachers retrain
+                 "subset": {"images": d.subset, "slice": "fixed"} if d.subset else 0,
+                 "augmentation": d.augmentation, "pad": d.pad, "hflip": d.hflip, "batch_size": d.batch_size},
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 

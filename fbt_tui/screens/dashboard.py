@@ -100,9 +100,11 @@ class DashboardScreen(FbtScreen):
         pane = self.query_one(TabbedContent).get_pane(pid)
         await pane.query_one(RunView).remove()
         self.app.thaw()  # as a closed tab's widgets
-        await pane.mount(RunView(handle))
+        view = RunView(handle)
+        await pane.mount(view)
         self.relabel(handle)
-        self.query_one(TabbedContent).active = pid
+        self.query_one(TabbedContent).active = pid  # (already active: no TabActivated draws it)
+        self.call_after_refresh(view.redraw)
 
     def _title(self, handle: RunHandle) -> str:
         m = handle.model
