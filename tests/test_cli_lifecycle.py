@@ -95,6 +95,7 @@ def test_ctrl_c_stops_after_the_step_and_resume_continues_without_gaps_or_repeat
     assert second[0] == {**second[0], "type": "resume", "run_id": run_dir.name, "segment": 2, "processes": 1,
                          "phase": "distillation", "from_step": stopped_at}
     assert second[0]["device"]["type"] == "cpu"  # where this segment runs: it may not be where the run began
+    assert first[-1]["time"] < second[0]["launched"] < second[0]["time"]  # its preparation: the run's time
     assert second[-1]["type"] == "run_finished" and second[-1]["steps"] == 2 * STEPS_PER_EPOCH
     everything = file_events(run_dir)
     assert everything == first + second  # one file, both segments, nothing lost or rewritten

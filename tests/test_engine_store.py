@@ -473,6 +473,9 @@ def test_a_resumed_runs_duration_leaves_out_the_time_between_its_segments():
     meta = {"id": "20250101-000000-aaaaaa", "status": "finished", "started": t0, "ended": t0 + 150 + day}
     assert summarize(meta, events).duration == pytest.approx(150.0)
     assert summarize(meta, events[:3] + events[4:]).duration == pytest.approx(150.0 + day)  # no resume: no gap
+    # the resumed segment's preparation (20 s from its launch to its resume event) is the run's too
+    launched = [*events[:3], {**events[3], "launched": t0 + 80 + day}, events[4]]
+    assert summarize(meta, launched).duration == pytest.approx(170.0)
 
 
 def test_csv_rows_put_each_epochs_validation_on_the_step_that_ended_it():

@@ -85,10 +85,12 @@ class SummaryFold:
 
     def clock(self, ev: dict[str, Any]) -> None:
         """The time between segments, which is not the run's: a run resumed a day later did not
-        take a day. Every event counts here, those a resume supersedes too (they took time)."""
+        take a day. It ends when the resumed segment's process started (`launched`; an older
+        fbt's resume event has only its own time): its preparation is the run's, as the first
+        segment's is. Every event counts here, those a resume supersedes too (they took time)."""
         time = ev.get("time")
         if ev["type"] == "resume" and time is not None and self.last_time is not None:
-            self.between_segments += max(0.0, time - self.last_time)
+            self.between_segments += max(0.0, ev.get("launched", time) - self.last_time)
         self.last_time = time if time is not None else self.last_time
 
     def fold(self, ev: dict[str, Any]) -> None:

@@ -516,12 +516,13 @@ def run(options: RunOptions) -> int:
         reporter = (Reporter(store, run_id, options.json, human) if info.is_main
                     else SilentReporter(store.runs_dir / run_id, run_id, human, info.rank))
         with StopFlag() as stop:
-            return execute(prepared, run_id, segment, resume_id is not None, reporter, stop)
+            return execute(prepared, run_id, segment, resume_id is not None, reporter, stop, launched)
     finally:
         distributed.shutdown()
 
 
-def execute(p: Prepared, run_id: str, segment: int, resuming: bool, reporter: Reporter, stop: StopFlag) -> int:
+def execute(p: Prepared, run_id: str, segment: int, resuming: bool, reporter: Reporter, stop: StopFlag,
+            launched: float) -> int:
     cfg = p.resolved.config
     started = time.time()
     phase_name = "teacher_training" if p.teacher_source and p.teacher_source.kind == "train" else "distillation"
@@ -531,7 +532,7 @@ def execute(p: Prepared, run_id: str, segment: int, resuming: bool, reporter: Re
             from_step, phase_name = resume_point(reporter.dir)
             # the device may not be the one the run started on: a resume's stream says where it goes on
             reporter.emit("resume", run_id=run_id, segment=segment, phase=phase_name, from_step=from_step,
-                          changed=p.resolved.changed, device=device, processes=p.dist.world)
+                          changed=p.resolved.changed, device=device, processes=p.dist.world, launched=launched)
             reporter.log(f"resuming {run_id} as segment {segment} from {phase_name} step {from_step} "
                          f"({device['name']})")
         else:
