@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tag", dest="tags", action="append", default=[], help="tag (repeatable)")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override run.device")
     run.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
-    run.add_argument("--resume", metavar="RUN", help="continue a run that stopped short (interrupted, crashed or failed) from its last checkpoint")
+    run.add_argument("--resume", metavar="RUN",
+                     help="continue a run that stopped short (interrupted, crashed or failed) from its last checkpoint")
     run.add_argument("--id", dest="run_id", help=argparse.SUPPRESS)  # the TUI picks the id it will tail
     run.add_argument("--quiet", action="store_true", help="no progress on stderr")
     run.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
