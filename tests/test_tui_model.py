@@ -121,13 +121,16 @@ def test_eta_from_the_phase_pace():
     assert m.eta_seconds(now=120.0) is None
 
 
-def test_a_resumed_distillation_goes_on_from_its_epochs_done():
-    """The resumed segment's phase event said epoch 0 of N until its first logged step."""
-    m = RunModel("r")
-    m.add_events([{"type": "run_started", "time": 0, "config": {}},
-                  {"type": "phase", "time": 1.0, "phase": DISTILL, "epochs": 12, "steps_per_epoch": 31,
-                   "from_step": 217}])
-    assert (m.epoch, m.step, m.epochs_total) == (7, 217, 12)
+def test_a_resumed_distillation_goes_on_in_the_epoch_it_stopped_in():
+    """The resumed segment's phase event said epoch 0 of N until its first logged step; the epoch is
+    the one its step lies in, as the step events before the stop said (7 of 12 at step 206 of 372,
+    and at 217, the end of epoch 7)."""
+    for from_step in (206, 217):
+        m = RunModel("r")
+        m.add_events([{"type": "run_started", "time": 0, "config": {}},
+                      {"type": "phase", "time": 1.0, "phase": DISTILL, "epochs": 12, "steps_per_epoch": 31,
+                       "from_step": from_step}])
+        assert (m.epoch, m.step, m.epochs_total) == (7, from_step, 12)
 
 
 def test_a_teacher_loaded_from_the_cache_is_no_teacher_training():
