@@ -219,11 +219,8 @@ def cmd_run(args) -> int:
     if args.resume is not None:  # a run that cannot be resumed is an error before torch is imported
         store = _store()
         rid = _resolve(store, args.resume)
-        meta = store.read_meta(rid)
-        if meta.get("status") == "finished":
-            raise CliError(f"--resume {rid}: the run already finished")
-        if meta.get("status") == "running" and store.is_alive(meta):
-            raise CliError(f"--resume {rid}: the run is still running (pid {meta['pid']})")
+        if (refusal := store.resume_refusal(store.read_meta(rid))) is not None:
+            raise CliError(f"--resume {rid}: {refusal}")
         _check_resume_arguments(args, store, rid)
     else:
         # SPEC §3: a bad preset is reported before anything heavy is imported (torch takes

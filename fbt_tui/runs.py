@@ -109,7 +109,7 @@ class RunManager:
         try:
             meta = store.read_meta(run_id)
             status = meta.get("status")
-            if status not in RESUMABLE or store.running_problem(run_id):  # said now, not after a preparation
+            if status not in RESUMABLE:  # said now, not after a preparation
                 why = "another process runs it" if status == "running" else "nothing to resume"
                 raise ValueError(f"run {run_id} is {status}: {why}")
             # as its last segment ran: a resume says its processes too

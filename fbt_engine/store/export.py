@@ -179,6 +179,12 @@ def recorded(weights: Path) -> dict[str, Any]:
         raise ExportError(f"{weights} cannot be read as safetensors weights ({exc})") from None
 
 
+def student_paths(target: Path) -> tuple[Path, Path]:
+    """The weights file (always .safetensors) and its sidecar TOML that exporting to `target` writes."""
+    weights = target if target.suffix == ".safetensors" else target.with_suffix(".safetensors")
+    return weights, weights.with_suffix(".toml")
+
+
 def export_student(store: RunStore, run_id: str, target: Path, weights: str = "final") -> tuple[Path, Path]:
     """The student's weights (a timm-loadable state dict), its final or its best epoch's, and a
     sidecar TOML naming the model."""
@@ -191,8 +197,7 @@ def export_student(store: RunStore, run_id: str, target: Path, weights: str = "f
                               "its log says which): export its final weights")
         raise ExportError(f"run {run_id} has no {source.name} (status: {status}); "
                           "weights are written when a run finishes")
-    if target.suffix != ".safetensors":
-        target = target.with_suffix(".safetensors")
+    target, side = student_paths(target)
     if not target.parent.is_dir():  # as -o: a mistyped folder is said, not made
         raise ExportError(f"{target}: cannot write: no such folder {target.parent}")
     shutil.copyfile(source, target)
@@ -221,7 +226,6 @@ def export_student(store: RunStore, run_id: str, target: Path, weights: str = "f
             f"m.load_state_dict(load_file({target.name!r})); m.eval()")},
         "config": cfg,
     }
-    side = target.with_suffix(".toml")
     side.write_text(tomli_w.dumps(sidecar), encoding="utf-8")
     return target, side
 

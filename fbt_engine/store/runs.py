@@ -213,13 +213,20 @@ class RunStore:
         first's. Raises RuntimeError while another process runs it, ValueError once it finished."""
         with self._locked(run_id) as folder:
             meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-            if self._running(meta):
-                raise RuntimeError(f"the run is still running (pid {meta['pid']})")
-            if meta.get("status") == "finished":
-                raise ValueError("the run already finished")
+            if (refusal := self.resume_refusal(meta)) is not None:
+                raise refusal
             meta.update(changes, status=ACTIVE, segments=int(meta.get("segments", 1)) + 1)
             write_json_atomic(folder / "meta.json", meta)
         return meta
+
+    def resume_refusal(self, meta: dict[str, Any]) -> Exception | None:
+        """Why the meta's run cannot be resumed now: RuntimeError while another process runs it,
+        ValueError once it finished; None where it can."""
+        if self._running(meta):
+            return RuntimeError(f"the run is still running (pid {meta['pid']})")
+        if meta.get("status") == "finished":
+            return ValueError("the run already finished")
+        return None
 
     def refresh_index(self, run_id: str) -> RunSummary:
         summary = self.summary(run_id)
@@ -282,18 +289,14 @@ class RunStore:
         trash is not searched, a run that only the trash holds is named, with how to restore it."""
         try:
             return self._resolve(ref, include_trashed, trashed_only)
-        except AmbiguousRun:
-            raise
-        except RunNotFound:
-            if include_trashed or trashed_only:
+        except RunNotFound as missing:
+            if isinstance(missing, AmbiguousRun) or include_trashed or trashed_only:
                 raise
             try:
                 trashed = self._resolve(ref, trashed_only=True)
             except RunNotFound:
-                pass
-            else:
-                raise RunNotFound(f'run {trashed} ("{ref}") is in the trash: fbt runs restore {trashed}') from None
-            raise
+                raise missing from None
+            raise RunNotFound(f'run {trashed} ("{ref}") is in the trash: fbt runs restore {trashed}') from None
 
     def _resolve(self, ref: str, include_trashed: bool = False, trashed_only: bool = False) -> str:
         runs = self.list(include_trashed=include_trashed or trashed_only)

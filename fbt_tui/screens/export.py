@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
-from fbt_engine.store.export import BEST_STEM, STUDENT_FILES
+from fbt_engine.store.export import BEST_STEM, STUDENT_FILES, student_paths
 from fbt_engine.store.runs import RunNotFound, RunStore
 
 FILES_NOTE = " (.safetensors + sidecar .toml)"  # left out of an entry that says why it is off: one line holds that
@@ -183,10 +183,7 @@ class ExportDialog(ModalScreen[ExportRequest | None]):
 
     def _files(self, target: Path) -> list[Path]:
         """What the export writes: the weights (always .safetensors) and their sidecar, or one file."""
-        if self.format not in STUDENT_WEIGHTS:
-            return [target]
-        weights = target if target.suffix == ".safetensors" else target.with_suffix(".safetensors")
-        return [weights, weights.with_suffix(".toml")]
+        return list(student_paths(target)) if self.format in STUDENT_WEIGHTS else [target]
 
     def _say(self, path: str, text: str, warning: bool = False) -> None:
         self.said_of = path
