@@ -260,7 +260,8 @@ def test_a_step_fed_by_either_pipeline_is_one_compiled_graph(tmp_path, monkeypat
         phase = _phase("distillation", p.method, p, 1, OptimSpec("sgd", 0.01, 0.0, 0.9), 0.0, "cosine", 0.0, 0.0, 0.0,
                        tmp_path, "", "student")
         run_dir = store.create(config={}, preset_raw=b"", preset_source="test", name=pipeline, tags=[], extra_meta={})
-        step = TrainStep(phase, Reporter(store, run_dir.name, False, HumanOutput(quiet=True)))
+        reporter = Reporter(store, run_dir.name, False, HumanOutput(quiet=True))
         x, y = next(iter(p.data.train.epoch(0)))
-        step(x, y)
+        TrainStep(phase, reporter)(x, y)
+        reporter.finish("finished", 0)
     assert counters["stats"]["unique_graphs"] == 1

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from fbt_engine.store.events import EventTail, EventWriter, effective, encode, r
 from fbt_engine.store.index import RunIndex
 from fbt_engine.store.runs import RUN_ID, RunNotFound, RunStore, new_run_id, process_start_ticks
 from fbt_engine.store.summary import summarize
-from fbt_engine.train.report import HumanOutput, Reporter
+from fbt_engine.train.report import Heartbeat, HumanOutput, Reporter
 
 CONFIG = {"method": {"name": "fbt"}, "teacher": {"model": "mixer_nano"}, "student": {"model": "resnet10_cifar"},
           "data": {"name": "fashion_mnist_5k"}, "train": {"epochs": 2}}
@@ -160,6 +161,25 @@ def test_runs_on_another_host_crash_when_their_heartbeat_goes_stale(store):
     store.update_meta(fresh, host="elsewhere", pid=1, heartbeat=time.time())
     store.update_meta(stale, host="elsewhere", pid=1, heartbeat=time.time() - 301)
     assert {r.name: r.status for r in store.list()} == {"fresh": "running", "stale": "crashed"}
+
+
+def test_the_heartbeat_beats_between_events_and_stops_with_the_run(store):
+    """A compile or an evaluation can run for minutes without an event; a watcher on another host
+    must not take the run for crashed meanwhile."""
+    rid = make_run(store)
+    store.update_meta(rid, heartbeat=0.0)
+    beat = Heartbeat(store, rid, period=0.02)
+    deadline = time.time() + 10
+    while store.read_meta(rid)["heartbeat"] == 0.0 and time.time() < deadline:
+        time.sleep(0.01)
+    beat.stop()
+    last = store.read_meta(rid)["heartbeat"]
+    assert last > 0.0
+    time.sleep(0.1)
+    assert store.read_meta(rid)["heartbeat"] == last
+    others = set(threading.enumerate())
+    finished_run(store)
+    assert not [t for t in set(threading.enumerate()) - others if t.name == "fbt-heartbeat"]
 
 
 def test_close_gives_a_stuck_run_a_final_status(store):
@@ -371,7 +391,7 @@ def test_a_resume_refreshes_the_row_with_the_pause_before_it(store):
     reporter.emit("resume", time=now, segment=2, phase="distillation", from_step=0)
     row = next(r for r in store.index.all() if r.id == rid)
     assert row.paused == pytest.approx(990.0)
-    reporter.writer.close()
+    reporter.finish("finished", 0)
 
 
 def test_an_index_row_from_before_the_paused_column_reads_as_no_pause(store, fbt_home):

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from fbt_engine.formats import to_devnull
 from fbt_engine.store.events import EventWriter, read_events
-from fbt_engine.store.runs import RunStore
+from fbt_engine.store.runs import RunNotFound, RunStore
 from fbt_engine.store.summary import fold_events
 
 HEARTBEAT_S = 5.0
@@ -68,6 +69,30 @@ class HumanOutput:
             self._progress = None
 
 
+class Heartbeat:
+    """meta.json's heartbeat, every `period` seconds from a thread of its own: a run that emits
+    nothing for minutes (compiling, a long evaluation) still looks alive to a watcher on another
+    host, and a running run's duration keeps up."""
+
+    def __init__(self, store: RunStore, run_id: str, period: float = HEARTBEAT_S):
+        self.store, self.run_id, self.period = store, run_id, period
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="fbt-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self.period):
+            try:
+                self.store.update_meta(self.run_id, heartbeat=time.time())
+            except (OSError, ValueError, RunNotFound):  # a full disk, a torn read: the next beat tries again
+                pass
+
+    def stop(self) -> None:
+        """No beat after this returns: the caller's own last write to meta.json is the last."""
+        self._stopped.set()
+        self._thread.join()
+
+
 class Reporter:
     def __init__(self, store: RunStore, run_id: str, json_stdout: bool, human: HumanOutput):
         self.store, self.run_id = store, run_id
@@ -76,14 +101,13 @@ class Reporter:
         self.fold = fold_events(read_events(self.dir / "events.jsonl"))
         self.writer = EventWriter(self.dir / "events.jsonl")
         self._log = open(self.dir / "stdout.log", "a", encoding="utf-8")
-        self._last_beat = 0.0
+        self._heartbeat = Heartbeat(store, run_id)
 
     def emit(self, event_type: str, **payload: Any) -> dict[str, Any]:
         event = self.writer.write(event_type, **payload)
         self.fold.add(event)
         if self.json_stdout:
             write_or_drop(sys.stdout, json.dumps(event, separators=(",", ":")) + "\n")
-        self.heartbeat()
         # method, pair, epochs, pauses: before an epoch ends (an evaluation changes none of them)
         if event_type in ("run_started", "resume") or (event_type == "phase" and payload["phase"] != "eval"):
             self.refresh_row()
@@ -104,20 +128,14 @@ class Reporter:
         self._log.flush()
         self.human.line(text)
 
-    def heartbeat(self, force: bool = False) -> None:
-        now = time.time()
-        if force or now - self._last_beat >= HEARTBEAT_S:
-            self.store.update_meta(self.run_id, heartbeat=now)
-            self._last_beat = now
-
     def checkpoint_index(self) -> None:
-        """At epoch ends: events on disk, a fresh heartbeat and the index row."""
+        """At epoch ends: events on disk and the index row."""
         self.writer.sync()
-        self.heartbeat(force=True)
         self.refresh_row()
 
     def finish(self, status: str, exit_code: int) -> None:
         self.human.stop()
+        self._heartbeat.stop()
         self.writer.close()
         self._log.close()
         now = time.time()
@@ -141,9 +159,6 @@ class SilentReporter(Reporter):
         return event
 
     def log(self, text: str) -> None:
-        pass
-
-    def heartbeat(self, force: bool = False) -> None:
         pass
 
     def checkpoint_index(self) -> None:
