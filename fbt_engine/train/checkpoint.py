@@ -12,18 +12,31 @@ import torch
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    """The generators' states as numpy arrays, which a load's `map_location` leaves on the host:
+    torch restores a generator only from a CPU tensor. On CUDA, the run's own device's generator
+    alone: every process of a run draws alike (one seed), so rank 0's state is each rank's."""
+    state = {"torch": torch.get_rng_state().numpy(), "python": random.getstate(), "numpy": np.random.get_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state().numpy()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(_host_bytes(state["torch"]))
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, (list, tuple)):  # fbt before 2026-12-07 saved every visible GPU's
+            cuda = cuda[torch.cuda.current_device()] if torch.cuda.current_device() < len(cuda) else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(_host_bytes(cuda))
+
+
+def _host_bytes(state: Any) -> torch.Tensor:
+    """A generator's state as torch takes it back: a uint8 tensor on the CPU (older checkpoints
+    saved tensors, which `map_location` moved to the run's device)."""
+    return torch.as_tensor(state, device="cpu")
 
 
 def seed_everything(seed: int) -> None:
