@@ -394,6 +394,27 @@ def test_a_resume_refreshes_the_row_with_the_pause_before_it(store):
     reporter.finish("finished", 0)
 
 
+def test_a_resume_drops_what_it_supersedes_from_the_engines_own_summary(store):
+    """Killed after epoch 2 was scored but before its checkpoint, the run replays epoch 2 from
+    step 2. The replay's score is epoch 2's, not the better one of an attempt that no longer
+    counts: else the run reported it as its best and kept no best weights."""
+    rid = make_run(store)
+    first = Reporter(store, rid, json_stdout=False, human=HumanOutput(quiet=True))
+    first.emit("run_started", run_id=rid, segment=1, config=CONFIG, uses_teacher=True)
+    first.emit("epoch", **epoch_event(1, 2, 50.0))
+    first.emit("epoch", **epoch_event(2, 4, 80.0))
+    first.finish("crashed", 1)
+    resumed = Reporter(store, rid, json_stdout=False, human=HumanOutput(quiet=True))
+    resumed.emit("resume", run_id=rid, segment=2, phase="distillation", from_step=2)
+    assert resumed.fold.best_top1 == 50.0
+    resumed.emit("epoch", **epoch_event(2, 4, 60.0))
+    assert (resumed.fold.best_epoch, resumed.fold.best_top1, resumed.fold.fusion_top1) == (2, 60.0, 61.0)
+    resumed.finish("finished", 0)
+    row = next(r for r in store.index.all() if r.id == rid)
+    assert (row.best_top1, row.best_epoch) == (60.0, 2)
+    assert store.reindex() and next(r for r in store.index.all() if r.id == rid).best_top1 == 60.0
+
+
 def test_an_index_row_from_before_the_paused_column_reads_as_no_pause(store, fbt_home):
     """A run that an older fbt is still running writes its row without the column."""
     rid = finished_run(store)

@@ -105,7 +105,10 @@ class Reporter:
 
     def emit(self, event_type: str, **payload: Any) -> dict[str, Any]:
         event = self.writer.write(event_type, **payload)
-        self.fold.add(event)
+        if event_type == "resume":  # it supersedes what it resumes past: the fold starts over, without that
+            self.fold = fold_events(read_events(self.dir / "events.jsonl"))
+        else:
+            self.fold.add(event)
         if self.json_stdout:
             write_or_drop(sys.stdout, json.dumps(event, separators=(",", ":")) + "\n")
         # method, pair, epochs, pauses: before an epoch ends (an evaluation changes none of them)
