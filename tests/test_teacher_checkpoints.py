@@ -12,7 +12,7 @@ import torch
 
 from conftest import PRESETS, run_fbt, tiny_sets
 from fbt_engine.models.factory import create_model
-from fbt_engine.train.teacher import TeacherError, load_weights
+from fbt_engine.train.teacher import TeacherError, cache_key, load_weights
 
 
 def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -111,3 +111,23 @@ def test_doctor_checks_a_preset_and_its_teacher_checkpoint(fbt_home, tmp_path):
     torch.save(create_model("resnet10_cifar", 10, 28).state_dict(), tmp_path / "other.pth")
     wrong = run_fbt("doctor", "--preset", "mlp_to_cnn", "--set", f'teacher.checkpoint="{tmp_path / "other.pth"}"')
     assert wrong.returncode == 3 and "does not fit MlpMixer" in wrong.stdout and "Traceback" not in wrong.stderr
+
+
+def _key(*sets: str) -> str:
+    from fbt_engine.config.presets import resolve
+
+    return cache_key(resolve(str(PRESETS / "mlp_to_cnn.toml"), list(sets)).config, 10, 28)
+
+
+@pytest.mark.parametrize("change", ["data.rrc_scale=[0.5, 1.0]", 'data.randaugment="rand-m9-mstd0.5"',
+                                    "data.random_erasing=0.25", "data.mixup=0.8", "data.cutmix=1.0",
+                                    "data.pad=0", "data.hflip=false", "data.subset=500", "teacher.recipe.lr=0.01"])
+def test_a_cached_teacher_is_not_reused_across_what_shapes_its_weights(fbt_home, change):
+    """A teacher trained with Mixup or RandAugment (the paper presets') was reused without them."""
+    assert _key(change) != _key()
+
+
+@pytest.mark.parametrize("change", ["data.workers=7", "data.eval_batch_size=64", 'data.pipeline="classic"',
+                                    "run.seed=5", "train.epochs=9", 'method.name="kd"'])
+def test_a_cached_teacher_is_shared_across_what_does_not(fbt_home, change):
+    assert _key(change) == _key()

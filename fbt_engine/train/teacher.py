@@ -20,7 +20,9 @@ from fbt_engine import paths
 from fbt_engine.config.fields import to_table
 from fbt_engine.config.schema import Config
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: every [data] key that shapes the weights (augmentations, mixing) is in the key
+# [data] keys that do not change what a trained teacher learns: how the data is loaded, or given resolved
+LOADING_ONLY = ("workers", "eval_batch_size", "pipeline", "download", "root", "img_size")
 _NESTED_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "module")
 
 
@@ -36,14 +38,11 @@ class TeacherSource:
 
 
 def cache_key(cfg: Config, num_classes: int, img_size: int) -> str:
-    d = cfg.data
+    data = {k: v for k, v in to_table(cfg.data).items() if k not in LOADING_ONLY}
     identity = {
         "format": CACHE_FORMAT, "model": cfg.teacher.model, "kwargs": cfg.teacher.kwargs,
         "num_classes": num_classes, "img_size": img_size, "recipe": to_table(cfg.teacher.recipe),
-        "data": {"name": d.name, "root": str(Path(d.root).expanduser().resolve()) if d.root else "",
-                 # a subset's slice was drawn with the run's seed until 2026-12-07: those teachers retrain
-                 "subset": {"images": d.subset, "slice": "fixed"} if d.subset else 0,
-                 "augmentation": d.augmentation, "pad": d.pad, "hflip": d.hflip, "batch_size": d.batch_size},
+        "data": {**data, "root": str(Path(cfg.data.root).expanduser().resolve()) if cfg.data.root else ""},
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
