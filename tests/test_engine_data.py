@@ -200,13 +200,13 @@ def test_cifar_folder_with_a_missing_file_is_a_data_error(tmp_path):
 
 # -- imagefolder --------------------------------------------------------------------------------------
 
-def _image_folder(root: Path) -> DataBundle:
+def _image_folder(root: Path, val_classes: tuple[str, ...] = ("cat", "dog", "eel")) -> DataBundle:
     """train/ (6 images a class) and val/ (2) of 3 classes, as a bundle: batch 4, 16 px, no workers."""
     from PIL import Image
 
     rng = np.random.default_rng(2)
     for split, per_class in (("train", 6), ("val", 2)):
-        for cls in ("cat", "dog", "eel"):
+        for cls in ("cat", "dog", "eel") if split == "train" else val_classes:
             folder = root / split / cls
             folder.mkdir(parents=True)
             for i in range(per_class):
@@ -227,6 +227,17 @@ def test_imagefolder_from_generated_pngs(tmp_path):
     # the same (seed, epoch) gives the same order; start_step skips exactly the first batches
     again = list(bundle.train.epoch(0, start_step=1))
     assert [y.tolist() for _, y in again] == [y.tolist() for _, y in batches[1:]]
+
+
+def test_a_class_that_val_lacks_shifts_no_label(tmp_path):
+    """Each ImageFolder numbered its own folders: val/'s dog and eel were scored as cat and dog."""
+    bundle = _image_folder(tmp_path, val_classes=("dog", "eel"))
+    assert torch.equal(torch.cat([y for _, y in bundle.val.epoch(0)]), torch.tensor([1, 1, 2, 2]))
+
+
+def test_a_val_class_that_train_has_not_is_refused(tmp_path):
+    with pytest.raises(DataError, match="val has class folders that train/ has not: fox"):
+        _image_folder(tmp_path, val_classes=("cat", "fox"))
 
 
 def test_a_resumed_folder_epoch_reads_only_the_images_it_yields(tmp_path):

@@ -506,6 +506,18 @@ def _subset(train: Arrays, val: Arrays, n: int) -> tuple[Arrays, Arrays]:
     return train.take(subset_indices(train.labels, n)), val.take(subset_indices(val.labels, subset_val_images(n)))
 
 
+def _number_as(val, train, root: Path) -> None:
+    """val/'s labels by train/'s class numbers: each ImageFolder numbers its own folders, so a class
+    that val/ lacks shifted every label after it."""
+    extra = sorted(set(val.classes) - set(train.classes))
+    if extra:
+        raise DataError(f"data.root: {root / 'val'} has class folders that train/ has not: {', '.join(extra)}")
+    to_train = [train.class_to_idx[c] for c in val.classes]
+    val.samples = val.imgs = [(path, to_train[t]) for path, t in val.samples]
+    val.targets = [t for _, t in val.samples]
+    val.classes, val.class_to_idx = train.classes, train.class_to_idx
+
+
 def _imagefolder(data: DataSection, info: DatasetInfo, img_size: int, device: torch.device, seed: int,
                  rank: int, world: int, aug: Augmentation):
     from torchvision import datasets, transforms
@@ -522,6 +534,7 @@ def _imagefolder(data: DataSection, info: DatasetInfo, img_size: int, device: to
                                  transforms.ToTensor(), norm])
     train = datasets.ImageFolder(str(root / "train"), transform=train_tf)
     val = datasets.ImageFolder(str(root / "val"), transform=val_tf)
+    _number_as(val, train, root)
     if data.subset:
         train = torch.utils.data.Subset(train, subset_indices(np.asarray(train.targets), data.subset))
         val = torch.utils.data.Subset(val, subset_indices(np.asarray(val.targets), subset_val_images(data.subset)))
