@@ -156,6 +156,53 @@ def test_a_reused_pid_is_not_mistaken_for_the_run(store):
     assert store.list()[0].status == "crashed"
 
 
+def _while_locked(store: RunStore, run_id: str, action, meanwhile) -> object:
+    """`action(its_store, run_id)` from a thread with a store of its own, started while this test
+    holds the run's meta lock; once it had time to read, `meanwhile(meta)` changes meta.json as
+    another process would, and the lock goes. What `action` then writes must keep that change."""
+    import fcntl
+
+    from fbt_engine.store.runs import write_json_atomic
+
+    folder = store.run_dir(run_id)
+    result: list[object] = []
+
+    def act() -> None:
+        own = RunStore(store.home)
+        result.append(action(own, run_id))
+        own.close()
+
+    with open(folder / ".meta.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        worker = threading.Thread(target=act)
+        worker.start()
+        time.sleep(0.3)
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        write_json_atomic(folder / "meta.json", {**meta, **meanwhile(meta)})
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    worker.join(10)
+    return result[0]
+
+
+def test_a_run_resumed_during_a_crash_check_is_not_marked_crashed(store):
+    """The check decided on a read outside the lock: a resume's claim in between was overwritten
+    with "crashed", and a second resume of the running run was then accepted."""
+    pid, ticks = _dead_pid()
+    rid = make_run(store)
+    store.update_meta(rid, pid=pid, pid_start=ticks)
+    claimed = {"pid": os.getpid(), "pid_start": process_start_ticks(os.getpid()), "segments": 2}
+    assert _while_locked(store, rid, lambda own, _: own.detect_crashes(), lambda _: claimed) == []
+    assert store.read_meta(rid)["status"] == "running" and store.read_meta(rid)["pid"] == os.getpid()
+
+
+def test_tags_changed_at_once_are_all_kept(store):
+    rid = make_run(store)
+    _while_locked(store, rid, lambda own, r: own.add_tag(r, "mine"), lambda _: {"tags": ["theirs"]})
+    assert store.read_meta(rid)["tags"] == ["mine", "theirs"]
+    _while_locked(store, rid, lambda own, r: own.remove_tag(r, "mine"), lambda m: {"tags": m["tags"] + ["third"]})
+    assert store.read_meta(rid)["tags"] == ["theirs", "third"]
+
+
 def test_runs_on_another_host_crash_when_their_heartbeat_goes_stale(store):
     fresh, stale = make_run(store, name="fresh"), make_run(store, name="stale")
     store.update_meta(fresh, host="elsewhere", pid=1, heartbeat=time.time())

@@ -1,7 +1,7 @@
 """Run folders under the data home (SPEC §5), their meta.json, and the index kept beside them.
 
 One writer per run folder: the engine process that owns the run. Tags, notes and status changes
-from other processes go through `update_meta`, a locked read-modify-write, so nobody's fields are
+from other processes go through `modify_meta`, a locked read-modify-write, so nobody's fields are
 lost. Deleting moves a folder to trash/; purge empties the trash.
 """
 
@@ -16,7 +16,7 @@ import shutil
 import socket
 import string
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -200,24 +200,31 @@ class RunStore:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def update_meta(self, run_id: str, **changes: Any) -> dict[str, Any]:
+    def modify_meta(self, run_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
+        """One locked read-modify-write of meta.json: `change` sees the meta as it is now and returns
+        the fields to change (None: none), or raises to refuse; a decision taken on an earlier read
+        could undo another process's change in between. Returns the meta as it is after."""
         with self._locked(run_id) as folder:
             meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-            meta.update(changes)
-            write_json_atomic(folder / "meta.json", meta)
+            changes = change(meta)
+            if changes:
+                meta.update(changes)
+                write_json_atomic(folder / "meta.json", meta)
         return meta
+
+    def update_meta(self, run_id: str, **changes: Any) -> dict[str, Any]:
+        return self.modify_meta(run_id, lambda _: changes)
 
     def claim(self, run_id: str, **changes: Any) -> dict[str, Any]:
         """Mark a stopped run as running again for the caller (`changes`: its pid, host…), with its
-        next segment, in one locked read-modify-write: of two resumes at once, the second finds the
-        first's. Raises RuntimeError while another process runs it, ValueError once it finished."""
-        with self._locked(run_id) as folder:
-            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        next segment: of two resumes at once, the second finds the first's. Raises RuntimeError
+        while another process runs it, ValueError once it finished."""
+        def claimed(meta: dict[str, Any]) -> dict[str, Any]:
             if (refusal := self.resume_refusal(meta)) is not None:
                 raise refusal
-            meta.update(changes, status=ACTIVE, segments=int(meta.get("segments", 1)) + 1)
-            write_json_atomic(folder / "meta.json", meta)
-        return meta
+            return {**changes, "status": ACTIVE, "segments": int(meta.get("segments", 1)) + 1}
+
+        return self.modify_meta(run_id, claimed)
 
     def resume_refusal(self, meta: dict[str, Any]) -> Exception | None:
         """Why the meta's run cannot be resumed now: RuntimeError while another process runs it,
@@ -255,17 +262,19 @@ class RunStore:
             if s.status != ACTIVE:
                 continue
             try:
-                meta = self.read_meta(s.id)
+                status = self.modify_meta(s.id, self._crash).get("status")
             except (RunNotFound, json.JSONDecodeError):
                 continue
-            status = meta.get("status")
-            if status == ACTIVE and not self.is_alive(meta):
-                self.update_meta(s.id, status="crashed", ended=meta.get("heartbeat"))
+            if status == "crashed":
                 crashed.append(s.id)
-                status = "crashed"
             if status != s.status:
                 self.refresh_index(s.id)
         return crashed
+
+    def _crash(self, meta: dict[str, Any]) -> dict[str, Any] | None:
+        """The change that marks a run crashed, where its meta says running and its process is gone."""
+        return {"status": "crashed", "ended": meta.get("heartbeat")} if meta.get("status") == ACTIVE \
+            and not self.is_alive(meta) else None
 
     @staticmethod
     def is_alive(meta: dict[str, Any]) -> bool:
@@ -357,29 +366,31 @@ class RunStore:
     def add_tag(self, run_id: str, tag: str) -> list[str]:
         if problem := tag_problem(tag):
             raise ValueError(problem)
-        tags = sorted(set(self.read_meta(run_id).get("tags", [])) | {tag})
-        self.update_meta(run_id, tags=tags)
-        self.refresh_index(run_id)
-        return tags
+        return self._retag(run_id, lambda tags: tags | {tag})
 
     def remove_tag(self, run_id: str, tag: str) -> list[str]:
-        tags = sorted(set(self.read_meta(run_id).get("tags", [])) - {tag})
-        self.update_meta(run_id, tags=tags)
+        return self._retag(run_id, lambda tags: tags - {tag})
+
+    def _retag(self, run_id: str, change: Callable[[set[str]], set[str]]) -> list[str]:
+        meta = self.modify_meta(run_id, lambda m: {"tags": sorted(change(set(m.get("tags", []))))})
         self.refresh_index(run_id)
-        return tags
+        return meta["tags"]
 
     def set_note(self, run_id: str, text: str) -> None:
         self.update_meta(run_id, note=text)
         self.refresh_index(run_id)
 
     def close_run(self, run_id: str) -> str:
-        """Give a run whose process is gone a final status (crashed), for runs stuck as running."""
-        meta = self.read_meta(run_id)
-        if meta.get("status") != ACTIVE:
-            return meta["status"]
-        if meta.get("host") == socket.gethostname() and process_alive(int(meta["pid"]), meta.get("pid_start")):
-            raise RuntimeError(f"run {run_id} is still running (pid {meta['pid']}); "
-                               f"stop it with: kill -INT {meta['pid']}")
-        self.update_meta(run_id, status="crashed", ended=meta.get("heartbeat"))
+        """Give a run whose process is gone a final status (crashed), for runs stuck as running; a
+        run on another host is closed whatever its heartbeat says (its owner knows it is gone)."""
+        def closed(meta: dict[str, Any]) -> dict[str, Any] | None:
+            if meta.get("status") != ACTIVE:
+                return None
+            if meta.get("host") == socket.gethostname() and process_alive(int(meta["pid"]), meta.get("pid_start")):
+                raise RuntimeError(f"run {run_id} is still running (pid {meta['pid']}); "
+                                   f"stop it with: kill -INT {meta['pid']}")
+            return {"status": "crashed", "ended": meta.get("heartbeat")}
+
+        status = self.modify_meta(run_id, closed)["status"]
         self.refresh_index(run_id)
-        return "crashed"
+        return status
