@@ -462,6 +462,8 @@ def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: 
                       images=phase.data.val_images)
         reporter.human.advance(state.step, f"epoch {epoch}/{phase.epochs} evaluating")
         distributed.broadcast_buffers(phase.method)
+        if phase.ema is not None:  # its statistics follow each process's own batches: rank 0's, as exported
+            distributed.broadcast_buffers(phase.ema.module)
         with evaluating(phase.method):
             metrics = evaluate(phase.predict, phase.data, phase.inputs, phase.autocast)
         payload["val_loss"] = metrics.pop("val_loss")
