@@ -239,6 +239,32 @@ def test_resume_with_more_epochs_records_the_change_in_config_and_event(with_cac
     assert steps(effective(file_events(run_dir)))[-1] == 2 * STEPS_PER_EPOCH
 
 
+def test_a_distillation_resumes_from_the_teacher_it_began_with(with_cached_teacher):
+    """From the cached teacher the run recorded, wherever today's cache key would look (a newer
+    fbt may key teachers otherwise); with that teacher gone, resuming is refused: the run trained
+    another teacher half-way through its distillation and went on with it."""
+    home = with_cached_teacher
+    _interrupted_at_step_2(home, "kept")
+    _interrupted_at_step_2(home, "orphaned")
+    (cached,) = (home / "teachers").iterdir()
+    older = cached.rename(home / "teachers" / "0ld-key")
+    kept = next(d for d in run_dirs(home) if meta(d)["name"] == "kept")
+    recorded = json.loads((kept / "meta.json").read_text())
+    recorded["teacher_weights"] = str(older / "teacher.safetensors")
+    (kept / "meta.json").write_text(json.dumps(recorded))
+
+    resumed = run_fbt("run", "--resume", "kept", "--json", home=home)
+    assert resumed.returncode == 0, resumed.stderr
+    teacher = [e for e in stdout_events(resumed.stdout) if e.get("phase") == "teacher_training"]
+    assert [(e["source"], e["skipped"], e["path"]) for e in teacher] == [("cache", True, recorded["teacher_weights"])]
+
+    refused = run_fbt("run", "--resume", "orphaned", home=home)
+    assert refused.returncode == 3 and "Traceback" not in refused.stderr, refused.stderr
+    assert "the cached teacher this run distils from is gone" in refused.stderr
+    assert meta(next(d for d in run_dirs(home) if meta(d)["name"] == "orphaned"))["status"] == "interrupted"
+    assert sorted(p.name for p in (home / "teachers").iterdir()) == ["0ld-key"]  # no teacher trained
+
+
 def test_resume_refuses_fewer_epochs_than_the_run_has_begun(with_cached_teacher):
     """In epoch 2, train.epochs=1 would end the run at once on weights that no evaluation saw,
     reported with epoch 1's accuracy."""

@@ -25,6 +25,7 @@ import tomli_w
 import torch
 
 import fbt_engine
+from fbt_engine import paths
 from fbt_engine.config.fields import to_table
 from fbt_engine.config.presets import PresetError, Resolved, collect, resolve
 from fbt_engine.config.schema import Config, TrainSection
@@ -161,6 +162,18 @@ def _resolve(options: RunOptions, store: RunStore) -> tuple[Resolved, str | None
     return resolved, None
 
 
+def _resumed_teacher(store: RunStore, run_id: str | None) -> Path | None:
+    """The cached teacher a resumed distillation goes on from: the one its first segment found or
+    trained (meta's teacher_weights). None for a new run, one still training its teacher, or a
+    teacher from a checkpoint or timm, which the config finds again."""
+    if run_id is None:
+        return None
+    weights = store.read_meta(run_id).get("teacher_weights") or ""
+    if not weights or Path(weights).parent.parent != paths.teacher_cache_dir():
+        return None
+    return Path(weights) if resume_point(store.run_dir(run_id))[1] == "distillation" else None
+
+
 def _distillation_epochs_started(run_dir: Path) -> int:
     """How many distillation epochs the run to resume has begun, the one it stopped in included."""
     step, phase = resume_point(run_dir)
@@ -180,7 +193,9 @@ def _toml_string(text: str) -> str:
     return json.dumps(text)  # a JSON string literal is a valid TOML basic string
 
 
-def prepare(resolved: Resolved, device: torch.device, info: DistInfo = DistInfo()) -> Prepared:
+def prepare(resolved: Resolved, device: torch.device, info: DistInfo = DistInfo(),
+            cached_teacher: Path | None = None) -> Prepared:
+    """Data, models and method for a run; `cached_teacher`: see teacher.locate."""
     cfg = resolved.config
     if cfg.data.batch_size % info.world:
         raise EngineError(f"data.batch_size: the global batch {cfg.data.batch_size} does not split over "
@@ -210,12 +225,12 @@ def prepare(resolved: Resolved, device: torch.device, info: DistInfo = DistInfo(
                           f"takes {student.in_chans}", EXIT_USAGE)
     source = None
     if teacher is not None:
-        source = teacher_mod.locate(cfg, data.num_classes, data.img_size)
-        if source.kind in ("checkpoint", "cache"):
-            try:
+        try:
+            source = teacher_mod.locate(cfg, data.num_classes, data.img_size, cached_teacher)
+            if source.kind in ("checkpoint", "cache"):
                 teacher_mod.load_weights(teacher.model, source.weights)
-            except teacher_mod.TeacherError as exc:
-                raise EngineError(str(exc), EXIT_ENV) from None
+        except teacher_mod.TeacherError as exc:
+            raise EngineError(str(exc), EXIT_ENV) from None
     try:
         method = build_method(student, teacher, cfg.method, cfg.train.label_smoothing).to(device, memory_format=fmt)
     except (UnsupportedModel, ValueError) as exc:
@@ -505,7 +520,7 @@ def run(options: RunOptions) -> int:
         resolved, resume_id = _attempt(lambda: _resolve(options, store))
         device = _attempt(lambda: select_device(resolved.config.run.device, info))
         distributed.init(info, device)
-        prepared = _attempt(lambda: prepare(resolved, device, info))
+        prepared = _attempt(lambda: prepare(resolved, device, info, _resumed_teacher(store, resume_id)))
         run_id, segment = distributed.broadcast(
             _attempt(lambda: _open_run(prepared, options, store, resume_id, launched) if info.is_main else None))
     except Refusal as exc:

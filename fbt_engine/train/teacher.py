@@ -47,11 +47,18 @@ def cache_key(cfg: Config, num_classes: int, img_size: int) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def locate(cfg: Config, num_classes: int, img_size: int) -> TeacherSource:
+def locate(cfg: Config, num_classes: int, img_size: int, cached: Path | None = None) -> TeacherSource:
+    """Where the teacher's weights come from. `cached`: the cached teacher a resumed distillation
+    goes on from, wherever today's key would look (a newer fbt may key teachers otherwise)."""
     if cfg.teacher.checkpoint:
         return TeacherSource("checkpoint", Path(cfg.teacher.checkpoint).expanduser())
     if cfg.teacher.kwargs.get("pretrained"):
         return TeacherSource("pretrained", Path(f"timm:{cfg.teacher.model}"))
+    if cached is not None:
+        if not cached.is_file():
+            raise TeacherError(f"the cached teacher this run distils from is gone ({cached}): another teacher "
+                               "would change the run half-way; start the run afresh")
+        return TeacherSource("cache", cached, cached.parent.name)
     key = cache_key(cfg, num_classes, img_size)
     weights = paths.teacher_cache_dir() / key / "teacher.safetensors"
     return TeacherSource("cache" if weights.is_file() else "train", weights, key)
