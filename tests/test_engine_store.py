@@ -360,6 +360,21 @@ def test_appending_after_a_crash_cut_line_keeps_the_new_events_readable(tmp_path
     assert [e["type"] for e in read_events(path)] == ["run_started", "step", "resume"]
 
 
+def test_a_tail_that_saw_a_crash_cut_line_reads_what_a_resume_appends(tmp_path):
+    """The app tails a run that it resumes: the line the crash cut is dropped before the resumed
+    segment appends, and a tail that held the cut line's bytes read on from the wrong place, met a
+    corrupt line, and stopped for good."""
+    path = tmp_path / "events.jsonl"
+    path.write_text(_lines("run_started", "step") + '{"type":"step","step":3,"lo')
+    tail = EventTail(path)
+    assert [e["type"] for e in tail.poll()] == ["run_started", "step"]
+    writer = EventWriter(path)
+    writer.write("resume", segment=2, from_step=0)
+    writer.write("step", step=1, phase="distillation")
+    assert [e["type"] for e in tail.poll()] == ["resume", "step"] and not tail.broken
+    writer.close()
+
+
 # -- effective(): one continuous history across segments -----------------------------------------------
 
 def _ev(type_: str, **fields) -> dict:

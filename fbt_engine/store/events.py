@@ -114,12 +114,12 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 @dataclass
 class LineTail:
-    """The complete new lines of a growing text file since the last poll (a line still being
-    written waits for its newline)."""
+    """The complete new lines of a growing text file since the last poll. A line still being
+    written is read again at the next poll, not kept: a resume may cut a line that a crash left
+    half-written, and what it appends then starts where that line did."""
 
     path: Path
     offset: int = 0
-    _partial: str = field(default="", repr=False)
 
     def poll(self) -> list[str]:
         try:
@@ -128,9 +128,9 @@ class LineTail:
                 chunk = fh.read()
         except FileNotFoundError:
             return []
-        self.offset += len(chunk)
-        *lines, self._partial = (self._partial + chunk.decode("utf-8", errors="replace")).split("\n")
-        return lines
+        complete = chunk[:chunk.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        return complete.decode("utf-8", errors="replace").split("\n")[:-1]
 
 
 @dataclass
