@@ -279,3 +279,12 @@ def test_fbt_run_trains_on_a_fabricated_cifar100_folder(fbt_home, tmp_path):
                                "val_images": 200}
     assert not started["uses_teacher"] and started["loss_terms"] == ["ce"]
     assert sum(e["type"] == "step" for e in events) == 4 and events[-1]["type"] == "run_finished"
+
+
+def test_every_process_gets_validation_images_to_score():
+    """A process without any crashed at the end of its first evaluation, the others waiting for it."""
+    cfg = resolve(MLP_TO_CNN, ["data.subset=10", "data.batch_size=2"]).config.data
+    assert load_data(cfg, CPU, seed=0, rank=1, world=2).val.num_images == 1
+    few = resolve(MLP_TO_CNN, ["data.subset=5", "data.batch_size=2"]).config.data
+    with pytest.raises(DataError, match="data.subset: 2 processes each score a share of the validation images, and there are 1"):
+        load_data(few, CPU, seed=0, rank=1, world=2)

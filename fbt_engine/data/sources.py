@@ -553,7 +553,7 @@ def load_data(data: DataSection, device: torch.device, seed: int, rank: int = 0,
         classes = _folder_classes(data, info)
         aug = Augmentation.of(data, len(classes))
         (train, val), classes = _imagefolder(data, info, img_size, device, seed, rank, world, aug)
-        return DataBundle(info, len(classes), classes, img_size, train, val)
+        return _scored_everywhere(DataBundle(info, len(classes), classes, img_size, train, val), world)
     (train_a, val_a), classes = ArrayLoader.get(data.name)(data, info)
     train_a, val_a = _subset(train_a, val_a, data.subset)
     aug = Augmentation.of(data, len(classes))
@@ -566,7 +566,15 @@ def load_data(data: DataSection, device: torch.device, seed: int, rank: int = 0,
     else:
         train = DeviceBatches(train_a, data, info, img_size, device, seed, True, rank, world, aug)
         val = DeviceBatches(val_a, data, info, img_size, device, seed, False, rank, world)
-    return DataBundle(info, len(classes), classes, img_size, train, val)
+    return _scored_everywhere(DataBundle(info, len(classes), classes, img_size, train, val), world)
+
+
+def _scored_everywhere(bundle: DataBundle, world: int) -> DataBundle:
+    """The bundle, where every process has validation images to score (each scores its share)."""
+    if bundle.val_images < world:
+        raise DataError(f"data.subset: {world} processes each score a share of the validation images, and "
+                        f"there are {bundle.val_images}; use a larger subset or fewer processes")
+    return bundle
 
 
 def _folder_classes(data: DataSection, info: DatasetInfo) -> list[str]:
