@@ -288,3 +288,17 @@ def test_every_process_gets_validation_images_to_score():
     few = resolve(MLP_TO_CNN, ["data.subset=5", "data.batch_size=2"]).config.data
     with pytest.raises(DataError, match="data.subset: 2 processes each score a share of the validation images, and there are 1"):
         load_data(few, CPU, seed=0, rank=1, world=2)
+
+
+def test_the_probe_batch_spans_a_class_sorted_folder(tmp_path):
+    """Its first images were of the first classes alone (a handful of ImageNet's 1,000)."""
+    x, y = _image_folder(tmp_path).val.fixed_batch(3)
+    assert y.tolist() == [0, 1, 2] and x.shape == (3, 3, 16, 16)
+
+
+def test_the_probe_batch_is_the_same_for_any_number_of_processes():
+    cfg = resolve(MLP_TO_CNN, ["data.subset=500"]).config.data
+    alone = load_data(cfg, CPU, seed=0).val.fixed_batch(16)
+    for rank in (0, 1):
+        shared = load_data(cfg, CPU, seed=0, rank=rank, world=2).val.fixed_batch(16)
+        assert torch.equal(shared[0], alone[0]) and torch.equal(shared[1], alone[1])

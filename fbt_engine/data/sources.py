@@ -113,6 +113,7 @@ class DeviceBatches:
         self.labels = torch.from_numpy(arrays.labels).to(device)
         self.rank, self.world = rank, world
         self.total_images = len(self.labels)
+        self.whole_split = self.images, self.labels  # the probe's images: the same whatever the processes
         if not train and world > 1:
             self.images, self.labels = self.images[rank::world], self.labels[rank::world]
         self.num_images = len(self.labels)
@@ -192,9 +193,17 @@ class DeviceBatches:
         self._standard = first_batch
 
     def fixed_batch(self, n: int) -> Batch:
-        """The first `n` images, un-augmented: the probe batch for per-stage statistics."""
-        x = self.images[:n]
-        return to_model_input(x, self.img_size, self.mean, self.std), self.labels[:n]
+        """The probe batch for per-stage statistics: `n` images spread over the whole split, un-augmented."""
+        images, labels = self.whole_split
+        pick = spread(len(labels), n).to(self.device)
+        return to_model_input(images[pick], self.img_size, self.mean, self.std), labels[pick]
+
+
+def spread(total: int, n: int) -> torch.Tensor:
+    """`n` (at most `total`) distinct indices spread evenly over `total` images: a folder dataset's
+    validation split is sorted by class, and its first images are of a handful of classes."""
+    k = min(n, total)
+    return torch.arange(k) * total // k
 
 
 class ArrayImages(torch.utils.data.Dataset):
@@ -382,7 +391,7 @@ class LoaderBatches:
             yield x, y
 
     def fixed_batch(self, n: int) -> Batch:
-        items = [self.dataset[i] for i in range(min(n, self.num_images))]
+        items = [self.dataset[i] for i in spread(self.num_images, n).tolist()]
         x = torch.stack([im for im, _ in items]).to(self.device)
         return x, torch.tensor([lbl for _, lbl in items], device=self.device)
 
