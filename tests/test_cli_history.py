@@ -388,6 +388,27 @@ def test_the_sidecar_rebuilds_a_student_that_was_told_its_image_size(fbt_home, t
     assert not recipe["m"].training and recipe["m"].pos_embed.shape[1] == 1 + (32 // recipe["m"].patch_embed.patch_size[0]) ** 2
 
 
+def test_a_timm_students_load_recipe_needs_no_fbt(fbt_home, tmp_path, monkeypatch):
+    """Only fbt's own models need fbt_engine to load: a timm student goes wherever timm does."""
+    result = run_fbt("run", MLP_TO_CNN, *tiny_sets('method.name="scratch"', 'student.model="resnet18"'))
+    assert result.returncode == 0, result.stderr
+    target = tmp_path / "r18.safetensors"
+    assert run_fbt("export", "last", "--student", str(target)).returncode == 0
+    recipe = tomllib.loads(target.with_suffix(".toml").read_text())["load"]["python"]
+    assert "fbt_engine" not in recipe
+    names: dict = {}
+    monkeypatch.chdir(tmp_path)
+    exec(recipe, names)
+    assert not names["m"].training
+
+
+def test_an_export_that_cannot_be_written_says_so(history, tmp_path):
+    (tmp_path / "w.toml").mkdir()  # where the sidecar goes
+    result = cli(history, "export", "alpha", "--student", str(tmp_path / "w.safetensors"))
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    assert f"{tmp_path / 'w.toml'}: cannot write: Is a directory" in result.stderr
+
+
 @pytest.mark.parametrize("args", [["runs", "show", "alpha"], ["runs", "ls"], ["compare", "alpha", "beta"],
                                   ["runs", "ls", "--json"], ["presets", "ls"]])
 def test_a_reader_that_goes_away_is_no_failure(history, args):

@@ -14,6 +14,7 @@ from typing import Any
 
 import tomli_w
 
+from fbt_engine.models.names import own_model_names
 from fbt_engine.store.events import effective
 from fbt_engine.store.runs import RunStore
 from fbt_engine.store.summary import RunSummary
@@ -200,13 +201,17 @@ def export_student(store: RunStore, run_id: str, target: Path, weights: str = "f
     target, side = student_paths(target)
     if not target.parent.is_dir():  # as -o: a mistyped folder is said, not made
         raise ExportError(f"{target}: cannot write: no such folder {target.parent}")
-    shutil.copyfile(source, target)
+    try:
+        shutil.copyfile(source, target)
+    except OSError as exc:  # a read-only or full file system
+        raise ExportError(f"{target}: cannot write: {exc.strerror}") from None
     cfg = load_config(store, run_id)
     summary = store.summary(run_id)
     started = next((e for e in store.events(run_id) if e["type"] == "run_started"), {})
     data = started.get("data", {})
     written = recorded(source)
     kwargs = written.get("kwargs", cfg["student"].get("kwargs", {}))
+    own = cfg["student"]["model"] in own_model_names()  # fbt's own models load with fbt installed; timm's, anywhere
     sidecar = {
         "model": {"name": cfg["student"]["model"], "kwargs": kwargs,
                   "num_classes": data.get("classes", 0), "img_size": data.get("img_size", 0),
@@ -220,13 +225,16 @@ def export_student(store: RunStore, run_id: str, target: Path, weights: str = "f
                    **({"val_images": data["val_images"]} if "val_images" in data else {}),
                    **({"epoch": written["epoch"]} if "epoch" in written else {})},
         "load": {"python": (  # runs as written beside the weights: every name in it is defined
-            "import timm, fbt_engine.models.small; from safetensors.torch import load_file; "
+            f"import timm{', fbt_engine.models.small' if own else ''}; from safetensors.torch import load_file; "
             f"m = timm.create_model({cfg['student']['model']!r}, num_classes={data.get('classes', 0)}"
             f"{''.join(f', {k}={v!r}' for k, v in kwargs.items())}); "
             f"m.load_state_dict(load_file({target.name!r})); m.eval()")},
         "config": cfg,
     }
-    side.write_text(tomli_w.dumps(sidecar), encoding="utf-8")
+    try:
+        side.write_text(tomli_w.dumps(sidecar), encoding="utf-8")
+    except OSError as exc:
+        raise ExportError(f"{side}: cannot write: {exc.strerror}") from None
     return target, side
 
 
