@@ -302,3 +302,10 @@ def test_the_probe_batch_is_the_same_for_any_number_of_processes():
     for rank in (0, 1):
         shared = load_data(cfg, CPU, seed=0, rank=rank, world=2).val.fixed_batch(16)
         assert torch.equal(shared[0], alone[0]) and torch.equal(shared[1], alone[1])
+
+
+def test_a_class_folder_without_images_is_named(tmp_path):
+    _image_folder(tmp_path)
+    (tmp_path / "train" / "fox").mkdir()
+    with pytest.raises(DataError, match=f"data.root: {tmp_path / 'train'}: Found no valid file for the classes fox"):
+        load_data(resolve(MLP_TO_CNN, ["data.name=imagefolder", f"data.root={tmp_path}", "data.img_size=16"]).config.data, CPU, seed=0)

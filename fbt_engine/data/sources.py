@@ -515,6 +515,13 @@ def _subset(train: Arrays, val: Arrays, n: int) -> tuple[Arrays, Arrays]:
     return train.take(subset_indices(train.labels, n)), val.take(subset_indices(val.labels, subset_val_images(n)))
 
 
+def _image_folder(datasets, folder: Path, transform):
+    try:
+        return datasets.ImageFolder(str(folder), transform=transform)
+    except OSError as exc:  # a class folder without images (FileNotFoundError), an unreadable one
+        raise DataError(f"data.root: {folder}: {exc}") from None
+
+
 def _number_as(val, train, root: Path) -> None:
     """val/'s labels by train/'s class numbers: each ImageFolder numbers its own folders, so a class
     that val/ lacks shifted every label after it."""
@@ -541,8 +548,7 @@ def _imagefolder(data: DataSection, info: DatasetInfo, img_size: int, device: to
     train_tf = classic_transforms(rrc, info, img_size, img_size)
     val_tf = transforms.Compose([transforms.Resize(round(img_size / EVAL_CROP)), transforms.CenterCrop(img_size),
                                  transforms.ToTensor(), norm])
-    train = datasets.ImageFolder(str(root / "train"), transform=train_tf)
-    val = datasets.ImageFolder(str(root / "val"), transform=val_tf)
+    train, val = _image_folder(datasets, root / "train", train_tf), _image_folder(datasets, root / "val", val_tf)
     _number_as(val, train, root)
     if data.subset:
         train = torch.utils.data.Subset(train, subset_indices(np.asarray(train.targets), data.subset))
