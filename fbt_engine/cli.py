@@ -212,10 +212,12 @@ def cmd_run(args) -> int:
         raise CliError("fbt run: give a preset (a file or a preset name) or --resume RUN")
     if args.run_id is not None and (error := _store().fresh_id_error(args.run_id)):
         raise CliError(error)
-    from fbt_engine.store.runs import tag_problem
+    from fbt_engine.store.runs import name_problem, tag_problem
 
     if problem := next(filter(None, map(tag_problem, args.tags)), None):
         raise CliError(f"--tag: {problem}")
+    if args.name is not None and (problem := name_problem(args.name)):
+        raise CliError(f"--name: {problem}")
     if args.resume is not None:  # a run that cannot be resumed is an error before torch is imported
         store = _store()
         rid = _resolve(store, args.resume)
@@ -225,11 +227,9 @@ def cmd_run(args) -> int:
     else:
         # SPEC §3: a bad preset is reported before anything heavy is imported (torch takes
         # seconds); the engine validates again, this only answers bad input sooner.
-        from fbt_engine.config.presets import PresetError, collect
+        from fbt_engine.config.presets import PresetError, collect, command_line_sets
 
-        extra = [*args.sets, *([f'run.device="{args.device}"'] if args.device else []),
-                 *([f"run.name={json.dumps(args.name)}"] if args.name else [])]
-        problems = collect(args.preset, extra).problems
+        problems = collect(args.preset, command_line_sets(args.sets, args.device, args.name)).problems
         if problems:
             for problem in problems:
                 print(f"error: {problem}", file=sys.stderr)
@@ -251,10 +251,11 @@ def cmd_run(args) -> int:
 def _check_resume_arguments(args, store, rid: str) -> None:
     """A resumed run keeps its config, name and tags: what would change them is refused, not
     silently left aside (only --set train.epochs may change, which the engine checks)."""
-    given = [flag for flag, value in (("--name", args.name), ("--tag", args.tags), ("--device", args.device)) if value]
+    given = [flag for flag, value in (("--name", args.name), ("--tag", args.tags), ("--device", args.device))
+             if value is not None and value != []]
     if given:
-        raise CliError(f"--resume {rid}: {', '.join(given)}: a resumed run keeps its name, tags and device "
-                       f"(fbt runs tag {rid} TAG adds a tag)")
+        hint = f" (fbt runs tag {rid} TAG adds a tag)" if given == ["--tag"] else ""
+        raise CliError(f"--resume {rid}: {', '.join(given)}: a resumed run keeps its name, tags and device{hint}")
     if args.preset is not None:
         from fbt_engine.config.presets import PresetError, find_preset
 

@@ -35,7 +35,7 @@ def torchrun_command(args, run_id: str | None) -> list[str]:
         cmd += ["--tag", tag]
     for flag, value in (("--name", args.name), ("--device", args.device), ("--resume", args.resume),
                         ("--id", run_id)):
-        if value:
+        if value is not None:  # --name "" too: a run without a name
             cmd += [flag, value]
     cmd += [flag for flag, on in (("--json", args.json), ("--quiet", args.quiet)) if on]
     return cmd

@@ -52,6 +52,8 @@ SET_CASES = [
      ['--set: data.img_size: dataset "imagefolder" has no native size',
       "--set: data.root: {tmp} has no train/ or val/ folder"]),
     ("device-typo", ['run.device="gpu"'], 2, ["run.device: expected auto, cpu, cuda or cuda:N, got 'gpu'"]),
+    ("name-with-a-tab", ['run.name="a\tb"'], 2,
+     ['--set: run.name: name "a\\tb": a name cannot hold control characters (tabs, newlines)']),
 ]
 
 
@@ -62,6 +64,17 @@ def test_bad_overrides(fbt_home, tmp_path, sets, code, needles):
     assert_clean_error(result, code, *[n.replace("{tmp}", str(tmp_path)) for n in needles], home=fbt_home)
     problems = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(problems) == (2 if "imagefolder" in str(sets) else 1), result.stderr  # one line per problem
+
+
+def test_run_names(fbt_home):
+    """Any text on one line (beyond U+FFFF too: JSON's surrogate pairs made it invalid TOML, blamed on
+    --set), but no control character and not "last"."""
+    emoji = run_fbt("run", MLP_TO_CNN, "--name", "ünï-名前-🚀", "--set", "train.epochs=0")
+    assert_clean_error(emoji, 2, "train.epochs: expected a value ≥ 1, got 0", home=fbt_home)
+    assert emoji.stderr.count("error: ") == 1
+    for name, needle in (("a\nb", '--name: name "a\\nb": a name cannot hold control characters'),
+                         ("last", '--name: a run cannot be named "last": it always means the newest run')):
+        assert_clean_error(run_fbt("run", MLP_TO_CNN, "--name", name), 2, needle, home=fbt_home)
 
 
 def test_misspelt_key_in_a_preset_file_names_file_and_key(fbt_home, tmp_path):

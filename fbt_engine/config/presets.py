@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import re
 import tomllib
@@ -25,7 +26,7 @@ from fbt_engine.data.specs import parse_randaugment
 from fbt_engine.methods.params import METHOD_PARAMS, FBTParams, MethodParams
 from fbt_engine.models.names import is_known_model, known_model_names, own_model_names
 from fbt_engine.registry import did_you_mean
-from fbt_engine.store.runs import tag_problem
+from fbt_engine.store.runs import name_problem, tag_problem
 
 SET_SOURCE = "--set"
 # A word or a path (cifar100, adamw, /data/cifar, ~/data, ./imgs): not TOML, taken as a string.
@@ -253,6 +254,18 @@ def _drop_foreign(method: str, table: dict[str, Any], prefix: str, origin, probl
                                     f"for when {owners[0]} runs"))
 
 
+def command_line_sets(sets: Iterable[str], device: str | None, name: str | None) -> list[str]:
+    """`fbt run`'s --device and --name as the --set items they stand for, after the user's own."""
+    return [*sets, *([f"run.device={toml_string(device)}"] if device else []),
+            *([f"run.name={toml_string(name)}"] if name is not None else [])]
+
+
+def toml_string(text: str) -> str:
+    """`text` as a TOML basic string: JSON's escapes are TOML's, but not its surrogate pairs, so
+    characters beyond U+FFFF go as they are (control characters, which TOML wants escaped, JSON escapes)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
 def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
     """Checks across fields and against the world (names, files), still without torch."""
     if not _DEVICE.match(cfg.run.device):
@@ -277,6 +290,8 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
     _check_data(cfg.data, origin, problems)
     problems += [Problem(origin("run.tags"), "run.tags", problem, newer_rule=True)
                  for problem in map(tag_problem, cfg.run.tags) if problem]
+    if problem := name_problem(cfg.run.name):
+        problems.append(Problem(origin("run.name"), "run.name", problem, newer_rule=True))
     ckpt = cfg.teacher.checkpoint
     if cfg.method.needs_teacher and ckpt and not Path(ckpt).expanduser().is_file():
         problems.append(Problem(origin("teacher.checkpoint"), "teacher.checkpoint",

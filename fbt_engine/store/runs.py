@@ -16,6 +16,7 @@ import shutil
 import socket
 import string
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,6 +88,17 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be a run's name, or None. Lists show a run a line, and "last" always
+    means the newest run."""
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        return f"name {json.dumps(name, ensure_ascii=False)}: a name cannot hold control characters (tabs, " \
+               "newlines): lists show a run a line"
+    if name == "last":
+        return 'a run cannot be named "last": it always means the newest run'
+    return None
 
 
 def tag_problem(tag: str) -> str | None:

@@ -27,7 +27,7 @@ import torch
 import fbt_engine
 from fbt_engine import paths
 from fbt_engine.config.fields import to_table
-from fbt_engine.config.presets import PresetError, Resolved, collect, resolve
+from fbt_engine.config.presets import PresetError, Resolved, collect, command_line_sets, resolve
 from fbt_engine.config.schema import Config, TrainSection
 from fbt_engine.data.sources import DataBundle, DataError, load_data
 from fbt_engine.formats import cpu_name
@@ -152,12 +152,7 @@ def _resolve(options: RunOptions, store: RunStore) -> tuple[Resolved, str | None
         raise EngineError(error, EXIT_USAGE)
     if options.preset is None:
         raise EngineError("fbt run: give a preset (a file or a preset name) or --resume RUN", EXIT_USAGE)
-    extra = list(options.sets)
-    if options.device:
-        extra.append(f'run.device="{options.device}"')
-    if options.name:
-        extra.append(f"run.name={_toml_string(options.name)}")
-    resolved = resolve(options.preset, extra)
+    resolved = resolve(options.preset, command_line_sets(options.sets, options.device, options.name))
     resolved.config.run.tags = sorted(set(resolved.config.run.tags) | set(options.tags))
     return resolved, None
 
@@ -187,10 +182,6 @@ def _distillation_epochs_started(run_dir: Path) -> int:
 def _dotted(cfg: Config, key: str) -> Any:
     section, name = key.split(".")
     return getattr(getattr(cfg, section), name)
-
-
-def _toml_string(text: str) -> str:
-    return json.dumps(text)  # a JSON string literal is a valid TOML basic string
 
 
 def prepare(resolved: Resolved, device: torch.device, info: DistInfo = DistInfo(),
