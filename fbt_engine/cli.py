@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -244,8 +245,11 @@ def cmd_run(args) -> int:
         return launch(args)
     from fbt_engine.train.engine import RunOptions, run
 
-    return run(RunOptions(preset=args.preset, sets=args.sets, name=args.name, tags=args.tags, device=args.device,
+    code = run(RunOptions(preset=args.preset, sets=args.sets, name=args.name, tags=args.tags, device=args.device,
                           json=args.json, resume=args.resume, run_id=args.run_id, quiet=args.quiet))
+    # the run has ended and recorded how: a late Ctrl-C must neither cut the exit short nor change its code
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
 
 
 def _check_resume_arguments(args, store, rid: str) -> None:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -39,6 +40,45 @@ def _interrupted_at_step_2(home, name: str, *sets: str, step: int = 2) -> Stream
     finally:
         run.close()
     return run
+
+
+def test_a_second_ctrl_c_stops_at_once_and_says_what_was_saved(with_cached_teacher):
+    """It said "interrupted" as if it had saved its step, and the resume went on from step 0. Two
+    signals 20 ms apart: the second lands in the step (nothing saved) or after the save (ignored
+    while the run writes its end); either way the run says which, and resumes."""
+    home = with_cached_teacher
+    run = Streamed("run", MLP_TO_CNN, *tiny_sets("train.log_every=1"), "--json", "--name", "twice", home=home)
+    try:
+        run.wait_for(distillation_step(2))
+        run.proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+        run.proc.send_signal(signal.SIGINT)
+        assert run.finish() == 130, run.stderr
+    finally:
+        run.close()
+    assert "Traceback" not in run.stderr
+    end = run.events[-1]
+    assert end["type"] == "run_interrupted"
+    if end["saved"]:
+        assert "interrupted; resume with: fbt run --resume" in run.stderr
+    else:
+        assert "stopped at once: nothing saved since distillation step 0; resume with" in run.stderr
+    assert meta(only_run(home))["status"] == "interrupted"
+    resumed = run_fbt("run", "--resume", "twice", home=home)
+    assert resumed.returncode == 0, resumed.stderr
+    assert steps(effective(file_events(only_run(home)))) == list(range(1, STEPS_PER_EPOCH + 1))
+
+
+def test_a_settled_stop_flag_ignores_further_signals():
+    from fbt_engine.train.loop import StopFlag
+
+    with StopFlag() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert stop.requested
+        stop.settle()
+        os.kill(os.getpid(), signal.SIGINT)  # unsettled, this raised KeyboardInterrupt
+        time.sleep(0.05)
 
 
 def test_a_non_finite_loss_fails_the_run_at_its_step(with_cached_teacher):

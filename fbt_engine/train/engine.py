@@ -571,23 +571,37 @@ def execute(p: Prepared, run_id: str, segment: int, resuming: bool, reporter: Re
                      f"final {summary.final_top1:.2f}% — {reporter.dir}")
         reporter.finish("finished", EXIT_OK)
         return EXIT_OK
-    except (Interrupted, KeyboardInterrupt):
-        reporter.emit("run_interrupted", phase=phase_name)
-        reporter.log(f"interrupted; resume with: fbt run --resume {run_id}")
+    except (Interrupted, KeyboardInterrupt) as exc:
+        stop.settle()
+        saved = isinstance(exc, Interrupted)  # else a second Ctrl-C stopped it at once, saving nothing
+        reporter.emit("run_interrupted", phase=phase_name, saved=saved)
+        reporter.log(("interrupted" if saved else f"stopped at once: nothing saved since {_saved_point(reporter.dir)}")
+                     + f"; resume with: fbt run --resume {run_id}")
         reporter.finish("interrupted", EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except NonFiniteLoss as exc:
+        stop.settle()
         reporter.emit("run_failed", error="NonFiniteLoss", message=str(exc), step=exc.step, phase=phase_name)
         reporter.log(f"failed: {exc}")
         reporter.finish("failed", EXIT_FAILED)
         return EXIT_FAILED
     except Exception as exc:  # the run failed: record it fully, then report it briefly
+        stop.settle()
         tail = traceback.format_exc().splitlines()[-25:]
         reporter.emit("run_failed", error=type(exc).__name__, message=str(exc), traceback="\n".join(tail),
                       phase=phase_name, rank=p.dist.rank)
         reporter.log(f"failed: {type(exc).__name__}: {exc}")
         reporter.finish("failed", EXIT_FAILED)
         return EXIT_FAILED
+
+
+def _saved_point(run_dir: Path) -> str:
+    """Where a resume of a run stopped at once goes on from, in words."""
+    try:
+        step, phase = resume_point(run_dir)
+    except EngineError:  # its checkpoint is unreadable: the resume will say so
+        return "its last checkpoint"
+    return f"{phase.replace('_', ' ')} step {step}"
 
 
 def _ranks_in_sync(p: Prepared) -> bool:

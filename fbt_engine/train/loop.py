@@ -59,10 +59,11 @@ class Interrupted(Exception):
 
 class StopFlag:
     """While installed (a context manager), SIGINT/SIGTERM ask the loop to stop after the current
-    step; a second SIGINT stops at once. The previous handlers come back on exit."""
+    step; a second SIGINT stops at once, until `settle()`. The previous handlers come back on exit."""
 
     def __init__(self) -> None:
         self.requested = False
+        self._settled = False
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "StopFlag":
@@ -75,9 +76,13 @@ class StopFlag:
             signal.signal(sig, handler)
 
     def _handle(self, signum, frame) -> None:
-        if self.requested and signum == signal.SIGINT:
+        if self.requested and signum == signal.SIGINT and not self._settled:
             raise KeyboardInterrupt
         self.requested = True
+
+    def settle(self) -> None:
+        """The run is ending and writing what it must: a further Ctrl-C would only cut that short."""
+        self._settled = True
 
 
 @dataclass
