@@ -325,7 +325,10 @@ def cmd_runs(args) -> int:
             raise CliError(str(exc)) from None
         print(f"{rid}: {status}")
     elif action == "reindex":
-        print(f"indexed {store.reindex()} run(s) into {store.index.path}")
+        indexed, skipped = store.reindex()
+        for problem in skipped:
+            print(f"warning: left out {problem}", file=sys.stderr)
+        print(f"indexed {indexed} run(s) into {store.index.path}")
     return EXIT_OK
 
 
@@ -593,6 +596,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # the data home or a file it holds cannot be read or written as it is
+        where = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+        print(f"error: {where}", file=sys.stderr)
+        return EXIT_ENV
     except KeyboardInterrupt:
         return 130
 

@@ -358,6 +358,26 @@ def test_reindex_rebuilds_the_live_index_exactly(copied):
     assert rows() == live
 
 
+def test_reindex_names_the_run_folders_it_leaves_out(copied):
+    """A run whose meta.json was damaged vanished from every list without a word."""
+    broken = next((copied / "runs").iterdir()) / "meta.json"
+    broken.write_text("{ not json")
+    result = run_fbt("runs", "reindex")
+    assert result.returncode == 0 and "indexed 1 run(s)" in result.stdout
+    assert f"warning: left out {broken}: Expecting property name" in result.stderr
+
+
+def test_an_index_that_cannot_be_opened_is_an_error_not_a_fresh_start(copied):
+    """A read-only data home's index (or one locked too long) was taken for a damaged one: moved
+    aside, which failed with a traceback where the home is read-only."""
+    for f in copied.glob("index.sqlite*"):
+        f.unlink()
+    (copied / "index.sqlite").mkdir()  # what sqlite cannot open, as it cannot a read-only home's
+    result = run_fbt("runs", "ls")
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    assert f"error: {copied / 'index.sqlite'}: cannot open the run index (unable to open database file)" in result.stderr
+
+
 def test_the_sidecar_rebuilds_a_student_that_was_told_its_image_size(fbt_home, tmp_path, monkeypatch):
     """A ViT trained at another size than its default (deit_nano at 32 px, built for 28) has
     position embeddings of that size: the sidecar's kwargs say img_size, where fbt passed it, so

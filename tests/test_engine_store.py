@@ -248,7 +248,7 @@ def test_the_live_index_equals_one_rebuilt_from_the_folders(store, fbt_home):
     store.add_tag(crashed, "x")
     store.trash(crashed)
     live = [r.as_dict() for r in store.index.all(include_trashed=True)]
-    assert store.reindex() == 3
+    assert store.reindex() == (3, [])
     assert [r.as_dict() for r in store.index.all(include_trashed=True)] == live
     store.close()
     for f in fbt_home.glob("index.sqlite*"):
@@ -474,7 +474,7 @@ def test_a_resume_drops_what_it_supersedes_from_the_engines_own_summary(store):
     resumed.finish("finished", 0)
     row = next(r for r in store.index.all() if r.id == rid)
     assert (row.best_top1, row.best_epoch) == (60.0, 2)
-    assert store.reindex() and next(r for r in store.index.all() if r.id == rid).best_top1 == 60.0
+    assert store.reindex() == (1, []) and next(r for r in store.index.all() if r.id == rid).best_top1 == 60.0
 
 
 def test_an_index_row_from_before_the_paused_column_reads_as_no_pause(store, fbt_home):
@@ -548,7 +548,8 @@ def test_a_broken_run_folder_does_not_take_the_history_down(store, fbt_home):
     half_made = fbt_home / "runs" / f".{new_run_id()}.tmp"  # a creation that crashed before its rename
     half_made.mkdir()
     (half_made / "meta.json").write_text(json.dumps({"id": half_made.name[1:-4], "status": "running"}))
-    assert store.reindex() == 1
+    indexed, skipped = store.reindex()
+    assert indexed == 1 and len(skipped) == 1 and skipped[0].startswith(f"{fbt_home / 'runs' / broken / 'meta.json'}: ")
     assert [r.id for r in store.list()] == [good]
 
 

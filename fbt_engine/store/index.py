@@ -32,6 +32,10 @@ def index_stamp(path: Path) -> tuple[int, ...]:
     return tuple(stamps)
 
 
+class IndexUnavailable(OSError):
+    """The index cannot be opened as it is (a read-only data home, a lock held too long)."""
+
+
 class RunIndex:
     """The index is a cache of the run folders: when it is unreadable, or its columns are not
     RunSummary's (another fbt version wrote it), it starts empty and RunStore rebuilds it."""
@@ -42,6 +46,8 @@ class RunIndex:
         self.reset = False  # True when this open had to start the index afresh
         try:
             self.db = self._open()
+        except sqlite3.OperationalError as exc:  # read-only, locked too long, not a file: no damage to mend
+            raise IndexUnavailable(f"{path}: cannot open the run index ({exc})") from None
         except sqlite3.DatabaseError:  # "file is not a database": keep it for a post-mortem, start afresh
             for suffix in ("", "-wal", "-shm"):
                 broken = path.with_name(path.name + suffix)

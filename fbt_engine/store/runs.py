@@ -252,20 +252,23 @@ class RunStore:
         self.index.upsert(summary)
         return summary
 
-    def reindex(self) -> int:
-        """Rebuild index.sqlite from the run folders alone."""
-        summaries = []
+    def reindex(self) -> tuple[int, list[str]]:
+        """Rebuild index.sqlite from the run folders alone: (runs indexed, why each folder it left
+        out was; one unreadable meta.json must not take the whole history down)."""
+        summaries, skipped = [], []
         for folder in self._folders(include_trashed=True):
             try:
                 meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue  # one unreadable meta.json must not take the whole history down
+            except (OSError, ValueError) as exc:
+                skipped.append(f"{folder / 'meta.json'}: {exc}")
+                continue
             if not isinstance(meta, dict) or "id" not in meta:
+                skipped.append(f"{folder / 'meta.json'}: not a run's meta (no id)")
                 continue
             summaries.append(summarize(meta, read_events(folder / "events.jsonl"),
                                        trashed=folder.parent == self.trash_dir))
         self.index.replace_all(summaries)
-        return len(summaries)
+        return len(summaries), skipped
 
     def detect_crashes(self) -> list[str]:
         """Mark runs whose process is gone (or, on another host, whose heartbeat went stale)."""
