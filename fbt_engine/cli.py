@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import fbt_engine
 from fbt_engine.formats import duration, percent, to_devnull, when
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
@@ -23,10 +24,13 @@ EPILOG = """\
 RUN is a run id, a unique id prefix, a run name, or `last`.
 Exit codes: 0 ok, 1 run failed, 2 usage or config error, 3 environment, 130 interrupted.
 Examples:
-  fbt run presets/mlp_to_cnn.toml
+  fbt run mlp_to_cnn
   fbt run mlp_to_cnn --set train.epochs=2 --set data.subset=1000 --json
   fbt runs ls --status finished
   fbt export last --format csv -o metrics.csv"""
+
+
+RUN_HELP = 'a run id, a unique id prefix, a run name (its newest run) or "last"'
 
 
 class CliError(Exception):
@@ -38,6 +42,7 @@ class CliError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fbt", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"fbt {fbt_engine.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="one run, headless")
@@ -66,21 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--tag", help="only runs with this tag")
     ls.add_argument("--trash", action="store_true", help="list the trash instead")
     show = runs.add_parser("show", help="one run's summary, weights and epochs (--json: with its config)")
-    show.add_argument("run")
+    show.add_argument("run", help=RUN_HELP)
     show.add_argument("--json", action="store_true", help="summary, meta and config as JSON")
     for name, text in (("rm", "move runs to the trash"), ("restore", "bring runs back from the trash")):
-        runs.add_parser(name, help=text).add_argument("runs", nargs="+", metavar="RUN")
+        runs.add_parser(name, help=text).add_argument("runs", nargs="+", metavar="RUN", help=RUN_HELP)
     runs.add_parser("purge", help="delete the trash for good").add_argument(
         "--yes", action="store_true", help="do not ask (needed without a terminal)")
     tag = runs.add_parser("tag", help="add (or --remove) a tag")
-    tag.add_argument("run")
-    tag.add_argument("tag")
+    tag.add_argument("run", help=RUN_HELP)
+    tag.add_argument("tag", help="one word, without commas")
     tag.add_argument("--remove", action="store_true", help="take the tag off instead")
     note = runs.add_parser("note", help="set a run's note")
-    note.add_argument("run")
-    note.add_argument("text")
+    note.add_argument("run", help=RUN_HELP)
+    note.add_argument("text", help='the note, which replaces the last one ("" clears it)')
     runs.add_parser("close", help="mark a run stuck as running as crashed (on this machine: only once its process "
-                    "is gone; a run of another machine: at your word)").add_argument("run")
+                    "is gone; a run of another machine: at your word)").add_argument("run", help=RUN_HELP)
     runs.add_parser("reindex", help="rebuild index.sqlite from the run folders")
 
     cmp_ = sub.add_parser("compare", help="summaries and the config keys that differ")
@@ -90,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also the parameters that only some of the runs' methods have")
 
     exp = sub.add_parser("export", help="metrics (csv/json/jsonl/md) or the distilled student")
-    exp.add_argument("runs", nargs="+", metavar="RUN")
-    exp.add_argument("--format", choices=("csv", "json", "jsonl", "md"))
+    exp.add_argument("runs", nargs="+", metavar="RUN", help=RUN_HELP)
+    exp.add_argument("--format", choices=("csv", "json", "jsonl", "md"),
+                     help="csv: one row per logged step, each epoch's validation on its last step's row; json: "
+                          "one object per run; jsonl: the events; md: tables of the summaries and epochs")
     exp.add_argument("-o", "--output", default="-", help="file, or - for stdout")
     exp.add_argument("--student", metavar="FILE.safetensors", help="write the student's weights and a sidecar TOML")
     exp.add_argument("--weights", choices=("final", "best"),
@@ -316,14 +323,15 @@ def cmd_runs(args) -> int:
     elif action == "note":
         rid = _resolve(store, args.run)
         store.set_note(rid, args.text)
-        print(f"{rid}: note saved")
+        print(f"{rid}: note {'saved' if args.text else 'cleared'}")
     elif action == "close":
         rid = _resolve(store, args.run)
+        was = store.read_meta(rid).get("status")
         try:
             status = store.close_run(rid)
         except RuntimeError as exc:
             raise CliError(str(exc)) from None
-        print(f"{rid}: {status}")
+        print(f"{rid}: {status}" + (" (it was not running: nothing to close)" if was == status else ""))
     elif action == "reindex":
         indexed, skipped = store.reindex()
         for problem in skipped:

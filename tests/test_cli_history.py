@@ -230,6 +230,7 @@ def test_export_json_jsonl_and_markdown(history):
     md = cli(history, "export", "alpha", "beta", "--format", "md").stdout
     assert md.startswith("| run | name | method |") and md.count(history["ids"]["alpha"]) >= 2
     assert "| distillation | 1 |" in md
+    assert "fbt 0." in run_fbt("--version").stdout
     missing = cli(history, "export", "alpha")
     assert missing.returncode == 2 and "--format" in missing.stderr
     unwritable = cli(history, "export", "alpha", "--format", "csv", "-o", "/proc/no/such/file.csv")
@@ -292,6 +293,15 @@ def test_tag_note_rm_restore_purge(copied):
     assert [r["name"] for r in fbt_json("runs", "ls", "--json", "--tag", "best")] == ["beta"]
     run_fbt("runs", "tag", "beta", "best", "--remove")
     assert fbt_json("runs", "ls", "--json", "--tag", "best") == []
+    assert run_fbt("runs", "note", "alpha", "").stdout.strip().endswith("note cleared")
+    folder = copied / "runs" / fbt_json("runs", "show", "beta", "--json")["summary"]["id"]
+    renamed = {**json.loads((folder / "meta.json").read_text()), "name": "a|b"}
+    (folder / "meta.json").write_text(json.dumps(renamed))
+    run_fbt("runs", "reindex")
+    assert "| a\\|b |" in run_fbt("export", "a|b", "--format", "md").stdout  # a "|" ended the cell
+    renamed["name"] = "beta"
+    (folder / "meta.json").write_text(json.dumps(renamed))
+    run_fbt("runs", "reindex")
     assert run_fbt("runs", "note", "alpha", "baseline; lr 0.05").returncode == 0
     assert fbt_json("runs", "show", "alpha", "--json")["meta"]["note"] == "baseline; lr 0.05"
     assert "baseline; lr 0.05" in run_fbt("runs", "show", "alpha").stdout

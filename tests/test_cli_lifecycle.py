@@ -211,7 +211,7 @@ def killed(tmp_path_factory, teacher_cache):
         assert (row["status"], row["method"], row["pair"]) == ("running", "fbt", "mixer_nano → resnet10_cifar")
         assert row["epochs_done"] == 0 and row["epochs_total"] == 1
         rm = run_fbt("runs", "rm", "victim", home=home)
-        assert rm.returncode == 2 and "still running" in rm.stderr
+        assert rm.returncode == 2 and f"still running (pid {run.proc.pid}); stop it first: kill -INT" in rm.stderr
         close = run_fbt("runs", "close", "victim", home=home)
         assert close.returncode == 2 and f"kill -INT {run.proc.pid}" in close.stderr
         resume = run_fbt("run", "--resume", "victim", home=home)
@@ -234,7 +234,8 @@ def test_kill_9_leaves_a_run_listed_as_crashed_with_its_events_intact(killed):
     assert _status(run_id, home) == "crashed"
     m = meta(run_dir)
     assert m["status"] == "crashed" and m["exit_code"] is None and m["ended"] == m["heartbeat"]
-    assert run_fbt("runs", "close", "victim", home=home).stdout.strip() == f"{run_id}: crashed"
+    assert run_fbt("runs", "close", "victim", home=home).stdout.strip() == \
+        f"{run_id}: crashed (it was not running: nothing to close)"
     assert "crashed" in run_fbt("runs", "show", "victim", home=home).stdout
 
 

@@ -119,6 +119,14 @@ def test_last_and_names_prefer_runs_out_of_the_trash(store):
     assert store.resolve("last", include_trashed=True) == new  # nothing else will do
 
 
+def test_an_ambiguous_prefix_lists_five_runs_and_says_there_are_more(store):
+    for i in range(7):
+        make_run(store, run_id=f"20261207-101010-aaaaa{i}")
+    with pytest.raises(RunNotFound) as ambiguous:
+        store.resolve("2026")
+    assert str(ambiguous.value).endswith("20261207-101010-aaaaa2, …") and '"2026" matches 7 runs' in str(ambiguous.value)
+
+
 def test_resolving_in_an_empty_store(store):
     with pytest.raises(RunNotFound, match="no runs yet"):
         store.resolve("last")

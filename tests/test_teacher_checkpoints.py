@@ -56,6 +56,14 @@ def test_a_checkpoint_of_another_model_is_refused_with_the_keys(tmp_path):
         load_weights(create_model("resnet10_cifar", 10, 28), tmp_path / "slim.pth")
 
 
+def test_a_checkpoint_for_other_classes_names_the_heads_shapes(tmp_path):
+    torch.save(create_model("resnet10_cifar", 100, 28).state_dict(), tmp_path / "c100.pth")
+    with pytest.raises(TeacherError) as refused:
+        load_weights(create_model("resnet10_cifar", 10, 28), tmp_path / "c100.pth")
+    assert str(refused.value).endswith(": 2 keys of another shape (e.g. head.fc.weight 100×128 (the model's: "
+                                       "10×128), head.fc.bias 100 (the model's: 10))")
+
+
 def test_a_file_that_is_not_a_checkpoint_is_refused(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(TeacherError, match="cannot read"):

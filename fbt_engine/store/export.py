@@ -98,7 +98,7 @@ def markdown(store: RunStore, run_ids: list[str]) -> str:
     events = {rid: store.events(rid) for rid in run_ids}  # read once: the failures and the epochs come from them
     for rid in run_ids:
         s = store.summary(rid)
-        lines.append(f"| {s.id} | {s.name} | {s.method} | {s.pair} | {s.status} | "
+        lines.append(f"| {s.id} | {_md_cell(s.name)} | {s.method} | {s.pair} | {s.status} | "
                      f"{_fmt(s.best_top1)} ({_fmt(s.best_epoch)}) | {_fmt(s.final_top1)} | {_fmt(s.fusion_top1)} |")
     failures = [(rid, failure) for rid in run_ids if (failure := last_failure(events[rid])) is not None]
     if failures:
@@ -113,6 +113,11 @@ def markdown(store: RunStore, run_ids: list[str]) -> str:
         lines += [f"| {r['phase']} | {r['epoch']} | {_fmt(r['train_loss'], 4)} | {_fmt(r['val_loss'], 4)} | "
                   f"{_fmt(r['student/top1'])} | {_fmt(r['teacher/top1'])} | {_fmt(r['fusion/top1'])} |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    """Text in a Markdown table's cell: a "|" would end the cell."""
+    return text.replace("|", "\\|")
 
 
 def last_failure(events: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -344,13 +344,15 @@ class RunStore:
         if named:
             return named[0]
         if len(prefixed) > 1:
-            raise AmbiguousRun(f'"{ref}" matches {len(prefixed)} runs: {", ".join(prefixed[:5])}')
+            raise AmbiguousRun(f'"{ref}" matches {len(prefixed)} runs: {", ".join(prefixed[:5])}'
+                               + (", …" if len(prefixed) > 5 else ""))
         raise RunNotFound(f'no run{where} matches "{ref}" (an id, a unique id prefix, a name, or "last")')
 
     def running_problem(self, run_id: str) -> str | None:
         """Why `run_id` cannot be moved now (its process is alive), or None."""
         meta = self.read_meta(run_id)
-        return f"run {run_id} is still running (pid {meta['pid']}); stop it first" if self._running(meta) else None
+        return (f"run {run_id} is still running (pid {meta['pid']}); stop it first: kill -INT {meta['pid']}"
+                if self._running(meta) else None)
 
     def _running(self, meta: dict[str, Any]) -> bool:
         """Whether the meta's run is running now: said so, and its process alive."""

@@ -91,12 +91,8 @@ def load_weights(model: nn.Module, path: Path) -> None:
     except Exception as exc:  # a corrupt or foreign file: say which, not a traceback
         raise TeacherError(f"teacher.checkpoint: cannot read {path}: not a PyTorch checkpoint (torch.save) or a "
                            f".safetensors file ({type(exc).__name__}: {exc})") from None
-    missing, unexpected = _mismatch(model, state)
-    if missing or unexpected:
-        raise TeacherError(
-            f"teacher.checkpoint: {path} does not fit {type(model).__name__}: "
-            f"{len(missing)} missing keys (e.g. {', '.join(missing[:3]) or '-'}), "
-            f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3]) or '-'})")
+    if misfits := _mismatch(model, state):
+        raise TeacherError(f"teacher.checkpoint: {path} does not fit {type(model).__name__}: {'; '.join(misfits)}")
     model.load_state_dict(state)
 
 
@@ -108,12 +104,22 @@ def timm_filter(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, t
     return convert(state, model) if convert is not None else state
 
 
-def _mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+def _mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """What keeps `state` from loading into `model`, in words; empty where it fits. A head of
+    another shape is what a checkpoint for other classes shows."""
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
-    return missing + [f"{k} (shape)" for k in wrong], unexpected
+    kinds = {
+        "missing": [k for k in own if k not in state],
+        "unexpected": [k for k in state if k not in own],
+        "of another shape": [f"{k} {_shape(state[k])} (the model's: {_shape(own[k])})"
+                             for k in own if k in state and own[k].shape != state[k].shape],
+    }
+    return [f"{len(keys)} key{'s' if len(keys) != 1 else ''} {kind} (e.g. {', '.join(keys[:3])})"
+            for kind, keys in kinds.items() if keys]
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "×".join(map(str, t.shape)) or "scalar"
 
 
 def save_to_cache(source: TeacherSource, model: nn.Module, info: dict[str, Any]) -> None:
