@@ -18,6 +18,11 @@ PRESETS = REPO / "presets"
 TINY = ["data.subset=500", "data.batch_size=64", "train.epochs=1", "teacher.recipe.epochs=1", "train.log_every=2"]
 
 
+def warnings_of(events: list[dict]) -> list[str]:
+    """A run's warning messages, less the one that TINY's one-epoch teacher earns (near chance)."""
+    return [e["message"] for e in events if e["type"] == "warning" and "near chance" not in e["message"]]
+
+
 def compiler_failing_at(call: int, message: str, calls: list) -> Callable:
     """A stand-in for torch.compile: the functions it "compiles" run eagerly, each call counted in
     `calls`, except call number `call`, which raises RuntimeError(message)."""

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import PRESETS, REPO, TINY, compiler_failing_at
+from conftest import PRESETS, REPO, TINY, compiler_failing_at, warnings_of
 from fbt_engine.store.runs import RunStore
 from fbt_engine.config.schema import TrainSection
 from fbt_engine.train.engine import RunOptions, compile_mode, run
@@ -36,13 +36,13 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning(with_cached_tea
     monkeypatch.setattr(torch, "compile", compiler_failing_at(1, "no C++ compiler found", calls))
     code, events = _run_compiled()
     assert code == 0
-    warnings = [e for e in events if e["type"] == "warning"]
-    assert len(warnings) == 1 and "torch.compile failed" in warnings[0]["message"]
-    assert "no C++ compiler found" in warnings[0]["message"]
+    warnings = warnings_of(events)
+    assert len(warnings) == 1 and "torch.compile failed" in warnings[0]
+    assert "no C++ compiler found" in warnings[0]
     assert calls == [1]  # tried once, then eager for good
     assert events[-1]["type"] == "run_finished"
     assert "compiling the training step" in _engine_log() and "compiled:" not in _engine_log()
-    assert f"warning: {warnings[0]['message']}" in _engine_log()  # and on stderr, for a headless run
+    assert f"warning: {warnings[0]}" in _engine_log()  # and on stderr, for a headless run
 
 
 def _backward_that_fails(params: list[torch.Tensor]) -> type[torch.autograd.Function]:
@@ -93,7 +93,7 @@ def test_a_backward_that_fails_to_compile_falls_back_too(with_cached_teacher, mo
     monkeypatch.setattr(torch, "compile", compile_with_a_broken_backward)
     code, events = _run_compiled()
     assert code == 0
-    warnings = [e["message"] for e in events if e["type"] == "warning"]
+    warnings = warnings_of(events)
     assert warnings == ["torch.compile failed (RuntimeError: could not lower the backward graph); training without it"]
     assert calls == [1]
     assert events[-1]["type"] == "run_finished"
@@ -109,7 +109,7 @@ def test_a_failure_after_the_compiling_steps_is_the_steps_own(with_cached_teache
     monkeypatch.setattr(torch, "compile", compiler_failing_at(5, "CUDA out of memory", []))
     code, events = _run_compiled()
     assert code != 0
-    assert not [e for e in events if e["type"] == "warning"]
+    assert not warnings_of(events)
     assert events[-1]["type"] == "run_failed" and "CUDA out of memory" in events[-1]["message"]
 
 
@@ -222,7 +222,7 @@ def test_an_error_of_the_step_itself_is_not_called_a_compile_failure(with_cached
     monkeypatch.setattr(FBT, "forward", broken_forward)
     code, events = _run_compiled()
     assert code != 0
-    assert not [e for e in events if e["type"] == "warning"]
+    assert not warnings_of(events)
     assert events[-1]["type"] == "run_failed" and events[-1]["error"] == "ValueError"
 
 

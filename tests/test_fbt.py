@@ -224,7 +224,7 @@ def test_l2g_takes_its_class_token_from_the_teacher_the_run_trained(fbt_home, ca
     trained in the run is untrained when F is built: F takes them again once it is trained, so the
     first run of a preset starts distillation where a run on the cached teacher does. At lr 0,
     distillation leaves them where they started (and the run warns that it will, on stderr too)."""
-    from conftest import PRESETS, TINY
+    from conftest import PRESETS, TINY, warnings_of
     from fbt_engine.config.presets import resolve
     from fbt_engine.store.events import read_events
     from fbt_engine.store.runs import RunStore
@@ -235,7 +235,7 @@ def test_l2g_takes_its_class_token_from_the_teacher_the_run_trained(fbt_home, ca
     store = RunStore()
     warning = "--set: optim.lr: is 0: no weight will learn (BatchNorm's running statistics still move)"
     events = read_events(store.run_dir(store.resolve("last")) / "events.jsonl")
-    assert [e["message"] for e in events if e["type"] == "warning"] == [warning]
+    assert warnings_of(events) == [warning]
     assert f"warning: {warning}" in capsys.readouterr().err
     final = torch.load(store.run_dir(store.resolve("last")) / "checkpoints" / "last.pt", weights_only=False)["method"]
     on_cached_teacher = prepare(resolve(preset, sets), torch.device("cpu")).method.fusion.projector

@@ -108,6 +108,12 @@ def test_a_cached_teacher_skips_the_teacher_phase(with_cached_teacher):
                    for line in result.stdout.splitlines())
     (info,) = [json.loads(p.read_text()) for p in (with_cached_teacher / "teachers").rglob("teacher.json")]
     assert (info["subset"], info["val_images"]) == (500, 100)  # what its best_top1 was measured on
+    # one epoch on 500 images leaves it near chance, which the run says (a loaded one is refused)
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    top1 = next(e for e in events if e["type"] == "phase" and e["phase"] == "distillation")["teacher"]["top1"]
+    warned = [e["message"] for e in events if e["type"] == "warning"]
+    assert warned == ([f"the teacher trained with [teacher.recipe] scores {top1:.1f}% top-1, near chance (10.0%): "
+                       "distilling from it teaches little; give it more epochs or data"] if top1 < 20 else [])
 
 
 def test_doctor_checks_a_preset_and_its_teacher_checkpoint(fbt_home, tmp_path):

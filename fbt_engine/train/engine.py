@@ -51,7 +51,7 @@ from fbt_engine.train.report import HumanOutput, Reporter, SilentReporter
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 RESUMABLE_SETTINGS = ("train.epochs",)  # what --set may change when resuming
 PROBE_IMAGES = 256
-NEAR_CHANCE = 2.0  # a loaded teacher below this multiple of chance accuracy is refused
+NEAR_CHANCE = 2.0  # a loaded teacher below this multiple of chance accuracy is refused, a trained one warned of
 
 
 class EngineError(Exception):
@@ -384,7 +384,11 @@ def distill_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
     if p.teacher is not None:
         reporter.emit("phase", phase="eval", during="distillation", epoch=0, images=p.data.val_images)
         fixed = {"teacher": teacher_accuracy(p)}
-        reporter.log(f"teacher top-1 {fixed['teacher']['top1']:.2f}% on {p.data.val_images} validation images")
+        top1, chance = fixed["teacher"]["top1"], 100.0 / p.data.num_classes
+        reporter.log(f"teacher top-1 {top1:.2f}% on {p.data.val_images} validation images")
+        if top1 < NEAR_CHANCE * chance and p.teacher_source.kind in ("train", "cache"):  # loaded ones are refused
+            reporter.warn(f"the teacher trained with [teacher.recipe] scores {top1:.1f}% top-1, near chance "
+                          f"({chance:.1f}%): distilling from it teaches little; give it more epochs or data")
     o = cfg.optim
     phase = _phase("distillation", p.method, p, cfg.train.epochs,
                    OptimSpec(o.name, o.lr, o.weight_decay, o.momentum, o.nesterov, tuple(o.betas)),
