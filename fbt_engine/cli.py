@@ -478,7 +478,9 @@ def cmd_export(args) -> int:
 
     store = _store()
     ids = [_resolve(store, r, include_trashed=True) for r in args.runs]
-    if args.student:
+    if args.student is not None:
+        if not args.student.strip():
+            raise CliError("export --student: give a file (FILE.safetensors) or a folder to write the weights to")
         if len(ids) != 1:
             raise CliError("export --student takes exactly one run")
         if args.format or args.output != "-":

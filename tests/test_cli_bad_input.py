@@ -169,7 +169,7 @@ def test_a_cuda_device_that_is_not_there_exits_3(fbt_home):
     if not HAS_CUDA_DEVICE:  # the case the issue names
         for how in (["--device", "cuda"], ["--set", 'run.device="cuda"']):  # the flag sets the key
             result = run_fbt("run", MLP_TO_CNN, *how)
-            assert_clean_error(result, 3, "--device cuda (run.device): CUDA is not available", "--device cpu",
+            assert_clean_error(result, 3, "run.device: cuda: CUDA is not available", "--device cpu",
                                home=fbt_home)
     else:  # a GPU machine: ask for a device it does not have
         result = run_fbt("run", MLP_TO_CNN, "--set", 'run.device="cuda:99"')

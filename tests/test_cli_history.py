@@ -262,6 +262,8 @@ def test_export_student_loads_into_timm(history, tmp_path):
     best = tomllib.loads((folder / f"{history['ids']['alpha']}_best.toml").read_text())["source"]
     assert (best["weights"], best["epoch"]) == ("best", history["alpha_events"][-1]["best"]["epoch"])
     assert sidecar["source"]["weights"] == "final" and "epoch" not in sidecar["source"]
+    empty = cli(history, "export", "alpha", "--student", "")
+    assert empty.returncode == 2 and "export --student: give a file" in empty.stderr
     alone = cli(history, "export", "alpha", "--weights", "best", "--format", "csv")
     assert alone.returncode == 2 and "give --student" in alone.stderr
 

@@ -96,8 +96,8 @@ def select_device(requested: str, info: DistInfo = DistInfo()) -> torch.device:
         requested = f"cuda:{info.local_rank}"
     if requested.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise EngineError(f"--device {requested} (run.device): CUDA is not available on this machine "
-                              "(try --device cpu)", EXIT_ENV)
+            raise EngineError(f"run.device: {requested}: CUDA is not available on this machine "
+                              "(--device cpu runs on the CPU)", EXIT_ENV)
         index = int(requested.split(":")[1]) if ":" in requested else 0
         if index >= torch.cuda.device_count():
             raise EngineError(f"run.device: {requested}: only {torch.cuda.device_count()} CUDA device(s)", EXIT_ENV)
