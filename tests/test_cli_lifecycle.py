@@ -333,12 +333,20 @@ def test_a_run_stopped_while_training_its_teacher_resumes_that_training(fbt_home
         assert run.finish() == 130, run.stderr
     finally:
         run.close()
+    # as a run started by an fbt that keyed teachers otherwise: the teacher is cached under today's
+    # key, and the run records it there, where a resume of its distillation looks
+    run_dir = only_run(fbt_home)
+    recorded = json.loads((run_dir / "meta.json").read_text())
+    (run_dir / "meta.json").write_text(json.dumps({**recorded, "teacher_weights": str(
+        fbt_home / "teachers" / "0ld-key" / "teacher.safetensors")}))
     resumed = run_fbt("run", "--resume", "early", home=fbt_home)
     assert resumed.returncode == 0, resumed.stderr
     assert "teacher mixer_nano: training on from step" in resumed.stderr and "from scratch" not in resumed.stderr
-    teacher_steps = [e["step"] for e in effective(file_events(only_run(fbt_home)))
+    teacher_steps = [e["step"] for e in effective(file_events(run_dir))
                      if e["type"] == "step" and e["phase"] == "teacher_training"]
     assert teacher_steps == list(range(1, 2 * STEPS_PER_EPOCH + 1))
+    (cached,) = (fbt_home / "teachers").glob("*/teacher.safetensors")
+    assert meta(run_dir)["teacher_weights"] == str(cached) == recorded["teacher_weights"]
 
 
 def test_a_run_killed_while_scoring_its_cached_teacher_resumes_at_distillation(tmp_path):

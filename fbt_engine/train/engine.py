@@ -158,15 +158,18 @@ def _resolve(options: RunOptions, store: RunStore) -> tuple[Resolved, str | None
 
 
 def _resumed_teacher(store: RunStore, run_id: str | None) -> Path | None:
-    """The cached teacher a resumed distillation goes on from: the one its first segment found or
-    trained (meta's teacher_weights). None for a new run, one still training its teacher, or a
-    teacher from a checkpoint or timm, which the config finds again."""
+    """The cached teacher a resumed distillation goes on from: the one its earlier segments found
+    or trained (meta's teacher_weights), found by its key in today's cache (the data home may have
+    moved). None for a new run, one still training its teacher, or a teacher from a checkpoint or
+    timm, which the config finds again."""
     if run_id is None:
         return None
-    weights = store.read_meta(run_id).get("teacher_weights") or ""
-    if not weights or Path(weights).parent.parent != paths.teacher_cache_dir():
+    weights = Path(store.read_meta(run_id).get("teacher_weights") or "")
+    if weights.name != teacher_mod.CACHED_WEIGHTS or weights.parent.parent.name != paths.teacher_cache_dir().name:
         return None
-    return Path(weights) if resume_point(store.run_dir(run_id))[1] == "distillation" else None
+    if resume_point(store.run_dir(run_id))[1] != "distillation":
+        return None
+    return paths.teacher_cache_dir() / weights.parent.name / weights.name
 
 
 def _distillation_epochs_started(run_dir: Path) -> int:
@@ -373,6 +376,8 @@ def teacher_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
             "recipe": to_table(r), "data": cfg.data.name, "subset": cfg.data.subset,
             "val_images": p.data.val_images,  # what best_top1 was measured on
         })
+        # where a resume finds it: a run resumed in this phase by a newer fbt may cache it under another key
+        reporter.store.update_meta(reporter.run_id, teacher_weights=str(source.weights))
         for kind in ("last", "best"):  # only needed to resume this phase, which is now done
             phase.path(kind).unlink(missing_ok=True)
     distributed.barrier()
@@ -563,6 +568,7 @@ def execute(p: Prepared, run_id: str, segment: int, resuming: bool, reporter: Re
             teacher_phase(p, reporter, stop, resuming)
         phase_name = "distillation"
         state = distill_phase(p, reporter, stop, resuming)
+        stop.settle()  # trained: what is left is writing it down
         in_sync = _ranks_in_sync(p)
         weights, best_weights = save_students(p, reporter) if p.dist.is_main else (None, None)
         summary = reporter.fold
@@ -609,12 +615,14 @@ def _saved_point(run_dir: Path) -> str:
 
 
 def _ranks_in_sync(p: Prepared) -> bool:
-    """Whether every process ends with the same student weights (DDP's promise, checked)."""
+    """Whether every process ends with the same student (DDP's promise, checked): its weights, and
+    its BatchNorm statistics, which each process moves with its own batches and the last evaluation
+    made rank 0's everywhere."""
     if not p.dist.active:
         return True
     model = p.ema.module if p.ema is not None else p.student.model
     digest = hashlib.sha256()
-    for tensor in model.parameters():  # buffers (BatchNorm statistics) are per rank by design
+    for tensor in model.state_dict().values():
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     return len(set(distributed.all_gather_objects(digest.hexdigest()))) == 1
 

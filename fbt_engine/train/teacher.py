@@ -23,6 +23,7 @@ from fbt_engine.config.schema import Config
 CACHE_FORMAT = 2  # 2: every [data] key that shapes the weights (augmentations, mixing) is in the key
 # [data] keys that do not change what a trained teacher learns: how the data is loaded, or given resolved
 LOADING_ONLY = ("workers", "eval_batch_size", "pipeline", "download", "root", "img_size")
+CACHED_WEIGHTS = "teacher.safetensors"  # teachers/<key>/ holds it, with teacher.json
 _NESTED_KEYS = ("state_dict_ema", "model_ema", "state_dict", "model", "module")
 
 
@@ -60,7 +61,7 @@ def locate(cfg: Config, num_classes: int, img_size: int, cached: Path | None = N
                                "would change the run half-way; start the run afresh")
         return TeacherSource("cache", cached, cached.parent.name)
     key = cache_key(cfg, num_classes, img_size)
-    weights = paths.teacher_cache_dir() / key / "teacher.safetensors"
+    weights = paths.teacher_cache_dir() / key / CACHED_WEIGHTS
     return TeacherSource("cache" if weights.is_file() else "train", weights, key)
 
 
