@@ -12,6 +12,7 @@ import torch
 
 from conftest import PRESETS, run_fbt, tiny_sets
 from fbt_engine.models.factory import create_model
+from fbt_engine.train.engine import near_chance
 from fbt_engine.train.teacher import TeacherError, cache_key, load_weights
 
 
@@ -113,7 +114,13 @@ def test_a_cached_teacher_skips_the_teacher_phase(with_cached_teacher):
     top1 = next(e for e in events if e["type"] == "phase" and e["phase"] == "distillation")["teacher"]["top1"]
     warned = [e["message"] for e in events if e["type"] == "warning"]
     assert warned == ([f"the teacher trained with [teacher.recipe] scores {top1:.1f}% top-1, near chance (10.0%): "
-                       "distilling from it teaches little; give it more epochs or data"] if top1 < 20 else [])
+                       "distilling from it teaches little; give it more epochs or data"] if near_chance(top1, 10) else [])
+
+
+@pytest.mark.parametrize("classes,below,above", [(2, 54.9, 55.1), (10, 18.9, 19.1), (100, 1.9, 2.1), (1000, 0.19, 0.21)])
+def test_near_chance_is_twice_chance_or_a_tenth_of_the_way_to_100(classes, below, above):
+    """Twice chance, with 2 classes, was 100 %: every teacher was near chance."""
+    assert near_chance(below, classes) and not near_chance(above, classes)
 
 
 def test_doctor_checks_a_preset_and_its_teacher_checkpoint(fbt_home, tmp_path):

@@ -51,7 +51,14 @@ from fbt_engine.train.report import HumanOutput, Reporter, SilentReporter
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 RESUMABLE_SETTINGS = ("train.epochs",)  # what --set may change when resuming
 PROBE_IMAGES = 256
-NEAR_CHANCE = 2.0  # a loaded teacher below this multiple of chance accuracy is refused, a trained one warned of
+
+
+def near_chance(top1: float, classes: int) -> bool:
+    """Whether a teacher's top-1 (%) is near chance: below twice chance, or, with few classes (where
+    that is most of the way to 100 %), a tenth of the way from chance to 100 %. A loaded teacher
+    that is gets refused, a trained one warned of."""
+    chance = 100.0 / classes
+    return top1 < min(2 * chance, chance + (100.0 - chance) / 10)
 
 
 class EngineError(Exception):
@@ -232,7 +239,7 @@ def prepare(resolved: Resolved, device: torch.device, info: DistInfo = DistInfo(
     prepared = Prepared(resolved, device, data, student, teacher, source, method, info, fmt)
     if source is not None and source.kind in ("checkpoint", "pretrained"):
         acc, chance = teacher_accuracy(prepared), 100.0 / data.num_classes
-        if acc["top1"] < NEAR_CHANCE * chance:
+        if near_chance(acc["top1"], data.num_classes):
             raise EngineError(
                 f"teacher: {source.weights} scores {acc['top1']:.1f}% top-1 on {cfg.data.name}'s "
                 f"validation images, near chance ({chance:.1f}%): a checkpoint for other classes, another class "
@@ -391,7 +398,7 @@ def distill_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
         fixed = {"teacher": teacher_accuracy(p)}
         top1, chance = fixed["teacher"]["top1"], 100.0 / p.data.num_classes
         reporter.log(f"teacher top-1 {top1:.2f}% on {p.data.val_images} validation images")
-        if top1 < NEAR_CHANCE * chance and p.teacher_source.kind in ("train", "cache"):  # loaded ones are refused
+        if near_chance(top1, p.data.num_classes) and p.teacher_source.kind in ("train", "cache"):  # loaded: refused
             reporter.warn(f"the teacher trained with [teacher.recipe] scores {top1:.1f}% top-1, near chance "
                           f"({chance:.1f}%): distilling from it teaches little; give it more epochs or data")
     o = cfg.optim
