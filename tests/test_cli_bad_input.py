@@ -73,6 +73,8 @@ def test_run_names(fbt_home):
     assert_clean_error(emoji, 2, "train.epochs: expected a value ≥ 1, got 0", home=fbt_home)
     assert emoji.stderr.count("error: ") == 1
     for name, needle in (("a\nb", '--name: name "a\\nb": a name cannot hold control characters'),
+                         ("bad\udcff", '--name: name "bad\\udcff": a name cannot hold control characters (tabs, '
+                                       'newlines) or bytes that are not UTF-8'),  # argv byte 0xff
                          ("last", '--name: a run cannot be named "last": it always means the newest run')):
         assert_clean_error(run_fbt("run", MLP_TO_CNN, "--name", name), 2, needle, home=fbt_home)
 

@@ -568,7 +568,7 @@ def load_data(data: DataSection, device: torch.device, seed: int, rank: int = 0,
         classes = _folder_classes(data, info)
         aug = Augmentation.of(data, len(classes))
         (train, val), classes = _imagefolder(data, info, img_size, device, seed, rank, world, aug)
-        return _scored_everywhere(DataBundle(info, len(classes), classes, img_size, train, val), world)
+        return _scored_everywhere(DataBundle(info, len(classes), classes, img_size, train, val), world, data)
     (train_a, val_a), classes = ArrayLoader.get(data.name)(data, info)
     train_a, val_a = _subset(train_a, val_a, data.subset)
     aug = Augmentation.of(data, len(classes))
@@ -581,14 +581,15 @@ def load_data(data: DataSection, device: torch.device, seed: int, rank: int = 0,
     else:
         train = DeviceBatches(train_a, data, info, img_size, device, seed, True, rank, world, aug)
         val = DeviceBatches(val_a, data, info, img_size, device, seed, False, rank, world)
-    return _scored_everywhere(DataBundle(info, len(classes), classes, img_size, train, val), world)
+    return _scored_everywhere(DataBundle(info, len(classes), classes, img_size, train, val), world, data)
 
 
-def _scored_everywhere(bundle: DataBundle, world: int) -> DataBundle:
+def _scored_everywhere(bundle: DataBundle, world: int, data: DataSection) -> DataBundle:
     """The bundle, where every process has validation images to score (each scores its share)."""
     if bundle.val_images < world:
-        raise DataError(f"data.subset: {world} processes each score a share of the validation images, and "
-                        f"there are {bundle.val_images}; use a larger subset or fewer processes")
+        key, more = ("data.subset", "a larger subset") if data.subset else ("data.root", "more validation images")
+        raise DataError(f"{key}: {world} processes each score a share of the validation images, and there are "
+                        f"{bundle.val_images}; use {more} or fewer processes")
     return bundle
 
 

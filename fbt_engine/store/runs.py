@@ -93,9 +93,10 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 def name_problem(name: str) -> str | None:
     """Why `name` cannot be a run's name, or None. Lists show a run a line, and "last" always
     means the newest run."""
-    if any(unicodedata.category(ch) == "Cc" for ch in name):
-        return f"name {json.dumps(name, ensure_ascii=False)}: a name cannot hold control characters (tabs, " \
-               "newlines): lists show a run a line"
+    # control characters, line and paragraph separators, and the lone surrogates of undecodable argv bytes
+    if any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in name):
+        return f"name {json.dumps(name)}: a name cannot hold control characters (tabs, newlines) or bytes " \
+               "that are not UTF-8: lists show a run a line"
     if name == "last":
         return 'a run cannot be named "last": it always means the newest run'
     return None
@@ -260,7 +261,7 @@ class RunStore:
             try:
                 meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
-                skipped.append(f"{folder / 'meta.json'}: {exc}")
+                skipped.append(f"{folder / 'meta.json'}: {exc.strerror if isinstance(exc, OSError) else exc}")
                 continue
             if not isinstance(meta, dict) or "id" not in meta:
                 skipped.append(f"{folder / 'meta.json'}: not a run's meta (no id)")
@@ -277,6 +278,8 @@ class RunStore:
             if s.status != ACTIVE:
                 continue
             try:
+                if self.is_alive(self.read_meta(s.id)):  # the common case, read without the lock
+                    continue
                 status = self.modify_meta(s.id, self._crash).get("status")
             except (RunNotFound, json.JSONDecodeError):
                 continue
@@ -351,8 +354,11 @@ class RunStore:
     def running_problem(self, run_id: str) -> str | None:
         """Why `run_id` cannot be moved now (its process is alive), or None."""
         meta = self.read_meta(run_id)
-        return (f"run {run_id} is still running (pid {meta['pid']}); stop it first: kill -INT {meta['pid']}"
-                if self._running(meta) else None)
+        if not self._running(meta):
+            return None
+        if meta.get("host") != socket.gethostname():
+            return f"run {run_id} is still running on {meta.get('host')} (pid {meta['pid']} there); stop it there first"
+        return f"run {run_id} is still running (pid {meta['pid']}); stop it first: kill -INT {meta['pid']}"
 
     def _running(self, meta: dict[str, Any]) -> bool:
         """Whether the meta's run is running now: said so, and its process alive."""
