@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import fbt_engine
-from fbt_engine.formats import duration, percent, to_devnull, when
+from fbt_engine.formats import duration, os_error, percent, to_devnull, when
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
 
@@ -607,8 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except OSError as exc:  # the data home or a file it holds cannot be read or written as it is
-        where = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
-        print(f"error: {where}", file=sys.stderr)
+        print(f"error: {os_error(exc)}", file=sys.stderr)
         return EXIT_ENV
     except KeyboardInterrupt:
         return 130

@@ -36,3 +36,8 @@ def duration(seconds: float | None) -> str:
 
 def when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "–"
+
+
+def os_error(exc: OSError) -> str:
+    """An OSError as a line for a person: the file and what went wrong with it, no errno."""
+    return f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)

@@ -523,6 +523,35 @@ def test_index_rows_round_trip(tmp_path):
     index.close()
 
 
+def test_an_index_locked_a_moment_is_waited_for_and_one_locked_for_good_is_no_damage(tmp_path, monkeypatch):
+    """Processes that create the index at once meet a lock that sqlite's busy timeout does not
+    wait for; it was taken for damage and the index moved aside (the app and a run it launched
+    on a fresh data home)."""
+    import sqlite3
+
+    from fbt_engine.store import index as index_mod
+
+    real_open, tries = RunIndex._open, []
+
+    def locked_twice(self):
+        tries.append(1)
+        if len(tries) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        return real_open(self)
+
+    monkeypatch.setattr(RunIndex, "_open", locked_twice)
+    RunIndex(tmp_path / "index.sqlite").close()
+    assert len(tries) == 3
+    def locked(self):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(RunIndex, "_open", locked)
+    monkeypatch.setattr(index_mod, "OPEN_PATIENCE_S", 0.2)
+    with pytest.raises(index_mod.IndexUnavailable, match="cannot open the run index \\(database is locked\\)"):
+        RunIndex(tmp_path / "index.sqlite")
+    assert not list(tmp_path.glob("index.sqlite.corrupt*"))  # nothing moved aside
+
+
 @pytest.mark.parametrize("damage", ["garbage", "old columns"])
 def test_a_corrupt_or_outdated_index_is_rebuilt_from_the_folders(store, fbt_home, damage):
     import sqlite3

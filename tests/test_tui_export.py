@@ -6,10 +6,10 @@ from pathlib import Path
 
 from textual.widgets import Input, RadioButton
 
-from fbt_tui.screens.dialogs import ConfirmDialog, ErrorDialog
+from fbt_tui.screens.dialogs import ConfirmDialog
 from fbt_tui.screens.export import ExportDialog
 
-from test_tui_support import MLP_TO_CNN, fake_run, run_app, wait_for
+from test_tui_support import MLP_TO_CNN, fake_run, run_app, shown_error, wait_for
 
 
 async def open_export(app, pilot, rows: int = 1) -> ExportDialog:
@@ -156,8 +156,7 @@ def test_weights_a_run_lacks_are_not_offered(fbt_home, tmp_path, monkeypatch):
         assert offered["student_best"].disabled and "this run kept none" in str(offered["student_best"].label)
         await pilot.press("escape", "up", "e")  # broken: what still fails says so in words
         await pilot.press(*["down"] * 4, "enter")
-        error = await wait_for(pilot, lambda: app.screen if isinstance(app.screen, ErrorDialog) else None, 10,
-                               "the error dialog")
+        error = await wait_for(pilot, lambda: shown_error(app), 10, "the error dialog")
         assert error.title_text == "Export failed" and "ExportError" not in error.message
         assert "cannot be read as safetensors weights" in error.message
 

@@ -15,13 +15,13 @@ from textual.widgets import Input, Log, TabbedContent, TabPane
 
 from fbt_engine.store.runs import RunStore
 from fbt_tui.screens.dashboard import pane_id
-from fbt_tui.screens.dialogs import ConfirmDialog, ErrorDialog, QuitDialog
+from fbt_tui.screens.dialogs import ConfirmDialog, QuitDialog
 from fbt_tui.widgets.curves import CurvePlot
 from fbt_tui.widgets.keybar import KeyBar
 from fbt_tui.widgets.run_view import AlignmentTable, RunView
 
 from conftest import REPO, tiny_sets
-from test_tui_support import MLP_TO_CNN, fake_run, run_app, tiny_form_values, wait_for
+from test_tui_support import MLP_TO_CNN, fake_run, run_app, shown_error, tiny_form_values, wait_for
 
 LONG = tiny_sets("train.epochs=50")[1::2]  # the TINY overrides, with epochs enough to last until stopped
 
@@ -80,7 +80,7 @@ def test_a_preset_the_engine_rejects_shows_its_error_in_a_modal(fbt_home):
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the launch question")
         assert "1 problem(s): train.epochs" in str(app.screen.query_one(".dialog-body").render())
         await pilot.press("y")  # launched anyway: the engine's own error, in full
-        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog), 60, "the error modal")
+        await wait_for(pilot, lambda: shown_error(app), 60, "the error modal")
         message = str(app.screen.query_one("#error-message").render())
         assert "train.epochs" in message and "≥ 1" in message
         await pilot.press("enter")
@@ -238,8 +238,7 @@ def test_a_stopped_run_resumes_from_its_tab(with_cached_teacher):
         config.write_text(config.read_text().replace("[train]", "[train]\nbogus = 1"))
         await wait_for(pilot, lambda: app.dashboard.check_action("resume", ()), 30, "u to be offered again")
         await pilot.press("u")
-        dialog = await wait_for(pilot, lambda: app.screen if isinstance(app.screen, ErrorDialog) else None, 60,
-                                "the refusal")
+        dialog = await wait_for(pilot, lambda: shown_error(app), 60, "the refusal")
         assert f"run {handle.run_id} did not resume (exit 2)" in str(dialog.query_one(".dialog-title").render())
         assert "train.bogus: unknown key" in str(dialog.query_one("#error-message").render())
         await pilot.press("enter")

@@ -65,6 +65,14 @@ async def wait_for(pilot, predicate: Callable[[], Any], timeout: float = 60, wha
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def shown_error(app):
+    """The error dialog on top, once composed (a dialog just pushed has no widgets yet), or None."""
+    from fbt_tui.screens.dialogs import ErrorDialog
+
+    screen = app.screen
+    return screen if isinstance(screen, ErrorDialog) and screen.query("#error-message") else None
+
+
 async def open_from_history(app, pilot):
     """The only run of History, opened in its dashboard tab: its RunView."""
     from fbt_tui.widgets.run_view import RunView

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
 
 from fbt_engine.store.summary import RunSummary
 
+OPEN_PATIENCE_S = 10.0  # as long as sqlite's own busy timeout waits for a lock
 _COLUMNS = [f.name for f in fields(RunSummary)]
 _JSON_COLUMNS = {"tags"}
 _SCHEMA = f"""
@@ -45,7 +47,7 @@ class RunIndex:
         self.path = path
         self.reset = False  # True when this open had to start the index afresh
         try:
-            self.db = self._open()
+            self.db = self._open_retrying()
         except sqlite3.OperationalError as exc:  # read-only, locked too long, not a file: no damage to mend
             raise IndexUnavailable(f"{path}: cannot open the run index ({exc})") from None
         except sqlite3.DatabaseError:  # "file is not a database": keep it for a post-mortem, start afresh
@@ -55,6 +57,19 @@ class RunIndex:
                     broken.replace(path.with_name(f"{path.name}.corrupt{suffix}"))
             self.db = self._open()
             self.reset = True
+
+    def _open_retrying(self) -> sqlite3.Connection:
+        """`_open`, again while another process holds a lock: processes that create the index at
+        once (the app and a run it launched, on a fresh data home) meet a lock that sqlite's busy
+        timeout does not wait for (switching a new file to WAL)."""
+        deadline = time.monotonic() + OPEN_PATIENCE_S
+        while True:
+            try:
+                return self._open()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10, isolation_level=None)

@@ -30,7 +30,7 @@ from fbt_engine.config.fields import to_table
 from fbt_engine.config.presets import PresetError, Resolved, collect, command_line_sets, resolve
 from fbt_engine.config.schema import Config, TrainSection
 from fbt_engine.data.sources import DataBundle, DataError, load_data
-from fbt_engine.formats import cpu_name
+from fbt_engine.formats import cpu_name, os_error
 from fbt_engine.methods.base import Distiller, build_method
 from fbt_engine.methods.baselines import Scratch
 from fbt_engine.methods.params import ScratchParams
@@ -511,6 +511,8 @@ def _attempt(step):
         result, refusal = None, (f"error: {exc}", exc.exit_code)
     except LookupError as exc:  # no such run to resume
         result, refusal = None, (f"error: {exc}", EXIT_USAGE)
+    except OSError as exc:  # the data home cannot be written as it is (full, read-only, its index locked)
+        result, refusal = None, (f"error: {os_error(exc)}", EXIT_ENV)
     refusals = [r for r in distributed.all_gather_objects(refusal) if r is not None]
     if refusals:
         raise Refusal(*refusals[0])
