@@ -174,6 +174,7 @@ class RunModel:
     best: tuple[float, int] | None = None  # (top-1, epoch) of the student in distillation
     outcome: dict[str, Any] = field(default_factory=dict)  # the final event, once there is one
     gpu_mem_gb: float | None = None
+    warnings: list[str] = field(default_factory=list)  # the run's warning events' messages, in order
     broken_events: bool = False
     version: int = 0
     events_seen: int = 0
@@ -262,6 +263,8 @@ class RunModel:
             self.step = int(ev.get("step") or self.step)
         elif kind == "stages":
             self._stages.append(ev)
+        elif kind == "warning":
+            self.warnings.append(str(ev.get("message", "")))
         elif kind == "resume":
             self._supersede(phase, int(ev.get("from_step") or 0))
             self.device = ev.get("device") or self.device  # where this segment runs (older engines: unsaid)

@@ -234,6 +234,23 @@ def test_a_warning_reaches_the_log_pane_once():
         "00:00:01 warning: torch.compile failed (X); training without it"]
 
 
+def test_a_warning_stays_on_the_status_line_and_is_a_toast_while_watched():
+    """Its log line scrolls out of the pane in a minute: the run's warnings were easy to miss."""
+    m = RunModel("r", status="running")
+    view = RunView(SimpleNamespace(model=m))
+    m.add_events([{"type": "run_started", "time": 0, "config": {}}])
+    assert view.untold_warnings() == [] and "warning" not in view._status(0, 0)
+    near = "the teacher trained with [teacher.recipe] scores 10.0% top-1, near chance (10.0%)"
+    m.add_events([{"type": "warning", "time": 1.0, "message": near}])
+    assert view.untold_warnings() == [near] and view.untold_warnings() == []
+    second = view._status(0, 0).splitlines()[1]  # clipped at 80 characters, so what runs where still shows
+    assert "⚠ 1 warning: the teacher trained with \\[teacher.recipe] scores 10.0% top-1, near chance (10.0…[/]" in second
+    m.add_events([{"type": "warning", "time": 2.0, "message": "later"}, {"type": "run_finished", "time": 3.0}])
+    assert view.untold_warnings() == [] and "⚠ 2 warnings: later" in view._status(0, 0)  # over: no toast
+    opened = RunView(SimpleNamespace(model=m))  # a run opened from History says its warnings, toasts none
+    assert opened.untold_warnings() == [] and m.warnings == [near, "later"]
+
+
 def test_a_run_resuming_from_the_app_reads_as_starting_until_its_segment_begins():
     """Its earlier segments' ends are history: on a GPU, preparing a resume takes tens of seconds."""
     old = [{"type": "run_started", "time": 0, "config": {}},

@@ -19,6 +19,7 @@ from fbt_tui.widgets.curves import CurvePlot
 PLOTS = (("T–S", "ts"), ("T–F", "tf"), ("F–S", "fs"), ("CE", "ce"), ("loss", "loss"), ("top1", "top1"))
 PHASE_LABEL = {TEACHER: "teacher training", DISTILL: "distillation"}
 DRAW_INTERVAL_S = 0.25  # SPEC §7: curves redrawn at most ~4×/s
+WARNING_CHARS = 80  # of the last warning on the status line; the log and the toast hold it whole
 FRAME_BUDGET_S = 0.010  # the UI thread's CPU one frame spends drawing plots; Textual then renders them
 NEXT_FRAME_S = 1 / 60  # Textual renders at most 60 frames a second
 
@@ -58,6 +59,7 @@ class RunView(Vertical):
         super().__init__(id=id, classes="run-view")
         self.handle = handle
         self.log_shown = 0
+        self.warnings_told: int | None = None  # warnings already toasted; None: none looked at yet
         self.log_width = -1  # the width the log's lines were wrapped to
         self.current = 0
         self.drawn_version = -1
@@ -200,6 +202,20 @@ class RunView(Vertical):
         self._draw_status()
         self.table.show(self.model)
         self._append_log()
+        self._tell_warnings()
+
+    def _tell_warnings(self) -> None:
+        for message in self.untold_warnings():
+            self.app.notify(message, title=f"warning · {self.model.name or self.model.run_id}", severity="warning",
+                            timeout=12, markup=False)
+
+    def untold_warnings(self) -> list[str]:
+        """The warnings to toast: those that arrive while the run is watched (the log's line scrolls
+        away), not those of a run opened afterwards, which the status line says."""
+        with self.model.lock:
+            warnings, active = list(self.model.warnings), self.model.is_active
+        told, self.warnings_told = self.warnings_told, len(warnings)
+        return warnings[told:] if told is not None and active else []
 
     def _draw_status(self) -> None:
         losses = [p for p in self.visible_plots() if p.group != "top1"]
@@ -268,4 +284,10 @@ class RunView(Vertical):
                 total_gb = m.device.get("memory_gb")
                 device += f" · GPU mem {used}/{total_gb} GB" if total_gb else f" · GPU mem {used} GB"
             context += [device, f"showing {shown:,} of {total:,} points"]
-        return " · ".join(progress) + "\n[dim]" + " · ".join(c for c in context if c) + "[/]"
+            # the last warning first on the second line (its log line scrolls away), clipped so that
+            # what runs where still shows on a wide terminal
+            last = m.warnings[-1] if m.warnings else ""
+            last = last if len(last) <= WARNING_CHARS else last[:WARNING_CHARS - 1] + "…"
+            warned = (f"[$warning]⚠ {len(m.warnings)} warning{'s' if len(m.warnings) > 1 else ''}: "
+                      f"{literal(last)}[/] · " if m.warnings else "")
+        return " · ".join(progress) + "\n" + warned + "[dim]" + " · ".join(c for c in context if c) + "[/]"
