@@ -109,6 +109,9 @@ class RunManager:
         try:
             meta = store.read_meta(run_id)
             status = meta.get("status")
+            if store.run_dir(run_id).parent == store.trash_dir:  # the engine refuses it: said now, in the app's words
+                raise ValueError(f"run {run_id} is in the trash: restore it in History first (v shows the trash, "
+                                 "r restores)")
             if status not in RESUMABLE:  # said now, not after a preparation
                 why = "another process runs it" if status == "running" else "nothing to resume"
                 raise ValueError(f"run {run_id} is {status}: {why}")

@@ -126,6 +126,25 @@ def test_tag_note_trash_and_restore(fbt_home):
     store.close()
 
 
+def test_a_running_run_is_not_offered_to_the_trash(fbt_home):
+    """The store refused it after the question, and the app showed an internal error."""
+    live = fake_run(fbt_home, "live", status="running")  # this process's pid: alive
+    done = fake_run(fbt_home, "done")
+
+    async def scenario(app, pilot):
+        await app.switch_mode("history")
+        await history_loaded(app, pilot, 2)
+        await pilot.press("space", "down", "space", "x")  # both marked
+        await wait_for(pilot, lambda: any("still running; stop it first" in str(n.message)
+                                          for n in app._notifications), 10, "the refusal")
+        assert isinstance(app.screen, ConfirmDialog) and done in app.screen.question and live not in app.screen.question
+        await pilot.press("y")
+        await wait_for(pilot, lambda: (fbt_home / "trash" / done).is_dir(), 10, "the other run trashed")
+        assert (fbt_home / "runs" / live).is_dir()
+
+    run_app(scenario, start_mode="history")
+
+
 def test_compare_shows_only_the_config_keys_that_differ(fbt_home):
     t0 = time.time() - 100
     a = fake_run(fbt_home, "base", top1=(50.0, 60.0), started=t0)

@@ -109,6 +109,20 @@ def test_opened_run_with_a_corrupt_line_keeps_everything_before_it(fbt_home):
     assert model.status == "finished"
 
 
+def test_a_trashed_run_is_not_resumed_and_the_app_says_why(fbt_home):
+    """The engine refused it after starting, and the app showed the end of its message only."""
+    import pytest
+
+    from fbt_engine.store.runs import RunStore
+
+    run_id = fake_run(fbt_home, "gone", status="interrupted")
+    store = RunStore(fbt_home)
+    store.trash(run_id)
+    store.close()
+    with pytest.raises(ValueError, match=f"run {run_id} is in the trash: restore it in History first"):
+        RunManager(lambda message: None, fbt_home).resume(run_id)
+
+
 def test_eta_from_the_phase_pace():
     m = RunModel("r")
     m.add_events([{"type": "run_started", "time": 0, "config": {}},

@@ -438,6 +438,10 @@ class HistoryScreen(FbtScreen):
             self.notify("Already in the trash; r restores.", severity="warning")
             return
         ids = self.targets("trash")
+        running = [r.id for r in self.rows if r.id in ids and r.status == "running"]
+        if running:
+            self.notify(f"{', '.join(running)}: still running; stop it first (s in its tab)", severity="warning")
+            ids = [rid for rid in ids if rid not in running]
         if ids:
             names = {r.id: r.name for r in self.rows}
             lines = [f"{rid}  {names[rid]}" if names.get(rid) not in (None, "", rid) else rid for rid in ids[:8]]
@@ -473,9 +477,13 @@ class HistoryScreen(FbtScreen):
         store = RunStore()
         try:
             op(store)
+        except (RuntimeError, ValueError, LookupError, OSError) as exc:  # the store refused: said in its words
+            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=10)
+            done = ""
         finally:
             store.close()
-        self.app.call_from_thread(self.notify, done)
+        if done:
+            self.app.call_from_thread(self.notify, done)
         self.app.call_from_thread(self.reload)
 
     def commands(self) -> Iterable[SystemCommand]:
