@@ -150,14 +150,16 @@ def test_the_log_shows_its_last_line_when_it_takes_its_turn_in_a_small_terminal(
 
 
 def test_a_curve_of_one_point_is_drawn_as_a_whole_cell(fbt_home):
-    """One evaluated epoch: a lone braille dot was all but invisible."""
+    """One evaluated epoch: a lone braille dot was all but invisible. Student, teacher and fusion
+    each a marker: the highest (the teacher's) fell outside the canvas at the axis's end."""
     fake_run(fbt_home, "one", top1=(40.0,))
 
     async def scenario(app, pilot):
         view = await open_from_history(app, pilot)
         plot = view.query_one("#plot-top1", CurvePlot)
-        await wait_for(pilot, lambda: plot.total >= 1, 10, "the point")
+        await wait_for(pilot, lambda: plot.total >= 3, 10, "the points")
         canvas = plot.query_one("#plot", StyledCanvas)
-        await wait_for(pilot, lambda: any("•" in "".join(row) for row in canvas._buffer), 10, "a marker cell")
+        await wait_for(pilot, lambda: sum("".join(row).count("•") for row in canvas._buffer) == 3, 10,
+                       "three marker cells")
 
     run_app(scenario, start_mode="history")

@@ -152,7 +152,10 @@ class CurvePlot(PlotWidget):
 
     def _fit_flat_data(self, panel: Panel) -> None:
         """Autoscaling a constant curve (one epoch, a frozen teacher) gives a zero-width axis
-        with ticks like 0.9999990 1.0000000; give that axis ±1 instead. No data: the axes start afresh."""
+        with ticks like 0.9999990 1.0000000; give that axis ±1 instead. Lone points (every curve's
+        first epoch) are whole-cell markers, which textual-plot places outside the canvas at an
+        axis's far end: a tenth of the range is added at both ends. No data: the axes start afresh."""
+        lone = all(len(c.x) <= 1 for c in panel.curves)
         for axis in "xy":
             values = np.concatenate([getattr(c, axis) for c in panel.curves]) if panel.curves else np.empty(0)
             values = values[np.isfinite(values)]
@@ -162,6 +165,10 @@ class CurvePlot(PlotWidget):
                 self._pinned.discard(axis)
             elif values.max() - values.min() < 1e-9:
                 limits(float(values[0]) - 1, float(values[0]) + 1)
+                self._pinned.add(axis)
+            elif lone:
+                pad = (float(values.max()) - float(values.min())) / 10
+                limits(float(values.min()) - pad, float(values.max()) + pad)
                 self._pinned.add(axis)
             elif axis in self._pinned:
                 limits(None, None)
