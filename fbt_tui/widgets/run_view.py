@@ -232,6 +232,8 @@ class RunView(Vertical):
         """The engine's new lines, wrapped to the pane (a Log does not wrap, and a warning's end is
         often what matters); all of them again, wrapped anew, when the pane's width changed."""
         width = self.log_view.scrollable_content_region.width
+        if width <= 0:  # hidden (a small terminal shows one panel at a time): folded once it shows
+            return
         rewrap = width != self.log_width
         with self.model.lock:
             new = len(self.model.log) if rewrap else self.model.log_serial - self.log_shown
@@ -242,6 +244,8 @@ class RunView(Vertical):
             self.log_view.clear()
         if lines:
             self.log_view.write_lines(wrap_log(lines, width))
+        if rewrap:  # its scroll range is the new lines' only after the next layout: follow the end then
+            self.call_after_refresh(self.log_view.scroll_end, animate=False)
 
     def _status(self, shown: int, total: int) -> str:
         """Two lines: progress first (what a glance needs), then what is running where."""
