@@ -329,6 +329,9 @@ class RunManager:
         status = meta.get("status", "crashed")
         if status == "running" and was_live:
             status = store.close_run(h.run_id)  # the process is gone: crashed, curves kept
+        if status == "crashed" and was_live:  # the engine could not say so in its own log
+            h.model.add_log([f"{time.strftime('%H:%M:%S')} the engine's process is gone: crashed; u resumes "
+                             "from its last checkpoint"])
         err = self._err(h.run_id)  # from this app or an earlier one that launched the run
         if status == "crashed" and err.is_file() and err.stat().st_size:
             h.model.add_log(["engine stderr:", *_tail_lines(err)])

@@ -156,6 +156,7 @@ def test_two_runs_one_crashes_quit_stops_the_other(with_cached_teacher):
         await wait_for(pilot, lambda: doomed.model.status == "crashed", 20, "the crash to be noticed")
         assert RunStore(with_cached_teacher).read_meta(doomed.run_id)["status"] == "crashed"
         assert doomed.model.point_count() > 0  # every curve it had
+        assert any("the engine's process is gone: crashed; u resumes" in line for line in doomed.model.log)
         app.screen.query_one("TabbedContent").active = f"run-{doomed.run_id}"
         await pilot.pause(0.5)
         view = app.screen.query_one(f"#run-{doomed.run_id} RunView", RunView)
