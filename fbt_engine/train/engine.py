@@ -132,7 +132,8 @@ def versions() -> dict[str, str]:
 
 # -- preparing ---------------------------------------------------------------------------------------
 
-def _resolve(options: RunOptions, store: RunStore) -> tuple[Resolved, str | None]:
+def _resolve(options: RunOptions, store: RunStore) -> tuple[Resolved, str | None, tuple[int, str] | None]:
+    """The run's config, and for a resume its id and where it goes on from (see resume_point)."""
     if options.resume:
         run_id = store.resolve(options.resume)
         run_dir = store.run_dir(run_id)
@@ -150,38 +151,37 @@ def _resolve(options: RunOptions, store: RunStore) -> tuple[Resolved, str | None
         resolved.raw = (run_dir / "preset.toml").read_bytes()
         resolved.changed = {key: [_dotted(before, key), _dotted(resolved.config, key)] for key in RESUMABLE_SETTINGS
                             if _dotted(before, key) != _dotted(resolved.config, key)}
-        started = _distillation_epochs_started(run_dir)
+        point = resume_point(run_dir)
+        started = _distillation_epochs_started(run_dir, point)
         if resolved.config.train.epochs < started:  # it would end at once, on weights no epoch evaluated
             raise EngineError(f"--set train.epochs={resolved.config.train.epochs}: the run has started epoch {started} "
                               f"of its distillation; give {started} or more", EXIT_USAGE)
-        return resolved, run_id
+        return resolved, run_id, point
     if options.run_id and (error := store.fresh_id_error(options.run_id)):
         raise EngineError(error, EXIT_USAGE)
     if options.preset is None:
         raise EngineError("fbt run: give a preset (a file or a preset name) or --resume RUN", EXIT_USAGE)
     resolved = resolve(options.preset, command_line_sets(options.sets, options.device, options.name))
     resolved.config.run.tags = sorted(set(resolved.config.run.tags) | set(options.tags))
-    return resolved, None
+    return resolved, None, None
 
 
-def _resumed_teacher(store: RunStore, run_id: str | None) -> Path | None:
+def _resumed_teacher(store: RunStore, run_id: str | None, point: tuple[int, str] | None) -> Path | None:
     """The cached teacher a resumed distillation goes on from: the one its earlier segments found
     or trained (meta's teacher_weights), found by its key in today's cache (the data home may have
     moved). None for a new run, one still training its teacher, or a teacher from a checkpoint or
     timm, which the config finds again."""
-    if run_id is None:
+    if run_id is None or point is None or point[1] != "distillation":
         return None
     weights = Path(store.read_meta(run_id).get("teacher_weights") or "")
     if weights.name != teacher_mod.CACHED_WEIGHTS or weights.parent.parent.name != paths.teacher_cache_dir().name:
         return None
-    if resume_point(store.run_dir(run_id))[1] != "distillation":
-        return None
     return paths.teacher_cache_dir() / weights.parent.name / weights.name
 
 
-def _distillation_epochs_started(run_dir: Path) -> int:
+def _distillation_epochs_started(run_dir: Path, point: tuple[int, str]) -> int:
     """How many distillation epochs the run to resume has begun, the one it stopped in included."""
-    step, phase = resume_point(run_dir)
+    step, phase = point
     if phase != "distillation" or step == 0:
         return 0
     per_epoch = next(e["steps_per_epoch"] for e in reversed(effective(read_events(run_dir / "events.jsonl")))
@@ -526,10 +526,10 @@ def run(options: RunOptions) -> int:
     human = HumanOutput(quiet=options.quiet or not info.is_main)
     store = RunStore()
     try:
-        resolved, resume_id = _attempt(lambda: _resolve(options, store))
+        resolved, resume_id, resume_from = _attempt(lambda: _resolve(options, store))
         device = _attempt(lambda: select_device(resolved.config.run.device, info))
         distributed.init(info, device)
-        prepared = _attempt(lambda: prepare(resolved, device, info, _resumed_teacher(store, resume_id)))
+        prepared = _attempt(lambda: prepare(resolved, device, info, _resumed_teacher(store, resume_id, resume_from)))
         run_id, segment = distributed.broadcast(
             _attempt(lambda: _open_run(prepared, options, store, resume_id, launched) if info.is_main else None))
     except Refusal as exc:
@@ -540,20 +540,22 @@ def run(options: RunOptions) -> int:
         reporter = (Reporter(store, run_id, options.json, human) if info.is_main
                     else SilentReporter(store.runs_dir / run_id, run_id, human, info.rank))
         with StopFlag() as stop:
-            return execute(prepared, run_id, segment, resume_id is not None, reporter, stop, launched)
+            return execute(prepared, run_id, segment, resume_from, reporter, stop, launched)
     finally:
         distributed.shutdown()
 
 
-def execute(p: Prepared, run_id: str, segment: int, resuming: bool, reporter: Reporter, stop: StopFlag,
-            launched: float) -> int:
+def execute(p: Prepared, run_id: str, segment: int, resume_from: tuple[int, str] | None, reporter: Reporter,
+            stop: StopFlag, launched: float) -> int:
+    """The run, from its start or, resumed, from `resume_from` (step, phase)."""
     cfg = p.resolved.config
+    resuming = resume_from is not None
     started = time.time()
     phase_name = "teacher_training" if p.teacher_source and p.teacher_source.kind == "train" else "distillation"
     try:
         device = describe_device(p.device, cfg.train, p.memory_format, p.dist.world)
-        if resuming:
-            from_step, phase_name = resume_point(reporter.dir)
+        if resume_from is not None:
+            from_step, phase_name = resume_from
             # the device may not be the one the run started on: a resume's stream says where it goes on
             reporter.emit("resume", run_id=run_id, segment=segment, phase=phase_name, from_step=from_step,
                           changed=p.resolved.changed, device=device, processes=p.dist.world, launched=launched)

@@ -431,7 +431,8 @@ class HistoryScreen(FbtScreen):
 
     def _note(self, rid: str, text: str | None) -> None:
         if text is not None:
-            self.store_op(lambda store: store.set_note(rid, text.strip()), "note saved" if text.strip() else "note cleared")
+            note = text.strip()
+            self.store_op(lambda store: store.set_note(rid, note), "note saved" if note else "note cleared")
 
     def action_trash(self) -> None:
         if self.trash_view:
