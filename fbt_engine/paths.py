@@ -32,8 +32,8 @@ def trash_dir() -> Path:
     return data_home() / "trash"
 
 
-def index_path() -> Path:
-    return data_home() / "index.sqlite"
+def index_path(home: Path | None = None) -> Path:
+    return (home or data_home()) / "index.sqlite"
 
 
 def teacher_cache_dir() -> Path:

@@ -35,6 +35,8 @@ from fbt_tui.screens.help import HelpScreen
 from fbt_tui.screens.history import HistoryScreen
 from fbt_tui.screens.presets import PresetsScreen
 
+WATCH_S = 2.0  # how soon a run started by another process has its tab
+
 
 def machine_device() -> str:
     """The GPU's name from the driver when there is one (no torch here), else the CPU."""
@@ -98,7 +100,8 @@ class FbtApp(App[int]):
         gc.freeze()
         gc.callbacks.append(self._freeze_survivors)
         self.detect_device()
-        self.reattach()
+        self.index_stamp = self.manager.index_stamp()
+        self.reattach(startup=True)
 
     @staticmethod
     def _freeze_survivors(phase: str, info: dict) -> None:
@@ -118,22 +121,39 @@ class FbtApp(App[int]):
         self.machine = machine_device()
         self.call_from_thread(self.refresh_header)
 
-    @work(thread=True, exclusive=True, group="reattach", exit_on_error=False)
-    def reattach(self) -> None:
+    @work(thread=True, group="reattach", exit_on_error=False)
+    def reattach(self, startup: bool = False) -> None:
         handles, crashed = self.manager.reattach()
-        self.call_from_thread(self._reattached, handles, crashed)
+        self.call_from_thread(self._reattached, handles, crashed, startup)
 
-    async def _reattached(self, handles: list[RunHandle], crashed: list[str]) -> None:
-        if handles:
+    def watch_runs(self) -> None:
+        """A run that another process starts or resumes on this host gets a tab too: each writes
+        the index as it begins, so a changed index (two stats) is what sends a look."""
+        stamp = self.manager.index_stamp()
+        if stamp != self.index_stamp and not any(w.group == "reattach" and w.is_running for w in self.workers):
+            self.index_stamp = stamp
+            self.reattach()
+
+    async def _reattached(self, handles: list[RunHandle], crashed: list[str], startup: bool) -> None:
+        if startup and handles:
             await self.switch_mode("dashboard")
             for i, handle in enumerate(handles):
                 await self.dashboard.open_run(handle, activate=i == 0)
             self.notify(f"Re-attached to {len(handles)} running run(s).")
+        for handle in [] if startup else handles:  # beside the tab in view, which stays
+            resumed = self.dashboard.has_tab(handle.run_id)
+            await self.dashboard.reopen_run(handle, activate=False)
+            self.notify(f"{literal(handle.model.name)} ({handle.run_id}) was "
+                        f"{'resumed' if resumed else 'started'} by another process: "
+                        f"{'its tab follows it' if resumed else 'it has a tab'} in the Dashboard.",
+                        title="Run on this machine")
         if crashed:
             self.notify("Marked crashed (process gone): " + ", ".join(crashed), severity="warning", timeout=8)
-        self.started = True
+        if startup:
+            self.started = True
+            self.get_screen("history").reload()
+            self.set_interval(WATCH_S, self.watch_runs)
         self.refresh_header()
-        self.get_screen("history").reload()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:

@@ -25,6 +25,7 @@ from textual.message import Message
 from fbt_engine import paths
 from fbt_engine.config.presets import collect
 from fbt_engine.store.events import EventTail, LineTail
+from fbt_engine.store.index import index_stamp
 from fbt_engine.store.runs import RESUMABLE, RunNotFound, RunStore, new_run_id, process_alive
 
 from fbt_tui.model import RunModel
@@ -140,17 +141,39 @@ class RunManager:
         return self._start(RunHandle(run_id, model, preset=preset, proc=proc, pid=proc.pid, live=True))
 
     def reattach(self) -> tuple[list[RunHandle], list[str]]:
-        """Runs of this host that meta.json calls running and whose process is alive, and the
-        ids of those whose process is gone (now marked crashed, as History shows them)."""
+        """Runs of this host that meta.json calls running, whose process is alive and which no
+        handle here tails live: at start-up those an earlier app left going, later those that a
+        headless `fbt run` (or another app) started or resumed. A handle that showed such a run
+        stopped is replaced. Also the ids of runs whose process is gone (now marked crashed, as
+        History shows them)."""
         store = RunStore(self.home)
         try:
             crashed = store.detect_crashes()
-            handles = [self.open(row.id, store) for row in store.list(status="running")
-                       if row.id not in self.handles and row.host == socket.gethostname()]
+            handles = [handle for row in store.list(status="running") if row.host == socket.gethostname()
+                       and (handle := self._attach(row.id, store)) is not None]
         finally:
             store.close()
         self._clean_launch_dir()
         return handles, crashed
+
+    def _attach(self, run_id: str, store: RunStore) -> RunHandle | None:
+        held = self.handles.get(run_id)
+        if held is not None and held.live:
+            return None
+        try:
+            meta = store.read_meta(run_id)
+        except (RunNotFound, OSError, ValueError):  # trashed or unreadable since it was listed
+            return None
+        handle = self._handle(run_id, meta)
+        if not handle.live:  # ended since it was listed
+            return None
+        if held is not None:
+            held.stop_tailing.set()
+        return self._start(handle)
+
+    def index_stamp(self) -> tuple[int, ...]:
+        """What changes when a run starts, resumes or ends anywhere (see reattach)."""
+        return index_stamp(paths.index_path(self.home))
 
     def _clean_launch_dir(self) -> None:
         """Launch logs of runs no longer going: the events file or the error modal said it all.
@@ -161,24 +184,26 @@ class RunManager:
             if path.stem not in self.handles and time.time() - path.stat().st_mtime > STALE_LAUNCH_S:
                 path.unlink(missing_ok=True)
 
-    def open(self, run_id: str, store: RunStore | None = None) -> RunHandle:
+    def open(self, run_id: str) -> RunHandle:
         """A run from the store: tailed live when its process is still going, read once otherwise."""
         if run_id in self.handles:
             return self.handles[run_id]
-        own = store is None
-        store = store or RunStore(self.home)
+        store = RunStore(self.home)
         try:
             meta = store.read_meta(run_id)
         finally:
-            if own:
-                store.close()
+            store.close()
+        return self._start(self._handle(run_id, meta))
+
+    @staticmethod
+    def _handle(run_id: str, meta: dict) -> RunHandle:
+        """A handle that tails the run live when its process is still going, or reads it once."""
         pid, start = int(meta.get("pid") or 0), meta.get("pid_start")
         live = (meta.get("status") == "running" and meta.get("host") == socket.gethostname()
                 and pid > 0 and process_alive(pid, start))
         model = RunModel(run_id, name=meta.get("name", run_id), status=meta.get("status", "running"))
-        handle = RunHandle(run_id, model, preset=Path(meta.get("preset") or "").stem, pid=pid if live else None,
-                           pid_start=start if live else None, live=live)
-        return self._start(handle)
+        return RunHandle(run_id, model, preset=Path(meta.get("preset") or "").stem, pid=pid if live else None,
+                         pid_start=start if live else None, live=live)
 
     def _start(self, handle: RunHandle) -> RunHandle:
         self.handles[handle.run_id] = handle

@@ -138,6 +138,52 @@ def test_reattach_leave_running_then_stop(with_cached_teacher):
             proc.wait()
 
 
+def wait_until_stopped(proc: subprocess.Popen) -> None:
+    """Ctrl-C in the headless run's terminal: it saves its step and exits 130."""
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+
+
+def test_runs_started_and_resumed_elsewhere_get_a_tab_while_the_app_is_open(with_cached_teacher):
+    procs: list[subprocess.Popen] = []
+
+    def notes(app, words: str) -> list[str]:
+        return [str(n.message) for n in app._notifications if words in str(n.message)]
+
+    async def scenario(app, pilot):
+        await wait_for(pilot, lambda: app.started, 20, "the start-up")
+        procs.append(start_engine(with_cached_teacher))
+        await wait_for(pilot, lambda: app.dashboard.query(RunView), 120, "a tab for the headless run")
+        assert app.current_mode == "presets"  # a tab opened beside, the user's screen kept
+        view = app.dashboard.query_one(RunView)
+        assert view.handle.pid == procs[0].pid and view.handle.live
+        await wait_for(pilot, lambda: notes(app, "was started by another process"), 5, "the note")
+        await wait_for(pilot, lambda: view.model.point_count() > 0, 120, "its live steps")
+        wait_until_stopped(procs[0])
+        await wait_for(pilot, lambda: view.model.status == "interrupted", 30, "the stop on screen")
+
+        procs.append(subprocess.Popen(  # `fbt run --resume` in the other terminal
+            [sys.executable, "-m", "fbt_engine", "run", "--resume", view.handle.run_id, "--quiet"], cwd=REPO,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, "FBT_HOME": str(with_cached_teacher)}))
+        await wait_for(pilot, lambda: app.dashboard.query_one(RunView).handle.pid == procs[1].pid, 120,
+                       "the tab to follow the resume")
+        assert len(app.dashboard.query(RunView)) == 1  # the same tab, no second one
+        resumed = app.dashboard.query_one(RunView)
+        await wait_for(pilot, lambda: notes(app, "was resumed by another process"), 5, "the note")
+        await wait_for(pilot, lambda: resumed.model.status == "running", 60, "the resumed segment")
+        wait_until_stopped(procs[1])
+        await wait_for(pilot, lambda: resumed.model.status == "interrupted", 30, "the second stop on screen")
+
+    try:
+        run_app(scenario)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
 def test_two_runs_one_crashes_quit_stops_the_other(with_cached_teacher):
     """Two runs at once, one tab each: a crash mid-run keeps its curves and is marked crashed; quitting
     with the other still active can stop it (it saves and exits 130)."""

@@ -126,7 +126,7 @@ class RunStore:
     @property
     def index(self) -> RunIndex:
         if self._index is None:
-            self._index = RunIndex(self.home / "index.sqlite")
+            self._index = RunIndex(paths.index_path(self.home))
             if self._index.reset:  # a corrupt or outdated index was replaced: refill it from the folders
                 self.reindex()
         return self._index

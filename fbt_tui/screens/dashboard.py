@@ -84,18 +84,21 @@ class DashboardScreen(FbtScreen):
     async def open_run(self, handle: RunHandle, activate: bool = True) -> None:
         tabs = self.query_one(TabbedContent)
         pid = pane_id(handle.run_id)
-        if not self.query(f"#{pid}"):
+        if not self.has_tab(handle.run_id):
             await tabs.add_pane(TabPane(self._title(handle), RunView(handle), id=pid))
             self._show_empty()
         if activate:
             tabs.active = pid
 
-    async def reopen_run(self, handle: RunHandle) -> None:
+    def has_tab(self, run_id: str) -> bool:
+        return bool(self.query(f"#{pane_id(run_id)}"))
+
+    async def reopen_run(self, handle: RunHandle, activate: bool = True) -> None:
         """A new view of a run in the tab that showed another handle of it (a resume's): the tab
         keeps its place, and no other run shows while the view is replaced."""
         pid = pane_id(handle.run_id)
-        if not self.query(f"#{pid}"):
-            await self.open_run(handle)
+        if not self.has_tab(handle.run_id):
+            await self.open_run(handle, activate)
             return
         pane = self.query_one(TabbedContent).get_pane(pid)
         await pane.query_one(RunView).remove()
@@ -103,8 +106,10 @@ class DashboardScreen(FbtScreen):
         view = RunView(handle)
         await pane.mount(view)
         self.relabel(handle)
-        self.query_one(TabbedContent).active = pid  # (already active: no TabActivated draws it)
-        self.call_after_refresh(view.redraw)
+        if activate:
+            self.query_one(TabbedContent).active = pid  # (already active: no TabActivated draws it)
+        if self.query_one(TabbedContent).active == pid:
+            self.call_after_refresh(view.redraw)
 
     def _title(self, handle: RunHandle) -> str:
         m = handle.model
@@ -169,7 +174,7 @@ class DashboardScreen(FbtScreen):
                                            f"it (headless: fbt run --resume {rid})", yes="Stop"), answer)
 
     async def close_run(self, run_id: str) -> None:
-        if self.query(f"#{pane_id(run_id)}"):
+        if self.has_tab(run_id):
             await self.query_one(TabbedContent).remove_pane(pane_id(run_id))
             self.app.thaw()
         self._show_empty()
