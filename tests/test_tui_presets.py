@@ -305,6 +305,11 @@ def test_more_set_cannot_quietly_override_a_field(fbt_home):
         assert "train.epochs: a field above sets this key" in field_error(screen, "extra")
         await pilot.press("enter")  # refused, nothing launched
         assert not app.manager.handles
+        # an item without "=" is the free-form field's own mistake, even where it names a field's key
+        screen.query_one("#f-extra", Input).value = "train.epochs"
+        await pilot.pause()
+        assert "train.epochs: expected key=value" in field_error(screen, "extra")
+        assert "field above" not in field_error(screen, "extra") and field_error(screen, "train.epochs") == ""
 
     run_app(scenario)
 

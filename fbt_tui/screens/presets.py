@@ -275,8 +275,9 @@ class PresetsScreen(FbtScreen):
         empty = "empty: type a number (ctrl+r puts the preset's back)"
         keys = {spec.key for spec in FIELDS}
         extra = self.query_one("#f-extra", Input).value.split()
-        extra_keys = {item.partition("=")[0].strip() for item in extra}
-        extra_keys |= set(flatten(parse_overrides(extra)[0]))  # train={epochs=3} sets train.epochs too
+        nested, own = parse_overrides(extra)  # own: its items that are no key=value or bad TOML
+        extra_keys = {item.partition("=")[0].strip() for item in extra if "=" in item}
+        extra_keys |= set(flatten(nested))  # train={epochs=3} sets train.epochs too
         twice = [Problem("--set", key, "a field above sets this key: change it there, not here")
                  for key in sorted(extra_keys & keys)]
         self.problems = [*resolved.problems, *(Problem("form", key, empty) for key in emptied), *twice]
@@ -284,7 +285,7 @@ class PresetsScreen(FbtScreen):
         by_field: dict[str, list[tuple[Problem, str]]] = {}
         others = []
         for p in [*self.problems, *self.doubts]:
-            if p.key in keys and p not in twice:
+            if p.key in keys and p not in twice and p not in own:
                 by_field.setdefault(p.key, []).append((p, p.message))
             elif p.key in extra_keys or p.source == "--set":
                 by_field.setdefault(EXTRA, []).append((p, f"{p.key}: {p.message}"))
