@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="one run, headless")
     run.add_argument("preset", nargs="?", help="preset file or name (omit with --resume)")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a preset key; the value is TOML (bare words are strings)")
+                     help="override a preset key; the value is TOML, and text that is not TOML is a string")
     run.add_argument("--name", help="run name")
     run.add_argument("--tag", dest="tags", action="append", default=[], help="tag (repeatable)")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override run.device")

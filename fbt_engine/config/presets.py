@@ -30,7 +30,7 @@ from fbt_engine.store.runs import name_problem, tag_problem
 
 SET_SOURCE = "--set"
 # A word or a path (cifar100, adamw, /data/cifar, ~/data, ./imgs): not TOML, taken as a string.
-_BARE_WORD = re.compile(r"^(?:[A-Za-z_]|~|\.{0,2}/)[\w.\-/:~]*$")
+_TOML_OPENERS = ("\"", "'", "[", "{")  # a value that starts so was meant as TOML
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -92,13 +92,15 @@ def find_preset(ref: str) -> Path:
 # --- parsing ------------------------------------------------------------------------------------
 
 def parse_value(text: str) -> Any:
-    """A `--set` value as TOML; a bare word or path that is not TOML (cifar100, /data/cifar) is a string."""
+    """A `--set` value as TOML. Text that is not TOML is a string (cifar100, /data/my set, 2x),
+    which the schema then judges as any string: "expected an integer" says more about "2x" than
+    TOML's parser does. Only a quoted string, list or table gone wrong is an error of its own."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        if _BARE_WORD.match(text):
-            return text
-        raise
+        if text.startswith(_TOML_OPENERS):
+            raise
+        return text
 
 
 def parse_overrides(items: Iterable[str]) -> tuple[dict[str, Any], list[Problem]]:
@@ -113,10 +115,9 @@ def parse_overrides(items: Iterable[str]) -> tuple[dict[str, Any], list[Problem]
         try:
             value = parse_value(text.strip())
         except tomllib.TOMLDecodeError as exc:
-            # a number, list or quoted string gone wrong is no unquoted string: no quoting hint
-            hint = "" if text.strip().startswith(tuple("+-.0123456789[{\"'")) else \
-                "; quote strings: --set data.name='\"cifar100\"'"
-            problems.append(Problem(SET_SOURCE, key, f"value {text!r} is not valid TOML ({exc}){hint}"))
+            # its position is in "v = …", and the value is short enough to see whole
+            why = str(exc).split(" (at ", 1)[0]
+            problems.append(Problem(SET_SOURCE, key, f"value {text.strip()!r} is not valid TOML ({why})"))
             continue
         *parents, leaf = key.split(".")
         node = nested
