@@ -384,16 +384,23 @@ class RunModel:
                                      stats.get("norm_ratio")))
         return rows
 
-    def compiling_for(self, now: float) -> float | None:
-        """How long the current training phase of a compiled run has gone without a logged step:
-        its step is being compiled (tens of seconds on a GPU, with nothing else to show). None when
-        the run is not compiled or not active, or the phase has logged a step."""
+    def before_first_log(self, now: float) -> float | None:
+        """How long the current training phase has gone without a logged step (a compile, or the
+        first `log_every` steps of a slow model: no event either way). None when the run is not
+        active or the phase has logged a step."""
         with self.lock:
             info = self.phases.get(self.phase)
-            if (not self.is_active or self.device.get("compile", "off") == "off" or info is None
-                    or not info.total_steps or self.step > info.from_step):
+            if not self.is_active or info is None or not info.total_steps or self.step > info.from_step:
                 return None
             return max(0.0, now - info.started)
+
+    @property
+    def compiled(self) -> bool:
+        return self.device.get("compile", "off") != "off"
+
+    @property
+    def log_every(self) -> int:
+        return int((self.config.get("train") or {}).get("log_every") or 0)
 
     def eta_seconds(self, now: float | None = None) -> float | None:
         """Remaining time of the current phase, from its pace so far (evaluation included)."""

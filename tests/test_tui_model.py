@@ -3,6 +3,7 @@
 import json
 import os
 from types import SimpleNamespace
+from unittest.mock import patch
 
 import numpy as np
 
@@ -186,29 +187,39 @@ def test_an_evaluation_shows_on_the_status_line_until_the_event_that_ends_it():
     assert killed.status == "starting" and "evaluating" not in RunView(SimpleNamespace(model=killed))._status(0, 0)
 
 
-def test_a_compiled_phase_without_a_logged_step_is_compiling():
-    """Compiling writes no event for tens of seconds on a GPU: the status line says why instead of
-    looking frozen, from each phase's start until its first logged step."""
+def test_a_phase_without_a_logged_step_shows_its_clock():
+    """A phase writes no event from its start until its first logged step: tens of seconds of
+    compiling on a GPU, or a slow model's first steps. The status line says which and counts,
+    instead of looking frozen."""
     def started(compile_: str) -> RunModel:
         m = RunModel("r")
-        m.add_events([{"type": "run_started", "time": 0, "config": {}, "device": {"type": "cuda", "compile": compile_}},
+        m.add_events([{"type": "run_started", "time": 0, "config": {"train": {"log_every": 10}},
+                       "device": {"type": "cuda", "compile": compile_}},
                       {"type": "phase", "time": 100.0, "phase": TEACHER, "epochs": 2, "steps_per_epoch": 10,
                        "from_step": 0}])
         return m
 
+    def status(m: RunModel, now: float) -> str:
+        with patch("fbt_tui.widgets.run_view.time.time", return_value=now):
+            return RunView(SimpleNamespace(model=m))._status(0, 0).split("\n")[0]
+
     m = started("reduce-overhead")
-    assert m.compiling_for(now=123.0) == 23.0 and m.eta_seconds(now=123.0) is None
+    assert m.before_first_log(now=123.0) == 23.0 and m.eta_seconds(now=123.0) is None
+    assert "compiling the training step 0:23" in status(m, 123.0)
     m.add_events([{"type": "step", "time": 130.0, "phase": TEACHER, "step": 5, "epoch": 1, "loss": 1.0, "losses": {},
                    "lr": 0.1, "img_s": 50.0}])
-    assert m.compiling_for(now=131.0) is None
+    assert m.before_first_log(now=131.0) is None and "compiling" not in status(m, 131.0)
     # distillation compiles its own step, and shows none of the teacher's step figures meanwhile
     m.add_events([{"type": "phase", "time": 140.0, "phase": DISTILL, "epochs": 1, "steps_per_epoch": 4,
                    "from_step": 0}])
-    assert m.compiling_for(now=150.0) == 10.0 and (m.loss, m.lr, m.img_s) == (None, None, None)
-    assert started("off").compiling_for(now=123.0) is None  # an eager run's first steps are only steps
+    assert m.before_first_log(now=150.0) == 10.0 and (m.loss, m.lr, m.img_s) == (None, None, None)
+    eager = started("off")  # its first steps are only steps, but a slow model's take a while too
+    assert eager.before_first_log(now=107.0) == 7.0
+    assert "first steps running 0:07[/] (logged every 10)" in status(eager, 107.0) and "compiling" not in status(
+        eager, 107.0)
     m = started("default")
     m.add_events([{"type": "run_failed", "time": 110.0, "error": "X", "message": "y"}])
-    assert m.compiling_for(now=123.0) is None
+    assert m.before_first_log(now=123.0) is None
 
 
 def test_log_lines_fold_to_the_pane_past_their_time_stamp():

@@ -224,8 +224,9 @@ class RunView(Vertical):
         self.status_line.update(self._status(shown, total), layout=False)
 
     def _tick(self) -> None:
-        """Compiling writes no event for tens of seconds: its clock on the status line moves anyway."""
-        if self.on_screen and self.model.compiling_for(time.time()) is not None:
+        """A phase's start writes no event until its first logged step (tens of seconds of compiling
+        on a GPU, or a slow model's first steps): its clock on the status line moves anyway."""
+        if self.on_screen and self.model.before_first_log(time.time()) is not None:
             self._draw_status()
 
     def _append_log(self) -> None:
@@ -264,9 +265,12 @@ class RunView(Vertical):
                 progress.append(f"step {m.step}/{m.steps_total}")
             # what a glance needs first: a narrow terminal cuts the line's end
             progress.append(f"best {pct(m.best[0])}% @{m.best[1]}" if m.best else "best –")
-            compiling = m.compiling_for(time.time())
-            if compiling is not None:
-                progress.append(f"[b]compiling the training step {clock(compiling)}[/]")
+            waiting = m.before_first_log(time.time())
+            if waiting is not None and m.compiled:
+                progress.append(f"[b]compiling the training step {clock(waiting)}[/]")
+            elif waiting is not None:  # the phase's clock, until a step is logged
+                every = f" (logged every {m.log_every})" if m.log_every else ""
+                progress.append(f"[b]first steps running {clock(waiting)}[/]{every}")
             elif m.is_active:
                 progress.append(f"ETA {clock(m.eta_seconds(time.time()))}")
             if m.loss is not None:
