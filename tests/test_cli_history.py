@@ -434,11 +434,23 @@ def test_a_timm_students_load_recipe_needs_no_fbt(fbt_home, tmp_path, monkeypatc
     assert not names["m"].training
 
 
-def test_an_export_that_cannot_be_written_says_so(history, tmp_path):
-    (tmp_path / "w.toml").mkdir()  # where the sidecar goes
-    result = cli(history, "export", "alpha", "--student", str(tmp_path / "w.safetensors"))
+def test_an_export_that_cannot_be_written_says_so_and_writes_nothing(history, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "w.toml").mkdir()  # where the sidecar goes
+    result = cli(history, "export", "alpha", "--student", str(out / "w.safetensors"))
     assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
-    assert f"{tmp_path / 'w.toml'}: cannot write: Is a directory" in result.stderr
+    assert f"{out / 'w.toml'}: cannot write: Is a directory" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["w.toml"]  # no weights without their sidecar
+
+    (out / "w.toml").rmdir()  # an earlier export's pair, then a new one whose sidecar cannot go there
+    assert cli(history, "export", "alpha", "--student", str(out / "w.safetensors")).returncode == 0
+    alpha = (out / "w.safetensors").read_bytes()
+    (out / "w.toml").unlink()
+    (out / "w.toml").mkdir()
+    assert cli(history, "export", "beta", "--student", str(out / "w.safetensors")).returncode == 3
+    assert (out / "w.safetensors").read_bytes() == alpha  # not beta's weights under no sidecar at all
+    assert sorted(p.name for p in out.iterdir()) == ["w.safetensors", "w.toml"]  # nothing staged is left
 
 
 @pytest.mark.parametrize("args", [["runs", "show", "alpha"], ["runs", "ls"], ["compare", "alpha", "beta"],

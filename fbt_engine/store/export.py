@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -206,10 +208,35 @@ def export_student(store: RunStore, run_id: str, target: Path, weights: str = "f
     target, side = student_paths(target)
     if not target.parent.is_dir():  # as -o: a mistyped folder is said, not made
         raise ExportError(f"{target}: cannot write: no such folder {target.parent}")
+    _write_pair(source, target, side, tomli_w.dumps(_sidecar(store, run_id, source, target)))
+    return target, side
+
+
+def _write_pair(source: Path, target: Path, side: Path, text: str) -> None:
+    """The weights and their sidecar, both or neither: each is written beside its place and moved
+    there once both are written, so a full or read-only disk leaves no weights without a sidecar
+    (nor an earlier export's sidecar beside new weights)."""
+    staged_weights = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    staged_side = side.with_name(f".{side.name}.{os.getpid()}.tmp")
     try:
-        shutil.copyfile(source, target)
-    except OSError as exc:  # a read-only or full file system
-        raise ExportError(f"{target}: cannot write: {exc.strerror}") from None
+        _writing(target, lambda: shutil.copyfile(source, staged_weights))
+        _writing(side, lambda: staged_side.write_text(text, encoding="utf-8"))
+        _writing(side, lambda: os.replace(staged_side, side))
+        _writing(target, lambda: os.replace(staged_weights, target))
+    finally:
+        staged_weights.unlink(missing_ok=True)
+        staged_side.unlink(missing_ok=True)
+
+
+def _writing(path: Path, write: Callable[[], object]) -> None:
+    try:
+        write()
+    except OSError as exc:  # a read-only or full file system, a folder in the way
+        raise ExportError(f"{path}: cannot write: {exc.strerror}") from None
+
+
+def _sidecar(store: RunStore, run_id: str, source: Path, target: Path) -> dict[str, Any]:
+    """What the weights are, where they come from and how to load them."""
     cfg = load_config(store, run_id)
     summary = store.summary(run_id)
     started = next((e for e in store.events(run_id) if e["type"] == "run_started"), {})
@@ -217,7 +244,7 @@ def export_student(store: RunStore, run_id: str, target: Path, weights: str = "f
     written = recorded(source)
     kwargs = written.get("kwargs", cfg["student"].get("kwargs", {}))
     own = cfg["student"]["model"] in own_model_names()  # fbt's own models load with fbt installed; timm's, anywhere
-    sidecar = {
+    return {
         "model": {"name": cfg["student"]["model"], "kwargs": kwargs,
                   "num_classes": data.get("classes", 0), "img_size": data.get("img_size", 0),
                   **({"class_names": written["classes"]} if "classes" in written else {})},
@@ -236,11 +263,6 @@ def export_student(store: RunStore, run_id: str, target: Path, weights: str = "f
             f"m.load_state_dict(load_file({target.name!r})); m.eval()")},
         "config": cfg,
     }
-    try:
-        side.write_text(tomli_w.dumps(sidecar), encoding="utf-8")
-    except OSError as exc:
-        raise ExportError(f"{side}: cannot write: {exc.strerror}") from None
-    return target, side
 
 
 def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
