@@ -125,6 +125,12 @@ class Reporter:
         self.emit("warning", message=message)
         self.log(f"warning: {message}")
 
+    def warn_once(self, message: str) -> None:
+        """A warning this run has not given yet: a resumed segment repeats its checks, not their warnings."""
+        if not any(e["type"] == "warning" and e.get("message") == message
+                   for e in read_events(self.dir / "events.jsonl")):
+            self.warn(message)
+
     def log(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
         self._log.write(f"{stamp} {text}\n")
