@@ -1,3 +1,3 @@
-from fbt_engine.cli import main
+from fbt_engine.cli import exit_process, main
 
-raise SystemExit(main())
+exit_process(main())

@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import fbt_engine
 from fbt_engine.formats import duration, os_error, percent, to_devnull, when
@@ -252,11 +253,8 @@ def cmd_run(args) -> int:
         return launch(args)
     from fbt_engine.train.engine import RunOptions, run
 
-    code = run(RunOptions(preset=args.preset, sets=args.sets, name=args.name, tags=args.tags, device=args.device,
+    return run(RunOptions(preset=args.preset, sets=args.sets, name=args.name, tags=args.tags, device=args.device,
                           json=args.json, resume=args.resume, run_id=args.run_id, quiet=args.quiet))
-    # the run has ended and recorded how: a late Ctrl-C must neither cut the exit short nor change its code
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    return code
 
 
 def _check_resume_arguments(args, store, rid: str) -> None:
@@ -613,5 +611,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def exit_process(code: int) -> NoReturn:
+    """The end of an `fbt` process, once `main` has returned: what ran (a run, say) has ended and
+    recorded how, so a late Ctrl-C must neither cut the exit short with a traceback nor change its
+    code. Only a process's own end ignores it: a caller of `main` in its own process keeps its
+    Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_process(main())

@@ -16,5 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     return cli_main(argv)
 
 
+def entry() -> None:
+    """The `fbt` command (see exit_process)."""
+    from fbt_engine.cli import exit_process
+
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

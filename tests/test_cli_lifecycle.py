@@ -69,6 +69,24 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_was_saved(with_cached_teach
     assert steps(effective(file_events(only_run(home)))) == list(range(1, STEPS_PER_EPOCH + 1))
 
 
+_IN_PROCESS_RUN = """
+import signal, sys
+from fbt_engine.cli import main
+before = signal.getsignal(signal.SIGINT)
+code = main(["run", *sys.argv[1:]])
+print(code, signal.getsignal(signal.SIGINT) is before)
+"""
+
+
+def test_a_run_called_in_process_gives_its_caller_back_ctrl_c(with_cached_teacher):
+    """Only the `fbt` process's own end ignores a late Ctrl-C (cli.exit_process): the engine's
+    stop handler is gone once main returns, and the caller's is back."""
+    result = subprocess.run([sys.executable, "-c", _IN_PROCESS_RUN, str(MLP_TO_CNN), *tiny_sets(), "--quiet"],
+                            capture_output=True, text=True, timeout=240, cwd=REPO, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "FBT_HOME": str(with_cached_teacher)})
+    assert result.stdout.split() == ["0", "True"], result.stderr
+
+
 def test_a_settled_stop_flag_ignores_further_signals():
     from fbt_engine.train.loop import StopFlag
 
