@@ -327,3 +327,28 @@ def test_a_preset_that_downloads_its_data_says_so_before_it_starts(fbt_home, tmp
         assert "downloaded into" not in str(screen.query_one("#preview").render())
 
     run_app(scenario)
+
+
+def test_fields_the_config_does_not_read_are_dimmed_with_why(fbt_home):
+    """A teacher's epochs mean nothing when the teacher is loaded, and a teacher nothing to scratch."""
+    async def scenario(app, pilot):
+        screen = await loaded(app, pilot)
+
+        def unused(key: str) -> str | None:
+            row = screen.query_one(f"#f-{key.replace('.', '-')}-row")
+            return str(screen.query_one(f"#f-{key.replace('.', '-')}").tooltip) if row.has_class("-unused") else None
+
+        assert unused("teacher.recipe.epochs") is None and unused("teacher.model") is None  # trained here
+        screen.query_one("#f-extra", Input).value = "teacher.kwargs.pretrained=true"
+        await pilot.pause()
+        assert unused("teacher.recipe.epochs") == "not used: its teacher is loaded, not trained"
+        assert unused("teacher.model") is None
+        screen.query_one("#f-extra", Input).value = ""
+        screen.query_one("#f-method-name", Select).value = "scratch"
+        await pilot.pause()
+        assert unused("teacher.recipe.epochs") == unused("teacher.model") == "not used: scratch uses no teacher"
+        screen.query_one("#f-method-name", Select).value = "fbt"
+        await pilot.pause()
+        assert unused("teacher.recipe.epochs") is None and unused("teacher.model") is None
+
+    run_app(scenario)

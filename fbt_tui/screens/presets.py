@@ -312,6 +312,11 @@ class PresetsScreen(FbtScreen):
         error.update("\n".join(self._problem_line(p, text) for p, text in problems))
         error.display = bool(problems)
 
+    def _unused(self, key: str, why: str | None) -> None:
+        """A field this config does not read, dimmed, with why on hover (it still takes edits)."""
+        self.query_one(f"#{field_id(key)}-row").set_class(why is not None, "-unused")
+        self.query_one(f"#{field_id(key)}").tooltip = f"not used: {why}" if why else None
+
     def _problem_line(self, p: Problem, text: str) -> str:
         if p in self.doubts:
             return f"[$warning]! {literal(text)}[/]"
@@ -339,6 +344,10 @@ class PresetsScreen(FbtScreen):
         if (target := download_target(cfg.data.name, cfg.data.root, cfg.data.download)) is not None:
             download = f" [b $warning](downloaded into {literal(str(target))} as it starts: needs the internet)[/]"
         epochs = f"{shown('train.epochs', cfg.train.epochs)} distillation"
+        self._unused("teacher.model", None if cfg.method.needs_teacher else f"{cfg.method.name} uses no teacher")
+        self._unused("teacher.recipe.epochs", None if trains_teacher(cfg) else
+                     "its teacher is loaded, not trained" if cfg.method.needs_teacher else
+                     f"{cfg.method.name} uses no teacher")
         if trains_teacher(cfg):
             epochs += f" (+ {shown('teacher.recipe.epochs', cfg.teacher.recipe.epochs)} teacher, unless cached)"
         spec = ModelSpec.of(cfg)
@@ -451,7 +460,7 @@ class PresetsScreen(FbtScreen):
             return
         default = self.ref.name if not self.ref.builtin else f"{self.ref.name}_custom"
         self.app.push_screen(PromptDialog("Save as user preset", default, "name",
-                                          f"Saved to {paths.user_presets_dir()}; built-in presets are never "
+                                          f"It goes to {paths.user_presets_dir()}; built-in presets are never "
                                           "overwritten. Its runs are named after it.",
                                           check=self._preset_name_problem), self._save_named)
 
