@@ -352,3 +352,32 @@ def test_fields_the_config_does_not_read_are_dimmed_with_why(fbt_home):
         assert unused("teacher.recipe.epochs") is None and unused("teacher.model") is None
 
     run_app(scenario)
+
+
+def test_moving_through_the_list_keeps_each_presets_edits(fbt_home):
+    """Highlighting a preset loads it: the edits of the one left are kept for when it is back,
+    until ctrl+r puts the preset as written back."""
+    async def scenario(app, pilot):
+        screen = await loaded(app, pilot)
+        epochs = screen.query_one("#f-train-epochs", Input)
+        written = epochs.value
+        epochs.value = "9"
+        screen.query_one("#f-extra", Input).value = "train.ema=0.99"
+        await pilot.pause()
+        options = screen.query_one("#preset-list")
+        options.focus()
+        start = options.highlighted
+        await pilot.press("down")
+        await wait_for(pilot, lambda: screen.ref.name != "mlp_to_cnn", 5, "the next preset")
+        assert screen.overrides() == []  # the next preset as written
+        await pilot.press("up")
+        await wait_for(pilot, lambda: screen.ref.name == "mlp_to_cnn", 5, "the edited preset again")
+        assert options.highlighted == start
+        assert screen.overrides() == ["train.epochs=9", "train.ema=0.99"]
+        await pilot.press("ctrl+r")
+        assert screen.overrides() == [] and epochs.value == written
+        await pilot.press("down", "up")
+        await wait_for(pilot, lambda: screen.ref.name == "mlp_to_cnn", 5, "the reset preset again")
+        assert screen.overrides() == []
+
+    run_app(scenario)

@@ -129,6 +129,8 @@ class PresetsScreen(FbtScreen):
         self.refs: list[PresetRef] = []
         self.ref: PresetRef | None = None
         self.base: Config | None = None  # the preset as written, to tell edits from its own values
+        # each preset's edits for this session, by its path: moving through the list keeps them
+        self.drafts: dict[Path, dict[str, str]] = {}
         self.problems: list[Problem] = []  # errors and this machine's needs, as collect() found them
         self.doubts: list[Problem] = []  # valid values seldom meant (DOUBTS): warned of, never blocking
         self.left_mode = False  # suspended by another mode rather than by a dialog over this screen
@@ -214,6 +216,7 @@ class PresetsScreen(FbtScreen):
 
     @on(OptionList.OptionHighlighted, "#preset-list")
     def _highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        self._keep_draft()
         self.load(self.refs[int(event.option.id)])
 
     @on(OptionList.OptionSelected, "#preset-list")
@@ -221,25 +224,41 @@ class PresetsScreen(FbtScreen):
         await self.action_launch()
 
     def load(self, ref: PresetRef) -> None:
+        """The preset into the form, with the edits it had when the list last moved off it."""
         self.ref = ref
         resolved = collect(ref.path)
         self.base = resolved.config
+        draft = self.drafts.get(ref.path, {})
         with self.prevent(Input.Changed, Select.Changed):
             for spec in FIELDS:
-                value = as_text(dotted(self.base, spec.key))
+                value = draft.get(spec.key, as_text(dotted(self.base, spec.key)))
                 widget = self.query_one(f"#{field_id(spec.key)}")
                 if isinstance(widget, Select):
                     widget.value = value if value in spec.choices else spec.choices[0]
                 else:
                     widget.value = value
-            self.query_one("#f-extra", Input).value = ""
+            self.query_one("#f-extra", Input).value = draft.get(EXTRA, "")
         self.validate_form()
+
+    def _keep_draft(self) -> None:
+        """The form's edits of the preset it shows (none: its draft is dropped)."""
+        if self.ref is None or self.base is None:
+            return
+        values = {spec.key: str(self.query_one(f"#{field_id(spec.key)}").value) for spec in FIELDS}
+        values[EXTRA] = self.query_one("#f-extra", Input).value
+        draft = {key: text for key, text in values.items()
+                 if text.strip() != (as_text(dotted(self.base, key)) if key != EXTRA else "")}
+        if draft:
+            self.drafts[self.ref.path] = draft
+        else:
+            self.drafts.pop(self.ref.path, None)
 
     def action_leave_form(self) -> None:
         self.query_one("#preset-list", OptionList).focus()
 
     def action_reset(self) -> None:
         if self.ref is not None:
+            self.drafts.pop(self.ref.path, None)
             self.load(self.ref)
 
     # -- validation ------------------------------------------------------------------------------
@@ -506,6 +525,8 @@ class PresetsScreen(FbtScreen):
             self.app.show_error(f"could not save {target.name}", str(exc))
             return
         self.notify(f"Saved {target}")
+        self.drafts.pop(self.ref.path, None)  # its edits live on in the saved preset
+        self.load(self.ref)
         self.reload_list(select=target.stem)
 
     def commands(self) -> Iterable[SystemCommand]:
