@@ -72,12 +72,14 @@ def _student_weights() -> dict[str, torch.Tensor]:
     return load_file(store.run_dir(store.resolve("last")) / "student.safetensors")
 
 
-def test_a_backward_that_fails_to_compile_falls_back_too(with_cached_teacher, monkeypatch):
+@pytest.mark.parametrize("student", [[], ["student.kwargs.drop_rate=0.5"]], ids=["plain", "dropout"])
+def test_a_backward_that_fails_to_compile_falls_back_too(with_cached_teacher, monkeypatch, student):
     """AOTAutograd compiles the backward at the first backward, after the forward has run: that
     failure too is a compile failure, not the end of the run, and the eager retry starts from clean
-    gradients (NaN ones left behind would end the run with a non-finite loss) and from the running
-    statistics the failed forward found, so the student comes out as an eager run's would."""
-    assert _run_compiled('train.compile="off"')[0] == 0
+    gradients (NaN ones left behind would end the run with a non-finite loss), from the running
+    statistics and the random state the failed forward found (its dropout drew masks), so the
+    student comes out as an eager run's would."""
+    assert _run_compiled('train.compile="off"', *student)[0] == 0
     eager = _student_weights()
     calls = []
 
@@ -91,7 +93,7 @@ def test_a_backward_that_fails_to_compile_falls_back_too(with_cached_teacher, mo
         return compiled
 
     monkeypatch.setattr(torch, "compile", compile_with_a_broken_backward)
-    code, events = _run_compiled()
+    code, events = _run_compiled(*student)
     assert code == 0
     warnings = warnings_of(events)
     assert warnings == ["torch.compile failed (RuntimeError: could not lower the backward graph); training without it"]

@@ -342,12 +342,15 @@ class TrainStep:
     def _trial(self, x: torch.Tensor, y: torch.Tensor) -> StepLosses:
         """One of the first steps, where a compile failure falls back to eager."""
         buffers = list(self.module.buffers())
-        saved = [b.clone() for b in buffers]
+        saved, draws = [b.clone() for b in buffers], checkpoint.rng_state()
 
         def retry(then: Callable[[StepLosses], StepLosses]) -> StepLosses:
+            """The step as eager would have taken it: the failed try's BatchNorm statistics and random
+            draws (dropout, drop-path) undone."""
             with torch.no_grad():
                 for buffer, before in zip(buffers, saved):
                     buffer.copy_(before)
+            checkpoint.set_rng_state(draws)
             return then(self._forward(self.forward, x, y))
 
         if self.world > 1:
