@@ -284,11 +284,20 @@ class FbtApp(App[int]):
             gc.callbacks.remove(self._freeze_survivors)
         gc.unfreeze()
         self.manager.shutdown()
+        self.end_helpers()
+
+    def end_helpers(self) -> None:
         for proc in list(self.helpers):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=5)
         self.helpers.clear()
+
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        """A helper's worker thread waits on its process, and the app's shutdown on its workers:
+        the process ends first (a parameter count importing torch held a quit for ~3 s)."""
+        self.end_helpers()
+        super().exit(*args, **kwargs)
 
     # -- command palette -------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Presets mode: validation next to each field (the engine's own checks), the model picker,
 saving a user preset without ever touching a built-in."""
 
+import signal
 import tomllib
 
 from textual import events
@@ -381,3 +382,18 @@ def test_moving_through_the_list_keeps_each_presets_edits(fbt_home):
         assert screen.overrides() == []
 
     run_app(scenario)
+
+
+def test_quitting_ends_a_parameter_count_under_way_first(fbt_home):
+    """The count's worker thread waits on its child (torch imports for seconds), and the app's
+    shutdown waits on its workers: the child is ended as the app exits, not after."""
+    seen = []
+
+    async def scenario(app, pilot):
+        await wait_for(pilot, lambda: app.helpers, 10, "the parameter count's process")
+        seen.extend(app.helpers)
+        await pilot.press("q")  # no run active: no question
+        assert all(proc.poll() is not None for proc in seen)  # ended by exit, before the shutdown
+
+    run_app(scenario)
+    assert seen and all(proc.returncode == -signal.SIGKILL for proc in seen)
