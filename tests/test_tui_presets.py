@@ -4,11 +4,14 @@ saving a user preset without ever touching a built-in."""
 import signal
 import tomllib
 
+import pytest
+
 from textual import events
 from textual.widgets import Input, Select
 
 from fbt_tui.screens.dialogs import PromptDialog
 from fbt_tui.screens.model_picker import ModelPicker
+from fbt_tui.screens.presets import split_items
 
 from test_tui_support import MLP_TO_CNN as MLP, run_app, wait_for
 
@@ -397,3 +400,33 @@ def test_quitting_ends_a_parameter_count_under_way_first(fbt_home):
 
     run_app(scenario)
     assert seen and all(proc.returncode == -signal.SIGKILL for proc in seen)
+
+
+@pytest.mark.parametrize("text,items", [
+    ("data.root='/my data' train.ema=0.99", ["data.root='/my data'", "train.ema=0.99"]),
+    ('optim.betas=[0.9, 0.99]  run.tags=["a b", "c"]', ["optim.betas=[0.9, 0.99]", 'run.tags=["a b", "c"]']),
+    ('train={epochs=2, x=[1, 2]} run.name="say \\"hi there\\""',
+     ["train={epochs=2, x=[1, 2]}", 'run.name="say \\"hi there\\""']),
+    ("", []),
+])
+def test_more_set_splits_at_spaces_outside_quotes_and_brackets(text, items):
+    assert split_items(text) == (items, None)
+
+
+def test_more_set_takes_a_path_with_spaces_and_says_what_is_unclosed(fbt_home, tmp_path):
+    (tmp_path / "my data").mkdir()
+
+    async def scenario(app, pilot):
+        screen = await loaded(app, pilot)
+        extra = screen.query_one("#f-extra", Input)
+        extra.value = f"data.root='{tmp_path / 'my data'}' optim.betas=[0.9, 0.99]"
+        await pilot.pause()
+        assert field_error(screen, "extra") == ""
+        assert screen.overrides()[-2:] == [f"data.root='{tmp_path / 'my data'}'", "optim.betas=[0.9, 0.99]"]
+        extra.value = "optim.betas=[0.9, 0.99"
+        await pilot.pause()
+        assert "unclosed [: close it" in field_error(screen, "extra")
+        await pilot.press("enter")  # refused
+        assert not app.manager.handles
+
+    run_app(scenario)

@@ -72,6 +72,36 @@ FIELDS = (
     FieldSpec("run.device", "device", "choice", ("auto", "cpu", "cuda")),
 )
 EXTRA = "extra"  # free-form `key=value …` for every other setting
+CLOSING = {"[": "]", "{": "}"}
+
+
+def split_items(text: str) -> tuple[list[str], str | None]:
+    """The free-form field's `key=value` items, split at spaces outside quotes and brackets, where
+    TOML values hold them (data.root='/my data', optim.betas=[0.9, 0.99]); and what is left
+    unclosed, if anything (the items are then split at every space, to show what they can)."""
+    items, current, quote, opened = [], "", "", []
+    chars = iter(text)
+    for ch in chars:
+        if quote:
+            if ch == "\\" and quote == '"':  # an escape in a TOML basic string: its next char is kept
+                ch += next(chars, "")
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in CLOSING:
+            opened.append(ch)
+        elif opened and ch == CLOSING[opened[-1]]:
+            opened.pop()
+        elif ch.isspace() and not opened:
+            if current:
+                items.append(current)
+            current = ""
+            continue
+        current += ch
+    if quote or opened:
+        return text.split(), f"unclosed {quote or opened[-1]}: close it, or the items split at every space"
+    return items + ([current] if current else []), None
 
 
 def dotted(cfg: Config, key: str) -> Any:
@@ -277,8 +307,7 @@ class PresetsScreen(FbtScreen):
                 items.append(f"{spec.key}={text}")  # as typed: the engine says what is wrong with it
             else:
                 items.append(f"{spec.key}={json.dumps(text)}")
-        items += self.query_one("#f-extra", Input).value.split()
-        return items
+        return items + split_items(self.query_one("#f-extra", Input).value)[0]
 
     @on(Input.Changed)
     @on(Select.Changed)
@@ -293,18 +322,21 @@ class PresetsScreen(FbtScreen):
                    if spec.kind == "number" and not str(self.query_one(f"#{field_id(spec.key)}").value).strip()]
         empty = "empty: type a number (ctrl+r puts the preset's back)"
         keys = {spec.key for spec in FIELDS}
-        extra = self.query_one("#f-extra", Input).value.split()
+        extra, unclosed = split_items(self.query_one("#f-extra", Input).value)
         nested, own = parse_overrides(extra)  # own: its items that are no key=value or bad TOML
         extra_keys = {item.partition("=")[0].strip() for item in extra if "=" in item}
         extra_keys |= set(flatten(nested))  # train={epochs=3} sets train.epochs too
         twice = [Problem("--set", key, "a field above sets this key: change it there, not here")
                  for key in sorted(extra_keys & keys)]
-        self.problems = [*resolved.problems, *(Problem("form", key, empty) for key in emptied), *twice]
+        self.problems = [*resolved.problems, *(Problem("form", key, empty) for key in emptied), *twice,
+                         *([Problem("form", EXTRA, unclosed)] if unclosed else [])]
         self.doubts = resolved.doubts
         by_field: dict[str, list[tuple[Problem, str]]] = {}
         others = []
         for p in [*self.problems, *self.doubts]:
-            if p.key in keys and p not in twice and p not in own:
+            if p.key == EXTRA:
+                by_field.setdefault(EXTRA, []).append((p, p.message))
+            elif p.key in keys and p not in twice and p not in own:
                 by_field.setdefault(p.key, []).append((p, p.message))
             elif p.key in extra_keys or p.source == "--set":
                 by_field.setdefault(EXTRA, []).append((p, f"{p.key}: {p.message}"))
