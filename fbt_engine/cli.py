@@ -22,7 +22,7 @@ fbt: cross-architecture knowledge distillation (Fuse Before Transfer) with an ex
 Run `fbt` with no command to open the terminal app."""
 
 EPILOG = """\
-RUN is a run id, a unique id prefix, a run name, or `last`.
+RUN is a run id, a unique id prefix, its last part (as the app shows it), a run name, or `last`.
 Exit codes: 0 ok, 1 run failed, 2 usage or config error, 3 environment, 130 interrupted.
 Examples:
   fbt run mlp_to_cnn
@@ -31,7 +31,7 @@ Examples:
   fbt export last --format csv -o metrics.csv"""
 
 
-RUN_HELP = 'a run id, a unique id prefix, a run name (its newest run) or "last"'
+RUN_HELP = 'a run id, a unique id prefix, its last part, a run name (its newest run) or "last"'
 
 
 class CliError(Exception):

@@ -94,6 +94,10 @@ def test_run_references_resolve_by_id_prefix_name_and_last(store):
         store.resolve("20250101")
     with pytest.raises(RunNotFound, match="no run matches"):
         store.resolve("zzz")
+    # the end the app shows (tabs, compare: the random part; narrow History: the time too)
+    assert store.resolve("cccccc") == c and store.resolve("000000-aabbbb") == b
+    with pytest.raises(RunNotFound, match="no run matches"):
+        store.resolve("cccc")  # a part, not a fragment: "ccc" of a name could be anything
     d = make_run(store, "20250101-000000-addddd", name="gone")
     store.update_meta(d, status="finished")
     store.trash(d)

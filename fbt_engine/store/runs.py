@@ -90,6 +90,13 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
+def id_tails(run_id: str) -> tuple[str, ...]:
+    """The ends of an id that the app shows for it: its random part (tabs, compare) and its time
+    with it (History on a narrow terminal)."""
+    parts = run_id.split("-")
+    return tuple("-".join(parts[i:]) for i in range(1, len(parts)))
+
+
 def name_problem(name: str) -> str | None:
     """Why `name` cannot be a run's name, or None. Lists show a run a line, and "last" always
     means the newest run."""
@@ -312,7 +319,8 @@ class RunStore:
         return not self.index.all(include_trashed=True) and any(self._folders(include_trashed=True))
 
     def resolve(self, ref: str, include_trashed: bool = False, trashed_only: bool = False) -> str:
-        """A run id from an id, a unique id prefix, a name (its latest run) or `last`. Where the
+        """A run id from an id, a unique id prefix, its end as the app shows it, a name (its latest
+        run) or `last`. Where the
         trash is not searched, a run that only the trash holds is named, with how to restore it."""
         try:
             return self._resolve(ref, include_trashed, trashed_only)
@@ -343,13 +351,17 @@ class RunStore:
         prefixed = [r.id for r in runs if r.id.startswith(ref)]
         if len(prefixed) == 1:
             return prefixed[0]
+        ended = [r.id for r in runs if ref in id_tails(r.id)]
+        if len(ended) == 1:
+            return ended[0]
         named = [r.id for r in runs if r.name == ref]
         if named:
             return named[0]
         if len(prefixed) > 1:
             raise AmbiguousRun(f'"{ref}" matches {len(prefixed)} runs: {", ".join(prefixed[:5])}'
                                + (", …" if len(prefixed) > 5 else ""))
-        raise RunNotFound(f'no run{where} matches "{ref}" (an id, a unique id prefix, a name, or "last")')
+        raise RunNotFound(f'no run{where} matches "{ref}" (an id, a unique id prefix, its last part, a name, '
+                          'or "last")')
 
     def running_problem(self, run_id: str) -> str | None:
         """Why `run_id` cannot be moved now (its process is alive), or None."""
