@@ -235,10 +235,11 @@ class RunModel:
             self.phase = phase
             self.phases[phase] = PhaseInfo(int(ev.get("epochs") or 0), int(ev.get("steps_per_epoch") or 0),
                                            int(ev.get("from_step") or 0), float(ev.get("time") or 0.0))
-            if phase == DISTILL:  # a resumed one goes on in the epoch its step lies in, as shown before the stop
-                self.step = int(ev.get("from_step") or 0)
-                spe = int(ev.get("steps_per_epoch") or 0)
-                self.epoch = -(-self.step // spe) if spe else 0
+            # the epoch its last step lies in, as its step events said before a stop, and the first
+            # from the start: "epoch 0/4" while the first one runs read as if nothing did
+            self.step = int(ev.get("from_step") or 0)
+            spe = int(ev.get("steps_per_epoch") or 0)
+            self.epoch = max(1, -(-self.step // spe)) if spe else 0
             self.loss = self.lr = self.img_s = None  # the last phase's, until this one logs a step
         elif kind == "step":
             x = float(ev["step"])

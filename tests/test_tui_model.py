@@ -148,6 +148,18 @@ def test_a_resumed_distillation_goes_on_in_the_epoch_it_stopped_in():
         assert (m.epoch, m.step, m.epochs_total) == (7, from_step, 12)
 
 
+def test_a_phase_that_starts_shows_its_first_epoch():
+    """Not "epoch 0/4" until the first logged step, the teacher's phase as the distillation's."""
+    m = RunModel("r")
+    m.add_events([{"type": "run_started", "time": 0, "config": {}},
+                  {"type": "phase", "time": 1.0, "phase": TEACHER, "epochs": 2, "steps_per_epoch": 10, "from_step": 0}])
+    assert (m.epoch, m.step, m.epochs_total) == (1, 0, 2)
+    m.add_events([{"type": "step", "time": 2.0, "phase": TEACHER, "step": 20, "epoch": 2, "loss": 1.0, "losses": {}},
+                  {"type": "phase", "time": 3.0, "phase": DISTILL, "epochs": 4, "steps_per_epoch": 10,
+                   "from_step": 0}])
+    assert (m.epoch, m.step, m.epochs_total) == (1, 0, 4)
+
+
 def test_a_teacher_loaded_from_the_cache_is_no_teacher_training():
     """The engine marks the teacher's phase skipped when it loads one: the dashboard said "teacher
     training" until distillation began."""
