@@ -405,7 +405,7 @@ def _runs_show(store, args) -> int:
                        number(e["val_loss"], ".4f"), number(e["student/top1"] if e["phase"] == "distillation"
                                                             else e["teacher/top1"], ".2f"),
                        number(e["fusion/top1"], ".2f"),
-                       f"{e['epoch_time']:.1f} s" if e["epoch_time"] is not None else "–"] for e in shown],
+                       epoch_time_text(e)] for e in shown],
                      right=frozenset({1, 2, 3, 4, 5, 6}), flexible=frozenset({0}),
                      title=f"epochs ({len(epochs) - len(shown)} earlier: --json has them)" if len(shown) < len(epochs)
                      else "epochs")
@@ -413,6 +413,13 @@ def _runs_show(store, args) -> int:
 
 
 SHOWN_EPOCHS = 12  # runs show's table: the last ones; --json and export have every epoch
+
+
+def epoch_time_text(row: dict) -> str:
+    """An epoch's time; of how many of its steps, where a resume split it."""
+    if row["epoch_time"] is None:
+        return "–"
+    return f"{row['epoch_time']:.1f} s" + (f" ({row['timed_steps']} steps)" if row.get("timed_steps") is not None else "")
 
 
 def _student_files(folder: Path, status: str) -> str:

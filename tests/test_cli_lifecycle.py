@@ -170,6 +170,13 @@ def test_ctrl_c_stops_after_the_step_and_resume_continues_without_gaps_or_repeat
         timed = [e for e in (first if epoch in first else second) if e["type"] == "step"
                  and e["phase"] == "distillation" and e["epoch"] == epoch["epoch"]]
         assert epoch["img_s"] * epoch["epoch_time"] == pytest.approx(len(timed) * 64)
+        # and says so where it was not all of them
+        assert epoch.get("timed_steps") == (len(timed) if len(timed) < STEPS_PER_EPOCH else None)
+    split = next(e for e in effective(everything) if e["type"] == "epoch" and "timed_steps" in e)
+    assert (f"over its last {split['timed_steps']} of {STEPS_PER_EPOCH} steps, after the resume"
+            if split["timed_steps"] else "its steps ran before the resume") in resumed.stderr
+    shown = run_fbt("runs", "show", "interrupted-one").stdout
+    assert f"s ({split['timed_steps']} steps)" in shown
     m = meta(run_dir)
     assert (m["status"], m["exit_code"], m["segments"]) == ("finished", 0, 2)
     assert (run_dir / "config.toml").read_bytes() == config_before

@@ -40,7 +40,8 @@ def _step_row(run_id: str, ev: dict[str, Any]) -> dict[str, Any]:
 
 
 def _epoch_columns(ev: dict[str, Any]) -> dict[str, Any]:
-    row = {"train_loss": ev.get("train_loss"), "val_loss": ev.get("val_loss"), "epoch_time": ev.get("epoch_time")}
+    row = {"train_loss": ev.get("train_loss"), "val_loss": ev.get("val_loss"), "epoch_time": ev.get("epoch_time"),
+           "timed_steps": ev.get("timed_steps")}
     for who in ("student", "teacher", "fusion"):
         for metric in ("top1", "top5"):
             row[f"{who}/{metric}"] = (ev.get(who) or {}).get(metric)

@@ -461,6 +461,8 @@ def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: 
         "train_loss": train_means[0], "train_losses": dict(zip(terms, train_means[1:])),
         # none where a resume came between the epoch's last step and its evaluation: no step was timed
         "img_s": steps_timed * phase.global_batch / epoch_time if steps_timed else None,
+        # a resume split the epoch: its time and speed are of the steps after it alone
+        **({"timed_steps": steps_timed} if steps_timed < phase.steps_per_epoch else {}),
         **gpu_memory(next(phase.method.parameters()).device),
     }
     is_eval = epoch % phase.eval_every == 0 or epoch == phase.epochs
@@ -499,7 +501,9 @@ def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: 
         line += f" val top-1 {who['top1']:.2f}%"
         if "fusion" in payload:
             line += f" fusion {payload['fusion']['top1']:.2f}%"
-    reporter.log(line + (f" ({epoch_time:.1f}s, {payload['img_s']:.0f} img/s)" if steps_timed
-                         else " (its steps ran before the resume)"))
+    timed = (f" ({epoch_time:.1f}s, {payload['img_s']:.0f} img/s)" if steps_timed == phase.steps_per_epoch else
+             f" ({epoch_time:.1f}s, {payload['img_s']:.0f} img/s over its last {steps_timed} of "
+             f"{phase.steps_per_epoch} steps, after the resume)" if steps_timed else " (its steps ran before the resume)")
+    reporter.log(line + timed)
     reporter.human.advance(state.step, f"epoch {epoch}/{phase.epochs} loss {payload['train_loss']:.4f}")
     reporter.checkpoint_index()
