@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
@@ -10,8 +11,16 @@ T = TypeVar("T")
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """' (did you mean "x"?)' for the closest choice, or '' when nothing is close."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    """' (did you mean "x"?)' for the closest choice, or '' when nothing is close. A choice of the
+    name's family (the letters it starts with: "deit" of deit_tiny) comes first, and of those one
+    the name begins: by letters alone, deit_tiny is closest to rdnet_tiny and resnet_x to
+    test_convnext."""
+    choices = list(choices)
+    family = re.match(r"[a-z]{3,}", name.lower())
+    kin = [c for c in choices if family and c.lower().startswith(family.group())]
+    longer = sorted((c for c in kin if c.startswith(name)), key=len)[:1]  # deit_tiny: deit_tiny_patch16_224
+    close = (longer or difflib.get_close_matches(name, kin, n=1, cutoff=0.4)
+             or difflib.get_close_matches(name, choices, n=1, cutoff=0.6))
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 

@@ -425,3 +425,16 @@ def test_a_saved_config_with_the_old_boolean_channels_last_still_resumes(tmp_pat
     (tmp_path / "config.toml").write_text(tomli_w.dumps(table))
     resolved = collect(tmp_path / "config.toml")
     assert resolved.problems == [] and resolved.config.train.channels_last == new
+
+
+@pytest.mark.parametrize("typed,meant", [
+    ("deit_tiny", "deit_tiny_patch16_224"),  # by letters alone: rdnet_tiny
+    ("swin_tiny", "swin_tiny_patch4_window7_224"),
+    ("resnt18", "resnet18"), ("mixer_nan", "mixer_nano"), ("resnet11_cifar", "resnet18_cifar"),
+])
+def test_a_mistyped_model_is_told_one_of_its_family(typed, meant):
+    from fbt_engine.registry import did_you_mean
+
+    assert did_you_mean(typed, known_model_names()) == f' (did you mean "{meant}"?)'
+    assert did_you_mean("resnet_nonexist", known_model_names()).startswith(' (did you mean "resnet')  # not test_convnext
+    assert did_you_mean("xyz", known_model_names()) == ""
