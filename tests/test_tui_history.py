@@ -12,6 +12,7 @@ from textual.content import Content
 from textual.widgets import DataTable, Input, Label, RadioButton
 
 from fbt_engine.store.runs import RunStore
+from fbt_tui.format import when
 from fbt_tui.screens.compare import CompareScreen
 from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
 from fbt_tui.screens.export import ExportDialog
@@ -62,6 +63,14 @@ def test_sort_filter_and_open(fbt_home):
             app.screen.query_one("#history-title").render())
         assert "No run matches “tags:best”: Esc clears the filter." in str(
             app.screen.query_one("#history-detail").render())  # not an empty table alone
+        await pilot.press("escape")
+        await pilot.press("slash", *"status:done")  # no such status: said, as a field that is none
+        assert table_ids(app) == [] and "“done” is no status (running, finished, failed, interrupted, crashed)" in str(
+            app.screen.query_one("#history-title").render())
+        await pilot.press("escape")
+        shown_start = when(app.screen.rows[0].started).split()[-1]  # "13:05", as the started column shows it
+        await pilot.press("slash", *shown_start)
+        assert len(table_ids(app)) >= 1 and "is no field" not in str(app.screen.query_one("#history-title").render())
         await pilot.press("escape")
         assert len(table_ids(app)) == 3
         await pilot.press("slash")

@@ -18,7 +18,7 @@ from textual.widgets import Input, Static
 from fbt_engine.paths import index_path
 from fbt_engine.store.export import ExportError, export_metrics, export_student
 from fbt_engine.store.index import index_stamp
-from fbt_engine.store.runs import RunStore, tag_problem
+from fbt_engine.store.runs import STATUSES, RunStore, tag_problem
 from fbt_engine.store.summary import RunSummary
 
 from fbt_tui.format import STATUS_MARKS, STATUS_STYLES, duration, literal, pct, when
@@ -92,7 +92,8 @@ FILTER_FIELDS: dict[str, Callable[[RunSummary, str], bool]] = {
 
 def matches(s: RunSummary, query: str) -> bool:
     """Every word must match: `field:value` for the FILTER_FIELDS, else text anywhere in the row."""
-    haystack = " ".join([s.id, s.name, s.pair, s.method, s.status, s.dataset, s.note, *s.tags]).lower()
+    haystack = " ".join([s.id, s.name, s.pair, s.method, s.status, s.dataset, s.note, *s.tags,
+                         when(s.started)]).lower()  # what the row shows: its start "12-07 13:05" too
     for word in query.lower().split():
         field_, sep, value = word.partition(":")
         test = FILTER_FIELDS.get(field_) if sep else None
@@ -105,6 +106,12 @@ def unknown_fields(query: str) -> list[str]:
     """The `x:` of words that look like a field filter but name no field (searched as text)."""
     fields = (word.partition(":")[0] for word in query.lower().split() if ":" in word)
     return [f for f in fields if f.isalpha() and f not in FILTER_FIELDS]
+
+
+def unknown_statuses(query: str) -> list[str]:
+    """The values of `status:` words that begin no status: they match no run, and say why."""
+    values = (word.partition(":")[2] for word in query.lower().split() if word.startswith("status:"))
+    return [v for v in values if not any(status.startswith(v) for status in STATUSES)]
 
 
 class HistoryScreen(FbtScreen):
@@ -245,6 +252,8 @@ class HistoryScreen(FbtScreen):
             if unknown := unknown_fields(query):
                 parts.append(f"[$warning]{literal(unknown[0])}: is no field, searched as text "
                              f"({', '.join(f'{f}:' for f in FILTER_FIELDS)} are)[/]")
+            if unknown := unknown_statuses(query):
+                parts.append(f"[$warning]“{literal(unknown[0])}” is no status ({', '.join(STATUSES)})[/]")
         if self.marked:
             hidden = len(self.marked) - len(self.marked_shown())
             left_out = f", {hidden} hidden by the filter and left out" if hidden else ""
