@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import fbt_engine
-from fbt_engine.formats import duration, os_error, percent, to_devnull, when
+from fbt_engine.formats import counted, duration, os_error, percent, to_devnull, when
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
 
@@ -306,10 +306,10 @@ def cmd_runs(args) -> int:
         trashed = [s.id for s in store.list(include_trashed=True) if s.trashed]
         if not trashed:
             print("the trash is empty")
-        elif not args.yes and not _confirm(f"delete {len(trashed)} run(s) for good?"):
+        elif not args.yes and not _confirm(f"delete {counted(len(trashed), 'run')} for good?"):
             return EXIT_USAGE
         else:
-            print(f"deleted {len(store.purge())} run(s)")
+            print(f"deleted {counted(len(store.purge()), 'run')}")
     elif action == "tag":
         rid = _resolve(store, args.run)
         absent = args.remove and args.tag not in store.read_meta(rid).get("tags", [])
@@ -334,7 +334,7 @@ def cmd_runs(args) -> int:
         indexed, skipped = store.reindex()
         for problem in skipped:
             print(f"warning: left out {problem}", file=sys.stderr)
-        print(f"indexed {indexed} run(s) into {store.index.path}")
+        print(f"indexed {counted(indexed, 'run')} into {store.index.path}")
     return EXIT_OK
 
 
@@ -561,7 +561,7 @@ def cmd_presets(args) -> int:
                          r["student"], r["data"], r["epochs"])),
                    (f"shadowed: {r['name']!r} runs your preset; this one runs as {r['path']}; " if r["shadowed"]
                     else "") +
-                   (f"{len(r['problems'])} problem(s): fbt presets validate {r['name']}" if r["problems"] else
+                   (f"{counted(len(r['problems']), 'problem')}: fbt presets validate {r['name']}" if r["problems"] else
                     f"ok; this machine lacks what it needs: fbt presets validate {r['name']}" if r["needs"] else "ok")]
                   for r in rows], right=frozenset({5}), flexible=frozenset({3, 6}), optional=(4, 1))
     return EXIT_OK

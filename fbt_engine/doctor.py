@@ -11,6 +11,7 @@ from typing import Any
 from fbt_engine import paths
 from fbt_engine.data.catalog import DATASETS, download_target
 from fbt_engine.data.idx import FASHION_MNIST_DEBIAN, FASHION_MNIST_FILES, IdxError, find_idx_file
+from fbt_engine.formats import counted
 
 
 def _check(name: str, state: str, detail: str) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def report() -> list[dict[str, Any]]:
     cache = paths.teacher_cache_dir()
     teachers = sorted(cache.glob("*/teacher.safetensors")) if cache.is_dir() else []
     size = sum(p.stat().st_size for p in teachers) / 2**20
-    checks.append(_check("teacher cache", "ok", f"{len(teachers)} teacher(s), {size:.1f} MiB in {cache}"))
+    checks.append(_check("teacher cache", "ok", f"{counted(len(teachers), 'teacher')}, {size:.1f} MiB in {cache}"))
     compiled = paths.compile_cache_dir()
     size = sum(p.stat().st_size for p in compiled.rglob("*") if p.is_file()) / 2**20 if compiled.is_dir() else 0.0
     checks.append(_check("compile cache", "ok", f"{size:.1f} MiB in {compiled} (torch.compile's; safe to delete)"))

@@ -22,6 +22,11 @@ def cpu_name(threads: int | None = None) -> str:
     return f"CPU ({shown})" if threads is None or threads == cores else f"CPU ({shown}, {threads} threads)"
 
 
+def counted(n: int, noun: str) -> str:
+    """"1 run", "2 runs": every noun fbt counts takes an s."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def percent(v: float | None) -> str:
     return "–" if v is None else f"{v:.2f}"
 

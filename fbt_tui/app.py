@@ -24,7 +24,7 @@ from textual.worker import Worker, WorkerState
 
 from fbt_engine.config.presets import collect, spoiled, trains_teacher
 from fbt_engine.data.catalog import download_target
-from fbt_engine.formats import cpu_name
+from fbt_engine.formats import counted, cpu_name
 from fbt_engine.store.runs import RunNotFound
 
 from fbt_tui.format import literal
@@ -139,7 +139,7 @@ class FbtApp(App[int]):
             await self.switch_mode("dashboard")
             for i, handle in enumerate(handles):
                 await self.dashboard.open_run(handle, activate=i == 0)
-            self.notify(f"Re-attached to {len(handles)} running run(s).")
+            self.notify(f"Re-attached to {counted(len(handles), 'running run')}.")
         for handle in [] if startup else handles:  # beside the tab in view, which stays
             resumed = self.dashboard.has_tab(handle.run_id)
             await self.dashboard.reopen_run(handle, activate=False)
@@ -354,7 +354,7 @@ def launch_question(preset: Path, name: str) -> str:
     if (target := download_target(cfg.data.name, cfg.data.root, cfg.data.download)) is not None:
         lines[-1] += f": downloaded into {target} as it starts (needs the internet)"
     if resolved.problems:  # launched anyway on yes: the engine's own error then says it in full
-        lines.append(f"{len(resolved.problems)} problem(s): "
+        lines.append(f"{counted(len(resolved.problems), 'problem')}: "
                      + "; ".join(f"{p.key}: {p.message}" for p in resolved.problems[:3]))
     return "\n".join(lines)
 

@@ -344,7 +344,7 @@ def test_tag_note_rm_restore_purge(copied):
     refused = run_fbt("runs", "purge")
     assert refused.returncode == 2 and "--yes" in refused.stderr and (copied / "trash" / rid).is_dir()
     purged = run_fbt("runs", "purge", "--yes")
-    assert purged.returncode == 0 and "deleted 1 run(s)" in purged.stdout
+    assert purged.returncode == 0 and "deleted 1 run" in purged.stdout
     assert not (copied / "trash" / rid).exists()
     assert [r["name"] for r in fbt_json("runs", "ls", "--json")] == ["beta"]
     assert run_fbt("runs", "show", rid).returncode == 2
@@ -362,7 +362,7 @@ def test_reindex_rebuilds_the_live_index_exactly(copied):
     live = rows()
     assert len(live) == 2
     result = run_fbt("runs", "reindex")
-    assert result.returncode == 0 and "indexed 2 run(s)" in result.stdout
+    assert result.returncode == 0 and "indexed 2 runs" in result.stdout
     assert rows() == live
     for f in copied.glob("index.sqlite*"):
         f.unlink()
@@ -375,7 +375,7 @@ def test_reindex_names_the_run_folders_it_leaves_out(copied):
     broken = next((copied / "runs").iterdir()) / "meta.json"
     broken.write_text("{ not json")
     result = run_fbt("runs", "reindex")
-    assert result.returncode == 0 and "indexed 1 run(s)" in result.stdout
+    assert result.returncode == 0 and "indexed 1 run" in result.stdout
     assert f"warning: left out {broken}: Expecting property name" in result.stderr
 
 

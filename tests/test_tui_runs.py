@@ -78,7 +78,7 @@ def test_a_preset_the_engine_rejects_shows_its_error_in_a_modal(fbt_home):
         await pilot.pause(0.5)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the launch question")
-        assert "1 problem(s): train.epochs" in str(app.screen.query_one(".dialog-body").render())
+        assert "1 problem: train.epochs" in str(app.screen.query_one(".dialog-body").render())
         await pilot.press("y")  # launched anyway: the engine's own error, in full
         await wait_for(pilot, lambda: shown_error(app), 60, "the error modal")
         message = str(app.screen.query_one("#error-message").render())

@@ -30,7 +30,7 @@ from fbt_engine.config.fields import to_table
 from fbt_engine.config.presets import PresetError, Resolved, collect, command_line_sets, resolve
 from fbt_engine.config.schema import Config, TrainSection
 from fbt_engine.data.sources import DataBundle, DataError, load_data
-from fbt_engine.formats import cpu_name, os_error
+from fbt_engine.formats import counted, cpu_name, os_error
 from fbt_engine.methods.base import Distiller, build_method
 from fbt_engine.methods.baselines import Scratch
 from fbt_engine.methods.params import ScratchParams
@@ -107,7 +107,7 @@ def select_device(requested: str, info: DistInfo = DistInfo()) -> torch.device:
                               "(--device cpu runs on the CPU)", EXIT_ENV)
         index = int(requested.split(":")[1]) if ":" in requested else 0
         if index >= torch.cuda.device_count():
-            raise EngineError(f"run.device: {requested}: only {torch.cuda.device_count()} CUDA device(s)", EXIT_ENV)
+            raise EngineError(f"run.device: {requested}: only {counted(torch.cuda.device_count(), 'CUDA device')}", EXIT_ENV)
         return torch.device("cuda", index)  # torch.cuda.set_device refuses a CUDA device without its index
     return torch.device(requested)
 
@@ -369,7 +369,7 @@ def teacher_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
         state = phase.restore(checkpoint.load(phase.path("last"), p.device))
     reporter.emit("phase", phase="teacher_training", source="train", epochs=r.epochs,
                   steps_per_epoch=phase.steps_per_epoch, from_step=state.step)
-    epochs = f"{r.epochs} epoch{'s' if r.epochs != 1 else ''}"
+    epochs = counted(r.epochs, "epoch")
     reporter.log(f"teacher {cfg.teacher.model}: " + (f"training on from step {state.step} of {phase.total_steps}"
                                                      if state.step else f"training from scratch for {epochs}"))
     state = run_phase(phase, state, reporter, stop)

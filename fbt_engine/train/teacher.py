@@ -19,6 +19,7 @@ from torch import nn
 from fbt_engine import paths
 from fbt_engine.config.fields import to_table
 from fbt_engine.config.schema import Config
+from fbt_engine.formats import counted
 
 CACHE_FORMAT = 2  # 2: every [data] key that shapes the weights (augmentations, mixing) is in the key
 # [data] keys that do not change what a trained teacher learns: how the data is loaded, or given resolved
@@ -115,7 +116,7 @@ def _mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
         "of another shape": [f"{k} {_shape(state[k])} (the model's: {_shape(own[k])})"
                              for k in own if k in state and own[k].shape != state[k].shape],
     }
-    return [f"{len(keys)} key{'s' if len(keys) != 1 else ''} {kind} (e.g. {', '.join(keys[:3])})"
+    return [f"{counted(len(keys), 'key')} {kind} (e.g. {', '.join(keys[:3])})"
             for kind, keys in kinds.items() if keys]
 
 

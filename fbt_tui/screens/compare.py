@@ -18,7 +18,7 @@ from fbt_engine.store.export import compare, flatten, load_config, method_own_ke
 from fbt_engine.store.runs import RunStore
 from fbt_engine.store.summary import RunSummary
 
-from fbt_tui.format import duration, pct
+from fbt_tui.format import counted, duration, pct
 from fbt_tui.model import Panel, RunModel
 from fbt_tui.screens.base import FbtScreen
 from fbt_tui.widgets.curves import PALETTE, CurvePlot
@@ -164,6 +164,6 @@ class CompareScreen(FbtScreen):
             table.add_row(Text(key, style="bold" if differs else "dim"), *[_value(v) for v in values])
         own = f", and {len(hidden)} parameters that only some of these methods have" if hidden else ""
         what = "every config key (a: only the differing ones)" if self.show_all else (
-            f"{len(rows)} config key(s) differ{own} (a: show all)" if rows else
+            f"{counted(len(rows), 'config key')} {'differs' if len(rows) == 1 else 'differ'}{own} (a: show all)" if rows else
             "the configs are identical (a: show all)")
         self.query_one("#compare-diff-title", Label).update(what)

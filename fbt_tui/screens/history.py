@@ -21,7 +21,7 @@ from fbt_engine.store.index import index_stamp
 from fbt_engine.store.runs import STATUSES, RunStore, tag_problem
 from fbt_engine.store.summary import RunSummary
 
-from fbt_tui.format import STATUS_MARKS, STATUS_STYLES, duration, literal, pct, when
+from fbt_tui.format import STATUS_MARKS, STATUS_STYLES, counted, duration, literal, pct, when
 from fbt_tui.screens.base import FbtScreen
 from fbt_tui.screens.compare import CompareScreen
 from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
@@ -414,7 +414,7 @@ class HistoryScreen(FbtScreen):
         ids = self.targets("tag")
         if not ids:
             return
-        self.app.push_screen(PromptDialog(f"Tag {len(ids)} run(s)" if len(ids) > 1 else f"Tag {ids[0]}", "",
+        self.app.push_screen(PromptDialog(f"Tag {len(ids)} runs" if len(ids) > 1 else f"Tag {ids[0]}", "",
                                           "tag", "A tag to add; -tag removes it.", check=_tag_answer_problem),
                              partial(self._tag, ids))
 
@@ -455,14 +455,14 @@ class HistoryScreen(FbtScreen):
         if ids:
             names = {r.id: r.name for r in self.rows}
             lines = [f"{rid}  {names[rid]}" if names.get(rid) not in (None, "", rid) else rid for rid in ids[:8]]
-            self.app.push_screen(ConfirmDialog(f"Move {len(ids)} run(s) to the trash?\n" + "\n".join(lines)
+            self.app.push_screen(ConfirmDialog(f"Move {counted(len(ids), 'run')} to the trash?\n" + "\n".join(lines)
                                                + "\n(v shows the trash; r restores)", yes="Trash"),
                                  partial(self._trash, ids))
 
     def _trash(self, ids: list[str], yes: bool | None) -> None:
         if yes:
             self._unmark(ids)
-            self.store_op(lambda store: [store.trash(rid) for rid in ids], f"moved {len(ids)} run(s) to the trash")
+            self.store_op(lambda store: [store.trash(rid) for rid in ids], f"moved {counted(len(ids), 'run')} to the trash")
 
     def action_restore(self) -> None:
         if not self.trash_view:
@@ -471,7 +471,7 @@ class HistoryScreen(FbtScreen):
         ids = self.targets("restore")
         if ids:
             self._unmark(ids)
-            self.store_op(lambda store: [store.restore(rid) for rid in ids], f"restored {len(ids)} run(s)")
+            self.store_op(lambda store: [store.restore(rid) for rid in ids], f"restored {counted(len(ids), 'run')}")
 
     def _unmark(self, ids: list[str]) -> None:
         for rid in ids:

@@ -38,7 +38,7 @@ from fbt_engine.store.export import flatten
 from fbt_engine.store.runs import RunStore
 
 from fbt_tui.estimate import ModelSpec, count_in_subprocess, from_past_runs
-from fbt_tui.format import count, literal
+from fbt_tui.format import count, counted, literal
 from fbt_tui.screens.base import FbtScreen
 from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
 from fbt_tui.screens.model_picker import ModelPicker
@@ -417,11 +417,11 @@ class PresetsScreen(FbtScreen):
             params_text = " · ".join(f"{who} {count(counts[who])}" for who in ("teacher", "student", "fusion")
                                      if who in counts) + f"  [dim]({literal(origin)})[/]"
         needs = len(self.problems) - len(self.errors)
-        status = f"[b $error]✗ {len(self.errors)} problem(s)[/]" if self.errors else "[b $success]✓ valid[/]"
+        status = f"[b $error]✗ {counted(len(self.errors), 'problem')}[/]" if self.errors else "[b $success]✓ valid[/]"
         if needs and not self.errors:
-            status += f" [b $warning]! {needs} thing(s) missing on this machine[/]"
+            status += f" [b $warning]! {counted(needs, 'thing')} missing on this machine[/]"
         if self.doubts and not self.errors:
-            status += f" [b $warning]! {len(self.doubts)} warning(s)[/]"
+            status += f" [b $warning]! {counted(len(self.doubts), 'warning')}[/]"
         lines = [
             f"[b]{literal(self.ref.name)}[/]  [dim]{source} · {literal(str(self.ref.path))}[/]  {status}",
             f"teacher  [b]{literal(teacher)}[/]   →   student  [b]{literal(cfg.student.model or '?')}[/]",
@@ -478,7 +478,7 @@ class PresetsScreen(FbtScreen):
             return
         self.validate_form()
         if self.errors:
-            self.notify(f"{len(self.errors)} problem(s) to fix first; they are shown next to their fields.",
+            self.notify(f"{counted(len(self.errors), 'problem')} to fix first; they are shown next to their fields.",
                         severity="error")
             return
         if self.problems:  # the engine would stop at once (exit 3): say why without starting it

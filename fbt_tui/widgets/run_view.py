@@ -11,7 +11,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import DataTable, Log, Static
 
-from fbt_tui.format import clock, count, fixed, literal, number, pct, status_markup, wrap_log
+from fbt_tui.format import clock, count, counted, fixed, literal, number, pct, status_markup, wrap_log
 from fbt_tui.model import DISTILL, TEACHER, AlignmentRow, RunModel, sparkline, trend
 from fbt_tui.runs import RunHandle
 from fbt_tui.widgets.curves import CurvePlot
@@ -296,6 +296,6 @@ class RunView(Vertical):
             # what runs where still shows on a wide terminal
             last = m.warnings[-1] if m.warnings else ""
             last = last if len(last) <= WARNING_CHARS else last[:WARNING_CHARS - 1] + "…"
-            warned = (f"[$warning]⚠ {len(m.warnings)} warning{'s' if len(m.warnings) > 1 else ''}: "
+            warned = (f"[$warning]⚠ {counted(len(m.warnings), 'warning')}: "
                       f"{literal(last)}[/] · " if m.warnings else "")
         return " · ".join(progress) + "\n" + warned + "[dim]" + " · ".join(c for c in context if c) + "[/]"
