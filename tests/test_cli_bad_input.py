@@ -24,7 +24,7 @@ def _preset(tmp_path: Path, text: str, name: str = "mine.toml") -> str:
 
 # (id, --set items, exit code, needles in stderr); "{tmp}" is the test's tmp_path
 SET_CASES = [
-    ("wrong-type", ['train.epochs="two"'], 2, ["--set: train.epochs: expected an integer, got 'two' (str)"]),
+    ("wrong-type", ['train.epochs="two"'], 2, ["--set: train.epochs: expected an integer, got \"two\""]),
     ("out-of-range", ["optim.momentum=1.5"], 2, ["optim.momentum: expected a value ≤ 1, got 1.5"]),
     ("unknown-key", ["train.epoch=2"], 2, ['train.epoch: unknown key (did you mean "epochs"?)']),
     ("unknown-section", ["trian.epochs=2"], 2, ['trian: unknown section (did you mean "train"?)']),
@@ -51,7 +51,7 @@ SET_CASES = [
     ("imagefolder-layout", ["data.name=imagefolder", "data.root={tmp}"], 2,
      ['--set: data.img_size: dataset "imagefolder" has no native size',
       "--set: data.root: {tmp} has no train/ or val/ folder"]),
-    ("device-typo", ['run.device="gpu"'], 2, ["run.device: expected auto, cpu, cuda or cuda:N, got 'gpu'"]),
+    ("device-typo", ['run.device="gpu"'], 2, ["run.device: expected auto, cpu, cuda or cuda:N, got \"gpu\""]),
     ("name-with-a-tab", ['run.name="a\tb"'], 2,
      ['--set: run.name: name "a\\tb": a name cannot hold control characters (tabs, newlines)']),
 ]

@@ -59,17 +59,17 @@ def test_a_file_with_many_problems_reports_every_one(tmp_path):
     assert 'did you mean "train"?' in found["trian"]
     assert 'did you mean "fashion_mnist_5k"?' in found["data.name"]
     assert 'did you mean "resnet10_cifar"?' in found["student.model"]
-    assert "expected an integer, got 'big'" in found["data.batch_size"]
-    assert "expected a number, got 'fast'" in found["optim.lr"]
+    assert "expected an integer, got \"big\"" in found["data.batch_size"]
+    assert "expected a number, got \"fast\"" in found["optim.lr"]
     assert "≥ 0" in found["run.seed"] and "≤ 1" in found["optim.momentum"]
     assert '"auto", "bf16", "off"' in found["train.amp"]
-    assert 'expected one of "auto", "on", "off", got 1 (int)' in found["train.channels_last"]
+    assert 'expected one of "auto", "on", "off", got 1' in found["train.channels_last"]
     assert 'required by method "fbt"' in found["teacher.model"]
 
 
 def test_types_bool_is_not_an_int_and_an_int_is_a_number(tmp_path):
     assert problems_of(GOOD + "[train]\nepochs = true\n", tmp_path) == {
-        "train.epochs": f"{tmp_path / 'p.toml'}: train.epochs: expected an integer, got True (bool)"}
+        "train.epochs": f"{tmp_path / 'p.toml'}: train.epochs: expected an integer, got true"}
     assert problems_of(GOOD + "[optim]\nlr = 1\n", tmp_path) == {}
     assert resolve(tmp_path / "p.toml").config.optim.lr == 1.0
     found = problems_of(GOOD + "[optim]\nbetas = [0.9, \"x\"]\n[run]\ntags = \"a\"\n", tmp_path)
@@ -285,8 +285,8 @@ def test_parse_overrides_nests_keys_and_reports_bad_items():
 def test_a_set_value_that_is_not_toml_is_judged_by_the_schema():
     problems = {p.key: p.message for p in collect(MLP_TO_CNN, ["train.epochs=2x", "optim.lr=3e-4.5",
                                                                "run.name=2x"]).problems}
-    assert problems == {"train.epochs": "expected an integer, got '2x' (str)",
-                        "optim.lr": "expected a number, got '3e-4.5' (str)"}  # a name may be "2x"
+    assert problems == {"train.epochs": "expected an integer, got \"2x\"",
+                        "optim.lr": "expected a number, got \"3e-4.5\""}  # a name may be "2x"
 
 
 def test_set_overrides_the_file_and_student_kwargs_merge(tmp_path):

@@ -8,6 +8,7 @@ the first, each naming its source (file or `--set`), dotted key, what was expect
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -58,7 +59,13 @@ _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str:
 
 
 def _describe(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
+    """A value in the form a preset writes it ("two", true, 1e+09, [1, 2]): the form says its type,
+    where Python's names ('two' (str), True (bool), 1000000000.0 (float)) said it in another language."""
+    if isinstance(value, float) and "e" in f"{value:g}":
+        return f"{value:g}"
+    if isinstance(value, (bool, int, float, str, list, dict)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
 
 
 def _type_word(tp: Any) -> str:

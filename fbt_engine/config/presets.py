@@ -271,7 +271,7 @@ def check_semantics(cfg: Config, origin, problems: list[Problem]) -> None:
     """Checks across fields and against the world (names, files), still without torch."""
     if not _DEVICE.match(cfg.run.device):
         problems.append(Problem(origin("run.device"), "run.device",
-                                f"expected auto, cpu, cuda or cuda:N, got {cfg.run.device!r}"))
+                                f"expected auto, cpu, cuda or cuda:N, got \"{cfg.run.device}\""))
     for side in ("teacher", "student"):
         model = getattr(cfg, side).model
         if side == "teacher" and not cfg.method.needs_teacher:
