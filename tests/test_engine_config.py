@@ -239,6 +239,11 @@ def test_values_that_run_but_are_seldom_meant_are_doubts_not_problems():
     assert doubts("optim.lr=0", "teacher.recipe.lr=0.0") == {
         "optim.lr": ("--set", "is 0: no weight will learn (BatchNorm's running statistics still move)"),
         "teacher.recipe.lr": ("--set", "is 0: the teacher trained from scratch will not learn")}
+    high = "is above 1 for SGD or 0.1 for AdamW: training seldom survives it (a non-finite loss ends the run)"
+    assert doubts("optim.lr=1e5", "teacher.recipe.lr=0.5") == {"optim.lr": ("--set", high),
+                                                                "teacher.recipe.lr": ("--set", high)}
+    assert doubts("optim.lr=0.5", "teacher.recipe.lr=0.05") == {}  # SGD's and AdamW's own ranges
+    assert doubts("optim.lr=0.5", 'optim.name="adamw"') == {"optim.lr": ("--set", high)}
     assert doubts("teacher.recipe.lr=0", "method.name=scratch") == {}  # no teacher is trained
     assert doubts("teacher.recipe.lr=0", 'teacher.model="resnet18"', "teacher.kwargs.pretrained=true") == {}  # loaded
     assert collect(MLP_TO_CNN, ["optim.lr=-1"]).doubts == []  # a problem already: not a doubt too

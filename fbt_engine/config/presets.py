@@ -337,12 +337,18 @@ class Doubt:
     message: str
 
 
+HIGH_LR = {"sgd": 1.0, "adamw": 0.1}  # above these a run seldom trains: its loss soon goes non-finite
+_HIGH_LR_SAID = "is above 1 for SGD or 0.1 for AdamW: training seldom survives it (a non-finite loss ends the run)"
+
 DOUBTS = (
     Doubt("optim.lr", (), lambda c: c.optim.lr == 0,
           "is 0: no weight will learn (BatchNorm's running statistics still move)"),
+    Doubt("optim.lr", ("optim.name",), lambda c: c.optim.lr > HIGH_LR[c.optim.name], _HIGH_LR_SAID),
     Doubt("teacher.recipe.lr", ("teacher.checkpoint", "teacher.kwargs"),
           lambda c: trains_teacher(c) and c.teacher.recipe.lr == 0,
           "is 0: the teacher trained from scratch will not learn"),
+    Doubt("teacher.recipe.lr", ("teacher.recipe.optimizer", "teacher.checkpoint", "teacher.kwargs"),
+          lambda c: trains_teacher(c) and c.teacher.recipe.lr > HIGH_LR[c.teacher.recipe.optimizer], _HIGH_LR_SAID),
 )
 
 
