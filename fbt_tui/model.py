@@ -171,7 +171,6 @@ class RunModel:
     img_s: float | None = None
     lr: float | None = None
     loss: float | None = None  # the total, from the latest step event
-    best: tuple[float, int] | None = None  # (top-1, epoch) of the student in distillation
     outcome: dict[str, Any] = field(default_factory=dict)  # the final event, once there is one
     gpu_mem_gb: float | None = None
     warnings: list[str] = field(default_factory=list)  # the run's warning events' messages, in order
@@ -257,9 +256,6 @@ class RunModel:
                 top1 = (ev.get(who) or {}).get("top1")
                 if top1 is not None:
                     self._series(self._acc, (phase, who)).append(float(epoch), top1)
-            top1 = (ev.get("student") or {}).get("top1")
-            if phase == DISTILL and top1 is not None and (self.best is None or top1 > self.best[0]):
-                self.best = (top1, epoch)
             self.phase, self.epoch = phase, epoch
             self.step = int(ev.get("step") or self.step)
         elif kind == "stages":
@@ -300,11 +296,20 @@ class RunModel:
             if p == phase:
                 s.truncate_after(last_epoch)
         self._stages = [e for e in self._stages if e.get("phase", DISTILL) != phase or e.get("step", 0) <= from_step]
-        if phase == DISTILL:
-            self.best = None
-            for x, y in zip(*self._xy(self._acc.get((DISTILL, "student")))):
-                if not math.isnan(y) and (self.best is None or y > self.best[0]):
-                    self.best = (float(y), int(x))
+
+    @property
+    def best(self) -> tuple[float, int] | None:
+        """(top-1, epoch) of the student's best distillation epoch so far."""
+        return self.best_of(DISTILL, "student")
+
+    def best_of(self, phase: str, who: str) -> tuple[float, int] | None:
+        """The highest top-1 of `who` in `phase` so far and the first epoch that reached it."""
+        with self.lock:
+            x, y = self._xy(self._acc.get((phase, who)))
+            if not len(y) or np.isnan(y).all():
+                return None
+            i = int(np.nanargmax(y))
+            return float(y[i]), int(x[i])
 
     @staticmethod
     def _xy(series: Series | None) -> tuple[np.ndarray, np.ndarray]:

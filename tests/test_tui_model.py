@@ -316,3 +316,19 @@ def test_a_crashed_run_resuming_from_the_app_keeps_no_stale_end_or_pace():
                   {"type": "step", "time": 5.0, "phase": DISTILL, "step": 5, "epoch": 1, "loss": 1.0, "losses": {}},
                   {"type": "run_failed", "time": 6.0, "error": "X", "message": "y", "phase": DISTILL}])
     assert m.status == "starting" and m.outcome == {} and m.eta_seconds(now=7.0) is None
+
+
+def test_a_teacher_trained_here_shows_its_own_best_until_distillation():
+    m = RunModel("r")
+    m.add_events([{"type": "run_started", "time": 0, "config": {}},
+                  {"type": "phase", "time": 1.0, "phase": TEACHER, "epochs": 3, "steps_per_epoch": 10, "from_step": 0}])
+    status = RunView(SimpleNamespace(model=m))._status
+    assert "teacher best –" in status(0, 0)
+    for epoch, top1 in ((1, 40.0), (2, 55.5), (3, 50.0)):
+        m.add_events([{"type": "epoch", "time": 1.0 + epoch, "phase": TEACHER, "epoch": epoch, "step": 10 * epoch,
+                       "teacher": {"top1": top1, "top5": 90.0}}])
+    assert "teacher best 55.50% @2" in status(0, 0) and m.best is None
+    m.add_events([{"type": "phase", "time": 9.0, "phase": DISTILL, "epochs": 2, "steps_per_epoch": 10, "from_step": 0},
+                  {"type": "epoch", "time": 10.0, "phase": DISTILL, "epoch": 1, "step": 10,
+                   "student": {"top1": 30.0, "top5": 80.0}, "teacher": {"top1": 55.5, "top5": 90.0}}])
+    assert "best 30.00% @1" in status(0, 0) and "teacher best" not in status(0, 0)
