@@ -332,3 +332,15 @@ def test_a_teacher_trained_here_shows_its_own_best_until_distillation():
                   {"type": "epoch", "time": 10.0, "phase": DISTILL, "epoch": 1, "step": 10,
                    "student": {"top1": 30.0, "top5": 80.0}, "teacher": {"top1": 55.5, "top5": 90.0}}])
     assert "best 30.00% @1" in status(0, 0) and "teacher best" not in status(0, 0)
+
+
+def test_a_run_that_ended_shows_no_speed():
+    m = RunModel("r")
+    m.add_events([{"type": "run_started", "time": 0, "config": {}},
+                  {"type": "phase", "time": 1.0, "phase": DISTILL, "epochs": 1, "steps_per_epoch": 10, "from_step": 0},
+                  {"type": "step", "time": 2.0, "phase": DISTILL, "step": 10, "epoch": 1, "loss": 1.0, "losses": {},
+                   "img_s": 390.0}])
+    status = RunView(SimpleNamespace(model=m))._status
+    assert "390 img/s" in status(0, 0)
+    m.add_events([{"type": "run_finished", "time": 3.0}])
+    assert "img/s" not in status(0, 0)

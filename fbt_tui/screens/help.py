@@ -17,7 +17,8 @@ EXTRA = {
     "Everywhere": [("ctrl+p", "command palette: run actions, launch a preset, go to a mode"),
                    ("tab / shift+tab", "move between widgets")],
     "Presets": [("↑ ↓", "choose a preset"), ("tab", "into the form; edits validate as you type")],
-    "Dashboard": [("[ ]", "in a short terminal, the alignment table and the engine log come after the plots")],
+    "Dashboard": [("[ ]", "where the terminal is too small for every panel: one at a time, the plots, then the "
+                          "alignment table, then the engine log")],
     "History": [("click a header", "sort by that column (again: reverse)"),
                 ("/ then text", "words match anywhere; status:crashed, tag:best, method:fbt narrow down")],
 }
