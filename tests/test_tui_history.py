@@ -422,3 +422,25 @@ def test_names_with_brackets_are_shown_as_typed_everywhere(fbt_home):
         assert any(f"lr [/] sweep [x] {odd[-6:]}" in t for t in titles), titles
 
     run_app(scenario, start_mode="history")
+
+
+def test_a_cursor_on_the_newest_run_follows_a_newer_one(fbt_home):
+    """On the first row it was on "the latest run"; anywhere else it keeps its own run."""
+    runs = three_runs(fbt_home)
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 3)
+        table = app.screen.query_one(RunTable)
+        assert table.cursor_key == runs["gamma"]
+        delta = fake_run(fbt_home, "delta", top1=(10.0,))
+        app.screen.reload()
+        await history_loaded(app, pilot, 4)
+        assert table_ids(app)[0] == delta and table.cursor_key == delta
+        await pilot.press("down")
+        assert table.cursor_key == runs["gamma"]
+        epsilon = fake_run(fbt_home, "epsilon", top1=(10.0,))
+        app.screen.reload()
+        await history_loaded(app, pilot, 5)
+        assert table_ids(app)[0] == epsilon and table.cursor_key == runs["gamma"]
+
+    run_app(scenario, start_mode="history")

@@ -205,8 +205,11 @@ class HistoryScreen(FbtScreen):
         if [r.id for r in shown] == [r.id for r in previous]:
             self.shown = shown
             self._update_changed(previous)
-        else:
-            self.populate()
+            return
+        # a cursor on the first row follows a run that arrives above it (the newest, as sorted
+        # by default): "the latest run" is what it was on; elsewhere the cursor keeps its run
+        arrived = shown and previous and shown[0].id not in {r.id for r in previous}
+        self.populate(shown[0].id if arrived and self.query_one(RunTable).cursor_row == 0 else None)
 
     def _visible_rows(self) -> list[RunSummary]:
         query = self.query_one("#history-filter", Input).value
@@ -230,10 +233,11 @@ class HistoryScreen(FbtScreen):
         self._title()
         self._detail()
 
-    def populate(self) -> None:
-        """Rebuild the table from the rows, sorted and filtered; the cursor stays on its run."""
+    def populate(self, cursor_key: str | None = None) -> None:
+        """Rebuild the table from the rows, sorted and filtered; the cursor stays on its run, or
+        goes to `cursor_key`'s."""
         table = self.query_one(RunTable)
-        keep = table.cursor_key or self._keep_cursor
+        keep = cursor_key or table.cursor_key or self._keep_cursor
         self.shown = self._visible_rows()
         table.show([MARK, *(c.table_column(bool(self.compact)) for c in self.columns())],
                    [(r.id, self._cells(r)) for r in self.shown], cursor_key=keep)
