@@ -28,7 +28,7 @@ from fbt_engine.formats import counted, cpu_name
 from fbt_engine.store.runs import RunNotFound
 
 from fbt_tui.format import literal
-from fbt_tui.runs import LaunchFailed, RunEnded, RunHandle, RunManager, RunUpdated, TailFailed
+from fbt_tui.runs import Attachable, LaunchFailed, RunEnded, RunHandle, RunManager, RunUpdated, TailFailed
 from fbt_tui.screens.dashboard import DashboardScreen
 from fbt_tui.screens.dialogs import ConfirmDialog, ErrorDialog, QuitDialog
 from fbt_tui.screens.help import HelpScreen
@@ -123,25 +123,30 @@ class FbtApp(App[int]):
 
     @work(thread=True, group="reattach", exit_on_error=False)
     def reattach(self, startup: bool = False) -> None:
-        handles, crashed = self.manager.reattach()
-        self.call_from_thread(self._reattached, handles, crashed, startup)
+        try:
+            found, crashed = self.manager.running_elsewhere()
+        except (OSError, ValueError) as exc:  # the index locked too long, a folder unreadable: the next look may do
+            found, crashed = [], []
+            if startup:
+                self.call_from_thread(self.show_error, "could not look for running runs", str(exc))
+        self.call_from_thread(self._reattached, found, crashed, startup)
 
     def watch_runs(self) -> None:
         """A run that another process starts or resumes on this host gets a tab too: each writes
         the index as it begins, so a changed index (two stats) is what sends a look."""
         stamp = self.manager.index_stamp()
-        if stamp != self.index_stamp and not any(w.group == "reattach" and w.is_running for w in self.workers):
+        if stamp != self.index_stamp and all(w.is_finished for w in self.workers if w.group == "reattach"):
             self.index_stamp = stamp
             self.reattach()
 
-    async def _reattached(self, handles: list[RunHandle], crashed: list[str], startup: bool) -> None:
-        if startup and handles:
+    async def _reattached(self, found: list[Attachable], crashed: list[str], startup: bool) -> None:
+        attached = [(handle, item.resumed) for item in found if (handle := self.manager.attach(item)) is not None]
+        if startup and attached:
             await self.switch_mode("dashboard")
-            for i, handle in enumerate(handles):
+            for i, (handle, _) in enumerate(attached):
                 await self.dashboard.open_run(handle, activate=i == 0)
-            self.notify(f"Re-attached to {counted(len(handles), 'running run')}.")
-        for handle in [] if startup else handles:  # beside the tab in view, which stays
-            resumed = self.dashboard.has_tab(handle.run_id)
+            self.notify(f"Re-attached to {counted(len(attached), 'running run')}.")
+        for handle, resumed in [] if startup else attached:  # beside the tab in view, which stays
             await self.dashboard.reopen_run(handle, activate=False)
             self.notify(f"{literal(handle.model.name)} ({handle.run_id}) was "
                         f"{'resumed' if resumed else 'started'} by another process: "
@@ -290,7 +295,10 @@ class FbtApp(App[int]):
         for proc in list(self.helpers):
             if proc.poll() is None:
                 proc.kill()
-                proc.wait(timeout=5)
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:  # stuck in the kernel: it goes when it can
+                    pass
         self.helpers.clear()
 
     def exit(self, *args: Any, **kwargs: Any) -> None:

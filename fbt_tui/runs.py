@@ -84,6 +84,13 @@ class RunHandle:
         return self.live and self.model.is_active
 
 
+@dataclass
+class Attachable:
+    """A run going on without a handle here, and whether it is a resume (a segment after its first)."""
+    handle: RunHandle
+    resumed: bool
+
+
 class RunManager:
     def __init__(self, post: Callable[[Message], object], home: Path | None = None):
         self.post = post
@@ -140,39 +147,48 @@ class RunManager:
         model = RunModel(run_id, name=name, status="starting", resuming=resuming)
         return self._start(RunHandle(run_id, model, preset=preset, proc=proc, pid=proc.pid, live=True))
 
-    def reattach(self) -> tuple[list[RunHandle], list[str]]:
+    def running_elsewhere(self) -> tuple[list[Attachable], list[str]]:
         """Runs of this host that meta.json calls running, whose process is alive and which no
         handle here tails live: at start-up those an earlier app left going, later those that a
-        headless `fbt run` (or another app) started or resumed. A handle that showed such a run
-        stopped is replaced. Also the ids of runs whose process is gone (now marked crashed, as
-        History shows them)."""
+        headless `fbt run` (or another app) started or resumed; each to `attach` on the app's
+        thread, which alone changes `handles`. Also the ids of runs whose process is gone (now
+        marked crashed, as History shows them). Reads only: a worker thread may call it."""
         store = RunStore(self.home)
         try:
             crashed = store.detect_crashes()
-            handles = [handle for row in store.list(status="running") if row.host == socket.gethostname()
-                       and (handle := self._attach(row.id, store)) is not None]
+            found = [found for row in store.list(status="running") if row.host == socket.gethostname()
+                     and not self._tails_live(row.id) and (found := self._attachable(row.id, store)) is not None]
         finally:
             store.close()
         self._clean_launch_dir()
-        return handles, crashed
+        return found, crashed
 
-    def _attach(self, run_id: str, store: RunStore) -> RunHandle | None:
+    def _tails_live(self, run_id: str) -> bool:
         held = self.handles.get(run_id)
-        if held is not None and held.live:
-            return None
+        return held is not None and held.live
+
+    def _attachable(self, run_id: str, store: RunStore) -> Attachable | None:
         try:
             meta = store.read_meta(run_id)
-        except (RunNotFound, OSError, ValueError):  # trashed or unreadable since it was listed
+            handle = self._handle(run_id, meta)
+        except (RunNotFound, OSError, ValueError, TypeError):  # trashed or unreadable since it was listed
             return None
-        handle = self._handle(run_id, meta)
         if not handle.live:  # ended since it was listed
             return None
+        return Attachable(handle, resumed=int(meta.get("segments") or 1) > 1)
+
+    def attach(self, found: Attachable) -> RunHandle | None:
+        """Tail a run `running_elsewhere` found, unless a handle here took it meanwhile (a resume
+        from the app); a handle that showed it stopped stops tailing."""
+        if self._tails_live(found.handle.run_id):
+            return None
+        held = self.handles.get(found.handle.run_id)
         if held is not None:
             held.stop_tailing.set()
-        return self._start(handle)
+        return self._start(found.handle)
 
     def index_stamp(self) -> tuple[int, ...]:
-        """What changes when a run starts, resumes or ends anywhere (see reattach)."""
+        """What changes when a run starts, resumes or ends anywhere (see running_elsewhere)."""
         return index_stamp(paths.index_path(self.home))
 
     def _clean_launch_dir(self) -> None:
@@ -181,7 +197,11 @@ class RunManager:
         if not self.launch_dir.is_dir():
             return
         for path in self.launch_dir.iterdir():
-            if path.stem not in self.handles and time.time() - path.stat().st_mtime > STALE_LAUNCH_S:
+            try:
+                stale = path.stem not in self.handles and time.time() - path.stat().st_mtime > STALE_LAUNCH_S
+            except FileNotFoundError:  # its run's end, or another app, cleaned it meanwhile
+                continue
+            if stale:
                 path.unlink(missing_ok=True)
 
     def open(self, run_id: str) -> RunHandle:
@@ -214,7 +234,8 @@ class RunManager:
     # -- stopping and forgetting -----------------------------------------------------------------
 
     def active(self) -> list[RunHandle]:
-        return [h for h in self.handles.values() if h.active]
+        # a copy first: a tail thread drops the handle of a run that failed to start
+        return [h for h in list(self.handles.values()) if h.active]
 
     def stop(self, run_id: str, sig: int = signal.SIGINT) -> bool:
         """Ask the engine to stop after its current step (it saves and exits 130)."""
@@ -258,9 +279,10 @@ class RunManager:
 
     def shutdown(self) -> None:
         """Stop every tail thread. Runs themselves keep going: they have their own session."""
-        for h in self.handles.values():
+        handles = list(self.handles.values())
+        for h in handles:
             h.stop_tailing.set()
-        for h in self.handles.values():
+        for h in handles:
             if h.thread is not None:
                 h.thread.join(timeout=1)
 

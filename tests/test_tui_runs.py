@@ -1,6 +1,7 @@
 """The TUI with the real engine as a subprocess: launch, live curves, errors, crashes, re-attach,
 stop, quit. Every run is tiny (conftest's TINY) and starts from the cached tiny teacher."""
 
+import asyncio
 import json
 import os
 import re
@@ -138,10 +139,11 @@ def test_reattach_leave_running_then_stop(with_cached_teacher):
             proc.wait()
 
 
-def wait_until_stopped(proc: subprocess.Popen) -> None:
-    """Ctrl-C in the headless run's terminal: it saves its step and exits 130."""
+async def wait_until_stopped(proc: subprocess.Popen) -> None:
+    """Ctrl-C in the headless run's terminal: it saves its step and exits 130 (waited for off the
+    app's loop, which goes on drawing meanwhile)."""
     os.killpg(proc.pid, signal.SIGINT)
-    assert proc.wait(timeout=60) == 130
+    assert await asyncio.to_thread(proc.wait, 120) == 130
 
 
 def test_runs_started_and_resumed_elsewhere_get_a_tab_while_the_app_is_open(with_cached_teacher):
@@ -159,7 +161,7 @@ def test_runs_started_and_resumed_elsewhere_get_a_tab_while_the_app_is_open(with
         assert view.handle.pid == procs[0].pid and view.handle.live
         await wait_for(pilot, lambda: notes(app, "was started by another process"), 5, "the note")
         await wait_for(pilot, lambda: view.model.point_count() > 0, 120, "its live steps")
-        wait_until_stopped(procs[0])
+        await wait_until_stopped(procs[0])
         await wait_for(pilot, lambda: view.model.status == "interrupted", 30, "the stop on screen")
 
         procs.append(subprocess.Popen(  # `fbt run --resume` in the other terminal
@@ -172,7 +174,7 @@ def test_runs_started_and_resumed_elsewhere_get_a_tab_while_the_app_is_open(with
         resumed = app.dashboard.query_one(RunView)
         await wait_for(pilot, lambda: notes(app, "was resumed by another process"), 5, "the note")
         await wait_for(pilot, lambda: resumed.model.status == "running", 60, "the resumed segment")
-        wait_until_stopped(procs[1])
+        await wait_until_stopped(procs[1])
         await wait_for(pilot, lambda: resumed.model.status == "interrupted", 30, "the second stop on screen")
 
     try:
