@@ -9,7 +9,7 @@ import pytest
 from textual import events
 from textual.widgets import Input, Select
 
-from fbt_tui.screens.dialogs import PromptDialog
+from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
 from fbt_tui.screens.model_picker import ModelPicker
 from fbt_tui.screens.presets import split_items
 
@@ -428,5 +428,30 @@ def test_more_set_takes_a_path_with_spaces_and_says_what_is_unclosed(fbt_home, t
         assert "unclosed [: close it" in field_error(screen, "extra")
         await pilot.press("enter")  # refused
         assert not app.manager.handles
+
+    run_app(scenario)
+
+
+def test_a_preset_saved_over_an_edited_one_shows_as_written(fbt_home):
+    """The replaced preset's edits were for what it was: they do not come back over the saved one."""
+    user_dir = fbt_home / "config" / "presets"
+    user_dir.mkdir(parents=True)
+    (user_dir / "mine.toml").write_text(MLP.read_text())
+
+    async def scenario(app, pilot):
+        screen = await shown(app, pilot, "mine")
+        screen.query_one("#f-train-epochs", Input).value = "9"  # a draft of "mine"
+        await pilot.pause()
+        screen = await shown(app, pilot, "mlp_to_cnn")
+        screen.query_one("#f-optim-lr", Input).value = "0.01"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        app.screen.query_one(Input).value = "mine"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the replace question")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: screen.ref is not None and screen.ref.name == "mine", 5, "the saved preset")
+        assert tomllib.loads((user_dir / "mine.toml").read_text())["optim"]["lr"] == 0.01
+        assert screen.overrides() == []  # as written: lr 0.01, and not the old draft's 9 epochs
 
     run_app(scenario)

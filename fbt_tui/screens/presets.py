@@ -557,7 +557,8 @@ class PresetsScreen(FbtScreen):
             self.app.show_error(f"could not save {target.name}", str(exc))
             return
         self.notify(f"Saved {target}")
-        self.drafts.pop(self.ref.path, None)  # its edits live on in the saved preset
+        self.drafts.pop(self.ref.path, None)  # its edits live on in the saved preset,
+        self.drafts.pop(target, None)  # which shows as written, not with the edits of a preset it replaced
         self.load(self.ref)
         self.reload_list(select=target.stem)
 
