@@ -206,9 +206,10 @@ class HistoryScreen(FbtScreen):
             self.shown = shown
             self._update_changed(previous)
             return
-        # a cursor on the first row follows a run that arrives above it (the newest, as sorted
-        # by default): "the latest run" is what it was on; elsewhere the cursor keeps its run
-        arrived = shown and previous and shown[0].id not in {r.id for r in previous}
+        # sorted newest first, a cursor on the first row follows a run that arrives above it: "the
+        # latest run" is what it was on; elsewhere the cursor keeps its run
+        newest_first = self.sort_key == "started" and self.sort_reverse
+        arrived = newest_first and shown and previous and shown[0].id not in {r.id for r in previous}
         self.populate(shown[0].id if arrived and self.query_one(RunTable).cursor_row == 0 else None)
 
     def _visible_rows(self) -> list[RunSummary]:
