@@ -440,7 +440,7 @@ def test_an_export_that_cannot_be_written_says_so_and_writes_nothing(history, tm
     (out / "w.toml").mkdir()  # where the sidecar goes
     result = cli(history, "export", "alpha", "--student", str(out / "w.safetensors"))
     assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
-    assert f"{out / 'w.toml'}: cannot write: Is a directory" in result.stderr
+    assert f"{out / 'w.toml'}: cannot write: a folder is in the way" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["w.toml"]  # no weights without their sidecar
 
     (out / "w.toml").rmdir()  # an earlier export's pair, then a new one whose sidecar cannot go there

@@ -40,11 +40,11 @@ def _step_row(run_id: str, ev: dict[str, Any]) -> dict[str, Any]:
 
 
 def _epoch_columns(ev: dict[str, Any]) -> dict[str, Any]:
-    row = {"train_loss": ev.get("train_loss"), "val_loss": ev.get("val_loss"), "epoch_time": ev.get("epoch_time"),
-           "timed_steps": ev.get("timed_steps")}
+    row = {"train_loss": ev.get("train_loss"), "val_loss": ev.get("val_loss"), "epoch_time": ev.get("epoch_time")}
     for who in ("student", "teacher", "fusion"):
         for metric in ("top1", "top5"):
             row[f"{who}/{metric}"] = (ev.get(who) or {}).get(metric)
+    row["timed_steps"] = ev.get("timed_steps")  # last: a reader by position keeps the columns it had
     return row
 
 
@@ -214,9 +214,12 @@ def export_student(store: RunStore, run_id: str, target: Path, weights: str = "f
 
 
 def _write_pair(source: Path, target: Path, side: Path, text: str) -> None:
-    """The weights and their sidecar, both or neither: each is written beside its place and moved
-    there once both are written, so a full or read-only disk leaves no weights without a sidecar
-    (nor an earlier export's sidecar beside new weights)."""
+    """The weights and their sidecar: each is written beside its place and moved there once both
+    are written, so a full or read-only disk leaves no weights without a sidecar (nor an earlier
+    export's sidecar beside new weights). Only a rename failing between the two could part them."""
+    for path in (target, side):
+        if path.is_dir():
+            raise ExportError(f"{path}: cannot write: a folder is in the way")
     staged_weights = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     staged_side = side.with_name(f".{side.name}.{os.getpid()}.tmp")
     try:
