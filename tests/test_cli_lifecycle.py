@@ -304,7 +304,8 @@ def test_resume_with_more_epochs_records_the_change_in_config_and_event(with_cac
     assert "epochs = 2" in (run_dir / "config.toml").read_text()
     assert steps(effective(file_events(run_dir)))[-1] == 2 * STEPS_PER_EPOCH
     # the tiny teacher is near chance: said once, though each segment scores it again
-    assert [e["type"] for e in file_events(run_dir) if "near chance" in e.get("message", "")] == ["warning"]
+    assert [e.get("kind") for e in file_events(run_dir) if "near chance" in e.get("message", "")] == [
+        "teacher_near_chance"]
 
 
 def test_a_distillation_resumes_from_the_teacher_it_began_with(with_cached_teacher):

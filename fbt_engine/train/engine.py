@@ -399,8 +399,9 @@ def distill_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
         top1, chance = fixed["teacher"]["top1"], 100.0 / p.data.num_classes
         reporter.log(f"teacher top-1 {top1:.2f}% on {p.data.val_images} validation images")
         if near_chance(top1, p.data.num_classes) and p.teacher_source.kind in ("train", "cache"):  # loaded: refused
-            reporter.warn_once(f"the teacher trained with [teacher.recipe] scores {top1:.1f}% top-1, near chance "
-                          f"({chance:.1f}%): distilling from it teaches little; give it more epochs or data")
+            reporter.warn_once("teacher_near_chance",
+                               f"the teacher trained with [teacher.recipe] scores {top1:.1f}% top-1, near chance "
+                               f"({chance:.1f}%): distilling from it teaches little; give it more epochs or data")
     o = cfg.optim
     phase = _phase("distillation", p.method, p, cfg.train.epochs,
                    OptimSpec(o.name, o.lr, o.weight_decay, o.momentum, o.nesterov, tuple(o.betas)),

@@ -120,16 +120,16 @@ class Reporter:
         """The run's index row (what `fbt runs ls` and History list) from the events so far."""
         self.store.index.upsert(self.fold.summary(self.store.read_meta(self.run_id)))
 
-    def warn(self, message: str) -> None:
+    def warn(self, message: str, kind: str | None = None) -> None:
         """A warning event, and the same line on stderr and in stdout.log for whoever runs headless."""
-        self.emit("warning", message=message)
+        self.emit("warning", message=message, **({"kind": kind} if kind else {}))
         self.log(f"warning: {message}")
 
-    def warn_once(self, message: str) -> None:
-        """A warning this run has not given yet: a resumed segment repeats its checks, not their warnings."""
-        if not any(e["type"] == "warning" and e.get("message") == message
-                   for e in read_events(self.dir / "events.jsonl")):
-            self.warn(message)
+    def warn_once(self, kind: str, message: str) -> None:
+        """A warning of a kind this run has not given yet: a resumed segment repeats its checks, not
+        their warnings (whose figures may differ by a rounding on another device)."""
+        if not any(e["type"] == "warning" and e.get("kind") == kind for e in read_events(self.dir / "events.jsonl")):
+            self.warn(message, kind)
 
     def log(self, text: str) -> None:
         stamp = time.strftime("%H:%M:%S")
