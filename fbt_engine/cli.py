@@ -417,7 +417,7 @@ SHOWN_EPOCHS = 12  # runs show's table: the last ones; --json and export have ev
 
 def epoch_time_text(row: dict) -> str:
     """An epoch's time; of how many of its steps, where a resume split it."""
-    if row["epoch_time"] is None:
+    if row["epoch_time"] is None or row.get("timed_steps") == 0:  # 0: only its evaluation ran after the resume
         return "–"
     return f"{row['epoch_time']:.1f} s" + (f" ({row['timed_steps']} steps)" if row.get("timed_steps") is not None else "")
 

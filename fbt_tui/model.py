@@ -396,8 +396,9 @@ class RunModel:
         active or the phase has logged a step."""
         with self.lock:
             info = self.phases.get(self.phase)
-            if not self.is_active or info is None or not info.total_steps or self.step > info.from_step:
-                return None
+            if (not self.is_active or info is None or not info.total_steps or self.step > info.from_step
+                    or info.from_step >= info.total_steps or self.evaluating is not None):
+                return None  # (resumed at its last step, or evaluating: no step is to come)
             return max(0.0, now - info.started)
 
     @property

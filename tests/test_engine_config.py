@@ -285,6 +285,8 @@ def test_parse_overrides_nests_keys_and_reports_bad_items():
     assert messages[2] == "--set: optim.lr: value '[' is not valid TOML (Invalid value)"
     assert messages[3] == "--set: train.amp: train is a value, not a table"
     assert len(problems) == 4
+    _, forgotten = parse_overrides(["data.root=", 'run.name=""'])  # the quoted one is an empty string meant
+    assert [str(p) for p in forgotten] == ["--set: data.root: no value after \"=\" (an empty string is written '\"\"')"]
 
 
 def test_a_set_value_that_is_not_toml_is_judged_by_the_schema():

@@ -98,6 +98,11 @@ def test_run_references_resolve_by_id_prefix_name_and_last(store):
     assert store.resolve("cccccc") == c and store.resolve("000000-aabbbb") == b
     with pytest.raises(RunNotFound, match="no run matches"):
         store.resolve("cccc")  # a part, not a fragment: "ccc" of a name could be anything
+    twin = make_run(store, "20250103-000000-cccccc", name="twin")  # ids given with --id may share an end
+    with pytest.raises(RunNotFound, match=f'"cccccc" matches 2 runs: {twin}, {c}'):
+        store.resolve("cccccc")
+    store.update_meta(twin, status="finished")
+    store.trash(twin)
     d = make_run(store, "20250101-000000-addddd", name="gone")
     store.update_meta(d, status="finished")
     store.trash(d)

@@ -232,6 +232,12 @@ def test_a_phase_without_a_logged_step_shows_its_clock():
     m = started("default")
     m.add_events([{"type": "run_failed", "time": 110.0, "error": "X", "message": "y"}])
     assert m.before_first_log(now=123.0) is None
+    done = RunModel("r", resuming=2)  # resumed at its last step: only the evaluation is left, no step to come
+    done.add_events([{"type": "run_started", "time": 0, "config": {}},
+                     {"type": "resume", "time": 1.0, "phase": DISTILL, "from_step": 40},
+                     {"type": "phase", "time": 2.0, "phase": DISTILL, "epochs": 4, "steps_per_epoch": 10,
+                      "from_step": 40}])
+    assert done.is_active and done.before_first_log(now=10.0) is None
 
 
 def test_log_lines_fold_to_the_pane_past_their_time_stamp():

@@ -112,6 +112,9 @@ def parse_overrides(items: Iterable[str]) -> tuple[dict[str, Any], list[Problem]
         if not sep or not key:
             problems.append(Problem(SET_SOURCE, item, "expected key=value, e.g. train.lr=3e-4"))
             continue
+        if not text.strip():  # a value forgotten, not an empty string meant
+            problems.append(Problem(SET_SOURCE, key, "no value after \"=\" (an empty string is written '\"\"')"))
+            continue
         try:
             value = parse_value(text.strip())
         except tomllib.TOMLDecodeError as exc:

@@ -357,9 +357,9 @@ class RunStore:
         named = [r.id for r in runs if r.name == ref]
         if named:
             return named[0]
-        if len(prefixed) > 1:
-            raise AmbiguousRun(f'"{ref}" matches {len(prefixed)} runs: {", ".join(prefixed[:5])}'
-                               + (", …" if len(prefixed) > 5 else ""))
+        if len(several := prefixed if len(prefixed) > 1 else ended) > 1:
+            raise AmbiguousRun(f'"{ref}" matches {len(several)} runs: {", ".join(several[:5])}'
+                               + (", …" if len(several) > 5 else ""))
         raise RunNotFound(f'no run{where} matches "{ref}" (an id, a unique id prefix, its last part, a name, '
                           'or "last")')
 
