@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("presets", nargs="+", metavar="PRESET")
     validate.add_argument("--strict", action="store_true",
                           help="also fail (exit 3) when this machine lacks the data or checkpoint a preset names")
+    validate.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a key of each preset, as fbt run would, and check the result")
 
     sub.add_parser("paths", help="where fbt keeps its data")
     doctor = sub.add_parser("doctor", help="what this environment has; with --preset, whether it can run that preset")
@@ -509,24 +511,26 @@ def cmd_export(args) -> int:
 
 
 def cmd_presets(args) -> int:
-    from fbt_engine.config.presets import collect, is_error, list_presets, spoiled
+    from fbt_engine.config.presets import SET_SOURCE, collect, is_error, list_presets, spoiled
 
     if args.presets_command == "validate":
         worst = EXIT_OK
         for ref in args.presets:
-            resolved = collect(ref)
+            resolved = collect(ref, args.sets)
             # A preset is valid when its content is; what it needs from this machine (a dataset
             # folder, a checkpoint) is a warning unless --strict, since presets travel between machines.
             needs = [p for p in resolved.problems if not is_error(p) and not args.strict]
             errors = [p for p in resolved.problems if p not in needs]
+            # a --set's problem names no file: with several presets, which one it met is said
+            with_preset = f" (with {resolved.source})" if len(args.presets) > 1 else ""
             for problem in errors:
-                print(f"error: {problem}", file=sys.stderr)
+                print(f"error: {problem}{with_preset if problem.source == SET_SOURCE else ''}", file=sys.stderr)
             for problem in needs:
                 print(f"warning: {problem} (needed to run it on this machine)", file=sys.stderr)
             for doubt in resolved.doubts:
-                print(f"warning: {doubt}", file=sys.stderr)
+                print(f"warning: {doubt}{with_preset if doubt.source == SET_SOURCE else ''}", file=sys.stderr)
             if not errors:
-                print(f"ok: {resolved.source}")
+                print(f"ok: {resolved.source}" + (f" with {' '.join(args.sets)}" if args.sets else ""))
                 continue
             worst = max(worst, EXIT_USAGE if any(not p.environment for p in errors) else EXIT_ENV)
         return worst

@@ -87,6 +87,17 @@ def test_presets_validate_by_name_and_its_exit_codes(fbt_home):
     assert still.stderr.startswith("warning: ")
 
 
+def test_presets_validate_checks_overrides_as_fbt_run_would(fbt_home):
+    ok = run_fbt("presets", "validate", "mlp_to_cnn", "--set", "train.epochs=2")
+    assert ok.returncode == 0 and "ok: " in ok.stdout and "with train.epochs=2" in ok.stdout
+    bad = run_fbt("presets", "validate", "mlp_to_cnn", "cnn_to_vit", "--set", "train.epochs=0")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    # each preset's error says which preset it met
+    assert [line.rpartition("/")[2] for line in bad.stderr.splitlines()] == ["mlp_to_cnn.toml)", "cnn_to_vit.toml)"]
+    assert all(line.startswith("error: --set: train.epochs: expected a value ≥ 1, got 0 (with ")
+               for line in bad.stderr.splitlines())
+
+
 def test_paths_follow_fbt_home(fbt_home):
     result = run_fbt("paths")
     assert result.returncode == 0
