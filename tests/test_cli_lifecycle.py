@@ -377,6 +377,28 @@ def test_a_run_stopped_while_training_its_teacher_resumes_that_training(fbt_home
     assert meta(run_dir)["teacher_weights"] == str(cached) == recorded["teacher_weights"]
 
 
+def test_a_run_stopped_while_training_its_teacher_resumes_from_one_another_run_cached(fbt_home):
+    """Its teacher's key is cached meanwhile: the resume distils from that teacher, and the
+    checkpoints of its own teacher training, which will not go on, are not left behind."""
+    sets = tiny_sets("train.log_every=1", "teacher.recipe.epochs=2")
+    run = Streamed("run", MLP_TO_CNN, *sets, "--json", "--name", "early", home=fbt_home)
+    try:
+        run.wait_for(lambda e: e["type"] == "step" and e["phase"] == "teacher_training" and e["step"] >= 2)
+        run.proc.send_signal(signal.SIGINT)
+        assert run.finish() == 130, run.stderr
+    finally:
+        run.close()
+    early = only_run(fbt_home)
+    assert (early / "checkpoints" / "teacher_last.pt").is_file()
+    other = run_fbt("run", MLP_TO_CNN, *sets, "--name", "other", home=fbt_home)  # trains and caches that teacher
+    assert other.returncode == 0, other.stderr
+    resumed = run_fbt("run", "--resume", "early", "--json", home=fbt_home)
+    assert resumed.returncode == 0, resumed.stderr
+    teacher = [e for e in stdout_events(resumed.stdout) if e.get("phase") == "teacher_training" and e["type"] == "phase"]
+    assert [(e["source"], e["skipped"]) for e in teacher] == [("cache", True)]
+    assert not list((early / "checkpoints").glob("teacher_*.pt"))
+
+
 def test_a_run_killed_while_scoring_its_cached_teacher_resumes_at_distillation(tmp_path):
     """A teacher trained in the run is cached and its checkpoints deleted before the frozen teacher
     is scored: a run killed then resumes distillation from step 0, and the teacher's curves stay

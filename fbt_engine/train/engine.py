@@ -349,11 +349,17 @@ def memory_format(setting: str, device: torch.device, models: dict[str, torch.nn
     return torch.contiguous_format if volumetric else torch.channels_last
 
 
+TEACHER_PREFIX = "teacher_"  # of the teacher phase's checkpoints (teacher_last.pt)
+
+
 def teacher_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: bool) -> None:
     cfg, source = p.resolved.config, p.teacher_source
     if source.kind != "train":
         reporter.emit("phase", phase="teacher_training", source=source.kind, skipped=True, path=str(source.weights))
         reporter.log(f"teacher {cfg.teacher.model}: loaded from {source.kind} ({source.weights})")
+        if resuming and p.dist.is_main:  # stopped while training it, and another run cached it since
+            for kind in ("last", "best"):
+                checkpoint.checkpoint_path(reporter.dir, kind, TEACHER_PREFIX).unlink(missing_ok=True)
         return
     r = cfg.teacher.recipe
     # the distillation method froze it (all of it, or all but what its fusion model trains): this
@@ -363,7 +369,7 @@ def teacher_phase(p: Prepared, reporter: Reporter, stop: StopFlag, resuming: boo
     method = Scratch(p.teacher, None, ScratchParams(), r.label_smoothing).to(p.device)
     optim = OptimSpec(r.optimizer, r.lr, r.weight_decay, r.momentum)
     phase = _phase("teacher_training", method, p, r.epochs, optim, r.warmup_epochs, "cosine", 0.01, 0.0,
-                   r.grad_clip, reporter.dir, "teacher_", "teacher")
+                   r.grad_clip, reporter.dir, TEACHER_PREFIX, "teacher")
     state = LoopState()
     if resuming and phase.path("last").is_file():
         state = phase.restore(checkpoint.load(phase.path("last"), p.device))
@@ -642,7 +648,7 @@ def _ranks_in_sync(p: Prepared) -> bool:
 def resume_point(run_dir: Path) -> tuple[int, str]:
     """(step, phase) a run resumes from: its newest `last` checkpoint, or, when the earlier segment
     died before writing one, step 0 of the phase it had reached (so its steps are superseded)."""
-    for prefix, phase in (("", "distillation"), ("teacher_", "teacher_training")):
+    for prefix, phase in (("", "distillation"), (TEACHER_PREFIX, "teacher_training")):
         path = checkpoint.checkpoint_path(run_dir, "last", prefix)
         if path.is_file():
             try:  # mapped, not read: only the step is wanted (a paper pair's checkpoint is hundreds of MB)
