@@ -350,17 +350,24 @@ def test_resume_refuses_fewer_epochs_than_the_run_has_begun(with_cached_teacher)
     assert f"{last}: cannot read this checkpoint" in cut.stderr
 
 
-def test_a_run_stopped_while_training_its_teacher_resumes_that_training(fbt_home):
-    """No cached teacher: Ctrl-C during the teacher's phase, then --resume goes on from its step
-    (and says so, not "training from scratch"), distils, and finishes as one history."""
-    run = Streamed("run", MLP_TO_CNN, *tiny_sets("train.log_every=1", "teacher.recipe.epochs=2"), "--json",
-                   "--name", "early", home=fbt_home)
+EARLY_TEACHER = tiny_sets("train.log_every=1", "teacher.recipe.epochs=2")  # no cached teacher fits these
+
+
+def _stopped_training_its_teacher(home) -> None:
+    """A run named "early", stopped with Ctrl-C at its teacher's step 2."""
+    run = Streamed("run", MLP_TO_CNN, *EARLY_TEACHER, "--json", "--name", "early", home=home)
     try:
         run.wait_for(lambda e: e["type"] == "step" and e["phase"] == "teacher_training" and e["step"] >= 2)
         run.proc.send_signal(signal.SIGINT)
         assert run.finish() == 130, run.stderr
     finally:
         run.close()
+
+
+def test_a_run_stopped_while_training_its_teacher_resumes_that_training(fbt_home):
+    """No cached teacher: Ctrl-C during the teacher's phase, then --resume goes on from its step
+    (and says so, not "training from scratch"), distils, and finishes as one history."""
+    _stopped_training_its_teacher(fbt_home)
     # as a run started by an fbt that keyed teachers otherwise: the teacher is cached under today's
     # key, and the run records it there, where a resume of its distillation looks
     run_dir = only_run(fbt_home)
@@ -380,17 +387,10 @@ def test_a_run_stopped_while_training_its_teacher_resumes_that_training(fbt_home
 def test_a_run_stopped_while_training_its_teacher_resumes_from_one_another_run_cached(fbt_home):
     """Its teacher's key is cached meanwhile: the resume distils from that teacher, and the
     checkpoints of its own teacher training, which will not go on, are not left behind."""
-    sets = tiny_sets("train.log_every=1", "teacher.recipe.epochs=2")
-    run = Streamed("run", MLP_TO_CNN, *sets, "--json", "--name", "early", home=fbt_home)
-    try:
-        run.wait_for(lambda e: e["type"] == "step" and e["phase"] == "teacher_training" and e["step"] >= 2)
-        run.proc.send_signal(signal.SIGINT)
-        assert run.finish() == 130, run.stderr
-    finally:
-        run.close()
+    _stopped_training_its_teacher(fbt_home)
     early = only_run(fbt_home)
     assert (early / "checkpoints" / "teacher_last.pt").is_file()
-    other = run_fbt("run", MLP_TO_CNN, *sets, "--name", "other", home=fbt_home)  # trains and caches that teacher
+    other = run_fbt("run", MLP_TO_CNN, *EARLY_TEACHER, "--name", "other", home=fbt_home)  # trains, caches it
     assert other.returncode == 0, other.stderr
     resumed = run_fbt("run", "--resume", "early", "--json", home=fbt_home)
     assert resumed.returncode == 0, resumed.stderr
