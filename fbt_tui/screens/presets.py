@@ -78,7 +78,7 @@ CLOSING = {"[": "]", "{": "}"}
 def split_items(text: str) -> tuple[list[str], str | None]:
     """The free-form field's `key=value` items, split at spaces outside quotes and brackets, where
     TOML values hold them (data.root='/my data', optim.betas=[0.9, 0.99]); and what is left
-    unclosed, if anything (the items are then split at every space, to show what they can)."""
+    unclosed, if anything (the item it opens in is left out: split, it would be errors of its own)."""
     items, current, quote, opened = [], "", "", []
     chars = iter(text)
     for ch in chars:
@@ -100,7 +100,7 @@ def split_items(text: str) -> tuple[list[str], str | None]:
             continue
         current += ch
     if quote or opened:
-        return text.split(), f"unclosed {quote or opened[-1]}: close it, or the items split at every space"
+        return items, f"unclosed {quote or opened[-1]} in {current}: close it"
     return items + ([current] if current else []), None
 
 
@@ -320,13 +320,14 @@ class PresetsScreen(FbtScreen):
         resolved = collect(self.ref.path, self.overrides())
         emptied = [spec.key for spec in FIELDS
                    if spec.kind == "number" and not str(self.query_one(f"#{field_id(spec.key)}").value).strip()]
-        empty = "empty: type a number (ctrl+r puts the preset's back)"
+        empty = "empty: type a number (ctrl+r puts the whole preset back as written)"
         keys = {spec.key for spec in FIELDS}
         extra, unclosed = split_items(self.query_one("#f-extra", Input).value)
         nested, own = parse_overrides(extra)  # own: its items that are no key=value or bad TOML
         extra_keys = {item.partition("=")[0].strip() for item in extra if "=" in item}
         extra_keys |= set(flatten(nested))  # train={epochs=3} sets train.epochs too
-        twice = [Problem("--set", key, "a field above sets this key: change it there, not here")
+        labels = {spec.key: spec.label for spec in FIELDS}
+        twice = [Problem("--set", key, f"the field “{labels[key]}” above sets this key: change it there")
                  for key in sorted(extra_keys & keys)]
         self.problems = [*resolved.problems, *(Problem("form", key, empty) for key in emptied), *twice,
                          *([Problem("form", EXTRA, unclosed)] if unclosed else [])]
@@ -394,7 +395,7 @@ class PresetsScreen(FbtScreen):
         download = ""
         if (target := download_target(cfg.data.name, cfg.data.root, cfg.data.download)) is not None:
             download = f" [b $warning](downloaded into {literal(str(target))} as it starts: needs the internet)[/]"
-        epochs = f"{shown('train.epochs', cfg.train.epochs)} distillation"
+        epochs = f"{shown('train.epochs', cfg.train.epochs)} {'distillation' if cfg.method.needs_teacher else 'training'}"
         self._unused("teacher.model", None if cfg.method.needs_teacher else f"{cfg.method.name} uses no teacher")
         self._unused("teacher.recipe.epochs", None if trains_teacher(cfg) else
                      "its teacher is loaded, not trained" if cfg.method.needs_teacher else
