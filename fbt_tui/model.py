@@ -299,17 +299,21 @@ class RunModel:
 
     @property
     def best(self) -> tuple[float, int] | None:
-        """(top-1, epoch) of the student's best distillation epoch so far."""
-        return self.best_of(DISTILL, "student")
-
-    def best_of(self, phase: str, who: str) -> tuple[float, int] | None:
-        """The highest top-1 of `who` in `phase` so far and the first epoch that reached it."""
+        """(top-1, epoch) of the student's best distillation epoch so far (the first to reach it)."""
         with self.lock:
-            x, y = self._xy(self._acc.get((phase, who)))
+            x, y = self._xy(self._acc.get((DISTILL, "student")))
             if not len(y) or np.isnan(y).all():
                 return None
             i = int(np.nanargmax(y))
             return float(y[i]), int(x[i])
+
+    def teacher_score(self) -> tuple[float, int] | None:
+        """(top-1, epoch) of a teacher trained in the run, at its latest scored epoch: its final
+        weights are what is cached and distilled from, not its best epoch's."""
+        with self.lock:
+            x, y = self._xy(self._acc.get((TEACHER, "teacher")))
+            scored = np.flatnonzero(~np.isnan(y))
+            return (float(y[scored[-1]]), int(x[scored[-1]])) if len(scored) else None
 
     @staticmethod
     def _xy(series: Series | None) -> tuple[np.ndarray, np.ndarray]:

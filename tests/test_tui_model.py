@@ -324,20 +324,22 @@ def test_a_crashed_run_resuming_from_the_app_keeps_no_stale_end_or_pace():
     assert m.status == "starting" and m.outcome == {} and m.eta_seconds(now=7.0) is None
 
 
-def test_a_teacher_trained_here_shows_its_own_best_until_distillation():
+def test_a_teacher_trained_here_shows_its_latest_score_until_distillation():
+    """Its latest: the final weights are what is cached and distilled from, and what the log,
+    History and runs show give as the teacher's top-1."""
     m = RunModel("r")
     m.add_events([{"type": "run_started", "time": 0, "config": {}},
                   {"type": "phase", "time": 1.0, "phase": TEACHER, "epochs": 3, "steps_per_epoch": 10, "from_step": 0}])
     status = RunView(SimpleNamespace(model=m))._status
-    assert "teacher best –" in status(0, 0)
+    assert "teacher –" in status(0, 0)
     for epoch, top1 in ((1, 40.0), (2, 55.5), (3, 50.0)):
         m.add_events([{"type": "epoch", "time": 1.0 + epoch, "phase": TEACHER, "epoch": epoch, "step": 10 * epoch,
                        "teacher": {"top1": top1, "top5": 90.0}}])
-    assert "teacher best 55.50% @2" in status(0, 0) and m.best is None
+    assert "teacher 50.00% @3" in status(0, 0) and m.best is None
     m.add_events([{"type": "phase", "time": 9.0, "phase": DISTILL, "epochs": 2, "steps_per_epoch": 10, "from_step": 0},
                   {"type": "epoch", "time": 10.0, "phase": DISTILL, "epoch": 1, "step": 10,
                    "student": {"top1": 30.0, "top5": 80.0}, "teacher": {"top1": 55.5, "top5": 90.0}}])
-    assert "best 30.00% @1" in status(0, 0) and "teacher best" not in status(0, 0)
+    assert "best 30.00% @1" in status(0, 0) and "teacher 50" not in status(0, 0)
 
 
 def test_a_run_that_ended_shows_no_speed():

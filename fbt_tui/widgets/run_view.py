@@ -264,10 +264,11 @@ class RunView(Vertical):
             if m.steps_total:
                 progress.append(f"step {m.step}/{m.steps_total}")
             # what a glance needs first: a narrow terminal cuts the line's end
-            # a teacher trained here has its own best until distillation begins
-            best = m.best_of(TEACHER, "teacher") if m.view_phase == TEACHER else m.best
-            progress.append(f"{'teacher ' if m.view_phase == TEACHER else ''}best "
-                            + (f"{pct(best[0])}% @{best[1]}" if best else "–"))
+            if m.view_phase == TEACHER:  # a teacher trained here, until distillation begins
+                score = m.teacher_score()
+                progress.append(f"teacher {pct(score[0])}% @{score[1]}" if score else "teacher –")
+            else:
+                progress.append(f"best {pct(m.best[0])}% @{m.best[1]}" if m.best else "best –")
             waiting = m.before_first_log(time.time())
             if waiting is not None and m.compiled:
                 progress.append(f"[b]compiling the training step {clock(waiting)}[/]")
