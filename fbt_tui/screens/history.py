@@ -30,7 +30,7 @@ from fbt_tui.widgets.header import FbtHeader
 from fbt_tui.widgets.keybar import KeyBar
 from fbt_tui.widgets.run_table import RunTable, TableColumn
 
-REFRESH_S = 5.0  # while runs are active, their rows (epoch, best) change
+REFRESH_S = 2.0  # a run started elsewhere shows as soon as its tab does (WATCH_S); active rows change
 MARK = TableColumn("mark", " ", width=1)
 
 
