@@ -378,8 +378,10 @@ def test_moving_through_the_list_keeps_each_presets_edits(fbt_home):
         await wait_for(pilot, lambda: screen.ref.name == "mlp_to_cnn", 5, "the edited preset again")
         assert options.highlighted == start
         assert screen.overrides() == ["train.epochs=9", "train.ema=0.99"]
+        assert str(options.get_option_at_index(start).prompt).endswith("•[/]")  # the list says it holds edits
         await pilot.press("ctrl+r")
         assert screen.overrides() == [] and epochs.value == written
+        assert "•" not in str(options.get_option_at_index(start).prompt)
         await pilot.press("down", "up")
         await wait_for(pilot, lambda: screen.ref.name == "mlp_to_cnn", 5, "the reset preset again")
         assert screen.overrides() == []

@@ -171,7 +171,7 @@ class PresetsScreen(FbtScreen):
         yield FbtHeader("presets")
         with Horizontal(id="presets-body"):
             with Vertical(id="preset-side"):
-                yield Label("Presets  [dim]✎ = yours[/]", classes="section-title")
+                yield Label("Presets  [dim]✎ yours · • edited[/]", classes="section-title")
                 yield OptionList(id="preset-list")
             with VerticalScroll(id="preset-main", can_focus=False):  # tab goes straight to the fields
                 yield Static(id="preview")
@@ -229,18 +229,27 @@ class PresetsScreen(FbtScreen):
         options.clear_options()
         folder = ""
         for i, ref in enumerate(self.refs):
-            parent, _, stem = ref.name.rpartition("/")
+            parent = ref.name.rpartition("/")[0]
             if parent != folder:
                 folder = parent
                 options.add_option(Option(f"[dim]{literal(parent)}/[/]", disabled=True))
-            shown = literal(stem.replace("_to_", " → "))
-            label = shown if ref.builtin else f"[b $accent]✎ {shown}[/]"
-            options.add_option(Option(label, id=str(i)))
+            options.add_option(Option(self._label(ref), id=str(i)))
         names = [r.name for r in self.refs]
         default = select if select in names else "mlp_to_cnn" if "mlp_to_cnn" in names else None
         if default is not None:
             options.highlighted = options.get_option_index(str(names.index(default)))
         options.focus()
+
+    def _label(self, ref: PresetRef) -> str:
+        """Its name, "✎" where it is yours, and "•" where the form holds edits of it."""
+        shown = literal(ref.name.rpartition("/")[2].replace("_to_", " → "))
+        label = shown if ref.builtin else f"[b $accent]✎ {shown}[/]"
+        return f"{label} [$warning]•[/]" if ref.path in self.drafts else label
+
+    def _relabel(self, ref: PresetRef) -> None:
+        if ref in self.refs:
+            self.query_one("#preset-list", OptionList).replace_option_prompt(str(self.refs.index(ref)),
+                                                                             self._label(ref))
 
     # -- loading a preset into the form ----------------------------------------------------------
 
@@ -282,6 +291,7 @@ class PresetsScreen(FbtScreen):
             self.drafts[self.ref.path] = draft
         else:
             self.drafts.pop(self.ref.path, None)
+        self._relabel(self.ref)
 
     def action_leave_form(self) -> None:
         self.query_one("#preset-list", OptionList).focus()
@@ -289,6 +299,7 @@ class PresetsScreen(FbtScreen):
     def action_reset(self) -> None:
         if self.ref is not None:
             self.drafts.pop(self.ref.path, None)
+            self._relabel(self.ref)
             self.load(self.ref)
 
     # -- validation ------------------------------------------------------------------------------
