@@ -352,3 +352,9 @@ def test_a_run_that_ended_shows_no_speed():
     assert "390 img/s" in status(0, 0)
     m.add_events([{"type": "run_finished", "time": 3.0}])
     assert "img/s" not in status(0, 0)
+
+
+def test_the_status_line_says_what_the_curves_hold_and_how_many_are_drawn():
+    status = RunView(SimpleNamespace(model=RunModel("r")))._status
+    assert "curves: 1 point" in status(1, 1) and "curves: 39 points" in status(39, 39)
+    assert "curves: 2,000 of 39,000 points drawn" in status(2000, 39000)  # a long run's, decimated

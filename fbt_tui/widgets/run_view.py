@@ -295,7 +295,9 @@ class RunView(Vertical):
                 used = f"{m.gpu_mem_gb:.1f}" if m.gpu_mem_gb is not None else "–"
                 total_gb = m.device.get("memory_gb")
                 device += f" · GPU mem {used}/{total_gb} GB" if total_gb else f" · GPU mem {used} GB"
-            context += [device, f"showing {shown:,} of {total:,} points"]
+            # what the curves hold, and where a long run's are decimated for the screen, how many are drawn
+            context += [device, f"curves: {shown:,} of {total:,} points drawn" if shown < total
+                        else f"curves: {counted(total, 'point')}"]
             # the last warning first on the second line (its log line scrolls away), clipped so that
             # what runs where still shows on a wide terminal
             last = m.warnings[-1] if m.warnings else ""
