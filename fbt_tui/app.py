@@ -38,18 +38,22 @@ from fbt_tui.screens.presets import PresetsScreen
 WATCH_S = 2.0  # how soon a run started by another process has its tab
 
 
-def machine_device() -> str:
-    """The GPU's name from the driver when there is one (no torch here), else the CPU."""
+def gpu_names() -> list[str]:
+    """The GPUs' names from the driver (no torch here); none where there is no nvidia-smi."""
     smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=3,
-                                 stdin=subprocess.DEVNULL).stdout
-        except (OSError, subprocess.SubprocessError):
-            out = ""
-        names = [line.split(":", 1)[1].split("(UUID")[0].strip() for line in out.splitlines() if ":" in line]
-        if names:
-            return names[0] if len(names) == 1 else f"{len(names)}× {names[0]}"
+    if not smi:
+        return []
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=3, stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.split(":", 1)[1].split("(UUID")[0].strip() for line in out.splitlines() if ":" in line]
+
+
+def machine_device(names: list[str]) -> str:
+    """The GPU's name when there is one, else the CPU."""
+    if names:
+        return names[0] if len(names) == 1 else f"{len(names)}× {names[0]}"
     return cpu_name()
 
 
@@ -85,6 +89,7 @@ class FbtApp(App[int]):
         self.manager = RunManager(self.post_message, home)
         self.start_mode = start_mode
         self.machine = cpu_name()
+        self.gpus: list[str] | None = None  # until detect_device has asked the driver
         self.helpers: set[subprocess.Popen] = set()  # short-lived subprocesses to end on exit
         self.started = False  # History waits for start-up, so crashes are reported by whoever finds them
 
@@ -118,7 +123,8 @@ class FbtApp(App[int]):
 
     @work(thread=True, exclusive=True, group="device", exit_on_error=False)
     def detect_device(self) -> None:
-        self.machine = machine_device()
+        self.gpus = gpu_names()
+        self.machine = machine_device(self.gpus)
         self.call_from_thread(self.refresh_header)
 
     @work(thread=True, group="reattach", exit_on_error=False)
@@ -152,6 +158,7 @@ class FbtApp(App[int]):
                         f"{'resumed' if resumed else 'started'} by another process: "
                         f"{'its tab follows it' if resumed else 'it has a tab'} in the Dashboard.",
                         title="Run on this machine")
+            self.say_shared_cpu(handle)
         if crashed:
             self.notify("Marked crashed (process gone): " + ", ".join(crashed), severity="warning", timeout=8)
         if startup:
@@ -186,7 +193,16 @@ class FbtApp(App[int]):
         await self.switch_mode("dashboard")
         await self.dashboard.open_run(handle)
         self.refresh_header()
+        self.say_shared_cpu(handle)
         return handle
+
+    def say_shared_cpu(self, started: RunHandle) -> None:
+        """Runs on one CPU split its cores between them, each slower than alone: said once a second
+        one starts (on a machine with a GPU, a run goes there; its CPU is the data's)."""
+        others = [h for h in self.manager.active() if h is not started]
+        if others and self.gpus == []:
+            self.notify(f"{counted(len(others) + 1, 'run')} now share this {cpu_name()}: each goes slower than it "
+                        "would alone", title="Shared CPU", severity="warning", timeout=8)
 
     async def resume(self, run_id: str) -> None:
         """`fbt run --resume` in a subprocess, in a fresh tab that tails the run from its start."""
@@ -198,6 +214,7 @@ class FbtApp(App[int]):
         await self.switch_mode("dashboard")
         await self.dashboard.reopen_run(handle)  # its view tailed the stopped segment's handle
         self.refresh_header()
+        self.say_shared_cpu(handle)
 
     async def open_run(self, run_id: str) -> None:
         try:

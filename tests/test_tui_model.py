@@ -249,13 +249,13 @@ def test_log_lines_fold_to_the_pane_past_their_time_stamp():
 
 
 def test_device_from_nvidia_smi_and_gpu_memory_from_the_events(tmp_path, monkeypatch):
-    from fbt_tui.app import machine_device
+    from fbt_tui.app import gpu_names, machine_device
 
     fake = tmp_path / "nvidia-smi"
     fake.write_text('#!/bin/sh\nif [ "$1" = "-L" ]; then echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)"; fi\n')
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    assert machine_device() == "NVIDIA H100 80GB HBM3"
+    assert machine_device(gpu_names()) == "NVIDIA H100 80GB HBM3"
     model = RunModel("r")
     model.add_events([{"type": "run_started", "time": 0, "device": {"type": "cuda", "name": "H100"}},
                       {"type": "step", "time": 1, "phase": "distillation", "step": 1, "epoch": 1, "losses": {},
@@ -265,7 +265,7 @@ def test_device_from_nvidia_smi_and_gpu_memory_from_the_events(tmp_path, monkeyp
                        "device": {"type": "cuda", "name": "H200"}}])
     assert model.device["name"] == "H200"  # a resume may go on elsewhere
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
-    assert machine_device().startswith("CPU (")
+    assert gpu_names() == [] and machine_device([]).startswith("CPU (")
 
 def test_a_warning_reaches_the_log_pane_once():
     """The engine writes a warning both as an event and into stdout.log, which the pane tails."""

@@ -194,6 +194,9 @@ def test_two_runs_one_crashes_quit_stops_the_other(with_cached_teacher):
         doomed = await app.launch(MLP_TO_CNN, [*LONG, 'run.name="doomed"'])
         survivor = await app.launch(MLP_TO_CNN, LONG)
         assert len(app.screen.query(RunView)) == 2 and app.active_runs == 2
+        # no GPU here: the second run shares the CPU with the first, each slower, which is said
+        await wait_for(pilot, lambda: any(n.title == "Shared CPU" and "2 runs now share this CPU (" in n.message
+                                          for n in app._notifications), 5, "the shared CPU note")
         tabs = app.screen.query_one("TabbedContent")
         # named from the first frame as the engine names them (not after the preset until the first event)
         assert "doomed" in tabs.get_tab(f"run-{doomed.run_id}").label.plain
