@@ -425,6 +425,11 @@ def test_more_set_takes_a_path_with_spaces_and_says_what_is_unclosed(fbt_home, t
         await pilot.pause()
         assert field_error(screen, "extra") == ""
         assert screen.overrides()[-2:] == [f"data.root='{tmp_path / 'my data'}'", "optim.betas=[0.9, 0.99]"]
+        extra.value = "train.ema=0.99 train.ema=0.999"  # runs, with the last; but seldom meant
+        await pilot.pause()
+        row = screen.query_one("#f-extra-row")
+        assert not row.has_class("-invalid") and "train.ema is set more than once here: the last counts" in str(
+            row.query_one(".field-error").render())
         extra.value = f"data.root='{tmp_path / 'my data'}' optim.betas=[0.9, 0.99"
         await pilot.pause()
         # the one mistake, said once: the items before it stay whole, the unclosed one is left out

@@ -342,7 +342,10 @@ class PresetsScreen(FbtScreen):
                  for key in sorted(extra_keys & keys)]
         self.problems = [*resolved.problems, *(Problem("form", key, empty) for key in emptied), *twice,
                          *([Problem("form", EXTRA, unclosed)] if unclosed else [])]
-        self.doubts = resolved.doubts
+        given = [item.partition("=")[0].strip() for item in extra if "=" in item]
+        repeated = sorted({key for key in given if given.count(key) > 1})
+        self.doubts = [*resolved.doubts, *(Problem("form", EXTRA, f"{key} is set more than once here: the last counts")
+                                          for key in repeated)]
         by_field: dict[str, list[tuple[Problem, str]]] = {}
         others = []
         for p in [*self.problems, *self.doubts]:
