@@ -112,3 +112,19 @@ def test_historys_keys_fit_a_160_column_line(fbt_home):
         assert "Presets" not in keys and "Presets" in str(app.screen.query_one("#modes").render())
 
     run_app(scenario, start_mode="history", size=(160, 48))
+
+
+@pytest.mark.parametrize("width", [80, 100, 160])
+def test_a_paper_pair_in_the_preset_list_wraps_at_its_arrow(fbt_home, width):
+    """Not mid-name ("cifar100_convnext_" / "t → deit_t", at 100 columns)."""
+    async def scenario(app, pilot):
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.ref is not None, 10, "the presets")
+        options = screen.query_one("#preset-list")
+        lines = [strip.text.strip(" ▊▎") for strip in options.render_lines(options.region.reset_offset)]
+        teachers = {ref.name.rpartition("/")[2].partition("_to_")[0] for ref in screen.refs if "/" in ref.name}
+        shown = [t for t in teachers if any(line.startswith(t) for line in lines)]
+        assert shown, lines  # the list's screenful holds paper pairs
+        assert not [line for line in lines if line.endswith("_")], lines  # no name parted at an underscore
+
+    run_app(scenario, size=(width, 30))
