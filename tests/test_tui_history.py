@@ -4,6 +4,7 @@ import json
 import socket
 import subprocess
 import sys
+import re
 import time
 import tomllib
 from pathlib import Path
@@ -442,5 +443,20 @@ def test_a_cursor_on_the_newest_run_follows_a_newer_one(fbt_home):
         app.screen.reload()
         await history_loaded(app, pilot, 5)
         assert table_ids(app)[0] == epsilon and table.cursor_key == runs["gamma"]
+
+    run_app(scenario, start_mode="history")
+
+
+def test_the_detail_line_keeps_a_start_time_whole(fbt_home):
+    fake_run(fbt_home, "short", top1=(50.0,))  # at 151-160 columns its line wrapped after "started"
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 1)
+        detail = app.screen.query_one("#history-detail")
+        for width in range(100, 200, 4):
+            await pilot.resize_terminal(width, 40)
+            await pilot.pause()
+            text = "\n".join(strip.text.rstrip() for strip in detail.render_lines(detail.region.reset_offset))
+            assert re.search(r"started \d{4}-\d\d-\d\d \d\d:\d\d", text), (width, text)
 
     run_app(scenario, start_mode="history")

@@ -298,10 +298,11 @@ class HistoryScreen(FbtScreen):
         if row is not None:
             name = f" {literal(row.name)} ·" if row.name != row.id else ""
             tags = f" · tags {literal(', '.join(row.tags))}" if row.tags else ""
-            text = (f"[b]{literal(row.id)}[/]{name} {literal(row.pair)} · {literal(row.dataset)} · "
-                    f"{row.epochs_done}/{row.epochs_total} epochs done · {duration(row.elapsed(time.time()))} · "
-                    f"teacher {pct(row.teacher_top1)} · best fusion {pct(row.fusion_top1)} · "
-                    f"started {when(row.started)}{tags}")
+            # the start early in the line, where a wrap does not part it from its date
+            text = (f"[b]{literal(row.id)}[/]{name} started {when(row.started)} · {literal(row.pair)} · "
+                    f"{literal(row.dataset)} · {row.epochs_done}/{row.epochs_total} epochs done · "
+                    f"{duration(row.elapsed(time.time()))} · teacher {pct(row.teacher_top1)} · "
+                    f"best fusion {pct(row.fusion_top1)}{tags}")
             if row.note:
                 text += f"\n[i]note:[/] {literal(row.note)}"
         elif self.loaded and not self.rows:
