@@ -156,8 +156,8 @@ class RunManager:
         store = RunStore(self.home)
         try:
             crashed = store.detect_crashes()
-            found = [found for row in store.list(status="running") if row.host == socket.gethostname()
-                     and not self._tails_live(row.id) and (found := self._attachable(row.id, store)) is not None]
+            found = [item for row in store.list(status="running") if row.host == socket.gethostname()
+                     and not self._tails_live(row.id) and (item := self._attachable(row.id, store)) is not None]
         finally:
             store.close()
         self._clean_launch_dir()

@@ -443,5 +443,10 @@ def test_a_mistyped_model_is_told_one_of_its_family(typed, meant):
     from fbt_engine.registry import did_you_mean
 
     assert did_you_mean(typed, known_model_names()) == f' (did you mean "{meant}"?)'
+
+
+def test_a_mistyped_model_of_no_known_name_is_told_its_family_or_nothing():
+    from fbt_engine.registry import did_you_mean
+
     assert did_you_mean("resnet_nonexist", known_model_names()).startswith(' (did you mean "resnet')  # not test_convnext
     assert did_you_mean("xyz", known_model_names()) == ""

@@ -29,8 +29,7 @@ from fbt_engine.registry import did_you_mean
 from fbt_engine.store.runs import name_problem, tag_problem
 
 SET_SOURCE = "--set"
-# A word or a path (cifar100, adamw, /data/cifar, ~/data, ./imgs): not TOML, taken as a string.
-_TOML_OPENERS = ("\"", "'", "[", "{")  # a value that starts so was meant as TOML
+_TOML_OPENERS = ("\"", "'", "[", "{")  # a --set value that starts so was meant as TOML (see parse_value)
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 

@@ -320,8 +320,8 @@ class RunStore:
 
     def resolve(self, ref: str, include_trashed: bool = False, trashed_only: bool = False) -> str:
         """A run id from an id, a unique id prefix, its end as the app shows it, a name (its latest
-        run) or `last`. Where the
-        trash is not searched, a run that only the trash holds is named, with how to restore it."""
+        run) or `last`. Where the trash is not searched, a run that only the trash holds is named,
+        with how to restore it."""
         try:
             return self._resolve(ref, include_trashed, trashed_only)
         except RunNotFound as missing:

@@ -501,9 +501,12 @@ def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: 
         line += f" val top-1 {who['top1']:.2f}%"
         if "fusion" in payload:
             line += f" fusion {payload['fusion']['top1']:.2f}%"
-    timed = (f" ({epoch_time:.1f}s, {payload['img_s']:.0f} img/s)" if steps_timed == phase.steps_per_epoch else
-             f" ({epoch_time:.1f}s, {payload['img_s']:.0f} img/s over its last {steps_timed} of "
-             f"{phase.steps_per_epoch} steps, after the resume)" if steps_timed else " (its steps ran before the resume)")
-    reporter.log(line + timed)
+    if not steps_timed:
+        line += " (its steps ran before the resume)"
+    else:
+        split = f" over its last {steps_timed} of {phase.steps_per_epoch} steps, after the resume" \
+            if steps_timed < phase.steps_per_epoch else ""
+        line += f" ({epoch_time:.1f}s, {payload['img_s']:.0f} img/s{split})"
+    reporter.log(line)
     reporter.human.advance(state.step, f"epoch {epoch}/{phase.epochs} loss {payload['train_loss']:.4f}")
     reporter.checkpoint_index()

@@ -287,11 +287,13 @@ class PresetsScreen(FbtScreen):
         values[EXTRA] = self.query_one("#f-extra", Input).value
         draft = {key: text for key, text in values.items()
                  if text.strip() != (as_text(dotted(self.base, key)) if key != EXTRA else "")}
+        had = self.ref.path in self.drafts
         if draft:
             self.drafts[self.ref.path] = draft
         else:
             self.drafts.pop(self.ref.path, None)
-        self._relabel(self.ref)
+        if had != bool(draft):  # the list's mark changes only then
+            self._relabel(self.ref)
 
     def action_leave_form(self) -> None:
         self.query_one("#preset-list", OptionList).focus()
@@ -335,14 +337,13 @@ class PresetsScreen(FbtScreen):
         keys = {spec.key for spec in FIELDS}
         extra, unclosed = split_items(self.query_one("#f-extra", Input).value)
         nested, own = parse_overrides(extra)  # own: its items that are no key=value or bad TOML
-        extra_keys = {item.partition("=")[0].strip() for item in extra if "=" in item}
-        extra_keys |= set(flatten(nested))  # train={epochs=3} sets train.epochs too
+        given = [item.partition("=")[0].strip() for item in extra if "=" in item]
+        extra_keys = set(given) | set(flatten(nested))  # train={epochs=3} sets train.epochs too
         labels = {spec.key: spec.label for spec in FIELDS}
         twice = [Problem("--set", key, f"the field “{labels[key]}” above sets this key: change it there")
                  for key in sorted(extra_keys & keys)]
         self.problems = [*resolved.problems, *(Problem("form", key, empty) for key in emptied), *twice,
                          *([Problem("form", EXTRA, unclosed)] if unclosed else [])]
-        given = [item.partition("=")[0].strip() for item in extra if "=" in item]
         repeated = sorted({key for key in given if given.count(key) > 1})
         self.doubts = [*resolved.doubts, *(Problem("form", EXTRA, f"{key} is set more than once here: the last counts")
                                           for key in repeated)]
