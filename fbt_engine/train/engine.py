@@ -314,7 +314,8 @@ def _phase(name: str, method: Distiller, p: Prepared, epochs: int, optim: OptimS
                  grad_clip, cfg.train.log_every, cfg.train.eval_every, autocast_for(p.device, cfg.train.amp),
                  run_dir, prefix, evaluated_as, memory_format=p.memory_format,
                  compile_mode=compile_mode(cfg.train, p.device, p.dist.world),
-                 train_module=train_module, world=p.dist.world, is_main=p.dist.is_main)
+                 train_module=train_module, world=p.dist.world, is_main=p.dist.is_main,
+                 precise_bn=cfg.train.precise_bn)
 
 
 def on_cuda_when_auto(setting: str, device: torch.device) -> bool:
