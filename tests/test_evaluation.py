@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
+from timm.utils import ModelEmaV3
 
 from conftest import PRESETS, TINY
 from fbt_engine.config.presets import resolve
@@ -92,25 +93,32 @@ def test_precise_bn_measures_the_statistics_of_the_weights_as_they_are(fbt_home,
     frozen teacher's statistics, and the momentum, are as they were."""
     sets = [*TINY, "student.kwargs.drop_rate=0.5", "train.precise_bn=100"]
     p = prepare(resolve(str(PRESETS / "mlp_to_cnn.toml"), sets), torch.device("cpu"))
+    ema = ModelEmaV3(p.student.model, decay=0.9)
     phase = Phase("distillation", p.method, None, None, p.data, 1, p.student.in_chans, 0.0, 1, 1,
-                  contextlib.nullcontext, tmp_path, "", "student", precise_bn=p.resolved.config.train.precise_bn)
+                  contextlib.nullcontext, tmp_path, "", "student", ema=ema,
+                  precise_bn=p.resolved.config.train.precise_bn)
     norm = p.student.model.bn1
-    norm.running_mean.fill_(5.0)
-    norm.running_var.fill_(100.0)
-    momentum = norm.momentum
+    for stale in (norm, ema.module.bn1):
+        stale.running_mean.fill_(5.0)
+        stale.running_var.fill_(100.0)
+    momentum, tracked = norm.momentum, norm.num_batches_tracked.clone()
     seen: list[torch.Tensor] = []
     norm.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
+    p.method.unused = torch.nn.BatchNorm1d(3)  # a layer evaluation never runs keeps its averages
+    p.method.unused.running_mean.fill_(7.0)
     frozen = {k: v.clone() for k, v in p.teacher.model.state_dict().items()}
     rng = torch.get_rng_state()
 
     assert recalibrate_batchnorm(phase, 0) == 2  # 100 images in batches of 64
-    assert len(seen) == 2 and p.method.training
+    assert len(seen) == 2 and p.method.training and not ema.module.training
+    assert torch.allclose(ema.module.bn1.running_mean, norm.running_mean)  # a copy of the same weights
     per_channel = torch.stack([x.transpose(0, 1).flatten(1).mean(1) for x in seen])
     assert torch.allclose(norm.running_mean, per_channel.mean(0), atol=1e-5)
     unbiased = torch.stack([x.transpose(0, 1).flatten(1).var(1) for x in seen])
     assert torch.allclose(norm.running_var, unbiased.mean(0), rtol=1e-4)
-    assert norm.momentum == momentum and int(norm.num_batches_tracked) == 2
+    assert norm.momentum == momentum and torch.equal(norm.num_batches_tracked, tracked)
     assert torch.equal(torch.get_rng_state(), rng)
+    assert torch.equal(p.method.unused.running_mean, torch.full((3,), 7.0))
     assert all(torch.equal(v, frozen[k]) for k, v in p.teacher.model.state_dict().items())
 
 
@@ -121,3 +129,20 @@ def test_precise_bn_runs_nothing_without_batchnorm(fbt_home, tmp_path):
     phase = Phase("teacher_training", method, None, None, p.data, 1, p.teacher.in_chans, 0.0, 1, 1,
                   contextlib.nullcontext, tmp_path, "teacher_", "teacher", precise_bn=4096)
     assert recalibrate_batchnorm(phase, 0) == 0
+
+
+def test_precise_bn_changes_what_is_evaluated_and_not_how_the_student_trains(fbt_home):
+    """Two runs apart only in train.precise_bn: the saved students' weights are the same bit for bit
+    (the student's dropout draws from the random state the recalibration leaves alone), their
+    BatchNorm statistics are not. Each trains its teacher (the setting is in the cache's key), so
+    that both reach distillation with the same random state."""
+    students = []
+    for images in (0, 100):
+        sets = [*TINY, "train.epochs=2", "student.kwargs.drop_rate=0.5", f"train.precise_bn={images}"]
+        assert run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=sets, quiet=True)) == 0
+        store = RunStore()
+        students.append(load_file(store.run_dir(store.resolve("last")) / "student.safetensors"))
+    averages, measured = students
+    statistics = {k for k in averages if "running" in k}
+    assert statistics and all(torch.equal(averages[k], measured[k]) for k in averages if k not in statistics)
+    assert not any(torch.equal(averages[k], measured[k]) for k in statistics)

@@ -142,9 +142,11 @@ def _key(*sets: str) -> str:
 
 @pytest.mark.parametrize("change", ["data.rrc_scale=[0.5, 1.0]", 'data.randaugment="rand-m9-mstd0.5"',
                                     "data.random_erasing=0.25", "data.mixup=0.8", "data.cutmix=1.0",
-                                    "data.pad=0", "data.hflip=false", "data.subset=500", "teacher.recipe.lr=0.01"])
+                                    "data.pad=0", "data.hflip=false", "data.subset=500", "teacher.recipe.lr=0.01",
+                                    "train.precise_bn=0", "train.precise_bn=512"])
 def test_a_cached_teacher_is_not_reused_across_what_shapes_its_weights(fbt_home, change):
-    """A teacher trained with Mixup or RandAugment (the paper presets') was reused without them."""
+    """A teacher trained with Mixup or RandAugment (the paper presets') was reused without them.
+    PreciseBN measures the BatchNorm statistics a trained teacher is cached with."""
     assert _key(change) != _key()
 
 

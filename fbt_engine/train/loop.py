@@ -212,12 +212,13 @@ class Phase:
 @torch.no_grad()
 def recalibrate_batchnorm(phase: Phase, epoch: int) -> int:
     """PreciseBN: the BatchNorm statistics of the models evaluated, measured afresh (an equal-weight
-    average) on the first `phase.precise_bn` images of the epoch's training batches, with the
-    weights as they are now. The running averages follow the weights with a lag of about ten steps,
-    which early in a run, while the weights move fast, leaves them far from what the layers see
-    (FBT's student of mlp_to_cnn: 13.5% top-1 after its first epoch on them, 54% on these). The
-    random state is the same afterwards, so the training itself does not depend on it. Returns the
-    number of batches run (0 where no model has BatchNorm in training)."""
+    average, over every process's batches) on the first `phase.precise_bn` images of the epoch's
+    training batches, with the weights as they are now. The running averages follow the weights
+    with a lag of about ten steps, which early in a run, while the weights move fast, leaves them
+    far from what the layers see (FBT's student of mlp_to_cnn: 13.5% top-1 after its first epoch
+    on them, 54% on these). The random state is the same afterwards, so training does not depend
+    on it. Returns the number of batches each process ran (0 where no model has BatchNorm in
+    training)."""
     models = [phase.method] + ([phase.ema.module] if phase.ema is not None else [])
     modes = [m.training for m in models]
     for model in models:
@@ -226,7 +227,7 @@ def recalibrate_batchnorm(phase: Phase, epoch: int) -> int:
              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
     batches = min(phase.steps_per_epoch, math.ceil(phase.precise_bn / phase.global_batch)) if norms else 0
     if batches:
-        momenta = [m.momentum for m in norms]
+        kept = [(m.momentum, {k: v.clone() for k, v in m.named_buffers()}) for m in norms]
         for m in norms:
             m.reset_running_stats()
             m.momentum = None  # a cumulative average: every batch counts the same
@@ -235,8 +236,18 @@ def recalibrate_batchnorm(phase: Phase, epoch: int) -> int:
             for _, (x, _) in zip(range(batches), phase.data.train.epoch(epoch)):
                 with phase.autocast():
                     phase.predict(phase.inputs(x))
-        for m, momentum in zip(norms, momenta):
+        for m, (momentum, buffers) in zip(norms, kept):
             m.momentum = momentum
+            # a layer not on the path evaluation takes keeps its averages; every layer its count of
+            # the batches it trained on
+            ran = bool(m.num_batches_tracked)
+            for k, v in buffers.items():
+                if not ran or k == "num_batches_tracked":
+                    getattr(m, k).copy_(v)
+        if phase.world > 1:  # each process ran as many batches: the mean is over all of them
+            for m in norms:
+                for stat in (m.running_mean, m.running_var):
+                    stat.copy_(distributed.all_reduce_sum(stat) / phase.world)
     for model, mode in zip(models, modes):
         model.train(mode)
     return batches

@@ -46,6 +46,8 @@ def cache_key(cfg: Config, num_classes: int, img_size: int) -> str:
         "num_classes": num_classes, "img_size": img_size, "recipe": to_table(cfg.teacher.recipe),
         "data": {**data, "root": str(Path(cfg.data.root).expanduser().resolve()) if cfg.data.root else ""},
     }
+    if cfg.train.precise_bn:  # a BatchNorm teacher's statistics; absent at 0, as before the setting was
+        identity["precise_bn"] = cfg.train.precise_bn
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
