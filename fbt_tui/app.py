@@ -245,6 +245,7 @@ class FbtApp(App[int]):
     async def on_run_ended(self, message: RunEnded) -> None:
         if message.status == "cancelled":  # stopped before its run folder existed: nothing to show
             await self.dashboard.close_run(message.run_id)
+            self.manager.forget(message.run_id)
         handle = self.manager.handles.get(message.run_id)
         if handle is not None:
             self.dashboard.relabel(handle)
@@ -259,6 +260,7 @@ class FbtApp(App[int]):
     async def on_launch_failed(self, message: LaunchFailed) -> None:
         if not message.kept:  # a launch that made no run: nothing for its tab to show
             await self.dashboard.close_run(message.run_id)
+            self.manager.forget(message.run_id)
         self.refresh_header()
         what = (f"run {message.run_id} did not resume" if message.kept
                 else f"{message.preset or 'the run'} did not start")

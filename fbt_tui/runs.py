@@ -234,8 +234,7 @@ class RunManager:
     # -- stopping and forgetting -----------------------------------------------------------------
 
     def active(self) -> list[RunHandle]:
-        # a copy first: a tail thread drops the handle of a run that failed to start
-        return [h for h in list(self.handles.values()) if h.active]
+        return [h for h in self.handles.values() if h.active]
 
     def stop(self, run_id: str, sig: int = signal.SIGINT) -> bool:
         """Ask the engine to stop after its current step (it saves and exits 130)."""
@@ -412,7 +411,7 @@ class RunManager:
         self._out(h.run_id).unlink(missing_ok=True)
         self._err(h.run_id).unlink(missing_ok=True)
         h.model.set_status("cancelled" if h.stop_requested else "failed to start")
-        self.handles.pop(h.run_id, None)
+        # the app's thread forgets the handle when it takes the message: it alone changes `handles`
         if not h.stop_requested:
             self.post(LaunchFailed(h.run_id, h.preset, code, errors))
         else:

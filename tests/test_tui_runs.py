@@ -85,7 +85,7 @@ def test_a_preset_the_engine_rejects_shows_its_error_in_a_modal(fbt_home):
         message = str(app.screen.query_one("#error-message").render())
         assert "train.epochs" in message and "≥ 1" in message
         await pilot.press("enter")
-        assert app.current_mode == "dashboard" and not app.screen.query(RunView)
+        assert app.current_mode == "dashboard" and not app.screen.query(RunView) and not app.manager.handles
         await pilot.press("h")  # still usable
         assert app.current_mode == "history"
         assert not (fbt_home / "runs").exists() or not any((fbt_home / "runs").iterdir())
