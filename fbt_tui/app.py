@@ -14,7 +14,7 @@ from functools import partial, wraps
 from pathlib import Path
 from typing import Any
 
-from textual import work
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
@@ -92,6 +92,16 @@ class FbtApp(App[int]):
         self.gpus: list[str] | None = None  # until detect_device has asked the driver
         self.helpers: set[subprocess.Popen] = set()  # short-lived subprocesses to end on exit
         self.started = False  # History waits for start-up, so crashes are reported by whoever finds them
+
+    def on_key(self, event: events.Key) -> None:
+        """Keys typed right behind the one that opened a dialog were queued for the screen behind
+        it; they reach the app's bindings after the dialog is up, and belong to the dialog ("t" then
+        "best" had lost "best"). Typed again, they reach its focused widget."""
+        via = getattr(event, "via_screen", None)
+        if via is not None and via is not self.screen and event.is_printable:
+            event.stop()
+            event.prevent_default()
+            self.post_message(events.Key(event.key, event.character))
 
     async def on_mount(self) -> None:
         self.device_label = self.machine

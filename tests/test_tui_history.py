@@ -9,6 +9,7 @@ import time
 import tomllib
 from pathlib import Path
 
+from textual import events
 from textual.content import Content
 from textual.widgets import DataTable, Input, Label, RadioButton
 
@@ -87,6 +88,41 @@ def test_sort_filter_and_open(fbt_home):
         await wait_for(pilot, lambda: view.model.status == "failed", 10, "the events to be read")
         await wait_for(pilot, lambda: app.screen.query_one("#plot-top1", CurvePlot).total == 6, 10, "drawn curves")
         assert "best 80.00% @2" in str(app.screen.query_one("#run-status").render())
+
+    run_app(scenario, start_mode="history")
+
+
+def test_keys_typed_ahead_after_slash_go_into_the_filter(fbt_home):
+    """A terminal hands over typed-ahead or pasted keys all at once: those after "/" reach the
+    filter, not the table's bindings (they had opened the export dialog on "e" of "method")."""
+    runs = three_runs(fbt_home)
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 3)
+        for ch in "/status:failed\r":
+            app.post_message(events.Key({"/": "slash", ":": "colon", "\r": "enter"}.get(ch, ch), ch))
+        await pilot.pause(0.5)
+        assert app.screen is app.get_screen("history")  # no dialog opened
+        assert app.screen.query_one("#history-filter", Input).value == "status:failed"
+        assert table_ids(app) == [runs["beta"]] and isinstance(app.focused, RunTable)  # enter kept it
+
+    run_app(scenario, start_mode="history")
+
+
+def test_keys_typed_ahead_of_a_dialog_go_into_it(fbt_home):
+    """"t" and a tag typed at once: the tag goes into the tag dialog (it was lost, and an "h" in it
+    reached the app's bindings)."""
+    runs = three_runs(fbt_home)
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 3)
+        for ch in "thigh":
+            app.post_message(events.Key(ch, ch))
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptDialog), 5, "the tag dialog")
+        await pilot.pause(0.3)
+        assert app.screen.query_one(Input).value == "high"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "high" in RunStore(fbt_home).read_meta(runs["gamma"])["tags"], 5, "the tag")
 
     run_app(scenario, start_mode="history")
 
