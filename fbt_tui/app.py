@@ -94,14 +94,18 @@ class FbtApp(App[int]):
         self.started = False  # History waits for start-up, so crashes are reported by whoever finds them
 
     def on_key(self, event: events.Key) -> None:
-        """Keys typed right behind the one that opened a dialog were queued for the screen behind
-        it; they reach the app's bindings after the dialog is up, and belong to the dialog ("t" then
-        "best" had lost "best"). Typed again, they reach its focused widget."""
+        """Keys typed right behind one that opened a dialog (or History's filter) were queued for
+        the widget that had the focus then; they reach the app's bindings after the dialog is up,
+        and belong to it ("t" then "best" had lost "best"; "/" then "method" opened the export
+        dialog on "e"). They go to the focused widget now, in the order typed: enter too, which
+        would have submitted the dialog before the keys it follows reached its text box."""
         via = getattr(event, "via_screen", None)
-        if via is not None and via is not self.screen and event.is_printable:
+        if via is None or not self.screen_stack:  # no screen: the app is closing
+            return
+        if via is not self.screen or event.via_focus is not self.focused:
             event.stop()
             event.prevent_default()
-            self.post_message(events.Key(event.key, event.character))
+            (self.focused or self.screen)._forward_event(events.Key(event.key, event.character))
 
     async def on_mount(self) -> None:
         self.device_label = self.machine

@@ -234,7 +234,8 @@ class RunManager:
     # -- stopping and forgetting -----------------------------------------------------------------
 
     def active(self) -> list[RunHandle]:
-        return [h for h in self.handles.values() if h.active]
+        # a copy first: stop_all reads it from a worker thread while the app's may change `handles`
+        return [h for h in list(self.handles.values()) if h.active]
 
     def stop(self, run_id: str, sig: int = signal.SIGINT) -> bool:
         """Ask the engine to stop after its current step (it saves and exits 130)."""

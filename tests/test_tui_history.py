@@ -1,5 +1,6 @@
 """History through the keyboard: sort, filter, open, compare, export, tag, note, trash, restore."""
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -92,36 +93,48 @@ def test_sort_filter_and_open(fbt_home):
     run_app(scenario, start_mode="history")
 
 
+def type_at_once(app, text: str) -> None:
+    """Keys as a terminal hands over typed-ahead text: all queued before the app handles the first."""
+    names = {"/": "slash", ":": "colon", "\r": "enter"}
+    for ch in text:
+        app.post_message(events.Key(names.get(ch, ch), ch))
+
+
 def test_keys_typed_ahead_after_slash_go_into_the_filter(fbt_home):
-    """A terminal hands over typed-ahead or pasted keys all at once: those after "/" reach the
-    filter, not the table's bindings (they had opened the export dialog on "e" of "method")."""
+    """Those after "/" reach the filter, not the table's bindings (they had opened the export dialog
+    on "e" of "method"); a kept filter is replaced, as typing slowly does."""
     runs = three_runs(fbt_home)
 
     async def scenario(app, pilot):
         await history_loaded(app, pilot, 3)
-        for ch in "/status:failed\r":
-            app.post_message(events.Key({"/": "slash", ":": "colon", "\r": "enter"}.get(ch, ch), ch))
-        await pilot.pause(0.5)
-        assert app.screen is app.get_screen("history")  # no dialog opened
-        assert app.screen.query_one("#history-filter", Input).value == "status:failed"
-        assert table_ids(app) == [runs["beta"]] and isinstance(app.focused, RunTable)  # enter kept it
+        box = app.screen.query_one("#history-filter", Input)
+        for typed, kept, rows in (("/alpha\r", "alpha", [runs["alpha"]]),
+                                  ("/status:failed\r", "status:failed", [runs["beta"]])):
+            type_at_once(app, typed)
+            await pilot.pause(0.5)
+            assert app.screen is app.get_screen("history")  # no dialog opened
+            assert box.value == kept and table_ids(app) == rows and isinstance(app.focused, RunTable)
 
     run_app(scenario, start_mode="history")
 
 
-def test_keys_typed_ahead_of_a_dialog_go_into_it(fbt_home):
+def test_keys_typed_ahead_of_a_dialog_go_into_it_in_order(fbt_home):
     """"t" and a tag typed at once: the tag goes into the tag dialog (it was lost, and an "h" in it
-    reached the app's bindings)."""
+    reached the app's bindings), a "/" in it too, and keys typed while the first are still on their
+    way come after them."""
     runs = three_runs(fbt_home)
 
     async def scenario(app, pilot):
         await history_loaded(app, pilot, 3)
-        for ch in "thigh":
-            app.post_message(events.Key(ch, ch))
+        type_at_once(app, "ta/")
+        for _ in range(8):  # the app part-way through them
+            await asyncio.sleep(0)
+        type_at_once(app, "high")
         await wait_for(pilot, lambda: isinstance(app.screen, PromptDialog), 5, "the tag dialog")
         await pilot.pause(0.3)
-        assert app.screen.query_one(Input).value == "high"
-        await pilot.press("enter")
+        assert app.screen.query_one(Input).value == "a/high"
+        await pilot.press("escape")
+        type_at_once(app, "thigh\r")
         await wait_for(pilot, lambda: "high" in RunStore(fbt_home).read_meta(runs["gamma"])["tags"], 5, "the tag")
 
     run_app(scenario, start_mode="history")

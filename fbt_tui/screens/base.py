@@ -14,6 +14,6 @@ class FbtScreen(Screen):
             self.app.show_worker_error(event.worker)
 
     def on_key(self, event: events.Key) -> None:
-        # a key passes its screen before the app's bindings act on it, also on one that opens a
-        # dialog: the app sees where each came from (FbtApp.on_key)
-        event.via_screen = self
+        # a key passes its screen before the app's bindings act on it, also on the key before it
+        # when that one opened a dialog or the filter: the app sees where each was typed (FbtApp.on_key)
+        event.via_screen, event.via_focus = self, self.focused

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import events, on, work
+from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.widgets import Input, Static
@@ -118,7 +118,7 @@ class HistoryScreen(FbtScreen):
     BINDINGS = [
         Binding("enter", "open", "Open", show=False),
         Binding("space", "mark", "Mark ↓"),  # marks and moves on, as in a file manager
-        Binding("slash", "filter", "Filter"),  # for the footer and help: on_key takes the key first
+        Binding("slash", "filter", "Filter"),
         Binding("s", "sort(False)", "Sort"),
         Binding("S", "sort(True)", "Reverse sort", show=False),
         Binding("c", "compare", "Compare"),
@@ -338,24 +338,7 @@ class HistoryScreen(FbtScreen):
     def action_filter(self) -> None:
         box = self.query_one("#history-filter", Input)
         box.display = True
-        # at once, not once the keys already queued are handled: typed-ahead keys go into the box
-        self.set_focus(box)
-
-    def on_key(self, event: events.Key) -> None:
-        """"/" opens the filter here, as the screen takes it, not as a binding: a binding acts once
-        the key has passed the screen, after the keys typed right behind it, which had gone to the
-        table's bindings (`e` of "method" opened the export dialog). Those keys were queued for the
-        table before the filter took the focus: they belong to the filter (which keeps the printable
-        keys typed into it from the screen)."""
-        box = self.query_one("#history-filter", Input)
-        if event.key == "slash" and self.focused is not box:
-            event.stop()
-            event.prevent_default()
-            self.action_filter()
-        elif self.focused is box and event.is_printable and event.character:
-            event.stop()
-            event.prevent_default()
-            box.insert_text_at_cursor(event.character)
+        self.set_focus(box)  # at once, not after the keys typed behind "/" (FbtApp.on_key sends them here)
 
     @on(Input.Changed, "#history-filter")
     def _filter_changed(self) -> None:
