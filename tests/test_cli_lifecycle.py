@@ -185,6 +185,7 @@ def test_ctrl_c_stops_after_the_step_and_resume_continues_without_gaps_or_repeat
     assert [int(r["step"]) for r in rows] == expected
     again = run_fbt("run", "--resume", "interrupted-one")
     assert again.returncode == 2 and "already finished" in again.stderr and "Traceback" not in again.stderr
+    assert f"fbt run {run_dir / 'config.toml'} --set train.epochs=N" in again.stderr  # what to do instead
 
 
 def test_a_resumed_run_is_listed_as_running_and_as_crashed_when_killed(with_cached_teacher):

@@ -279,7 +279,7 @@ def test_parse_overrides_nests_keys_and_reports_bad_items():
     assert nested == {"train": 1, "teacher": {"recipe": {"lr": 1e-3}}, "student": {"kwargs": {"drop_rate": 0.1}},
                       "optim": {"lr": "---1"}, "data": {"root": "/my data"}}
     messages = [str(p) for p in problems]
-    assert messages[0] == "--set: train.epochs 3: expected key=value, e.g. train.lr=3e-4"
+    assert messages[0] == "--set: train.epochs 3: expected key=value, e.g. optim.lr=3e-4"
     assert messages[1].startswith("--set: =1: expected key=value")
     # the parser's reason, without its position in the "v = …" it parsed
     assert messages[2] == "--set: optim.lr: value '[' is not valid TOML (Invalid value)"

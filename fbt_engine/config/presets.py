@@ -109,7 +109,7 @@ def parse_overrides(items: Iterable[str]) -> tuple[dict[str, Any], list[Problem]
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            problems.append(Problem(SET_SOURCE, item, "expected key=value, e.g. train.lr=3e-4"))
+            problems.append(Problem(SET_SOURCE, item, "expected key=value, e.g. optim.lr=3e-4"))
             continue
         if not text.strip():  # a value forgotten, not an empty string meant
             problems.append(Problem(SET_SOURCE, key, "no value after \"=\" (an empty string is written '\"\"')"))

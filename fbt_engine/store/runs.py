@@ -252,7 +252,9 @@ class RunStore:
         if self._running(meta):
             return RuntimeError(f"the run is still running (pid {meta['pid']})")
         if meta.get("status") == "finished":
-            return ValueError("the run already finished")
+            config = self.runs_dir / str(meta.get("id", "<run>")) / "config.toml"
+            return ValueError("the run already finished: a resume goes on with a run that stopped before its end; "
+                              f"for more epochs, start a new run from its config: fbt run {config} --set train.epochs=N")
         return None
 
     def refresh_index(self, run_id: str) -> RunSummary:
