@@ -101,6 +101,25 @@ def test_esc_leaves_a_field_so_that_the_mode_keys_work_again(fbt_home):
     run_app(scenario)
 
 
+def test_a_dropdown_takes_the_letters_typed_at_it(fbt_home):
+    """A letter chooses the next option that starts with it; none reaches the app's one-key
+    bindings ("h" had switched to History, a space had marked a run there)."""
+    async def scenario(app, pilot):
+        screen = await loaded(app, pilot)
+        optimizer = screen.query_one("#f-optim-name", Select)
+        optimizer.focus()
+        await pilot.press("a")
+        assert optimizer.value == "adamw" and screen.overrides() == ['optim.name="adamw"']
+        await pilot.press("h", "q", "p", "d", "x")
+        assert app.current_mode == "presets" and app.screen is screen and optimizer.value == "adamw"
+        await pilot.press("s")
+        assert optimizer.value == "sgd" and screen.overrides() == []
+        await pilot.press("space")  # opens the list, as before
+        assert optimizer.expanded
+
+    run_app(scenario)
+
+
 def test_keys_typed_fast_apply_in_order(fbt_home):
     """A terminal hands keys typed fast to the app back to back, as posted here (pilot.press waits
     for each key to be handled). ctrl+a ctrl+k, a new value, tab, and the same in the next field:

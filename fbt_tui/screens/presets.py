@@ -119,6 +119,25 @@ def field_id(key: str) -> str:
     return "f-" + key.replace(".", "-")
 
 
+class FormSelect(Select[str]):
+    """A dropdown of the form that takes the letters typed at it, as a native one does: a letter
+    chooses the next option that starts with it. A letter it let pass reached the app's one-key
+    bindings: "h" of text meant for another field switched to History, a space marked a run there."""
+
+    def __init__(self, choices: Iterable[str], **kwargs: Any):
+        self.choices = list(choices)
+        super().__init__([(c, c) for c in self.choices], allow_blank=False, **kwargs)
+
+    def on_key(self, event: events.Key) -> None:
+        if self.expanded or not event.is_printable or event.key == "space":  # the open list searches; space opens it
+            return
+        event.stop()
+        here = self.choices.index(self.value) + 1 if self.value in self.choices else 0
+        after = self.choices[here:] + self.choices[:here]
+        typed = (event.character or "").lower()
+        self.value = next((c for c in after if c.lower().startswith(typed)), self.value)
+
+
 class FormInput(Input):
     """An Input whose own editing keys take effect in the order they were typed.
 
@@ -183,8 +202,7 @@ class PresetsScreen(FbtScreen):
                         with Horizontal(classes="form-line"):
                             yield Label(spec.label, classes="field-label")
                             if spec.kind == "choice":
-                                yield Select([(c, c) for c in spec.choices], allow_blank=False, compact=True,
-                                             id=field_id(spec.key))
+                                yield FormSelect(spec.choices, compact=True, id=field_id(spec.key))
                             else:
                                 suggester = SuggestFromList(names) if spec.kind == "model" else None
                                 yield FormInput(compact=True, id=field_id(spec.key), suggester=suggester)
