@@ -228,11 +228,12 @@ def test_compare_shows_only_the_config_keys_that_differ(fbt_home):
         assert all(name in str(screen.query_one("#compare-acc", CurvePlot).border_title) for name in names)
         other = screen.query_one("#compare-metric", CurvePlot)
         shown = []
-        for _ in range(4):  # m: train loss, the student's CE, the validation loss, and round again
+        for _ in range(4):  # m: the validation loss, the student's CE, train loss, and round again
             shown.append((str(other.border_title).split("/")[0].replace("[b]", "").strip(), other.total))
             await pilot.press("m")
         # 8 logged steps and 2 epochs a run, 2 runs
-        assert shown == [("train loss", 16), ("student CE × ce_weight", 16), ("validation loss", 4), ("train loss", 16)]
+        assert shown == [("validation loss", 4), ("student CE × ce_weight", 16),
+                         ("train loss (each method's own sum of terms)", 16), ("validation loss", 4)]
         await pilot.press("a")
         assert diff.row_count > 50  # every key of the config
         await pilot.press("escape")

@@ -24,9 +24,10 @@ from fbt_tui.screens.base import FbtScreen
 from fbt_tui.widgets.curves import PALETTE, CurvePlot
 from fbt_tui.widgets.keybar import KeyBar
 
-# the second plot's curves, one per run, that m cycles through: (plot group, curve label or the first, title)
-METRICS = (("loss", None, "train loss / step"), ("CE", "ce", "student CE × ce_weight / step"),
-           ("CE", "val", "validation loss / step"))
+# the second plot's curves, one per run, that m cycles through: (plot group, curve label or the first, title);
+# first the one every method measures alike (a train loss sums each method's own terms: FBT's ~8× KD's)
+METRICS = (("CE", "val", "validation loss / step"), ("CE", "ce", "student CE × ce_weight / step"),
+           ("loss", None, "train loss (each method's own sum of terms) / step"))
 
 
 @dataclass
