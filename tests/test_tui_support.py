@@ -110,8 +110,9 @@ def config_table(**changes: Any) -> dict[str, Any]:
 
 def fake_run(home: Path, name: str, *, top1: tuple[float, ...] = (40.0, 55.0, 50.0), status: str = "finished",
              started: float | None = None, tags: tuple[str, ...] = (), steps_per_epoch: int = 4,
-             student_file: bool = True, **config: Any) -> str:
-    """A complete run folder (meta, config, events, weights) as the engine would leave it."""
+             student_file: bool = True, fusion: bool = True, **config: Any) -> str:
+    """A complete run folder (meta, config, events, weights) as the engine would leave it; with
+    `fusion` false, as a method without a fusion model's (kd)."""
     store = RunStore(home)
     started = started or time.time()
     run_id = new_run_id(started)
@@ -138,7 +139,7 @@ def fake_run(home: Path, name: str, *, top1: tuple[float, ...] = (40.0, 55.0, 50
         writer.write("epoch", time=t, phase="distillation", epoch=epoch, step=step, epoch_time=4.0, lr=0.05,
                      train_loss=20.0 / epoch, train_losses={}, img_s=500.0, val_loss=2.0 / epoch,
                      student={"top1": acc, "top5": 90.0}, teacher={"top1": 70.0, "top5": 95.0},
-                     fusion={"top1": acc - 5, "top5": 88.0})
+                     **({"fusion": {"top1": acc - 5, "top5": 88.0}} if fusion else {}))
         writer.write("stages", time=t, phase="distillation", epoch=epoch, step=step,
                      stages=[{"stage": k, "cka_ts": 0.9 - 0.1 * k + 0.01 * epoch} for k in range(1, 5)],
                      pooled={p: {"cka": 0.5 + 0.05 * epoch, "cos": 0.3, "retrieval": 0.1, "norm_ratio": 0.8}
@@ -146,7 +147,8 @@ def fake_run(home: Path, name: str, *, top1: tuple[float, ...] = (40.0, 55.0, 50
     if status == "finished":
         best = max(top1)
         writer.write("run_finished", time=t, best={"top1": best, "epoch": top1.index(best) + 1},
-                     final={"top1": top1[-1]}, fusion={"top1": top1[-1] - 5}, teacher={"top1": 70.0}, steps=step,
+                     final={"top1": top1[-1]}, fusion={"top1": top1[-1] - 5 if fusion else None},
+                     teacher={"top1": 70.0}, steps=step,
                      wall_time=t - started, student_weights="student.safetensors",
                      best_student_weights="student_best.safetensors")
         if student_file:  # weights as the engine writes them: a tensor, and the run's record beside it

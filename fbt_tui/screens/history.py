@@ -298,11 +298,13 @@ class HistoryScreen(FbtScreen):
         if row is not None:
             name = f" {literal(row.name)} ·" if row.name != row.id else ""
             tags = f" · tags {literal(', '.join(row.tags))}" if row.tags else ""
-            # the start early in the line, where a wrap does not part it from its date
+            # the start early in the line, where a wrap does not part it from its date; a teacher
+            # and a fusion model only where the method has them
+            scores = "".join(f" · {what} {pct(top1)}" for what, top1 in
+                             (("teacher", row.teacher_top1), ("best fusion", row.fusion_top1)) if top1 is not None)
             text = (f"[b]{literal(row.id)}[/]{name} started {when(row.started)} · {literal(row.pair)} · "
                     f"{literal(row.dataset)} · {row.epochs_done}/{row.epochs_total} epochs done · "
-                    f"{duration(row.elapsed(time.time()))} · teacher {pct(row.teacher_top1)} · "
-                    f"best fusion {pct(row.fusion_top1)}{tags}")
+                    f"{duration(row.elapsed(time.time()))}{scores}{tags}")
             if row.note:
                 text += f"\n[i]note:[/] {literal(row.note)}"
         elif self.loaded and not self.rows:
