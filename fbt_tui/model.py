@@ -419,6 +419,8 @@ class RunModel:
             info = self.phases.get(self.phase)
             if not self.is_active or self.resuming is not None or info is None or not info.total_steps:
                 return None  # (resuming: the pace so far is the stopped segment's)
+            if self.evaluating is not None and self.step >= info.total_steps:
+                return None  # only the last evaluation is left, whose length the pace does not tell
             done = self.step - info.from_step
             if done <= 0:
                 return None

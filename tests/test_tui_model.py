@@ -188,8 +188,12 @@ def test_an_evaluation_shows_on_the_status_line_until_the_event_that_ends_it():
     m.add_events([{"type": "epoch", "time": 5.0, "phase": DISTILL, "epoch": 1, "step": 10, "val_loss": 1.0,
                    "student": {"top1": 30.0}}])
     assert m.evaluating is None
-    m.add_events([{"type": "phase", "time": 6.0, "phase": EVAL, "during": DISTILL, "epoch": 2, "step": 20,
-                   "images": 200}, {"type": "run_failed", "time": 7.0, "error": "X", "message": "y"}])
+    m.add_events([{"type": "step", "time": 5.5, "phase": DISTILL, "step": 20, "epoch": 2, "loss": 1.0, "losses": {}},
+                  {"type": "phase", "time": 6.0, "phase": EVAL, "during": DISTILL, "epoch": 2, "step": 20,
+                   "images": 200}])
+    # the last evaluation: no ETA of 0:00 while it runs (it can take as long as an epoch)
+    assert "evaluating epoch 2" in view._status(0, 0) and "ETA" not in view._status(0, 0)
+    m.add_events([{"type": "run_failed", "time": 7.0, "error": "X", "message": "y"}])
     assert "evaluating" not in view._status(0, 0)
     # killed while evaluating, then resumed from the app: the old segment's evaluation is history
     killed = RunModel("r", resuming=2)

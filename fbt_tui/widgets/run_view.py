@@ -275,10 +275,10 @@ class RunView(Vertical):
             elif waiting is not None:  # the phase's clock, until a step is logged
                 every = f" (logged every {m.log_every})" if m.log_every else ""
                 progress.append(f"[b]first steps running {clock(waiting)}[/]{every}")
-            elif m.is_active:
-                progress.append(f"ETA {clock(m.eta_seconds(time.time()))}")
-            if m.loss is not None:
-                progress.append(f"loss {number(m.loss)}")
+            elif m.is_active and (eta := m.eta_seconds(time.time())) is not None:
+                progress.append(f"ETA {clock(eta)}")
+            if m.loss is not None:  # the last logged interval's: the log's epoch lines give epoch means
+                progress.append(f"step loss {number(m.loss)}")
             if m.lr is not None:
                 progress.append(f"lr {m.lr:.3g}")
             if m.img_s and m.is_active:  # a run that ended goes at no speed
