@@ -54,8 +54,9 @@ def test_launch_from_presets_and_watch_the_curves_update(with_cached_teacher):
         assert app.screen.query_one("#plot-top1", CurvePlot).total == 9  # student, teacher, fusion × 3 epochs
         table = app.screen.query_one(AlignmentTable)
         assert table.row_count == 7
-        pooled = table.get_row_at(6)  # pooled F–S: every stat in two decimals, as a column reads them
-        assert all(re.fullmatch(r"-?\d+\.\d\d", str(pooled[i])) for i in (1, 4, 5, 6)), pooled
+        pooled = table.get_row_at(6)  # pooled F–S: each column's decimals in every row; retrieval in %
+        assert all(re.fullmatch(r"-?\d+\.\d\d", str(pooled[i])) for i in (1, 4, 6)), pooled
+        assert re.fullmatch(r"\d+\.\d", str(pooled[5])) and 0 <= float(str(pooled[5])) <= 100, pooled
         assert any("finished" in line for line in app.screen.query_one(Log).lines)
         assert app.active_runs == 0
         await pilot.press("h")

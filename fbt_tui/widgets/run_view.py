@@ -31,7 +31,12 @@ class AlignmentTable(DataTable):
 
     def on_mount(self) -> None:
         self.cursor_type = "none"
-        self.add_columns("where", "CKA", "history", "trend", "cos", "retr.", "norm")
+        self.add_columns("where", "CKA", "history", "trend", "cos", "retr. %", "norm")
+        self.tooltip = ("CKA: linear CKA of the two models' features on the probe batch (1: the same up to a "
+                        "rotation and scale)\ncos: mean cosine of a pair's features in its InfoNCE space\n"
+                        "retr. %: how often the learner's feature finds its own image's source feature among "
+                        "the probe batch's (chance: one in the batch)\nnorm: the learner's feature norm over "
+                        "the source's")
 
     def show(self, model: RunModel) -> None:
         rows = model.alignment()
@@ -42,7 +47,8 @@ class AlignmentTable(DataTable):
         for row in rows:
             last = next((v for v in reversed(row.cka) if v is not None), None)
             self.add_row(row.label, fixed(last), Text(sparkline(row.cka), style="#7ee787"), trend(row.cka),
-                         fixed(row.cos), fixed(row.retrieval), fixed(row.norm_ratio))
+                         fixed(row.cos), fixed(None if row.retrieval is None else 100 * row.retrieval, 1),
+                         fixed(row.norm_ratio))
 
 
 class RunView(Vertical):
