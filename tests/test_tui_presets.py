@@ -333,6 +333,11 @@ def test_more_set_cannot_quietly_override_a_field(fbt_home):
         await pilot.pause()
         assert "train.epochs: expected key=value" in field_error(screen, "extra")
         assert "sets this key" not in field_error(screen, "extra") and field_error(screen, "train.epochs") == ""
+        # a bad value there is its own, not the field's that shows a good one
+        screen.query_one("#f-extra", Input).value = "optim.lr=abc"
+        await pilot.pause()
+        assert 'optim.lr: expected a number, got "abc"' in field_error(screen, "extra")
+        assert field_error(screen, "optim.lr") == ""
 
     run_app(scenario)
 

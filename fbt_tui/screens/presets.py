@@ -370,8 +370,8 @@ class PresetsScreen(FbtScreen):
         for p in [*self.problems, *self.doubts]:
             if p.key == EXTRA:
                 by_field.setdefault(EXTRA, []).append((p, p.message))
-            elif p.key in keys and p not in twice and p not in own:
-                by_field.setdefault(p.key, []).append((p, p.message))
+            elif p.key in keys and p.key not in extra_keys and p not in own:
+                by_field.setdefault(p.key, []).append((p, p.message))  # (set here too, the value is the last item's)
             elif p.key in extra_keys or p.source == "--set":
                 by_field.setdefault(EXTRA, []).append((p, f"{p.key}: {p.message}"))
             else:
