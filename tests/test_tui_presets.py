@@ -393,8 +393,9 @@ def test_moving_through_the_list_keeps_each_presets_edits(fbt_home):
         screen.query_one("#f-extra", Input).value = "train.ema=0.99"
         await pilot.pause()
         options = screen.query_one("#preset-list")
-        options.focus()
         start = options.highlighted
+        assert str(options.get_option_at_index(start).prompt).endswith("•[/]")  # edited: marked at once
+        options.focus()
         await pilot.press("down")
         await wait_for(pilot, lambda: screen.ref.name != "mlp_to_cnn", 5, "the next preset")
         assert screen.overrides() == []  # the next preset as written

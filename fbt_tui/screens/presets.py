@@ -343,6 +343,7 @@ class PresetsScreen(FbtScreen):
     @on(Input.Changed)
     @on(Select.Changed)
     def _changed(self) -> None:
+        self._keep_draft()  # the list marks the preset as edited from its first edit, not once left
         self.validate_form()
 
     def validate_form(self) -> None:
