@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                        metavar="ACTION")
     pls = presets.add_parser("ls", help="list presets")
     pls.add_argument("--json", action="store_true", help="a JSON list, one object per preset")
+    keys = presets.add_parser("keys", help="every setting a preset or --set takes: its default and meaning")
+    keys.add_argument("filter", nargs="?", default="", metavar="TEXT", help="only the keys that contain TEXT")
     validate = presets.add_parser("validate", help="report every problem of each preset")
     validate.add_argument("presets", nargs="+", metavar="PRESET")
     validate.add_argument("--strict", action="store_true",
@@ -513,6 +515,8 @@ def cmd_export(args) -> int:
 def cmd_presets(args) -> int:
     from fbt_engine.config.presets import SET_SOURCE, collect, is_error, list_presets, spoiled
 
+    if args.presets_command == "keys":
+        return _print_keys(args.filter)
     if args.presets_command == "validate":
         worst = EXIT_OK
         for ref in args.presets:
@@ -568,6 +572,25 @@ def cmd_presets(args) -> int:
                    (f"{counted(len(r['problems']), 'problem')}: fbt presets validate {r['name']}" if r["problems"] else
                     f"ok; this machine lacks what it needs: fbt presets validate {r['name']}" if r["needs"] else "ok")]
                   for r in rows], right=frozenset({5}), flexible=frozenset({3, 6}), optional=(4, 1))
+    return EXIT_OK
+
+
+def _print_keys(text: str) -> int:
+    """Each key = its default, then what it takes and means, indented and wrapped to the terminal."""
+    import textwrap
+
+    from fbt_engine.config.fields import as_written
+    from fbt_engine.config.presets import every_setting
+
+    rows = [row for row in every_setting() if text.lower() in row[0].lower()]
+    if not rows:
+        print(f"error: no setting's key contains {text!r} (fbt presets keys lists them all)", file=sys.stderr)
+        return EXIT_USAGE
+    width = min(100, os.get_terminal_size().columns) if sys.stdout.isatty() else 100
+    for key, takes, default, meaning in rows:
+        print(f"{key} = {as_written(default)}")
+        print(textwrap.fill(f"{takes}: {meaning}" if meaning else takes, width, initial_indent="    ",
+                            subsequent_indent="    "))
     return EXIT_OK
 
 

@@ -53,6 +53,27 @@ def test_presets_ls_lists_built_in_and_user_presets(fbt_home):
     assert f"shadowed: 'mlp_to_cnn' runs your preset; this one runs as {PRESETS / 'mlp_to_cnn.toml'}; ok" in table
 
 
+def test_presets_keys_lists_every_setting_with_its_default_and_meaning(fbt_home):
+    """Every key that a preset or --set takes, each method's under its table: each one listed is one
+    that `presets validate --set` accepts at its default."""
+    listed = run_fbt("presets", "keys")
+    assert listed.returncode == 0
+    lines = listed.stdout.splitlines()
+    entries = {line.split(" = ")[0]: line.split(" = ", 1)[1] for line in lines if not line.startswith(" ")}
+    assert entries["train.precise_bn"] == "2048" and entries["method.name"] == '"fbt"'
+    assert "method.fbt.nce_weight" in entries and "method.kd.temperature" in entries
+    assert "    an integer: before each evaluation" in listed.stdout  # what it takes, then what it means
+    sets = [arg for key, default in entries.items() if key not in ("student.model", "teacher.model")  # required
+            for arg in ("--set", f"{key}={default}")]
+    checked = run_fbt("presets", "validate", "mlp_to_cnn", *sets)
+    assert checked.returncode == 0, checked.stderr
+    some = run_fbt("presets", "keys", ".LR")  # a part of the key, in any case
+    assert some.returncode == 0 and {line.split(" = ")[0] for line in some.stdout.splitlines()
+                                     if not line.startswith(" ")} == {"optim.lr", "teacher.recipe.lr"}
+    none = run_fbt("presets", "keys", "zzz")
+    assert none.returncode == 2 and "no setting's key contains 'zzz'" in none.stderr
+
+
 def test_presets_validate_every_built_in(fbt_home):
     top = sorted(PRESETS.glob("*.toml"))
     result = run_fbt("presets", "validate", *map(str, top))

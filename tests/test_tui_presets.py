@@ -101,6 +101,16 @@ def test_esc_leaves_a_field_so_that_the_mode_keys_work_again(fbt_home):
     run_app(scenario)
 
 
+def test_each_field_label_says_what_its_setting_does(fbt_home):
+    async def scenario(app, pilot):
+        screen = await loaded(app, pilot)
+        label = screen.query_one("#f-data-subset-row .field-label")
+        assert label.tooltip.startswith("data.subset: train on a stratified") and "0 = all" in label.tooltip
+        assert all(label.tooltip for label in screen.query(".field-label"))
+
+    run_app(scenario)
+
+
 def test_a_dropdown_takes_the_letters_typed_at_it(fbt_home):
     """A letter chooses the next option that starts with it; none reaches the app's one-key
     bindings ("h" had switched to History, a space had marked a run there)."""

@@ -58,7 +58,7 @@ class Problem:
 _TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
-def _describe(value: Any) -> str:
+def as_written(value: Any) -> str:
     """A value in the form a preset writes it ("two", true, 1e+09, [1, 2]): the form says its type,
     where Python's names ('two' (str), True (bool), 1000000000.0 (float)) said it in another language."""
     if isinstance(value, float) and "e" in f"{value:g}":
@@ -165,7 +165,7 @@ def build(cls: type, table: Mapping[str, Any], prefix: str, origin: Origin, prob
         tp = types_[key]
         if is_section(tp):
             if not isinstance(value, dict):
-                problems.append(Problem(origin(dotted), dotted, f"expected a table, got {_describe(value)}"))
+                problems.append(Problem(origin(dotted), dotted, f"expected a table, got {as_written(value)}"))
                 continue
             values[key] = build(tp, value, f"{dotted}.", origin, problems)
             continue
@@ -173,7 +173,7 @@ def build(cls: type, table: Mapping[str, Any], prefix: str, origin: Origin, prob
             value = f.metadata["from_bool"][value]
         ok, converted = _check_value(tp, value)
         if not ok:
-            problems.append(Problem(origin(dotted), dotted, f"expected {_expected(f, tp)}, got {_describe(value)}"))
+            problems.append(Problem(origin(dotted), dotted, f"expected {_expected(f, tp)}, got {as_written(value)}"))
             continue
         message = _constraint_problem(f, converted)
         if message:
@@ -211,6 +211,7 @@ def leaf_fields(cls: type, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple
 
 
 def describe_fields(cls: type) -> list[tuple[str, str, Any, str]]:
-    """(key, type word, default, help) for every field, nested sections flattened with dots."""
-    return [(".".join(key), _type_word(tp), f.default if f.default is not dataclasses.MISSING else f.default_factory(),
+    """(key, what it takes, default, help) for every field, nested sections flattened with dots."""
+    return [(".".join(key), _expected(f, tp), f.default if f.default is not dataclasses.MISSING else f.default_factory(),
              f.metadata.get("help", "")) for key, f, tp in leaf_fields(cls)]
+

@@ -202,6 +202,19 @@ def _setting_keys() -> tuple[str, ...]:
                  for key, *_ in describe_fields(cls))
 
 
+def every_setting() -> list[tuple[str, str, Any, str]]:
+    """(key, what it takes, default, meaning) of every setting a preset holds: the sections', then
+    the method's name and each method's own, under the method's table (`method.fbt.nce_weight`;
+    a plain `method.nce_weight` sets the chosen method's)."""
+    rows = [(f"{name}.{key}", *rest) for name, cls in SECTIONS.items() if name != "method"
+            for key, *rest in describe_fields(cls)]
+    methods = METHOD_PARAMS.names()
+    rows.append(("method.name", "one of " + ", ".join(f'"{m}"' for m in methods), FBTParams.name,
+                 "the distillation method (scratch: the student alone, without a teacher)"))
+    return rows + [(f"method.{method}.{key}", *rest) for method in methods
+                   for key, *rest in describe_fields(METHOD_PARAMS.get(method))]
+
+
 def _build_method(table: dict[str, Any], origin, problems: list[Problem]) -> MethodParams:
     """[method]: `name` picks the method; its settings are the flat keys, plus a sub-table named
     after it ([method.fbt] …). Sub-tables of the other methods are checked but left unused, so a

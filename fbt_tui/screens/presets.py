@@ -27,7 +27,7 @@ from textual.widgets import Button, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
 from fbt_engine import paths
-from fbt_engine.config.fields import Problem
+from fbt_engine.config.fields import Problem, describe_fields
 from fbt_engine.config.presets import (PresetRef, anchored_merge, collect, is_error, list_presets, parse_overrides,
                                        spoiled, trains_teacher)
 from fbt_engine.config.schema import Config
@@ -71,6 +71,9 @@ FIELDS = (
     FieldSpec("run.seed", "seed"),
     FieldSpec("run.device", "device", "choice", ("auto", "cpu", "cuda")),
 )
+# a field label's tooltip: the schema's own words ([method] is a table per method, chosen by its name)
+HELP = {key: help for key, _, _, help in describe_fields(Config)} | {
+    "method.name": f"the distillation method: {', '.join(METHOD_PARAMS.names())} (scratch: the student alone)"}
 EXTRA = "extra"  # free-form `key=value …` for every other setting
 CLOSING = {"[": "]", "{": "}"}
 
@@ -200,7 +203,9 @@ class PresetsScreen(FbtScreen):
                 for spec in FIELDS:
                     with Vertical(classes="form-row", id=field_id(spec.key) + "-row"):
                         with Horizontal(classes="form-line"):
-                            yield Label(spec.label, classes="field-label")
+                            label = Label(spec.label, classes="field-label")
+                            label.tooltip = f"{spec.key}: {HELP[spec.key]}"
+                            yield label
                             if spec.kind == "choice":
                                 yield FormSelect(spec.choices, compact=True, id=field_id(spec.key))
                             else:
@@ -213,7 +218,10 @@ class PresetsScreen(FbtScreen):
                         yield Static(classes="field-error")
                 with Vertical(classes="form-row", id="f-extra-row"):
                     with Horizontal(classes="form-line"):
-                        yield Label("more --set", classes="field-label")
+                        extra = Label("more --set", classes="field-label")
+                        extra.tooltip = ("any other setting, as key=value items apart by spaces (TOML values); "
+                                         "`fbt presets keys` lists every key, its default and meaning")
+                        yield extra
                         yield FormInput(compact=True, id="f-extra",
                                         placeholder="key=value … e.g. train.ema=0.999 data.mixup=0.2")
                     yield Static(classes="field-error")
