@@ -340,10 +340,13 @@ class RunModel:
             return TEACHER if self.phase == TEACHER else DISTILL
 
     def groups(self) -> list[str]:
-        """The loss plots this run has, in a fixed order."""
+        """The loss plots this run has, in a fixed order; while a teacher trains, those it logs
+        (its CE): the pair plots would stay empty for the whole phase."""
+        phase = self.view_phase
         with self.lock:
-            present = {loss_group(t) for t in self.loss_terms}
-            present |= {loss_group(t) for p, t in self._losses if t != "loss"}
+            present = {loss_group(t) for p, t in self._losses if t != "loss" and p == phase}
+            if phase == DISTILL:
+                present |= {loss_group(t) for t in self.loss_terms}
         return [g for g in ("T–S", "T–F", "F–S", "CE") if g in present]
 
     def panel(self, group: str, buckets: int) -> Panel:

@@ -148,6 +148,18 @@ def test_a_resumed_distillation_goes_on_in_the_epoch_it_stopped_in():
         assert (m.epoch, m.step, m.epochs_total) == (7, from_step, 12)
 
 
+def test_a_teacher_in_training_has_its_own_plots_and_the_pairs_come_with_distillation():
+    m = RunModel("r")
+    m.add_events([{"type": "run_started", "time": 0, "config": {}, "loss_terms": ["ce", "fusion/ce", "ts/nce", "tf/nce"]},
+                  {"type": "phase", "time": 1.0, "phase": TEACHER, "epochs": 2, "steps_per_epoch": 10, "from_step": 0}])
+    assert m.groups() == []  # no step logged yet: the total loss and the accuracies alone
+    m.add_events([{"type": "step", "time": 2.0, "phase": TEACHER, "step": 10, "epoch": 1, "loss": 1.0,
+                   "losses": {"ce": 1.0}}])
+    assert m.groups() == ["CE"]
+    m.add_events([{"type": "phase", "time": 3.0, "phase": DISTILL, "epochs": 4, "steps_per_epoch": 10, "from_step": 0}])
+    assert m.groups() == ["T–S", "T–F", "CE"]  # announced by the run's loss terms before their first step
+
+
 def test_a_phase_that_starts_shows_its_first_epoch():
     """Not "epoch 0/4" until the first logged step, the teacher's phase as the distillation's."""
     m = RunModel("r")
