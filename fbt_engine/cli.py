@@ -387,7 +387,7 @@ def _runs_show(store, args) -> int:
 
     out.print(Text.assemble((s.id, "bold"), "  ", s.name if s.name != s.id else ""))
     for label, value in (("status", s.status + (f" (exit {meta.get('exit_code')})" if meta.get("exit_code") else "")),
-                         ("method", s.method), ("pair", s.pair), ("data", s.dataset),
+                         ("method", s.method), ("pair", s.pair), ("data", _data_text(s.dataset, events)),
                          ("best top-1", f"{percent(s.best_top1)} (epoch {s.best_epoch or '–'})"),
                          ("final top-1", percent(s.final_top1)), ("teacher top-1", percent(s.teacher_top1)),
                          ("best fusion", percent(s.fusion_top1)), ("epochs done", f"{s.epochs_done}/{s.epochs_total}"),
@@ -417,6 +417,14 @@ def _runs_show(store, args) -> int:
 
 
 SHOWN_EPOCHS = 12  # runs show's table: the last ones; --json and export have every epoch
+
+
+def _data_text(name: str, events: list[dict]) -> str:
+    """The dataset and how many images the run trained and was scored on: two runs on other slices
+    of one dataset (data.subset) read alike by name alone."""
+    data = next((e.get("data") or {} for e in events if e["type"] == "run_started"), {})
+    train, val = data.get("train_images"), data.get("val_images")
+    return f"{name} ({train:,} training images, {val:,} validation)" if train and val else name
 
 
 def epoch_time_text(row: dict) -> str:

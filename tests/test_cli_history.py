@@ -108,6 +108,7 @@ def test_runs_show_resolves_every_kind_of_reference(history, ref):
     human = cli(history, "runs", "show", value).stdout
     assert expected in human and "finished" in human and "best top-1" in human and "best fusion" in human
     assert "final: student.safetensors · best (epoch 1): student_best.safetensors" in human
+    assert "fashion_mnist_5k (500 training images, 100 validation)" in human  # data.subset=500 says so
     epoch = shown["epochs"][-1]
     row = human.splitlines()[-1].split()  # the epochs table's last row
     assert row[:5] == ["distillation", "1", f"{epoch['train_loss']:.4f}", f"{epoch['val_loss']:.4f}",
