@@ -411,6 +411,20 @@ def test_the_detail_line_names_a_fusion_model_only_where_the_method_has_one(fbt_
     run_app(scenario, start_mode="history")
 
 
+def test_u_on_a_finished_runs_tab_says_how_to_train_it_further(fbt_home):
+    run_id = fake_run(fbt_home, "done", top1=(50.0, 60.0))
+
+    async def scenario(app, pilot):
+        view = await open_from_history(app, pilot)
+        await wait_for(pilot, lambda: view.model.status == "finished", 10, "the run's events")
+        assert not app.dashboard.check_action("resume", ())  # no u in the key bar
+        await pilot.press("u")
+        config = fbt_home / "runs" / run_id / "config.toml"
+        assert any(f"fbt run {config} --set train.epochs=N" in str(n.message) for n in app._notifications)
+
+    run_app(scenario, start_mode="history")
+
+
 def test_an_empty_history_says_how_runs_get_there(fbt_home):
     async def scenario(app, pilot):
         detail = app.screen.query_one("#history-detail")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -149,6 +150,14 @@ class DashboardScreen(FbtScreen):
         panes = [pane.id for pane in tabs.query(TabPane)]
         if len(panes) > 1 and tabs.active in panes:
             tabs.active = panes[(panes.index(tabs.active) + step) % len(panes)]
+
+    def on_key(self, event: events.Key) -> None:
+        """u on a finished run's tab: its binding is hidden there, and the key said nothing."""
+        view = self.current_view()
+        if event.key == "u" and view is not None and not view.handle.live and view.model.status == "finished":
+            config = self.app.manager.home / "runs" / view.handle.run_id / "config.toml"
+            self.notify(f"a finished run does not resume; for more epochs, start a new run from its config: "
+                        f"fbt run {config} --set train.epochs=N", markup=False, timeout=10)
 
     @staticmethod
     def resumable(handle: RunHandle) -> bool:
