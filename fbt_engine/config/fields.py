@@ -105,7 +105,7 @@ def _check_value(tp: Any, value: Any) -> tuple[bool, Any]:
     return _check_scalar(tp, value)
 
 
-def _listed(choices: tuple[str, ...]) -> str:
+def listed_choices(choices: tuple[str, ...]) -> str:
     return ", ".join(f'"{c}"' for c in choices) if len(choices) <= 12 else f"{len(choices)} names"
 
 
@@ -114,7 +114,7 @@ def _expected(f: dataclasses.Field, tp: Any) -> str:
     `amp = true` learns it wants "bf16"), else its type."""
     choices = f.metadata.get("choices")
     if choices is not None and not callable(choices) and len(choices) <= 12:
-        return f"one of {_listed(choices)}"
+        return f"one of {listed_choices(choices)}"
     return _type_word(tp)
 
 
@@ -125,7 +125,7 @@ def _constraint_problem(f: dataclasses.Field, value: Any) -> str | None:
         choices = tuple(choices())
     if choices is not None and isinstance(value, str) and value not in choices:
         if not (value == "" and not meta.get("required")):
-            return f'expected one of {_listed(choices)}, got "{value}"{did_you_mean(value, choices)}'
+            return f'expected one of {listed_choices(choices)}, got "{value}"{did_you_mean(value, choices)}'
     lo, hi = meta.get("min"), meta.get("max")
     numbers = value if isinstance(value, list) else [value]
     for v in numbers:
@@ -214,4 +214,3 @@ def describe_fields(cls: type) -> list[tuple[str, str, Any, str]]:
     """(key, what it takes, default, help) for every field, nested sections flattened with dots."""
     return [(".".join(key), _expected(f, tp), f.default if f.default is not dataclasses.MISSING else f.default_factory(),
              f.metadata.get("help", "")) for key, f, tp in leaf_fields(cls)]
-

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fbt_engine import paths
-from fbt_engine.config.fields import Problem, build, describe_fields, leaf_fields
+from fbt_engine.config.fields import Problem, build, describe_fields, leaf_fields, listed_choices
 from fbt_engine.config.schema import SECTIONS, Config, DataSection
 from fbt_engine.data.catalog import DATASETS
 from fbt_engine.data.specs import parse_randaugment
@@ -209,7 +209,7 @@ def every_setting() -> list[tuple[str, str, Any, str]]:
     rows = [(f"{name}.{key}", *rest) for name, cls in SECTIONS.items() if name != "method"
             for key, *rest in describe_fields(cls)]
     methods = METHOD_PARAMS.names()
-    rows.append(("method.name", "one of " + ", ".join(f'"{m}"' for m in methods), FBTParams.name,
+    rows.append(("method.name", f"one of {listed_choices(tuple(methods))}", FBTParams.name,
                  "the distillation method (scratch: the student alone, without a teacher)"))
     return rows + [(f"method.{method}.{key}", *rest) for method in methods
                    for key, *rest in describe_fields(METHOD_PARAMS.get(method))]

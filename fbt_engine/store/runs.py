@@ -123,6 +123,11 @@ def tag_problem(tag: str) -> str | None:
     return None
 
 
+def more_epochs_hint(run_dir: Path) -> str:
+    """What trains a finished run further: a new run from its config."""
+    return f"for more epochs, start a new run from its config: fbt run {run_dir / 'config.toml'} --set train.epochs=N"
+
+
 class RunStore:
     def __init__(self, home: Path | None = None):
         self.home = home or paths.data_home()
@@ -252,9 +257,8 @@ class RunStore:
         if self._running(meta):
             return RuntimeError(f"the run is still running (pid {meta['pid']})")
         if meta.get("status") == "finished":
-            config = self.runs_dir / str(meta.get("id", "<run>")) / "config.toml"
             return ValueError("the run already finished: a resume goes on with a run that stopped before its end; "
-                              f"for more epochs, start a new run from its config: fbt run {config} --set train.epochs=N")
+                              + more_epochs_hint(self.runs_dir / str(meta.get("id", "<run>"))))
         return None
 
     def refresh_index(self, run_id: str) -> RunSummary:

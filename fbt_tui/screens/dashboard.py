@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.widgets import Static, TabbedContent, TabPane
 
-from fbt_engine.store.runs import RESUMABLE
+from fbt_engine.store.runs import RESUMABLE, RunStore, more_epochs_hint
 
 from fbt_tui.format import STATUS_MARKS, literal
 from fbt_tui.runs import RunHandle
@@ -155,9 +155,8 @@ class DashboardScreen(FbtScreen):
         """u on a finished run's tab: its binding is hidden there, and the key said nothing."""
         view = self.current_view()
         if event.key == "u" and view is not None and not view.handle.live and view.model.status == "finished":
-            config = self.app.manager.home / "runs" / view.handle.run_id / "config.toml"
-            self.notify(f"a finished run does not resume; for more epochs, start a new run from its config: "
-                        f"fbt run {config} --set train.epochs=N", markup=False, timeout=10)
+            run_dir = RunStore(self.app.manager.home).runs_dir / view.handle.run_id
+            self.notify(f"a finished run does not resume; {more_epochs_hint(run_dir)}", markup=False, timeout=10)
 
     @staticmethod
     def resumable(handle: RunHandle) -> bool:

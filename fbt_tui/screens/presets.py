@@ -27,9 +27,9 @@ from textual.widgets import Button, Input, Label, OptionList, Select, Static
 from textual.widgets.option_list import Option
 
 from fbt_engine import paths
-from fbt_engine.config.fields import Problem, describe_fields
-from fbt_engine.config.presets import (PresetRef, anchored_merge, collect, is_error, list_presets, parse_overrides,
-                                       spoiled, trains_teacher)
+from fbt_engine.config.fields import Problem
+from fbt_engine.config.presets import (PresetRef, anchored_merge, collect, every_setting, is_error, list_presets,
+                                       parse_overrides, spoiled, trains_teacher)
 from fbt_engine.config.schema import Config
 from fbt_engine.data.catalog import download_target
 from fbt_engine.methods.params import METHOD_PARAMS
@@ -71,9 +71,7 @@ FIELDS = (
     FieldSpec("run.seed", "seed"),
     FieldSpec("run.device", "device", "choice", ("auto", "cpu", "cuda")),
 )
-# a field label's tooltip: the schema's own words ([method] is a table per method, chosen by its name)
-HELP = {key: help for key, _, _, help in describe_fields(Config)} | {
-    "method.name": f"the distillation method: {', '.join(METHOD_PARAMS.names())} (scratch: the student alone)"}
+HELP = {key: meaning for key, _, _, meaning in every_setting()}  # a field label's tooltip: `fbt presets keys`' words
 EXTRA = "extra"  # free-form `key=value …` for every other setting
 CLOSING = {"[": "]", "{": "}"}
 
