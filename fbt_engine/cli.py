@@ -258,7 +258,8 @@ def cmd_run(args) -> int:
     from fbt_engine.train.engine import RunOptions, run
 
     return run(RunOptions(preset=args.preset, sets=args.sets, name=args.name, tags=args.tags, device=args.device,
-                          json=args.json, resume=args.resume, run_id=args.run_id, quiet=args.quiet))
+                          json=args.json, resume=args.resume, run_id=args.run_id, quiet=args.quiet,
+                          ends_process=args.ends_process))
 
 
 def _check_resume_arguments(args, store, rid: str) -> None:
@@ -362,12 +363,12 @@ def _runs_ls(store, args) -> int:
         print(f"no runs match {filters}" if filters and store.list(include_trashed=trash)
               else "the trash is empty" if trash else "no runs yet — try: fbt run presets/mlp_to_cnn.toml")
         return EXIT_OK
-    _print_table(["id", "name", "status", "method", "teacher → student", "best top-1 @ep", "final", "duration",
-                  "tags", "started"],
-                 [[r.id, r.name if r.name != r.id else "", r.status, r.method, r.pair,
+    _print_table(["id", "name", "status", "method", "teacher → student", "data", "best top-1 @ep", "final",
+                  "duration", "tags", "started"],
+                 [[r.id, r.name if r.name != r.id else "", r.status, r.method, r.pair, r.data,
                    f"{percent(r.best_top1)} @{r.best_epoch or '–'}", percent(r.final_top1), duration(r.elapsed(time.time())),
                    ",".join(r.tags), when(r.started)] for r in rows],
-                 right=frozenset({5, 6, 7}), flexible=frozenset({1, 3, 4, 8}), optional=(9, 7))
+                 right=frozenset({6, 7, 8}), flexible=frozenset({1, 3, 4, 9}), optional=(10, 5, 8))
     return EXIT_OK
 
 
@@ -633,9 +634,11 @@ COMMANDS = {"run": cmd_run, "runs": cmd_runs, "compare": cmd_compare, "export": 
             "presets": cmd_presets, "paths": cmd_paths, "doctor": cmd_doctor}
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, ends_process: bool = False) -> int:
+    """`ends_process`: the caller exits with the code returned (see exit_process)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.ends_process = ends_process
     if args.command is None:
         parser.print_help()
         return EXIT_OK
@@ -654,13 +657,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def exit_process(code: int) -> NoReturn:
-    """The end of an `fbt` process, once `main` has returned: what ran (a run, say) has ended and
-    recorded how, so a late Ctrl-C must neither cut the exit short with a traceback nor change its
-    code. Only a process's own end ignores it: a caller of `main` in its own process keeps its
-    Ctrl-C."""
+    """The end of an `fbt` process, once `main(ends_process=True)` has returned: what ran (a run,
+    say) has ended and recorded how, so a late Ctrl-C must neither cut the exit short with a
+    traceback nor change its code. A run starts ignoring it as it returns (StopFlag), which leaves
+    no gap before this. Only a process's own end ignores it: a caller of `main` in its own process
+    keeps its Ctrl-C."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise SystemExit(code)
 
 
 if __name__ == "__main__":
-    exit_process(main())
+    exit_process(main(ends_process=True))

@@ -47,8 +47,8 @@ def launch(args) -> int:
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the ranks; this one stays to close up
     try:
         code = subprocess.call(torchrun_command(args, run_id), stdin=subprocess.DEVNULL)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    finally:  # a process that ends with this run keeps ignoring it (see StopFlag)
+        signal.signal(signal.SIGINT, signal.SIG_IGN if args.ends_process else previous)
     if args.node_rank != 0:
         return code
     rid = run_id or store.resolve(args.resume)

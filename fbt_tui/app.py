@@ -173,6 +173,9 @@ class FbtApp(App[int]):
                         f"{'its tab follows it' if resumed else 'it has a tab'} in the Dashboard.",
                         title="Run on this machine")
             self.say_shared_cpu(handle)
+        if retired := await self.dashboard.retire_unseen():
+            self.notify(f"Closed the tabs of {counted(len(retired), 'ended run')} you had not looked at "
+                        f"({literal(', '.join(retired))}): History has them.", title="Runs on this machine")
         if crashed:
             self.notify("Marked crashed (process gone): " + ", ".join(crashed), severity="warning", timeout=8)
         if startup:

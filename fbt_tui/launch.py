@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, ends_process: bool = False) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         from fbt_tui.app import run_app
@@ -13,14 +13,14 @@ def main(argv: list[str] | None = None) -> int:
         return run_app()
     from fbt_engine.cli import main as cli_main
 
-    return cli_main(argv)
+    return cli_main(argv, ends_process=ends_process)
 
 
 def entry() -> None:
     """The `fbt` command (see exit_process)."""
     from fbt_engine.cli import exit_process
 
-    exit_process(main())
+    exit_process(main(ends_process=True))
 
 
 if __name__ == "__main__":

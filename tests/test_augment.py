@@ -132,6 +132,18 @@ def test_both_pipelines_give_normalised_batches_of_the_same_form(pipeline):
     assert vx.shape[1:] == (1, 32, 32) and vy.dtype == torch.int64  # evaluation: plain images, hard labels
 
 
+@pytest.mark.parametrize("pipeline", ["device", "classic"])
+def test_an_unmixed_epoch_is_the_training_epoch_before_its_mixup(pipeline):
+    """What PreciseBN measures on: the same augmented images, the same order, not yet mixed."""
+    data = load_data(DataSection(pipeline=pipeline, **PAPER_AUG), torch.device("cpu"), seed=3)
+    mixed, plain = list(data.train.epoch(1)), list(data.train.epoch(1, mix=False))
+    assert len(plain) == len(mixed) and all(y.dim() == 1 for _, y in plain)
+    for step, ((x, y), (mx, my)) in enumerate(zip(plain, mixed)):
+        again = data.train.aug.mix(x, y, 3, 1, step)
+        assert torch.equal(again[0], mx) and torch.equal(again[1], my)
+    assert not torch.equal(plain[0][0], mixed[0][0])
+
+
 def test_device_pipeline_batches_are_reproducible_from_any_step():
     data = load_data(DataSection(pipeline="device", **PAPER_AUG), torch.device("cpu"), seed=3)
     full = list(data.train.epoch(1))

@@ -86,6 +86,7 @@ def test_runs_ls(history):
     for r in rows:
         assert r["status"] == "finished" and r["method"] == "fbt" and r["pair"] == "mixer_nano → resnet10_cifar"
         assert r["best_top1"] is not None and r["epochs_done"] == r["epochs_total"] == 1 and r["duration"] > 0
+        assert r["subset"] == 500 and r["data"] == "fashion_mnist_5k (subset 500)"
     assert [r["name"] for r in fbt_json("runs", "ls", "--json", "--tag", "keep", home=history["home"])] == ["alpha"]
     assert fbt_json("runs", "ls", "--json", "--status", "failed", home=history["home"]) == []
     assert cli(history, "runs", "ls", "--status", "failed", "--tag", "keep").stdout.strip() == (
@@ -94,6 +95,7 @@ def test_runs_ls(history):
     for rid in history["ids"].values():
         assert rid in table  # whole ids and statuses, even with stdout piped
     assert table.count("finished") == 2 and "mixer_nano → resnet10_cifar" in table
+    assert table.count("fashion_mnist_5k (subset 500)") == 2  # a slice's accuracy is on a slice
 
 
 @pytest.mark.parametrize("ref", ["alpha", "last", "id", "prefix"])

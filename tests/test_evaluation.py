@@ -91,7 +91,7 @@ def test_precise_bn_measures_the_statistics_of_the_weights_as_they_are(fbt_home,
     the first training batches, whatever the running averages held; the random state is left as
     it was (the student's dropout draws from it), so training does not depend on the setting; the
     frozen teacher's statistics, and the momentum, are as they were."""
-    sets = [*TINY, "student.kwargs.drop_rate=0.5", "train.precise_bn=100"]
+    sets = [*TINY, "student.kwargs.drop_rate=0.5", "train.precise_bn=100", "data.mixup=0.8", "data.mix_prob=1.0"]
     p = prepare(resolve(str(PRESETS / "mlp_to_cnn.toml"), sets), torch.device("cpu"))
     ema = ModelEmaV3(p.student.model, decay=0.9)
     phase = Phase("distillation", p.method, None, None, p.data, 1, p.student.in_chans, 0.0, 1, 1,
@@ -104,6 +104,8 @@ def test_precise_bn_measures_the_statistics_of_the_weights_as_they_are(fbt_home,
     momentum, tracked = norm.momentum, norm.num_batches_tracked.clone()
     seen: list[torch.Tensor] = []
     norm.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
+    images: list[torch.Tensor] = []
+    p.student.model.conv1.register_forward_pre_hook(lambda _, args: images.append(args[0].detach().clone()))
     p.method.unused = torch.nn.BatchNorm1d(3)  # a layer evaluation never runs keeps its averages
     p.method.unused.running_mean.fill_(7.0)
     frozen = {k: v.clone() for k, v in p.teacher.model.state_dict().items()}
@@ -111,6 +113,8 @@ def test_precise_bn_measures_the_statistics_of_the_weights_as_they_are(fbt_home,
 
     assert recalibrate_batchnorm(phase, 0) == 2  # 100 images in batches of 64
     assert len(seen) == 2 and p.method.training and not ema.module.training
+    unmixed = [phase.inputs(x) for x, _ in p.data.train.epoch(0, mix=False)][:2]  # what evaluation sees: no Mixup
+    assert len(images) == 2 and all(torch.equal(a, b) for a, b in zip(images, unmixed))
     assert torch.allclose(ema.module.bn1.running_mean, norm.running_mean)  # a copy of the same weights
     per_channel = torch.stack([x.transpose(0, 1).flatten(1).mean(1) for x in seen])
     assert torch.allclose(norm.running_mean, per_channel.mean(0), atol=1e-5)

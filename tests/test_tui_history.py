@@ -399,14 +399,17 @@ def test_export_by_keyboard_alone(fbt_home, tmp_path, monkeypatch):
 
 def test_the_detail_line_names_a_fusion_model_only_where_the_method_has_one(fbt_home):
     fake_run(fbt_home, "distilled", top1=(50.0, 60.0))
-    fake_run(fbt_home, "kd", top1=(40.0, 45.0), fusion=False, started=time.time() + 60, **{"method.name": "kd"})
+    fake_run(fbt_home, "kd", top1=(40.0, 45.0), fusion=False, started=time.time() + 60,
+             **{"method.name": "kd", "data.subset": 1000})
 
     async def scenario(app, pilot):
         await history_loaded(app, pilot, 2)
         detail = app.screen.query_one("#history-detail")
         assert "teacher 70.00" in str(detail.render()) and "fusion" not in str(detail.render())  # kd, newest
+        assert "fashion_mnist_5k (subset 1,000)" in str(detail.render())
         await pilot.press("down")
         assert "teacher 70.00 · best fusion 55.00" in str(detail.render())
+        assert "fashion_mnist_5k ·" in str(detail.render())  # the whole dataset
 
     run_app(scenario, start_mode="history")
 

@@ -252,6 +252,36 @@ def test_run_tabs_take_turns_with_angle_brackets(fbt_home):
     run_app(scenario, start_mode="dashboard")
 
 
+def test_tabs_that_opened_by_themselves_for_ended_runs_give_way_beyond_a_few(fbt_home):
+    """A sweep run from a shell opens a tab a run beside the one in view: past UNSEEN_ENDED_TABS of
+    them, the oldest that ended unseen close, and their handles stop tailing. A tab the user
+    looked at, the one in view, and one whose run is active stay."""
+    from fbt_tui.screens.dashboard import UNSEEN_ENDED_TABS
+
+    viewed = fake_run(fbt_home, "viewed", started=time.time() - 100)
+    sweep = [fake_run(fbt_home, f"sweep{i}", started=time.time() - 90 + i) for i in range(UNSEEN_ENDED_TABS + 4)]
+
+    async def scenario(app, pilot):
+        tabs = app.dashboard.query_one(TabbedContent)
+        await app.open_run(viewed)
+        for rid in sweep:
+            await app.dashboard.open_run(app.manager.open(rid), activate=False)
+        await pilot.pause()
+        tabs.active = pane_id(sweep[1])  # looked at, then back
+        await pilot.pause()
+        tabs.active = pane_id(viewed)
+        await pilot.pause()
+        app.manager.handles[sweep[2]].live = True  # still running
+        app.manager.handles[sweep[2]].model.status = "running"
+        assert await app.dashboard.retire_unseen() == ["sweep0", "sweep3"]
+        await pilot.pause()
+        assert [p.id.removeprefix("run-") for p in tabs.query(TabPane)] == [viewed, *sweep[1:3], *sweep[4:]]
+        assert sweep[0] not in app.manager.handles and sweep[3] not in app.manager.handles
+        assert await app.dashboard.retire_unseen() == []
+
+    run_app(scenario, start_mode="dashboard")
+
+
 def test_a_stopped_run_resumes_from_its_tab(with_cached_teacher):
     """s stops a run; u in its tab resumes it (`fbt run --resume` underneath), and the tab shows its
     whole history going on. A resume the engine refuses says why and keeps the tab."""

@@ -128,8 +128,8 @@ class TrainSection:
                                 choices=COMPILE_MODES)
     ema: float = setting(0.0, "decay of an exponential moving average of the student; 0 = off", min=0, max=1)
     precise_bn: int = setting(2048, "before each evaluation, BatchNorm's statistics are measured afresh on this "
-                              "many training images (PreciseBN): the running averages lag weights that move "
-                              "fast, as early in a run; 0 = evaluate on the running averages", min=0)
+                              "many training images, without Mixup/CutMix (PreciseBN): the running averages lag "
+                              "weights that move fast, as early in a run; 0 = evaluate on the running averages", min=0)
     label_smoothing: float = setting(0.1, "label smoothing of the cross-entropy terms", min=0, max=1)
     log_every: int = setting(10, "emit a step event every N optimiser steps", min=1)
 

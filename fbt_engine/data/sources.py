@@ -44,7 +44,9 @@ class BatchSource(Protocol):
 
     def __len__(self) -> int: ...
 
-    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]: ...
+    def epoch(self, epoch: int, start_step: int = 0, mix: bool = True) -> Iterator[Batch]:
+        """The epoch's batches from `start_step`, as training draws them; with `mix` false, without
+        Mixup/CutMix (PreciseBN measures what evaluation will see)."""
 
     def compile_augmentation(self, fell_back: Callable[[str], None]) -> None: ...
 
@@ -135,7 +137,7 @@ class DeviceBatches:
             return self.num_images // (self.batch_size * self.world)
         return math.ceil(self.num_images / self.batch_size)
 
-    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+    def epoch(self, epoch: int, start_step: int = 0, mix: bool = True) -> Iterator[Batch]:
         order = (torch.randperm(self.num_images, device=self.device,
                                 generator=step_generator(self.device, self.seed, epoch, -1))
                  if self.train else torch.arange(self.num_images, device=self.device))
@@ -147,9 +149,9 @@ class DeviceBatches:
             if self.aug is None:
                 yield to_model_input(x, self.img_size, self.mean, self.std), y
                 continue
-            yield self._augment(x, y, epoch, draw_number(step, self.rank, self.world))
+            yield self._augment(x, y, epoch, draw_number(step, self.rank, self.world), mix)
 
-    def _augment(self, x: torch.Tensor, y: torch.Tensor, epoch: int, draw: int) -> Batch:
+    def _augment(self, x: torch.Tensor, y: torch.Tensor, epoch: int, draw: int, mix: bool) -> Batch:
         a, g = self.aug, step_generator(self.device, self.seed, epoch, draw)
         if a.randaugment:
             x = rand_augment(x, a.randaugment, self.fill, g)
@@ -163,7 +165,7 @@ class DeviceBatches:
             out = self._standard(x, *draws, a.pad, self.img_size, self.mean, self.std)
         if a.random_erasing:
             out = random_erasing(out, a.random_erasing, g)
-        return a.mix(out, y, self.seed, epoch, draw)
+        return a.mix(out, y, self.seed, epoch, draw) if mix else (out, y)
 
     def compile_augmentation(self, fell_back: Callable[[str], None]) -> None:
         """The standard augmentation past its draws (crop, flip, normalisation: some twenty small ops
@@ -382,11 +384,11 @@ class LoaderBatches:
     def compile_augmentation(self, fell_back: Callable[[str], None]) -> None:
         """Nothing to compile: the images are transformed one by one, in the workers."""
 
-    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[Batch]:
+    def epoch(self, epoch: int, start_step: int = 0, mix: bool = True) -> Iterator[Batch]:
         self.order.at(epoch, start_step)  # read by the loader's next pass: the sampler runs in this process
         for step, (x, y) in enumerate(self.loader(), start=start_step):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            if self.aug is not None:
+            if self.aug is not None and mix:
                 x, y = self.aug.mix(x, y, self.seed, epoch, draw_number(step, self.rank, self.world))
             yield x, y
 

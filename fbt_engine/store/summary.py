@@ -21,6 +21,7 @@ class RunSummary:
     teacher: str = ""
     student: str = ""
     dataset: str = ""
+    subset: int = 0  # data.subset: the training images of a slice, 0 for the whole dataset
     started: float = 0.0
     ended: float | None = None
     duration: float | None = None  # a running run's: to its last heartbeat (see elapsed)
@@ -48,13 +49,19 @@ class RunSummary:
     def pair(self) -> str:
         return f"{self.teacher} → {self.student}" if self.teacher else self.student
 
+    @property
+    def data(self) -> str:
+        """The dataset, and the slice of it: a subset run's accuracy is on a slice of the
+        validation split too, so it does not compare with a whole run's."""
+        return f"{self.dataset} (subset {self.subset:,})" if self.subset else self.dataset
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def as_report(self, now: float) -> dict[str, Any]:
-        """What JSON views show: the stored fields, the duration counted to `now` (as elapsed())
-        and the pair."""
-        return {**self.as_dict(), "duration": self.elapsed(now), "pair": self.pair}
+        """What JSON views show: the stored fields, the duration counted to `now` (as elapsed()),
+        the pair and the data."""
+        return {**self.as_dict(), "duration": self.elapsed(now), "pair": self.pair, "data": self.data}
 
 
 def _top1(ev: dict[str, Any], who: str) -> float | None:
@@ -68,6 +75,7 @@ class SummaryFold:
     teacher: str = ""
     student: str = ""
     dataset: str = ""
+    subset: int = 0
     epochs_total: int = 0
     epochs_done: int = 0
     best_top1: float | None = None
@@ -100,6 +108,7 @@ class SummaryFold:
             self.teacher = cfg.get("teacher", {}).get("model", "") if ev.get("uses_teacher", True) else ""
             self.student = cfg.get("student", {}).get("model", "")
             self.dataset = cfg.get("data", {}).get("name", "")
+            self.subset = int(cfg.get("data", {}).get("subset") or 0)
             self.epochs_total = cfg.get("train", {}).get("epochs", 0)
         elif ev["type"] == "phase" and ev.get("phase") == "distillation" and "epochs" in ev:
             self.epochs_total = int(ev["epochs"])  # a resume may change train.epochs (--set train.epochs=N)
@@ -124,7 +133,7 @@ class SummaryFold:
         return RunSummary(
             id=meta["id"], name=meta.get("name", ""), status=meta.get("status", "running"),
             method=self.method, teacher=self.teacher, student=self.student, dataset=self.dataset,
-            started=started, ended=ended,
+            subset=self.subset, started=started, ended=ended,
             duration=(end - started - self.between_segments) if end and started else None,
             paused=self.between_segments,
             epochs_done=self.epochs_done, epochs_total=self.epochs_total, best_top1=self.best_top1,

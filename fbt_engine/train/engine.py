@@ -78,6 +78,7 @@ class RunOptions:
     resume: str | None = None
     run_id: str | None = None
     quiet: bool = False
+    ends_process: bool = False  # the process exits when the run returns (see StopFlag)
 
 
 @dataclass
@@ -547,7 +548,7 @@ def run(options: RunOptions) -> int:
     try:
         reporter = (Reporter(store, run_id, options.json, human) if info.is_main
                     else SilentReporter(store.runs_dir / run_id, run_id, human, info.rank))
-        with StopFlag() as stop:
+        with StopFlag(options.ends_process) as stop:
             return execute(prepared, run_id, segment, resume_from, reporter, stop, launched)
     finally:
         distributed.shutdown()

@@ -59,12 +59,15 @@ class Interrupted(Exception):
 
 class StopFlag:
     """While installed (a context manager), SIGINT/SIGTERM ask the loop to stop after the current
-    step; a second SIGINT stops at once, until `settle()`. The previous handlers come back on exit."""
+    step; a second SIGINT stops at once, until `settle()`. The previous handlers come back on exit,
+    except SIGINT's where the run `ends_process`: its end is recorded, and a Ctrl-C between here and
+    the process's exit would only print a traceback and change the exit code."""
 
-    def __init__(self) -> None:
+    def __init__(self, ends_process: bool = False) -> None:
         self.requested = False
         self._settled = False
         self._previous: dict[int, Any] = {}
+        self._ends_process = ends_process
 
     def __enter__(self) -> "StopFlag":
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -73,7 +76,7 @@ class StopFlag:
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if self._ends_process and sig == signal.SIGINT else handler)
 
     def _handle(self, signum, frame) -> None:
         if self.requested and signum == signal.SIGINT and not self._settled:
@@ -213,7 +216,8 @@ class Phase:
 def recalibrate_batchnorm(phase: Phase, epoch: int) -> int:
     """PreciseBN: the BatchNorm statistics of the models evaluated, measured afresh (an equal-weight
     average, over every process's batches) on the first `phase.precise_bn` images of the epoch's
-    training batches, with the weights as they are now. The running averages follow the weights
+    training batches, un-mixed (Mixup shrinks the variance that evaluation's images have), with the
+    weights as they are now. The running averages follow the weights
     with a lag of about ten steps, which early in a run, while the weights move fast, leaves them
     far from what the layers see (FBT's student of mlp_to_cnn: 13.5% top-1 after its first epoch
     on them, 54% on these). The random state is the same afterwards, so training does not depend
@@ -233,7 +237,7 @@ def recalibrate_batchnorm(phase: Phase, epoch: int) -> int:
             m.momentum = None  # a cumulative average: every batch counts the same
         device = next(phase.method.parameters()).device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            for _, (x, _) in zip(range(batches), phase.data.train.epoch(epoch)):
+            for _, (x, _) in zip(range(batches), phase.data.train.epoch(epoch, mix=False)):
                 with phase.autocast():
                     phase.predict(phase.inputs(x))
         for m, (momentum, buffers) in zip(norms, kept):

@@ -22,6 +22,9 @@ EMPTY = ("No run open.\n\nPress [b]p[/] to launch a preset, or [b]h[/] to open a
          "([b]enter[/]).\nRuns keep going while you look elsewhere, and after you quit if you choose so.")
 
 
+UNSEEN_ENDED_TABS = 6  # kept at most: a sweep run from a shell would otherwise open a tab a run
+
+
 def pane_id(run_id: str) -> str:
     return f"run-{run_id}"
 
@@ -44,6 +47,7 @@ class DashboardScreen(FbtScreen):
         yield KeyBar(id="keys")
 
     def on_mount(self) -> None:
+        self.unseen: list[str] = []  # runs whose tabs opened beside the one in view, not shown since; oldest first
         self._show_empty()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -88,6 +92,8 @@ class DashboardScreen(FbtScreen):
         if not self.has_tab(handle.run_id):
             await tabs.add_pane(TabPane(self._title(handle), RunView(handle), id=pid))
             self._show_empty()
+            if not activate and tabs.active != pid:  # (the first tab is active as it opens)
+                self.unseen.append(handle.run_id)
         if activate:
             tabs.active = pid
 
@@ -137,7 +143,20 @@ class DashboardScreen(FbtScreen):
         self.refresh_bindings()
         view = self.current_view()
         if view is not None:
+            self.unseen = [rid for rid in self.unseen if rid != view.handle.run_id]
             self.call_after_refresh(view.redraw)
+
+    async def retire_unseen(self) -> list[str]:
+        """Close the oldest tabs that opened by themselves for runs now ended and were never shown,
+        beyond UNSEEN_ENDED_TABS; History still has their runs. Returns their names."""
+        ended = [view.handle for view in self.views()
+                 if view.handle.run_id in self.unseen and not view.handle.active]
+        ended.sort(key=lambda handle: self.unseen.index(handle.run_id))
+        retired = ended[:max(0, len(ended) - UNSEEN_ENDED_TABS)]
+        for handle in retired:
+            self.app.manager.forget(handle.run_id)
+            await self.close_run(handle.run_id)
+        return [handle.model.name or handle.run_id for handle in retired]
 
     def action_cycle(self, step: int) -> None:
         view = self.current_view()
@@ -182,6 +201,7 @@ class DashboardScreen(FbtScreen):
                                            f"it (headless: fbt run --resume {rid})", yes="Stop"), answer)
 
     async def close_run(self, run_id: str) -> None:
+        self.unseen = [rid for rid in self.unseen if rid != run_id]
         if self.has_tab(run_id):
             await self.query_one(TabbedContent).remove_pane(pane_id(run_id))
             self.app.thaw()

@@ -92,7 +92,7 @@ FILTER_FIELDS: dict[str, Callable[[RunSummary, str], bool]] = {
 
 def matches(s: RunSummary, query: str) -> bool:
     """Every word must match: `field:value` for the FILTER_FIELDS, else text anywhere in the row."""
-    haystack = " ".join([s.id, s.name, s.pair, s.method, s.status, s.dataset, s.note, *s.tags,
+    haystack = " ".join([s.id, s.name, s.pair, s.method, s.status, s.data, s.note, *s.tags,
                          when(s.started)]).lower()  # what the row shows: its start "12-07 13:05" too
     for word in query.lower().split():
         field_, sep, value = word.partition(":")
@@ -303,7 +303,7 @@ class HistoryScreen(FbtScreen):
             scores = "".join(f" · {what} {pct(top1)}" for what, top1 in
                              (("teacher", row.teacher_top1), ("best fusion", row.fusion_top1)) if top1 is not None)
             text = (f"[b]{literal(row.id)}[/]{name} started {when(row.started)} · {literal(row.pair)} · "
-                    f"{literal(row.dataset)} · {row.epochs_done}/{row.epochs_total} epochs done · "
+                    f"{literal(row.data)} · {row.epochs_done}/{row.epochs_total} epochs done · "
                     f"{duration(row.elapsed(time.time()))}{scores}{tags}")
             if row.note:
                 text += f"\n[i]note:[/] {literal(row.note)}"
