@@ -27,7 +27,7 @@ from fbt_engine.data.catalog import download_target
 from fbt_engine.formats import counted, cpu_name
 from fbt_engine.store.runs import RunNotFound
 
-from fbt_tui.format import literal
+from fbt_tui.format import WIDE, literal
 from fbt_tui.runs import Attachable, LaunchFailed, RunEnded, RunHandle, RunManager, RunUpdated, TailFailed
 from fbt_tui.screens.dashboard import DashboardScreen
 from fbt_tui.screens.dialogs import ConfirmDialog, ErrorDialog, QuitDialog
@@ -78,7 +78,7 @@ class FbtApp(App[int]):
         Binding("q", "quit", "Quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
     ]
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
 
     device_label: reactive[str] = reactive("")
@@ -352,7 +352,7 @@ class FbtApp(App[int]):
             yield SystemCommand(f"Go to {mode}", text, partial(self.action_mode, mode))
         for handle in self.manager.active():
             name = f"{handle.model.name} ({handle.run_id})"
-            yield SystemCommand(f"Stop run {name}", "finish the step, save, exit", partial(self._confirm_stop, handle))
+            yield SystemCommand(f"Stop run {name}", "finish the step, save, exit", partial(self.confirm_stop, handle))
         for handle in self.manager.handles.values():
             name = f"{handle.model.name} ({handle.run_id})"
             yield SystemCommand(f"Show run {name}", "its dashboard tab", partial(self.open_run, handle.run_id))
@@ -372,12 +372,16 @@ class FbtApp(App[int]):
 
         self.push_screen(ConfirmDialog(launch_question(preset, name), yes="Launch"), answer)
 
-    def _confirm_stop(self, handle: RunHandle) -> None:
-        def answer(yes: bool | None) -> None:
-            if yes:
-                self.manager.stop(handle.run_id)
+    def confirm_stop(self, handle: RunHandle) -> None:
+        """Stop a run, asked first (its tab's s and the palette alike)."""
+        rid = handle.run_id
 
-        self.push_screen(ConfirmDialog(f"Stop run {handle.run_id}?", yes="Stop"), answer)
+        def answer(yes: bool | None) -> None:
+            if yes and self.manager.stop(rid):
+                self.notify(f"Stopping {rid}: it finishes its step, saves and exits.")
+
+        self.push_screen(ConfirmDialog(f"Stop run {rid}?\nIt saves its last checkpoint; u in its tab resumes "
+                                       f"it (headless: fbt run --resume {rid})", yes="Stop"), answer)
 
 
 def launch_question(preset: Path, name: str) -> str:

@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,8 +45,9 @@ def _interrupted_at_step_2(home, name: str, *sets: str, step: int = 2) -> Stream
 
 def test_a_second_ctrl_c_stops_at_once_and_says_what_was_saved(with_cached_teacher):
     """It said "interrupted" as if it had saved its step, and the resume went on from step 0. Two
-    signals 20 ms apart: the second lands in the step (nothing saved) or after the save (ignored
-    while the run writes its end); either way the run says which, and resumes."""
+    signals 20 ms apart: the second lands in the step (nothing saved), between the stop's save and
+    the run's end (its step saved, the end not), or after (ignored while the run writes its end);
+    either way the run says which, and resumes."""
     home = with_cached_teacher
     run = Streamed("run", MLP_TO_CNN, *tiny_sets("train.log_every=1"), "--json", "--name", "twice", home=home)
     try:
@@ -62,7 +64,7 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_was_saved(with_cached_teach
     if end["saved"]:
         assert "interrupted; resume with: fbt run --resume" in run.stderr
     else:
-        assert "stopped at once: nothing saved since distillation step 0; resume with" in run.stderr
+        assert re.search(r"stopped at once: nothing saved since distillation step \d+; resume with", run.stderr)
     assert meta(only_run(home))["status"] == "interrupted"
     resumed = run_fbt("run", "--resume", "twice", home=home)
     assert resumed.returncode == 0, resumed.stderr

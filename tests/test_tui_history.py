@@ -166,11 +166,14 @@ def test_tag_note_trash_and_restore(fbt_home):
         await wait_for(pilot, lambda: "lr too high" in str(app.screen.query_one("#history-detail").render()), 10,
                        "the note under the table")
 
+        await app.open_run(runs["gamma"])  # a tab open on it, back in History
+        await pilot.press("h")
         await pilot.press("x")
         assert isinstance(app.screen, ConfirmDialog) and f"{runs['gamma']}  gamma" in app.screen.question
         await pilot.press("y")
         await wait_for(pilot, lambda: len(table_ids(app)) == 2, 10, "the run to leave the list")
         assert (fbt_home / "trash" / runs["gamma"]).is_dir()
+        assert not app.dashboard.has_tab(runs["gamma"]) and runs["gamma"] not in app.manager.handles
 
         await pilot.press("v")  # the trash view
         assert table_ids(app) == [runs["gamma"]]
@@ -202,6 +205,44 @@ def test_a_running_run_is_not_offered_to_the_trash(fbt_home):
         assert (fbt_home / "runs" / live).is_dir()
 
     run_app(scenario, start_mode="history")
+
+
+def test_s_sorts_only_by_the_columns_on_screen(fbt_home):
+    """Below WIDE columns the pair, duration and start are left out: s went through them too, and
+    said "sorted by duration" with no duration shown."""
+    three_runs(fbt_home)
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 3)
+        keys = []
+        for _ in range(8):
+            await pilot.press("s")
+            keys.append(app.screen.sort_key)
+        assert keys == ["id", "name", "method", "status", "best", "final", "tags", "id"]
+
+    run_app(scenario, size=(100, 30), start_mode="history")
+
+
+def test_a_narrow_compare_keeps_every_score_in_view(fbt_home):
+    """At 100 columns the full ids and the pair pushed the finals, Δs and fusion out of the table:
+    each run is named as its tab and the legends name it, its name clipped."""
+    t0 = time.time() - 100
+    a = fake_run(fbt_home, "base", top1=(50.0, 60.0), started=t0)
+    b = fake_run(fbt_home, "a name far longer than a column should grow", top1=(55.0, 66.5), started=t0 + 10)
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 2)
+        await pilot.press("down", "space", "up", "space", "c")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.data is not None, 20, "the comparison")
+        await pilot.pause(0.2)
+        summary = screen.query_one("#compare-summary", DataTable)
+        assert [str(c.label) for c in summary.columns.values()] == [
+            "", "run", "method", "status", "best @ep", "Δ best", "final", "Δ final", "best fusion"]
+        assert [str(summary.get_row_at(i)[1]) for i in range(2)] == [f"base {a[-6:]}", f"a name far long… {b[-6:]}"]
+        assert summary.virtual_size.width <= summary.region.width  # no sideways scrolling to the scores
+
+    run_app(scenario, size=(100, 30), start_mode="history")
 
 
 def test_compare_shows_only_the_config_keys_that_differ(fbt_home):

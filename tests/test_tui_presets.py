@@ -7,7 +7,7 @@ import tomllib
 import pytest
 
 from textual import events
-from textual.widgets import Input, Select
+from textual.widgets import Input, OptionList, Select
 
 from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
 from fbt_tui.screens.model_picker import ModelPicker
@@ -148,6 +148,25 @@ def test_keys_typed_fast_apply_in_order(fbt_home):
         await pilot.pause()
         assert (epochs.value, teacher_epochs.value, batch.value) == ("12", "30", "128")
         assert screen.overrides() == ["train.epochs=12", "teacher.recipe.epochs=30"]
+
+    run_app(scenario)
+
+
+def test_moves_in_the_list_typed_fast_come_before_the_tab_after_them(fbt_home):
+    """tab is a priority binding of the screen (see test_keys_typed_fast_apply_in_order): it ran as
+    the app read it, before the list's arrow keys typed ahead of it had bubbled up to the app, so
+    the form opened on the preset the list started on, and the arrows went to the form."""
+    async def scenario(app, pilot):
+        screen = await loaded(app, pilot)
+        options = screen.query_one("#preset-list", OptionList)
+        start = screen.ref
+        for key in ["down", "down", "tab"]:
+            app.post_message(events.Key(key, None))
+        await wait_for(pilot, lambda: isinstance(app.focused, Input), 5, "the form")
+        await pilot.pause()
+        assert screen.ref == screen.refs[int(options.get_option_at_index(options.highlighted).id)] != start
+        await pilot.press("escape", "up", "up")  # two moves, as slow keys make them
+        assert screen.ref == start
 
     run_app(scenario)
 

@@ -31,12 +31,18 @@ def test_launch_from_presets_and_watch_the_curves_update(with_cached_teacher):
     async def scenario(app, pilot):
         screen = app.screen
         await wait_for(pilot, lambda: screen.ref is not None and screen.ref.name == "mlp_to_cnn", 10, "the preset")
+        epochs = screen.query_one("#f-train-epochs", Input)
+        epochs.value = "-1"
+        await pilot.pause()
+        await pilot.press("enter")  # refused: a toast says so
+        assert any("to fix first" in str(n.message) for n in app._notifications)
         for key, value in {**tiny_form_values(), "train.epochs": "3"}.items():  # a few seconds to watch
             screen.query_one(f"#f-{key.replace('.', '-')}", Input).value = value
         await pilot.pause()
         assert not screen.problems
         await pilot.press("enter")  # on the preset list: launch
         await wait_for(pilot, lambda: app.current_mode == "dashboard", 10, "the dashboard")
+        assert not any("to fix first" in str(n.message) for n in app._notifications)  # over the new run's log
         view = app.screen.query_one(RunView)
         assert app.active_runs == 1
         loss = app.screen.query_one("#plot-loss", CurvePlot)

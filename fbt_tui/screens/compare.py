@@ -18,7 +18,7 @@ from fbt_engine.store.export import compare, flatten, load_config, method_own_ke
 from fbt_engine.store.runs import RunStore
 from fbt_engine.store.summary import RunSummary
 
-from fbt_tui.format import counted, duration, pct
+from fbt_tui.format import WIDE, counted, duration, pct
 from fbt_tui.model import Panel, RunModel
 from fbt_tui.screens.base import FbtScreen
 from fbt_tui.widgets.curves import PALETTE, CurvePlot
@@ -28,6 +28,9 @@ from fbt_tui.widgets.keybar import KeyBar
 # first the one every method measures alike (a train loss sums each method's own terms: FBT's ~8× KD's)
 METRICS = (("CE", "val", "validation loss / step"), ("CE", "ce", "student CE × ce_weight / step"),
            ("loss", None, "train loss (each method's own sum of terms) / step"))
+
+
+NAME_CLIP = 16  # a name's cells in the narrow summary's run column
 
 
 @dataclass
@@ -63,6 +66,7 @@ class CompareScreen(FbtScreen):
         super().__init__()
         self.run_ids = run_ids
         self.data: Compared | None = None
+        self.compact = False  # the summary's columns as laid out below WIDE (see _summary)
         self.show_all = False
         self.metric = 0
 
@@ -100,22 +104,38 @@ class CompareScreen(FbtScreen):
 
     def _loaded(self, data: Compared) -> None:
         self.data = data
-        table = self.query_one("#compare-summary", DataTable)
-        table.clear(columns=True)
-        table.add_columns("", "id", "name", "method", "teacher → student", "status", "best @ep", "Δ best", "final",
-                          "Δ final", "best fusion", "duration")
-        base = data.summaries[0]
-        for i, s in enumerate(data.summaries):
-            table.add_row(Text("━━", style=PALETTE[i % len(PALETTE)]), s.id, Text(s.name if s.name != s.id else ""),
-                          s.method, Text(s.pair), s.status, f"{pct(s.best_top1)} @{s.best_epoch or '–'}",
-                          _delta(s.best_top1, base.best_top1) if i else "", pct(s.final_top1),
-                          _delta(s.final_top1, base.final_top1) if i else "", pct(s.fusion_top1),
-                          duration(s.elapsed(time.time())))
+        self._summary()
         self._diff()
         self.call_after_refresh(self._plots)
 
+    def _summary(self) -> None:
+        """Below WIDE columns each run is named as its tab and the legends name it (a name clipped,
+        the end of its id), with no pair or duration (the config diff below has the models where
+        they differ), so the scores stay in view."""
+        assert self.data is not None
+        self.compact = self.size.width < WIDE
+        table = self.query_one("#compare-summary", DataTable)
+        table.clear(columns=True)
+        base = self.data.summaries[0]
+        rows = [{"": Text("━━", style=PALETTE[i % len(PALETTE)]), "id": s.id,
+                 "name": Text(s.name if s.name != s.id else ""), "run": Text(label), "method": s.method,
+                 "teacher → student": Text(s.pair), "status": s.status,
+                 "best @ep": f"{pct(s.best_top1)} @{s.best_epoch or '–'}",
+                 "Δ best": _delta(s.best_top1, base.best_top1) if i else "", "final": pct(s.final_top1),
+                 "Δ final": _delta(s.final_top1, base.final_top1) if i else "", "best fusion": pct(s.fusion_top1),
+                 "duration": duration(s.elapsed(time.time()))}
+                for i, (s, label) in enumerate(zip(self.data.summaries, self.labels(clip=self.compact)))]
+        left_out = ("id", "name", "teacher → student", "duration") if self.compact else ("run",)
+        columns = [c for c in rows[0] if c not in left_out]
+        table.add_columns(*columns)
+        for row in rows:
+            table.add_row(*(row[c] for c in columns))
+
     def on_resize(self) -> None:
         if self.data is not None:
+            if (self.size.width < WIDE) != self.compact:
+                self._summary()
+                self._diff()
             self._plots()
 
     def _plots(self) -> None:
@@ -139,10 +159,14 @@ class CompareScreen(FbtScreen):
                 curves.append(c)
         return Panel(title, curves), styles
 
-    def labels(self) -> list[str]:
-        """Each run as its dashboard tab names it: its name and the end of its id (names repeat)."""
+    def labels(self, clip: bool = False) -> list[str]:
+        """Each run as its dashboard tab names it: its name (`clip`: to NAME_CLIP cells) and the
+        end of its id (names repeat)."""
         assert self.data is not None
-        return [f"{s.name} {s.id[-6:]}" if s.name and s.name != s.id else s.id[-6:] for s in self.data.summaries]
+
+        def name(s: RunSummary) -> str:
+            return s.name[:NAME_CLIP - 1] + "…" if clip and len(s.name) > NAME_CLIP else s.name
+        return [f"{name(s)} {s.id[-6:]}" if s.name and s.name != s.id else s.id[-6:] for s in self.data.summaries]
 
     def action_metric(self) -> None:
         self.metric += 1
@@ -159,7 +183,7 @@ class CompareScreen(FbtScreen):
             key: values for key, values in self.data.diff.items() if key not in hidden}
         table = self.query_one("#compare-diff", DataTable)
         table.clear(columns=True)
-        table.add_columns("key", *map(Text, self.labels()))  # names as typed: "[/]" is no markup
+        table.add_columns("key", *map(Text, self.labels(clip=self.compact)))  # names as typed: "[/]" is no markup
         for key, values in rows.items():
             differs = key in self.data.diff
             table.add_row(Text(key, style="bold" if differs else "dim"), *[_value(v) for v in values])

@@ -13,7 +13,6 @@ from fbt_engine.store.runs import RESUMABLE, RunStore, more_epochs_hint
 from fbt_tui.format import STATUS_MARKS, literal
 from fbt_tui.runs import RunHandle
 from fbt_tui.screens.base import FbtScreen
-from fbt_tui.screens.dialogs import ConfirmDialog
 from fbt_tui.widgets.header import FbtHeader
 from fbt_tui.widgets.run_view import RunView
 from fbt_tui.widgets.keybar import KeyBar
@@ -52,9 +51,11 @@ class DashboardScreen(FbtScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """[ and ] only where the plots take turns (a narrow or short terminal); elsewhere every
-        plot is on screen and the keys would do nothing."""
+        plot is on screen and the keys would do nothing. No tab: no key that acts on one."""
+        if action == "close_tab":
+            return self.current_view() is not None
         if action == "cycle":
-            return self.has_class("-narrow") or self.has_class("-short")
+            return (self.has_class("-narrow") or self.has_class("-short")) and self.current_view() is not None
         if action == "switch_tab":  # with two tabs or more; hidden, not dimmed, as the key bar is narrow
             return self.query_one(TabbedContent).tab_count > 1
         if action == "resume":  # only where the tab's run stopped short of its end: the key bar is narrow
@@ -153,10 +154,14 @@ class DashboardScreen(FbtScreen):
                  if view.handle.run_id in self.unseen and not view.handle.active]
         ended.sort(key=lambda handle: self.unseen.index(handle.run_id))
         retired = ended[:max(0, len(ended) - UNSEEN_ENDED_TABS)]
-        for handle in retired:
-            self.app.manager.forget(handle.run_id)
-            await self.close_run(handle.run_id)
+        await self.close_ended([handle.run_id for handle in retired])
         return [handle.model.name or handle.run_id for handle in retired]
+
+    async def close_ended(self, run_ids: list[str]) -> None:
+        """The tabs of runs that have ended (trashed, say), their handles no longer tailed."""
+        for rid in run_ids:
+            self.app.manager.forget(rid)
+            await self.close_run(rid)
 
     def action_cycle(self, step: int) -> None:
         view = self.current_view()
@@ -189,16 +194,8 @@ class DashboardScreen(FbtScreen):
 
     def action_stop(self) -> None:
         view = self.current_view()
-        if view is None:  # (check_action let it through: the tab's run is active)
-            return
-        rid = view.handle.run_id
-
-        def answer(yes: bool | None) -> None:
-            if yes and self.app.manager.stop(rid):
-                self.notify(f"Stopping {rid}: it finishes its step, saves and exits.")
-
-        self.app.push_screen(ConfirmDialog(f"Stop run {rid}?\nIt saves its last checkpoint; u in its tab resumes "
-                                           f"it (headless: fbt run --resume {rid})", yes="Stop"), answer)
+        if view is not None:  # check_action let it through: the tab's run is active
+            self.app.confirm_stop(view.handle)
 
     async def close_run(self, run_id: str) -> None:
         self.unseen = [rid for rid in self.unseen if rid != run_id]

@@ -60,13 +60,20 @@ def sections() -> list[tuple[str, list[tuple[str, str]]]]:
     from fbt_tui.screens.presets import PresetsScreen
 
     return [
-        ("Everywhere", _rows(FbtApp.BINDINGS) + EXTRA["Everywhere"]),
-        ("Presets", _rows(PresetsScreen.BINDINGS) + EXTRA["Presets"]),
-        ("Dashboard", _rows(DashboardScreen.BINDINGS) + EXTRA["Dashboard"]),
+        ("Everywhere", _with_extra(FbtApp.BINDINGS, "Everywhere")),
+        ("Presets", _with_extra(PresetsScreen.BINDINGS, "Presets")),
+        ("Dashboard", _with_extra(DashboardScreen.BINDINGS, "Dashboard")),
         ("Plots (when focused)", _rows(PlotWidget.BINDINGS)),
-        ("History", _rows(HistoryScreen.BINDINGS) + EXTRA["History"]),
+        ("History", _with_extra(HistoryScreen.BINDINGS, "History")),
         ("Compare", _rows(CompareScreen.BINDINGS)),
     ]
+
+
+def _with_extra(bindings: list[BindingType], section: str) -> list[tuple[str, str]]:
+    """A screen's keys, less those an EXTRA row of it says more of ("[ ]" for "[" and "]")."""
+    extra = EXTRA[section]
+    covered = {word for keys, _ in extra for word in keys.split()}
+    return [row for row in _rows(bindings) if row[0] not in covered] + extra
 
 
 class HelpScreen(ModalScreen[None]):

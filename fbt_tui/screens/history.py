@@ -21,7 +21,7 @@ from fbt_engine.store.index import index_stamp
 from fbt_engine.store.runs import STATUSES, RunStore, tag_problem
 from fbt_engine.store.summary import RunSummary
 
-from fbt_tui.format import STATUS_MARKS, STATUS_STYLES, counted, duration, literal, pct, when
+from fbt_tui.format import STATUS_MARKS, STATUS_STYLES, WIDE, counted, duration, literal, pct, when
 from fbt_tui.screens.base import FbtScreen
 from fbt_tui.screens.compare import CompareScreen
 from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
@@ -71,7 +71,6 @@ COLUMNS = (
     Column("tags", "tags", lambda s: ",".join(s.tags), lambda s: ",".join(s.tags), max_width=24),
     Column("started", "started", lambda s: s.started, lambda s: when(s.started), wide_only=True, high_first=True),
 )
-WIDE = 120
 BY_KEY = {c.key: c for c in COLUMNS}
 
 
@@ -323,8 +322,10 @@ class HistoryScreen(FbtScreen):
         if reverse_only:
             self.sort_reverse = not self.sort_reverse
         else:
-            keys = [c.key for c in COLUMNS]
-            self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
+            keys, shown = [c.key for c in COLUMNS], {c.key for c in self.columns()}
+            here = keys.index(self.sort_key) + 1
+            # the next column on screen: below WIDE, not one left out
+            self.sort_key = next(key for key in keys[here:] + keys[:here] if key in shown)
             self.sort_reverse = BY_KEY[self.sort_key].high_first
         self.populate()
 
@@ -467,10 +468,11 @@ class HistoryScreen(FbtScreen):
                                                + "\n(v shows the trash; r restores)", yes="Trash"),
                                  partial(self._trash, ids))
 
-    def _trash(self, ids: list[str], yes: bool | None) -> None:
+    async def _trash(self, ids: list[str], yes: bool | None) -> None:
         if yes:
             self._unmark(ids)
             self.store_op(lambda store: [store.trash(rid) for rid in ids], f"moved {counted(len(ids), 'run')} to the trash")
+            await self.app.dashboard.close_ended(ids)  # none runs: their tabs would show folders gone
 
     def action_restore(self) -> None:
         if not self.trash_view:

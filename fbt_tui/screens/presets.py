@@ -19,7 +19,7 @@ from typing import Any
 import tomli_w
 from textual import events, on, work
 from textual.app import ComposeResult, SystemCommand
-from textual.binding import Binding, BindingsMap
+from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import SuggestFromList
@@ -139,24 +139,31 @@ class FormSelect(Select[str]):
         self.value = next((c for c in after if c.lower().startswith(typed)), self.value)
 
 
-class FormInput(Input):
-    """An Input whose own editing keys take effect in the order they were typed.
+class BindingsAsTyped:
+    """A widget whose own bindings run as each key reaches it, in the order the keys were typed.
 
-    Textual types a printable key as soon as the Input gets it, but runs a bound key (ctrl+a,
-    ctrl+k, backspace, arrows …) only once that key has bubbled up to the app through each
-    container's message queue. Typed fast, `ctrl+a ctrl+k 42` put "42" in first and then erased
-    it (Textual issue #6605). The Input's own bindings run here instead, in the order of the keys:
-    what runs is what the app would run, since the focused widget's bindings come first there."""
-
-    EDITING_KEYS = BindingsMap(Input.BINDINGS)
+    Textual runs a widget's binding only once its key has bubbled up to the app through each
+    container's message queue (Textual issue #6605). By then a printable key typed later has been
+    typed into an Input, and a priority binding typed later (this screen's tab) has run: typed
+    fast, `ctrl+a ctrl+k 42` put "42" in first and then erased it, and `down down tab` left the
+    preset list before it moved. What runs here is what the app would run, since the focused
+    widget's bindings come first there."""
 
     async def _on_key(self, event: events.Key) -> None:
         if event.is_printable:
-            return  # Input's own handler types it
-        for binding in self.EDITING_KEYS.key_to_bindings.get(event.key, ()):
+            return  # an Input's own handler types it; nothing else here binds one
+        for binding in self._bindings.key_to_bindings.get(event.key, ()):
             if not binding.priority and await self.app.run_action(binding.action, self):
-                event.stop()  # the app does not run it again (Input's own handler only restarts its blink)
+                event.stop()  # the app does not run it again (an Input's own handler only restarts its blink)
                 return
+
+
+class FormInput(BindingsAsTyped, Input):
+    """An Input whose editing keys take effect in the order they were typed."""
+
+
+class PresetList(BindingsAsTyped, OptionList):
+    """The presets, whose cursor keys take effect before a tab typed after them moves on."""
 
 
 class PresetsScreen(FbtScreen):
@@ -183,6 +190,7 @@ class PresetsScreen(FbtScreen):
         self.drafts: dict[Path, dict[str, str]] = {}
         self.problems: list[Problem] = []  # errors and this machine's needs, as collect() found them
         self.doubts: list[Problem] = []  # valid values seldom meant (DOUBTS): warned of, never blocking
+        self.refused = False  # a launch was refused since the last one: its toast is up, maybe
         self.left_mode = False  # suspended by another mode rather than by a dialog over this screen
         # by models and method: a past run's counts hold its method's own modules (FBT's fusion model)
         self.params_cache: dict[tuple[ModelSpec, str], tuple[dict[str, int], str] | str] = {}
@@ -192,7 +200,7 @@ class PresetsScreen(FbtScreen):
         with Horizontal(id="presets-body"):
             with Vertical(id="preset-side"):
                 yield Label("Presets [dim]✎ yours • edited[/]", classes="section-title")
-                yield OptionList(id="preset-list")
+                yield PresetList(id="preset-list")
             with VerticalScroll(id="preset-main", can_focus=False):  # tab goes straight to the fields
                 yield Static(id="preview")
                 yield Label("Settings  [dim](edits become --set overrides; enter launches)[/]",
@@ -463,13 +471,15 @@ class PresetsScreen(FbtScreen):
             status += f" [b $warning]! {counted(needs, 'thing')} missing on this machine[/]"
         if self.doubts and not self.errors:
             status += f" [b $warning]! {counted(len(self.doubts), 'warning')}[/]"
+        # short lines, each a whole: beside the list, at 100 columns, the preview has some 66
         lines = [
-            f"[b]{literal(self.ref.name)}[/]  [dim]{source} · {literal(str(self.ref.path))}[/]  {status}",
+            f"[b]{literal(self.ref.name)}[/]  {status}",
+            f"[dim]{source} · {literal(str(self.ref.path))}[/]",
             f"teacher  [b]{literal(teacher)}[/]   →   student  [b]{literal(cfg.student.model or '?')}[/]",
-            f"method   {shown('method.name', cfg.method.name)}    data  {data}{download}    batch  "
-            f"{shown('data.batch_size', cfg.data.batch_size)}",
-            f"epochs   {epochs}    optim  {shown('optim.name', cfg.optim.name)} "
-            f"lr {shown('optim.lr', f'{cfg.optim.lr:g}')}",
+            f"method   {shown('method.name', cfg.method.name)}    data  {data}{download}",
+            f"epochs   {epochs}",
+            f"optim    {shown('optim.name', cfg.optim.name)}    lr  {shown('optim.lr', f'{cfg.optim.lr:g}')}    "
+            f"batch  {shown('data.batch_size', cfg.data.batch_size)}",
             f"params   {params_text}",
         ]
         self.query_one("#preview", Static).update("\n".join(lines))
@@ -521,12 +531,17 @@ class PresetsScreen(FbtScreen):
         if self.errors:
             self.notify(f"{counted(len(self.errors), 'problem')} to fix first; they are shown next to their fields.",
                         severity="error")
+            self.refused = True
             return
         if self.problems:  # the engine would stop at once (exit 3): say why without starting it
             self.notify("This machine lacks what the preset needs: "
                         + "; ".join(f"{p.key}: {p.message}" for p in self.problems),
                         severity="error", markup=False)  # the messages quote the values as typed
+            self.refused = True
             return
+        if self.refused:  # fixed since: the refusal must not cover the new run's log
+            self.app.clear_notifications()
+            self.refused = False
         await self.app.launch(self.ref.path, self.overrides())
 
     def action_pick_model(self) -> None:
