@@ -192,6 +192,12 @@ class FbtApp(App[int]):
         error = worker.error
         self.show_error(f"{worker.name or 'background task'} failed", f"{type(error).__name__}: {error}")
 
+    def dismiss_notifications(self, title: str) -> None:
+        """Take down the toasts titled `title` before their time. Textual has no public call for
+        one toast (a click on it makes this private one); the launch tests would catch a change."""
+        for notification in [n for n in self._notifications if n.title == title]:
+            self._unnotify(notification)
+
     def show_error(self, title: str, message: str) -> None:
         self.push_screen(ErrorDialog(title, message))
 

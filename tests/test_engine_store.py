@@ -494,12 +494,14 @@ def test_a_resume_drops_what_it_supersedes_from_the_engines_own_summary(store):
     assert store.reindex() == (1, []) and next(r for r in store.index.all() if r.id == rid).best_top1 == 60.0
 
 
-def test_an_index_row_from_before_the_paused_column_reads_as_no_pause(store, fbt_home):
-    """A run that an older fbt is still running writes its row without the column."""
+def test_an_index_row_from_before_the_newer_columns_reads_as_their_defaults(store, fbt_home):
+    """A run that an older fbt is still running writes its row without them: no pause, no subset."""
     rid = finished_run(store)
-    store.index.db.execute("UPDATE runs SET paused = NULL, status = 'running', ended = NULL WHERE id = ?", (rid,))
+    store.index.db.execute("UPDATE runs SET paused = NULL, subset = NULL, status = 'running', ended = NULL "
+                           "WHERE id = ?", (rid,))
     row = next(r for r in store.index.all() if r.id == rid)
     assert row.paused == 0.0 and row.elapsed(row.started + 100.0) >= 100.0
+    assert row.subset == 0 and row.as_report(row.started)["subset"] == 0
 
 
 def test_method_parameters_are_hidden_only_where_the_runs_that_have_them_agree():

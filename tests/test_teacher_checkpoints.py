@@ -150,6 +150,16 @@ def test_a_cached_teacher_is_not_reused_across_what_shapes_its_weights(fbt_home,
     assert _key(change) != _key()
 
 
+def test_teachers_cached_before_unmixed_precise_bn_are_found_unless_their_data_mixed(fbt_home):
+    """PreciseBN measured on mixed batches until it took them un-mixed: a teacher whose data mixes
+    was cached with other statistics (its old key below), one whose data does not is the same
+    teacher and stays found. A key that changes makes every user's cached teachers train again:
+    change these only on purpose."""
+    assert _key() == "f8bd4977d031a97d"
+    assert _key("data.mixup=0.8", "train.precise_bn=0") == "fe01fe6c8761ceb4"
+    assert _key("data.mixup=0.8") != "18c50d4f54dfe06f"
+
+
 @pytest.mark.parametrize("change", ["data.workers=7", "data.eval_batch_size=64", 'data.pipeline="classic"',
                                     "run.seed=5", "train.epochs=9", 'method.name="kd"'])
 def test_a_cached_teacher_is_shared_across_what_does_not(fbt_home, change):

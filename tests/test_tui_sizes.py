@@ -128,3 +128,15 @@ def test_a_paper_pair_in_the_preset_list_wraps_at_its_arrow(fbt_home, width):
         assert not [line for line in lines if line.endswith("_")], lines  # no name parted at an underscore
 
     run_app(scenario, size=(width, 30))
+
+
+def test_help_lists_each_key_once():
+    """[ and ] were listed as "Prev/Next plot" and again as "[ ]" with when they apply; "/" as
+    "Filter" and again as "/ then text"."""
+    from fbt_tui.screens.help import sections
+
+    for title, rows in sections():
+        keys = [word for key, _ in rows for word in key.split() if len(word) == 1 and not word.isalnum()]
+        assert len(keys) == len(set(keys)), (title, rows)
+    dashboard = dict(sections())["Dashboard"]
+    assert "[ ]" in [key for key, _ in dashboard] and "w" in [key for key, _ in dashboard]

@@ -125,5 +125,7 @@ class RunIndex:
         for c in _JSON_COLUMNS:
             data[c] = json.loads(data[c]) if data[c] else []
         data["trashed"] = bool(data["trashed"])
-        data["paused"] = data["paused"] or 0.0  # NULL in a row that an fbt before the column wrote, while it ran
+        # NULL in a row that an fbt before the column wrote, while it ran
+        data["paused"] = data["paused"] or 0.0
+        data["subset"] = data["subset"] or 0
         return RunSummary(**data)

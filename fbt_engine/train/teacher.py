@@ -19,6 +19,7 @@ from torch import nn
 from fbt_engine import paths
 from fbt_engine.config.fields import to_table
 from fbt_engine.config.schema import Config
+from fbt_engine.data.sources import Augmentation
 from fbt_engine.formats import counted
 
 CACHE_FORMAT = 2  # 2: every [data] key that shapes the weights (augmentations, mixing) is in the key
@@ -48,6 +49,8 @@ def cache_key(cfg: Config, num_classes: int, img_size: int) -> str:
     }
     if cfg.train.precise_bn:  # a BatchNorm teacher's statistics; absent at 0, as before the setting was
         identity["precise_bn"] = cfg.train.precise_bn
+        if Augmentation.of(cfg.data, num_classes).mixes:  # measured on mixed batches before they were not
+            identity["precise_bn_unmixed"] = True
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -109,9 +110,9 @@ class CompareScreen(FbtScreen):
         self.call_after_refresh(self._plots)
 
     def _summary(self) -> None:
-        """Below WIDE columns each run is named as its tab and the legends name it (a name clipped,
-        the end of its id), with no pair or duration (the config diff below has the models where
-        they differ), so the scores stay in view."""
+        """Below WIDE columns each run is named as its tab names it (its name, clipped, and the end
+        of its id), with no pair or duration (the config diff below has the models where they
+        differ), so the scores stay in view."""
         assert self.data is not None
         self.compact = self.size.width < WIDE
         table = self.query_one("#compare-summary", DataTable)
@@ -165,7 +166,7 @@ class CompareScreen(FbtScreen):
         assert self.data is not None
 
         def name(s: RunSummary) -> str:
-            return s.name[:NAME_CLIP - 1] + "…" if clip and len(s.name) > NAME_CLIP else s.name
+            return set_cell_size(s.name, NAME_CLIP - 1) + "…" if clip and cell_len(s.name) > NAME_CLIP else s.name
         return [f"{name(s)} {s.id[-6:]}" if s.name and s.name != s.id else s.id[-6:] for s in self.data.summaries]
 
     def action_metric(self) -> None:

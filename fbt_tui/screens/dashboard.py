@@ -21,7 +21,7 @@ EMPTY = ("No run open.\n\nPress [b]p[/] to launch a preset, or [b]h[/] to open a
          "([b]enter[/]).\nRuns keep going while you look elsewhere, and after you quit if you choose so.")
 
 
-UNSEEN_ENDED_TABS = 6  # kept at most: a sweep run from a shell would otherwise open a tab a run
+UNSEEN_ENDED_TABS = 6  # kept at most: a sweep run from a shell would otherwise open a tab per run
 
 
 def pane_id(run_id: str) -> str:
@@ -150,18 +150,22 @@ class DashboardScreen(FbtScreen):
     async def retire_unseen(self) -> list[str]:
         """Close the oldest tabs that opened by themselves for runs now ended and were never shown,
         beyond UNSEEN_ENDED_TABS; History still has their runs. Returns their names."""
-        ended = [view.handle for view in self.views()
-                 if view.handle.run_id in self.unseen and not view.handle.active]
-        ended.sort(key=lambda handle: self.unseen.index(handle.run_id))
+        in_view = self.current_view()  # switched to, its TabActivated maybe still on its way
+        ended = sorted((view.handle for view in self.views() if view is not in_view and
+                        view.handle.run_id in self.unseen and not view.handle.active),
+                       key=lambda h: self.unseen.index(h.run_id))
         retired = ended[:max(0, len(ended) - UNSEEN_ENDED_TABS)]
-        await self.close_ended([handle.run_id for handle in retired])
-        return [handle.model.name or handle.run_id for handle in retired]
+        await self.close_ended([h.run_id for h in retired])
+        return [h.model.name or h.run_id for h in retired]
 
     async def close_ended(self, run_ids: list[str]) -> None:
-        """The tabs of runs that have ended (trashed, say), their handles no longer tailed."""
+        """The tabs of runs that have ended (trashed, say), their handles no longer tailed; an
+        active run's tab stays."""
         for rid in run_ids:
-            self.app.manager.forget(rid)
-            await self.close_run(rid)
+            handle = self.app.manager.handles.get(rid)
+            if handle is None or not handle.active:
+                self.app.manager.forget(rid)
+                await self.close_run(rid)
 
     def action_cycle(self, step: int) -> None:
         view = self.current_view()

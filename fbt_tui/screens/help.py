@@ -22,6 +22,8 @@ EXTRA = {
     "History": [("click a header", "sort by that column (again: reverse)"),
                 ("/ then text", "words match anywhere; status:crashed, tag:best, method:fbt narrow down")],
 }
+# the bound keys that an EXTRA row describes better, as _key_label writes them: listed once
+SAID_IN_EXTRA = {"Dashboard": {"[", "]"}, "History": {"/"}}
 
 
 def _key_label(keys: str) -> str:
@@ -70,10 +72,9 @@ def sections() -> list[tuple[str, list[tuple[str, str]]]]:
 
 
 def _with_extra(bindings: list[BindingType], section: str) -> list[tuple[str, str]]:
-    """A screen's keys, less those an EXTRA row of it says more of ("[ ]" for "[" and "]")."""
-    extra = EXTRA[section]
-    covered = {word for keys, _ in extra for word in keys.split()}
-    return [row for row in _rows(bindings) if row[0] not in covered] + extra
+    """A screen's keys, less those an EXTRA row of it says more of (SAID_IN_EXTRA)."""
+    said = SAID_IN_EXTRA.get(section, set())
+    return [row for row in _rows(bindings) if row[0] not in said] + EXTRA[section]
 
 
 class HelpScreen(ModalScreen[None]):

@@ -91,8 +91,9 @@ FILTER_FIELDS: dict[str, Callable[[RunSummary, str], bool]] = {
 
 def matches(s: RunSummary, query: str) -> bool:
     """Every word must match: `field:value` for the FILTER_FIELDS, else text anywhere in the row."""
-    haystack = " ".join([s.id, s.name, s.pair, s.method, s.status, s.data, s.note, *s.tags,
-                         when(s.started)]).lower()  # what the row shows: its start "12-07 13:05" too
+    # what the row and its detail line show: its start "12-07 13:05" too, a subset's "5000" as typed
+    haystack = " ".join([s.id, s.name, s.pair, s.method, s.status, s.data, str(s.subset or ""), s.note,
+                         *s.tags, when(s.started)]).lower()
     for word in query.lower().split():
         field_, sep, value = word.partition(":")
         test = FILTER_FIELDS.get(field_) if sep else None
@@ -324,7 +325,7 @@ class HistoryScreen(FbtScreen):
         else:
             keys, shown = [c.key for c in COLUMNS], {c.key for c in self.columns()}
             here = keys.index(self.sort_key) + 1
-            # the next column on screen: below WIDE, not one left out
+            # below WIDE, a column left out would sort by what no one sees
             self.sort_key = next(key for key in keys[here:] + keys[:here] if key in shown)
             self.sort_reverse = BY_KEY[self.sort_key].high_first
         self.populate()
@@ -468,11 +469,16 @@ class HistoryScreen(FbtScreen):
                                                + "\n(v shows the trash; r restores)", yes="Trash"),
                                  partial(self._trash, ids))
 
-    async def _trash(self, ids: list[str], yes: bool | None) -> None:
+    def _trash(self, ids: list[str], yes: bool | None) -> None:
+        def trash(store: RunStore) -> None:
+            for rid in ids:
+                store.trash(rid)
+                # its tab would show a folder gone; only once it moved (the store refuses a running run)
+                self.app.call_from_thread(self.app.dashboard.close_ended, [rid])
+
         if yes:
             self._unmark(ids)
-            self.store_op(lambda store: [store.trash(rid) for rid in ids], f"moved {counted(len(ids), 'run')} to the trash")
-            await self.app.dashboard.close_ended(ids)  # none runs: their tabs would show folders gone
+            self.store_op(trash, f"moved {counted(len(ids), 'run')} to the trash")
 
     def action_restore(self) -> None:
         if not self.trash_view:

@@ -139,6 +139,9 @@ class FormSelect(Select[str]):
         self.value = next((c for c in after if c.lower().startswith(typed)), self.value)
 
 
+NOT_LAUNCHED = "Not launched"  # the title of a refused launch's toast, taken down by the next launch
+
+
 class BindingsAsTyped:
     """A widget whose own bindings run as each key reaches it, in the order the keys were typed.
 
@@ -190,7 +193,6 @@ class PresetsScreen(FbtScreen):
         self.drafts: dict[Path, dict[str, str]] = {}
         self.problems: list[Problem] = []  # errors and this machine's needs, as collect() found them
         self.doubts: list[Problem] = []  # valid values seldom meant (DOUBTS): warned of, never blocking
-        self.refused = False  # a launch was refused since the last one: its toast is up, maybe
         self.left_mode = False  # suspended by another mode rather than by a dialog over this screen
         # by models and method: a past run's counts hold its method's own modules (FBT's fusion model)
         self.params_cache: dict[tuple[ModelSpec, str], tuple[dict[str, int], str] | str] = {}
@@ -530,18 +532,14 @@ class PresetsScreen(FbtScreen):
         self.validate_form()
         if self.errors:
             self.notify(f"{counted(len(self.errors), 'problem')} to fix first; they are shown next to their fields.",
-                        severity="error")
-            self.refused = True
+                        title=NOT_LAUNCHED, severity="error")
             return
         if self.problems:  # the engine would stop at once (exit 3): say why without starting it
             self.notify("This machine lacks what the preset needs: "
                         + "; ".join(f"{p.key}: {p.message}" for p in self.problems),
-                        severity="error", markup=False)  # the messages quote the values as typed
-            self.refused = True
+                        title=NOT_LAUNCHED, severity="error", markup=False)  # the messages quote values as typed
             return
-        if self.refused:  # fixed since: the refusal must not cover the new run's log
-            self.app.clear_notifications()
-            self.refused = False
+        self.app.dismiss_notifications(NOT_LAUNCHED)  # fixed since: it must not cover the new run's log
         await self.app.launch(self.ref.path, self.overrides())
 
     def action_pick_model(self) -> None:
