@@ -140,3 +140,23 @@ def test_help_lists_each_key_once():
         assert len(keys) == len(set(keys)), (title, rows)
     dashboard = dict(sections())["Dashboard"]
     assert "[ ]" in [key for key, _ in dashboard] and "w" in [key for key, _ in dashboard]
+
+
+def test_four_plots_are_two_by_two(fbt_home):
+    """kd's four plots (loss, top-1, T–S, CE) were three in a row and one alone beside two thirds
+    of a row left empty."""
+    fake_run(fbt_home, "kd", fusion=False, terms=("ce", "ts/logit"), **{"method.name": "kd"})
+
+    async def scenario(app, pilot):
+        await pilot.press("h")
+        await wait_for(pilot, lambda: app.screen.query_one(RunTable).row_count == 1, 10, "History")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen.query(RunView), 10, "the run's tab")
+        view = app.screen.query_one(RunView)
+        await wait_for(pilot, lambda: view.model.status == "finished", 10, "its events")
+        await pilot.pause(0.3)
+        plots = [p for p in view.query(CurvePlot) if visible(p)]
+        assert len(plots) == 4
+        assert len({p.region.x for p in plots}) == 2 and len({p.region.y for p in plots}) == 2
+
+    run_app(scenario)

@@ -110,9 +110,10 @@ def config_table(**changes: Any) -> dict[str, Any]:
 
 def fake_run(home: Path, name: str, *, top1: tuple[float, ...] = (40.0, 55.0, 50.0), status: str = "finished",
              started: float | None = None, tags: tuple[str, ...] = (), steps_per_epoch: int = 4,
-             student_file: bool = True, fusion: bool = True, **config: Any) -> str:
+             student_file: bool = True, fusion: bool = True, terms: tuple[str, ...] = tuple(FBT_TERMS),
+             **config: Any) -> str:
     """A complete run folder (meta, config, events, weights) as the engine would leave it; with
-    `fusion` false, as a method without a fusion model's (kd)."""
+    `fusion` false, as a method without a fusion model's (kd); `terms`: its loss terms."""
     store = RunStore(home)
     started = started or time.time()
     run_id = new_run_id(started)
@@ -125,7 +126,7 @@ def fake_run(home: Path, name: str, *, top1: tuple[float, ...] = (40.0, 55.0, 50
                  device={"type": "cpu", "name": "CPU (2 cores)", "amp": "off"},
                  params={"student": 308826, "teacher": 244502, "fusion": 147772}, uses_teacher=True,
                  data={"name": "fashion_mnist_5k", "classes": 10, "img_size": 28, "train_images": 500,
-                       "val_images": 100}, steps_per_epoch=steps_per_epoch, loss_terms=FBT_TERMS)
+                       "val_images": 100}, steps_per_epoch=steps_per_epoch, loss_terms=list(terms))
     writer.write("phase", time=t, phase="distillation", epochs=len(top1), steps_per_epoch=steps_per_epoch,
                  from_step=0, teacher={"top1": 70.0, "top5": 95.0})
     step = 0
@@ -133,7 +134,7 @@ def fake_run(home: Path, name: str, *, top1: tuple[float, ...] = (40.0, 55.0, 50
         for _ in range(steps_per_epoch):
             step += 1
             t += 1
-            losses = {term: 3.0 / (1 + 0.1 * step) + i * 0.1 for i, term in enumerate(FBT_TERMS)}
+            losses = {term: 3.0 / (1 + 0.1 * step) + i * 0.1 for i, term in enumerate(terms)}
             writer.write("step", time=t, phase="distillation", step=step, epoch=epoch, lr=0.05,
                          loss=sum(losses.values()), losses=losses, img_s=500.0)
         writer.write("epoch", time=t, phase="distillation", epoch=epoch, step=step, epoch_time=4.0, lr=0.05,

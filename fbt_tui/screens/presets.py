@@ -64,7 +64,7 @@ FIELDS = (
     FieldSpec("train.epochs", "epochs"),
     FieldSpec("teacher.recipe.epochs", "teacher epochs"),
     FieldSpec("data.batch_size", "batch size"),
-    FieldSpec("data.subset", "train subset"),
+    FieldSpec("data.subset", "subset (0: all)"),  # under the labels' 16 cells, which hold no gap
     FieldSpec("optim.name", "optimizer", "choice", ("sgd", "adamw")),
     FieldSpec("optim.lr", "learning rate"),
     FieldSpec("optim.weight_decay", "weight decay"),

@@ -128,6 +128,7 @@ class RunView(Vertical):
         marks += [(widget, "-current", widget is panels[self.current])
                   for widget in [*self.curves, self.table, self.log_view]]
         marks.append((self, "-show-bottom", not isinstance(panels[self.current], CurvePlot)))
+        marks.append((self.query_one("#curves"), "-two-by-two", len(plots) == 4))  # not 3 and a lone 1
         changed = False
         for widget, name, on in marks:
             changed |= widget.has_class(name) != on
