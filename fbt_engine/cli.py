@@ -225,6 +225,8 @@ def cmd_run(args) -> int:
         raise CliError("fbt run: give a preset (a file or a preset name) or --resume RUN")
     if args.run_id is not None and (error := _store().fresh_id_error(args.run_id)):
         raise CliError(error)
+    if problem := _launch_problem(args):
+        raise CliError(problem)
     from fbt_engine.store.runs import name_problem, tag_problem
 
     if problem := next(filter(None, map(tag_problem, args.tags)), None):
@@ -260,6 +262,20 @@ def cmd_run(args) -> int:
     return run(RunOptions(preset=args.preset, sets=args.sets, name=args.name, tags=args.tags, device=args.device,
                           json=args.json, resume=args.resume, run_id=args.run_id, quiet=args.quiet,
                           ends_process=args.ends_process))
+
+
+def _launch_problem(args) -> str | None:
+    """What is wrong with the process flags, before torchrun would take them: it ran a single
+    process for --nproc-per-node 0, ignored --node-rank without --nnodes, and waited for ever,
+    silent, for machines given no place to meet."""
+    if args.nproc_per_node < 1:
+        return f"--nproc-per-node: at least 1 process, got {args.nproc_per_node}"
+    several = str(args.nnodes) != "1"
+    if args.node_rank and not several:
+        return f"--node-rank {args.node_rank}: a rank among several machines; give --nnodes too"
+    if several and not args.rdzv_endpoint:
+        return f"--nnodes {args.nnodes}: give --rdzv-endpoint HOST:PORT, where the machines meet"
+    return None
 
 
 def _check_resume_arguments(args, store, rid: str) -> None:
@@ -491,6 +507,9 @@ def cmd_compare(args) -> int:
     return EXIT_OK
 
 
+PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".bin", ".ckpt", ".pkl"})  # what torch.save writes, by custom
+
+
 def cmd_export(args) -> int:
     from fbt_engine.store.export import BEST_STEM, ExportError, export_metrics, export_student
 
@@ -507,6 +526,9 @@ def cmd_export(args) -> int:
         target = Path(args.student).expanduser()
         if target.is_dir() or args.student.endswith("/"):  # a folder: the run's id names the file
             target = target / f"{ids[0]}{BEST_STEM if which == 'best' else ''}.safetensors"
+        elif target.suffix in PICKLE_SUFFIXES:  # written as FILE.safetensors, it looked like a pickle was
+            raise CliError(f"export --student {args.student}: the weights are written as safetensors, not a torch "
+                           f"pickle: give {target.with_suffix('.safetensors')}")
         try:
             weights, sidecar = export_student(store, ids[0], target, which)
         except ExportError as exc:

@@ -97,9 +97,9 @@ def check_preset(ref: str, sets: list[str]) -> tuple[list[dict[str, Any]], int]:
     from fbt_engine.config.presets import PresetError, collect
 
     resolved = collect(ref, sets)
-    if resolved.problems:
-        problems = "; ".join(str(p) for p in resolved.problems)
-        return [_check("preset", "missing", problems)], PresetError(resolved.problems).exit_code
+    if resolved.problems:  # one line each, as `fbt run` says them
+        return ([_check("preset", "missing", str(p)) for p in resolved.problems],
+                PresetError(resolved.problems).exit_code)
     checks = [_check("preset", "ok", resolved.source)]
     data = resolved.config.data
     if (target := download_target(data.name, data.root, data.download)) is not None:

@@ -44,11 +44,17 @@ def torchrun_command(args, run_id: str | None) -> list[str]:
 def launch(args) -> int:
     store = RunStore()
     run_id = None if args.resume else (args.run_id or new_run_id())
+    if str(args.nnodes) != "1" and not args.quiet:  # torchrun says nothing until they have
+        print(f"waiting at {args.rdzv_endpoint} for the {args.nnodes} machines to join", file=sys.stderr)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the ranks; this one stays to close up
+    proc = subprocess.Popen(torchrun_command(args, run_id), stdin=subprocess.DEVNULL)
+    # a kill reaches torchrun too, which stops its ranks: it was left waiting for machines
+    previous_term = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:
-        code = subprocess.call(torchrun_command(args, run_id), stdin=subprocess.DEVNULL)
-    finally:  # a process that ends with this run keeps ignoring it (see StopFlag)
+        code = proc.wait()
+    finally:  # a process that ends with this run keeps ignoring Ctrl-C (see StopFlag)
         signal.signal(signal.SIGINT, signal.SIG_IGN if args.ends_process else previous)
+        signal.signal(signal.SIGTERM, previous_term)
     if args.node_rank != 0:
         return code
     rid = run_id or store.resolve(args.resume)

@@ -159,6 +159,24 @@ def test_a_tag_that_lists_could_not_show(fbt_home, args, needle):
     assert_clean_error(run_fbt("run", MLP_TO_CNN, *args), 2, needle, home=fbt_home)
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["--nproc-per-node", "0"], "--nproc-per-node: at least 1 process, got 0"),
+    (["--node-rank", "1"], "--node-rank 1: a rank among several machines; give --nnodes too"),
+    (["--nnodes", "2"], "--nnodes 2: give --rdzv-endpoint HOST:PORT, where the machines meet"),
+])
+def test_process_flags_torchrun_would_misread_are_refused(fbt_home, args, needle):
+    """--nproc-per-node 0 trained as one process, --node-rank alone was ignored, and --nnodes 2
+    with no meeting place waited for ever without a word."""
+    assert_clean_error(run_fbt("run", MLP_TO_CNN, *args), 2, needle, home=fbt_home)
+
+
+def test_doctor_says_each_problem_of_a_preset_on_its_own_line(fbt_home):
+    doctor = run_fbt("doctor", "--preset", MLP_TO_CNN, "--set", "train.epochs=0", "--set", "optim.lr=-1")
+    assert doctor.returncode == 2
+    problems = [line for line in doctor.stdout.splitlines() if line.startswith("✗ preset")]
+    assert len(problems) == 2 and any("train.epochs" in p for p in problems) and any("optim.lr" in p for p in problems)
+
+
 def test_run_without_a_preset_and_resume_of_nothing(fbt_home):
     assert_clean_error(run_fbt("run"), 2, "give a preset", home=fbt_home)
     assert_clean_error(run_fbt("run", "--resume", "last"), 2, "no runs yet", home=fbt_home)

@@ -230,6 +230,7 @@ def test_export_json_jsonl_and_markdown(history):
     assert len(json.loads(cli(history, "export", "alpha", "beta", "--format", "json").stdout)) == 2
     lines = cli(history, "export", "alpha", "--format", "jsonl").stdout.splitlines()
     assert [json.loads(line) for line in lines] == [{"run": history["ids"]["alpha"], **e} for e in events]
+    assert all(line.startswith('{"type":') for line in lines)  # as in events.jsonl
     md = cli(history, "export", "alpha", "beta", "--format", "md").stdout
     assert md.startswith("| run | name | method |") and md.count(history["ids"]["alpha"]) >= 2
     assert "| distillation | 1 |" in md
@@ -267,6 +268,9 @@ def test_export_student_loads_into_timm(history, tmp_path):
     assert sidecar["source"]["weights"] == "final" and "epoch" not in sidecar["source"]
     empty = cli(history, "export", "alpha", "--student", "")
     assert empty.returncode == 2 and "export --student: give a file" in empty.stderr
+    pickle = cli(history, "export", "alpha", "--student", str(tmp_path / "s.pt"))  # it wrote s.safetensors
+    assert pickle.returncode == 2 and f"not a torch pickle: give {tmp_path / 's.safetensors'}" in pickle.stderr
+    assert not (tmp_path / "s.safetensors").exists()
     alone = cli(history, "export", "alpha", "--weights", "best", "--format", "csv")
     assert alone.returncode == 2 and "give --student" in alone.stderr
 

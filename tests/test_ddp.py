@@ -135,3 +135,18 @@ def test_a_killed_rank_fails_the_run_instead_of_leaving_it_running(with_cached_t
     assert m["status"] == "failed", m
     assert file_events(run_dir)[-1]["type"] == "run_failed"
     assert "Traceback" not in stderr.splitlines()[-1]
+
+
+@pytest.mark.timeout(300)
+def test_a_kill_of_the_launcher_stops_torchrun_and_its_ranks(with_cached_teacher):
+    """SIGTERM to `fbt run --nproc-per-node 2` alone (a job scheduler's kill): it ended and left
+    torchrun and the ranks running on."""
+    home = with_cached_teacher
+    proc = start(home, MLP_TO_CNN, *tiny_sets("train.epochs=30"), *DDP)
+    run_dir = wait_for_step(home, 2, proc)
+    ranks = [_rank_pid(proc.pid, rank) for rank in (0, 1)]
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130  # the ranks stopped as asked, saving their step
+    assert meta(run_dir)["status"] == "interrupted" and (run_dir / "checkpoints" / "last.pt").is_file()
+    assert not [pid for pid in ranks if Path(f"/proc/{pid}").exists()]

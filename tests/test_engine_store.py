@@ -658,3 +658,19 @@ def test_a_claim_checks_and_marks_in_one_step_so_a_second_resume_finds_the_first
     store.update_meta(rid, status="finished")
     with pytest.raises(ValueError, match="already finished"):
         store.claim(rid, **me)
+
+
+def test_the_last_event_time_reads_the_last_complete_line(tmp_path):
+    from fbt_engine.store.events import EventWriter, last_event_time
+
+    path = tmp_path / "events.jsonl"
+    assert last_event_time(path) is None
+    writer = EventWriter(path)
+    writer.write("run_started", time=1.0, config={"pad": "x" * 200})
+    for t in range(2, 400):
+        writer.write("step", time=float(t))
+    writer.close()
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write('{"type": "step", "time": 999')  # cut by a kill -9
+    assert last_event_time(path) == 399.0
+    assert last_event_time(path, tail_bytes=30) is None  # no whole line in so few bytes

@@ -112,6 +112,22 @@ def read_events(path: Path) -> list[dict[str, Any]]:
         return []
 
 
+def last_event_time(path: Path, tail_bytes: int = 65536) -> float | None:
+    """The time of the file's last complete event, read from its end: a crashed run's last sign
+    of life when it came after its last heartbeat (every few seconds)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - tail_bytes))
+            lines = fh.read().decode("utf-8", errors="replace").splitlines(keepends=True)
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines[1:] if len(lines) > 1 else lines):  # the first may be cut by the seek
+        events = list(parse_lines([line]))
+        if events and isinstance(events[0].get("time"), (int, float)):
+            return float(events[0]["time"])
+    return None
+
+
 @dataclass
 class LineTail:
     """The complete new lines of a growing text file since the last poll. A line still being

@@ -138,7 +138,8 @@ def export_metrics(store: RunStore, run_ids: list[str], fmt: str) -> str:
     if fmt == "csv":
         return to_csv([row for rid in run_ids for row in metric_rows(rid, store.events(rid))])
     if fmt == "jsonl":
-        return "".join(json.dumps({"run": rid, **ev}, separators=(",", ":")) + "\n"
+        # "type" first, as in events.jsonl (SPEC §6), then the run it is of
+        return "".join(json.dumps({"type": ev["type"], "run": rid, **ev}, separators=(",", ":")) + "\n"
                        for rid in run_ids for ev in effective(store.events(rid)))
     if fmt == "json":
         runs = []

@@ -25,7 +25,7 @@ from typing import Any
 import tomli_w
 
 from fbt_engine import paths
-from fbt_engine.store.events import read_events
+from fbt_engine.store.events import last_event_time, read_events
 from fbt_engine.store.index import RunIndex
 from fbt_engine.store.summary import RunSummary, summarize
 
@@ -304,8 +304,15 @@ class RunStore:
 
     def _crash(self, meta: dict[str, Any]) -> dict[str, Any] | None:
         """The change that marks a run crashed, where its meta says running and its process is gone."""
-        return {"status": "crashed", "ended": meta.get("heartbeat")} if meta.get("status") == ACTIVE \
+        return {"status": "crashed", "ended": self._last_sign_of_life(meta)} if meta.get("status") == ACTIVE \
             and not self.is_alive(meta) else None
+
+    def _last_sign_of_life(self, meta: dict[str, Any]) -> float | None:
+        """A dead run's end: its last heartbeat or its last event, the later. The heartbeat beats
+        every few seconds, so a run killed in its first ones read as lasting none."""
+        times = [t for t in (meta.get("heartbeat"), last_event_time(self.run_dir(meta["id"]) / "events.jsonl"))
+                 if t is not None]
+        return max(times, default=None)
 
     @staticmethod
     def is_alive(meta: dict[str, Any]) -> bool:
@@ -430,7 +437,7 @@ class RunStore:
             if meta.get("host") == socket.gethostname() and process_alive(int(meta["pid"]), meta.get("pid_start")):
                 raise RuntimeError(f"run {run_id} is still running (pid {meta['pid']}); "
                                    f"stop it with: kill -INT {meta['pid']}")
-            return {"status": "crashed", "ended": meta.get("heartbeat")}
+            return {"status": "crashed", "ended": self._last_sign_of_life(meta)}
 
         status = self.modify_meta(run_id, closed)["status"]
         self.refresh_index(run_id)
