@@ -411,7 +411,7 @@ def _runs_show(store, args) -> int:
                          ("started", when(s.started)), ("duration", duration(s.elapsed(time.time()))),
                          ("tags", ", ".join(s.tags) or "–"), ("note", s.note or "–"), ("folder", str(store.run_dir(rid))),
                          ("student", _student_files(store.run_dir(rid), s.status))):
-        out.print(f"  {label:14s} {value}")
+        out.print(f"  {label:14s} " + value.replace("\n", "\n" + " " * 17))  # a note's lines under its first
     if failure:
         out.print(f"  {'error':14s} {failure.get('error')}: {failure.get('message')}")
     if epochs:

@@ -322,6 +322,8 @@ def test_tag_note_rm_restore_purge(copied):
     assert "[wip]" in run_fbt("compare", "alpha", "beta").stdout
     run_fbt("runs", "note", "alpha", "[bold]lr[/] 0.05")
     assert "[bold]lr[/] 0.05" in run_fbt("runs", "show", "alpha").stdout
+    run_fbt("runs", "note", "alpha", "first line\nsecond line")  # the second under the first, not at column 0
+    assert "  note           first line\n                 second line\n" in run_fbt("runs", "show", "alpha").stdout
 
     untagged = run_fbt("runs", "tag", "beta", "never", "--remove")
     assert untagged.returncode == 0 and "had no tag never" in untagged.stdout

@@ -211,6 +211,30 @@ def test_a_resumed_run_is_listed_as_running_and_as_crashed_when_killed(with_cach
     assert _status(run_id) == "crashed" and meta(only_run(with_cached_teacher))["status"] == "crashed"
 
 
+def test_in_a_terminal_the_runs_last_words_come_after_its_progress_bar(with_cached_teacher):
+    """The bar's final frame was drawn below "finished: …", the last thing on the screen."""
+    import pty
+
+    main, child = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "fbt_engine", "run", MLP_TO_CNN, *tiny_sets()], cwd=REPO,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=child)
+    os.close(child)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the run exited: its end of the terminal is closed
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(main)
+    assert proc.wait(timeout=240) == 0
+    lines = [line for line in re.split(r"[\r\n]+", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode()))
+             if line.strip()]
+    assert lines[-1].startswith("finished: best top-1"), lines[-3:]
+
+
 def test_a_reader_that_goes_away_does_not_stop_the_run(with_cached_teacher):
     """`fbt run … --json | head -1`, `fbt run … 2>&1 | head -2`: the pipes close after a line, and
     the run trains on to the end (it died of the broken pipe at its next progress line, and left

@@ -597,31 +597,28 @@ def execute(p: Prepared, run_id: str, segment: int, resume_from: tuple[int, str]
                       teacher={"top1": summary.teacher_top1}, steps=state.step, wall_time=time.time() - started,
                       student_weights=weights.name if weights else None,
                       best_student_weights=best_weights.name if best_weights else None, ranks_in_sync=in_sync)
-        reporter.log(f"finished: best top-1 {summary.best_top1:.2f}% (epoch {summary.best_epoch}), "
-                     f"final {summary.final_top1:.2f}% — {reporter.dir}")
-        reporter.finish("finished", EXIT_OK)
+        reporter.finish("finished", EXIT_OK, f"finished: best top-1 {summary.best_top1:.2f}% (epoch "
+                        f"{summary.best_epoch}), final {summary.final_top1:.2f}% — {reporter.dir}")
         return EXIT_OK
     except (Interrupted, KeyboardInterrupt) as exc:
         stop.settle()
         saved = isinstance(exc, Interrupted)  # else a second Ctrl-C stopped it at once, saving nothing
         reporter.emit("run_interrupted", phase=phase_name, saved=saved)
-        reporter.log(("interrupted" if saved else f"stopped at once: nothing saved since {_saved_point(reporter.dir)}")
-                     + f"; resume with: fbt run --resume {run_id}")
-        reporter.finish("interrupted", EXIT_INTERRUPTED)
+        reporter.finish("interrupted", EXIT_INTERRUPTED,
+                        ("interrupted" if saved else f"stopped at once: nothing saved since {_saved_point(reporter.dir)}")
+                        + f"; resume with: fbt run --resume {run_id}")
         return EXIT_INTERRUPTED
     except NonFiniteLoss as exc:
         stop.settle()
         reporter.emit("run_failed", error="NonFiniteLoss", message=str(exc), step=exc.step, phase=phase_name)
-        reporter.log(f"failed: {exc}")
-        reporter.finish("failed", EXIT_FAILED)
+        reporter.finish("failed", EXIT_FAILED, f"failed: {exc}")
         return EXIT_FAILED
     except Exception as exc:  # the run failed: record it fully, then report it briefly
         stop.settle()
         tail = traceback.format_exc().splitlines()[-25:]
         reporter.emit("run_failed", error=type(exc).__name__, message=str(exc), traceback="\n".join(tail),
                       phase=phase_name, rank=p.dist.rank)
-        reporter.log(f"failed: {type(exc).__name__}: {exc}")
-        reporter.finish("failed", EXIT_FAILED)
+        reporter.finish("failed", EXIT_FAILED, f"failed: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
 
 

@@ -142,8 +142,11 @@ class Reporter:
         self.writer.sync()
         self.refresh_row()
 
-    def finish(self, status: str, exit_code: int) -> None:
+    def finish(self, status: str, exit_code: int, last_words: str = "") -> None:
+        """The run's end, said last: after the progress bar's final frame, not above it."""
         self.human.stop()
+        if last_words:
+            self.log(last_words)
         self._heartbeat.stop()
         self.writer.close()
         self._log.close()
@@ -173,5 +176,5 @@ class SilentReporter(Reporter):
     def checkpoint_index(self) -> None:
         pass
 
-    def finish(self, status: str, exit_code: int) -> None:
+    def finish(self, status: str, exit_code: int, last_words: str = "") -> None:
         self.human.stop()
