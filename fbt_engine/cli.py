@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import fbt_engine
-from fbt_engine.formats import counted, duration, os_error, percent, to_devnull, when
+from fbt_engine.formats import best_at, counted, duration, os_error, percent, to_devnull, when
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
 
@@ -174,10 +174,13 @@ def _print_table(headers: list[str], rows: list[list[str]], *, right: frozenset[
                 return
             widths[widest] -= 1
 
+    natural = widths[:]
     clip(CLIPPED_WIDTHS[0])
     for i in optional:
         if not fits():
             shown.remove(i)
+    widths[:] = natural  # the room the columns left out freed goes to those clipped before
+    clip(CLIPPED_WIDTHS[0])
     clip(CLIPPED_WIDTHS[1])  # what is still too wide wraps, as the terminal wraps it
 
     def cell(text: str, i: int) -> str:
@@ -382,7 +385,7 @@ def _runs_ls(store, args) -> int:
     _print_table(["id", "name", "status", "method", "teacher → student", "data", "best top-1 @ep", "final",
                   "duration", "tags", "started"],
                  [[r.id, r.name if r.name != r.id else "", r.status, r.method, r.pair, r.data,
-                   f"{percent(r.best_top1)} @{r.best_epoch or '–'}", percent(r.final_top1), duration(r.elapsed(time.time())),
+                   best_at(r.best_top1, r.best_epoch), percent(r.final_top1), duration(r.elapsed(time.time())),
                    ",".join(r.tags), when(r.started)] for r in rows],
                  right=frozenset({6, 7, 8}), flexible=frozenset({1, 3, 4, 9}), optional=(10, 5, 8))
     return EXIT_OK
@@ -405,7 +408,7 @@ def _runs_show(store, args) -> int:
     out.print(Text.assemble((s.id, "bold"), "  ", s.name if s.name != s.id else ""))
     for label, value in (("status", s.status + (f" (exit {meta.get('exit_code')})" if meta.get("exit_code") else "")),
                          ("method", s.method), ("pair", s.pair), ("data", _data_text(s.dataset, events)),
-                         ("best top-1", f"{percent(s.best_top1)} (epoch {s.best_epoch or '–'})"),
+                         ("best top-1", percent(s.best_top1) + (f" (epoch {s.best_epoch})" if s.best_epoch else "")),
                          ("final top-1", percent(s.final_top1)), ("teacher top-1", percent(s.teacher_top1)),
                          ("best fusion", percent(s.fusion_top1)), ("epochs done", f"{s.epochs_done}/{s.epochs_total}"),
                          ("started", when(s.started)), ("duration", duration(s.elapsed(time.time()))),
@@ -490,7 +493,7 @@ def cmd_compare(args) -> int:
     rows = []
     for s in summaries:
         mark = " ★" if s.best_top1 is not None and s.best_top1 == best else ""
-        rows.append([s.id, s.method, s.pair, s.status, f"{percent(s.best_top1)} @{s.best_epoch or '–'}{mark}",
+        rows.append([s.id, s.method, s.pair, s.status, f"{best_at(s.best_top1, s.best_epoch)}{mark}",
                      percent(s.final_top1), percent(s.fusion_top1), duration(s.elapsed(time.time()))])
     _print_table(["id", "method", "teacher → student", "status", "best top-1 @ep", "final", "best fusion", "duration"],
                  rows, right=frozenset({4, 5, 6, 7}), flexible=frozenset({1, 2}), title="runs")

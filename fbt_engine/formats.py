@@ -31,6 +31,11 @@ def percent(v: float | None) -> str:
     return "–" if v is None else f"{v:.2f}"
 
 
+def best_at(top1: float | None, epoch: int | None) -> str:
+    """A best accuracy and the epoch it was at; "–" alone before any evaluation."""
+    return "–" if top1 is None else f"{top1:.2f} @{epoch or '–'}"
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"

@@ -6,7 +6,7 @@ import textwrap
 
 from rich.text import Text
 
-from fbt_engine.formats import counted, duration, percent as pct, when  # noqa: F401  (re-exported)
+from fbt_engine.formats import best_at, counted, duration, percent as pct, when  # noqa: F401  (re-exported)
 
 STATUS_MARKS = {"running": "●", "starting": "◌", "finished": "✓", "failed": "✗", "crashed": "‼",
                 "interrupted": "◼", "cancelled": "◼", "failed to start": "✗"}

@@ -191,4 +191,13 @@ def test_tables_fit_a_terminal_by_clipping_names_then_leaving_columns_out(monkey
     assert wide[1].startswith("20261127-001242-cwst42  a ")
     narrow = _table(monkeypatch, 60)
     assert all(len(line) <= 60 for line in narrow) and "started" not in narrow[0]  # left out, not the id
+    left_out = _table(monkeypatch, 80)  # the start left out: its room goes to the pair, which kept 16 cells
+    assert "started" not in left_out[0] and len(left_out[1]) == 80 and "vit_small_patch16_224.augreg_in" in left_out[1]
     assert narrow[1].startswith("20261127-001242-cwst42") and narrow[1].endswith("67.20")
+
+
+def test_a_best_accuracy_before_any_evaluation_is_one_dash():
+    """ls, History and Compare showed "– @–" for a run not yet evaluated."""
+    from fbt_engine.formats import best_at
+
+    assert best_at(None, None) == "–" and best_at(67.2, 3) == "67.20 @3" and best_at(50.0, None) == "50.00 @–"

@@ -19,7 +19,7 @@ from fbt_engine.store.export import compare, flatten, load_config, method_own_ke
 from fbt_engine.store.runs import RunStore
 from fbt_engine.store.summary import RunSummary
 
-from fbt_tui.format import WIDE, counted, duration, pct
+from fbt_tui.format import WIDE, best_at, counted, duration, pct
 from fbt_tui.model import Panel, RunModel
 from fbt_tui.screens.base import FbtScreen
 from fbt_tui.widgets.curves import PALETTE, CurvePlot
@@ -121,7 +121,7 @@ class CompareScreen(FbtScreen):
         rows = [{"": Text("━━", style=PALETTE[i % len(PALETTE)]), "id": s.id,
                  "name": Text(s.name if s.name != s.id else ""), "run": Text(label), "method": s.method,
                  "teacher → student": Text(s.pair), "status": s.status,
-                 "best @ep": f"{pct(s.best_top1)} @{s.best_epoch or '–'}",
+                 "best @ep": best_at(s.best_top1, s.best_epoch),
                  "Δ best": _delta(s.best_top1, base.best_top1) if i else "", "final": pct(s.final_top1),
                  "Δ final": _delta(s.final_top1, base.final_top1) if i else "", "best fusion": pct(s.fusion_top1),
                  "duration": duration(s.elapsed(time.time()))}

@@ -21,7 +21,7 @@ from fbt_engine.store.index import index_stamp
 from fbt_engine.store.runs import STATUSES, RunStore, tag_problem
 from fbt_engine.store.summary import RunSummary
 
-from fbt_tui.format import STATUS_MARKS, STATUS_STYLES, WIDE, counted, duration, literal, pct, when
+from fbt_tui.format import STATUS_MARKS, STATUS_STYLES, WIDE, best_at, counted, duration, literal, pct, when
 from fbt_tui.screens.base import FbtScreen
 from fbt_tui.screens.compare import CompareScreen
 from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
@@ -62,7 +62,7 @@ COLUMNS = (
     Column("method", "method", lambda s: s.method, lambda s: s.method),
     Column("status", "status", lambda s: s.status, _status_cell),
     Column("best", "best @ep", lambda s: s.best_top1,
-           lambda s: Text(f"{pct(s.best_top1)} @{s.best_epoch or '–'}", justify="right"), high_first=True),
+           lambda s: Text(best_at(s.best_top1, s.best_epoch), justify="right"), high_first=True),
     Column("final", "final", lambda s: s.final_top1, lambda s: Text(pct(s.final_top1), justify="right"),
            high_first=True),
     Column("duration", "duration", lambda s: s.elapsed(time.time()),
