@@ -359,3 +359,36 @@ def test_a_stopped_run_resumes_from_its_tab(with_cached_teacher):
         store.close()
 
     run_app(scenario)
+
+
+def test_an_empty_dashboard_offers_no_key_that_acts_on_a_tab(fbt_home):
+    """After w closed the last tab, the key bar still offered w, [ and ] (narrow: the plots' turns)."""
+    async def scenario(app, pilot):
+        await pilot.pause()
+        footer = str(app.screen.query_one("#keys").render())
+        assert "Close tab" not in footer and "Prev plot" not in footer and "Next plot" not in footer
+        assert not app.screen.check_action("close_tab", ()) and not app.screen.check_action("cycle", (1,))
+
+    run_app(scenario, size=(100, 30), start_mode="dashboard")
+
+
+def test_the_palettes_stop_asks_as_the_tabs_s_does(fbt_home):
+    """The palette asked only "Stop run …?" and said nothing after; s in the run's tab says what a
+    stop keeps and how to resume. Both answer n here: y would signal this test's own process."""
+    live = fake_run(fbt_home, "live", status="running")  # this process's pid: alive
+
+    async def scenario(app, pilot):
+        await app.open_run(live)
+        await pilot.pause()
+        assert app.dashboard.current_view().handle.active
+        await pilot.press("s")
+        assert isinstance(app.screen, ConfirmDialog) and "It saves its last checkpoint" in app.screen.question
+        asked = app.screen.question
+        await pilot.press("n")
+        (stop,) = [c for c in app.get_system_commands(app.screen) if c.title.startswith("Stop run")]
+        stop.callback()
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog) and app.screen.question == asked
+        await pilot.press("n")
+
+    run_app(scenario, start_mode="dashboard")
