@@ -567,6 +567,8 @@ def cmd_presets(args) -> int:
                 print(f"warning: {problem} (needed to run it on this machine)", file=sys.stderr)
             for doubt in resolved.doubts:
                 print(f"warning: {doubt}{with_preset if doubt.source == SET_SOURCE else ''}", file=sys.stderr)
+            if not errors and (note := _download_note(resolved.config)):
+                print(f"warning: {note}{with_preset}", file=sys.stderr)
             if not errors:
                 print(f"ok: {resolved.source}" + (f" with {' '.join(args.sets)}" if args.sets else ""))
                 continue
@@ -592,6 +594,7 @@ def cmd_presets(args) -> int:
                      "epochs": shown("train.epochs", cfg.train.epochs),
                      "problems": [str(problem) for problem in errors],
                      "needs": [str(problem) for problem in resolved.problems if not is_error(problem)],
+                     "downloads": not errors and _download_note(cfg) is not None,
                      "shadowed": ref.builtin and ref.name in yours})  # the name runs the user's preset
     if getattr(args, "json", False):
         print(json.dumps(rows, indent=1))
@@ -604,9 +607,19 @@ def cmd_presets(args) -> int:
                    (f"shadowed: {r['name']!r} runs your preset; this one runs as {r['path']}; " if r["shadowed"]
                     else "") +
                    (f"{counted(len(r['problems']), 'problem')}: fbt presets validate {r['name']}" if r["problems"] else
-                    f"ok; this machine lacks what it needs: fbt presets validate {r['name']}" if r["needs"] else "ok")]
+                    f"ok; this machine lacks what it needs: fbt presets validate {r['name']}" if r["needs"] else
+                    "ok; downloads its data first" if r["downloads"] else "ok")]
                   for r in rows], right=frozenset({5}), flexible=frozenset({3, 6}), optional=(4, 1))
     return EXIT_OK
+
+
+def _download_note(cfg) -> str | None:
+    """What a run of `cfg` fetches before it trains (needing the internet), in words; None if nothing."""
+    from fbt_engine.data.catalog import download_target
+
+    target = download_target(cfg.data.name, cfg.data.root, cfg.data.download)
+    return None if target is None else (f"data.root: {cfg.data.name} is not in {target}: a run downloads it "
+                                        "there first (needs the internet)")
 
 
 def _print_keys(text: str) -> int:

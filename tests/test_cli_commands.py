@@ -53,6 +53,23 @@ def test_presets_ls_lists_built_in_and_user_presets(fbt_home):
     assert f"shadowed: 'mlp_to_cnn' runs your preset; this one runs as {PRESETS / 'mlp_to_cnn.toml'}; ok" in table
 
 
+def test_a_preset_whose_data_a_run_would_download_says_so(fbt_home, tmp_path):
+    """`presets validate` and `ls` said a bare "ok" where a run first downloads its data (the internet)."""
+    root = tmp_path / "cifar"
+    checked = run_fbt("presets", "validate", "paper/cifar100_vit_s_to_resnet18", "--set", f'data.root="{root}"')
+    assert checked.returncode == 0 and checked.stdout.startswith("ok: ")
+    assert f"warning: data.root: cifar100 is not in {root}: a run downloads it there first" in checked.stderr
+    assert not root.exists()
+    user = fbt_home / "config" / "presets"
+    user.mkdir(parents=True)
+    text = (PRESETS / "paper" / "cifar100_vit_s_to_resnet18.toml").read_text(encoding="utf-8")
+    (user / "fetching.toml").write_text(text.replace('root = "', f'root = "{root}" # was "'), encoding="utf-8")
+    row = next(r for r in json.loads(run_fbt("presets", "ls", "--json").stdout) if r["name"] == "fetching")
+    assert row["downloads"] and row["problems"] == []
+    assert "ok; downloads its data first" in next(line for line in run_fbt("presets", "ls").stdout.splitlines()
+                                                  if line.startswith("fetching"))
+
+
 def test_presets_keys_lists_every_setting_with_its_default_and_meaning(fbt_home):
     """Every key that a preset or --set takes, each method's under its table: each one listed is one
     that `presets validate --set` accepts at its default."""
