@@ -385,6 +385,7 @@ class FbtApp(App[int]):
         def answer(yes: bool | None) -> None:
             if yes and self.manager.stop(rid):
                 self.notify(f"Stopping {rid}: it finishes its step, saves and exits.")
+                self.dashboard.run_updated(handle)  # its status line says so at once
 
         self.push_screen(ConfirmDialog(f"Stop run {rid}?\nIt saves its last checkpoint; u in its tab resumes "
                                        f"it (headless: fbt run --resume {rid})", yes="Stop"), answer)

@@ -16,6 +16,11 @@ from fbt_tui.widgets.run_view import RunView
 from test_tui_support import fake_run
 
 
+def view_of(model: RunModel, stop_requested: bool = False) -> RunView:
+    """A RunView of `model` alone, as a handle holds it (no app, no run process)."""
+    return RunView(SimpleNamespace(model=model, stop_requested=stop_requested))
+
+
 def test_decimate_bounds_the_points_and_keeps_every_spike():
     x = np.arange(100_000, dtype=float)
     y = np.sin(x / 1000)
@@ -186,7 +191,7 @@ def test_a_teacher_loaded_from_the_cache_is_no_teacher_training():
 def test_an_evaluation_shows_on_the_status_line_until_the_event_that_ends_it():
     """A paper pair's evaluation runs for seconds with no step: the status line says what the run does."""
     m = RunModel("r")
-    view = RunView(SimpleNamespace(model=m))
+    view = view_of(m)
     m.add_events([{"type": "run_started", "time": 0, "config": {}},
                   {"type": "phase", "time": 1.0, "phase": EVAL, "during": DISTILL, "epoch": 0, "images": 200}])
     assert m.evaluating == 0 and "evaluating the teacher" in view._status(0, 0)
@@ -212,7 +217,7 @@ def test_an_evaluation_shows_on_the_status_line_until_the_event_that_ends_it():
     killed.add_events([{"type": "run_started", "time": 0, "config": {}},
                        {"type": "phase", "time": 1.0, "phase": EVAL, "during": DISTILL, "epoch": 1, "step": 10,
                         "images": 200}])
-    assert killed.status == "starting" and "evaluating" not in RunView(SimpleNamespace(model=killed))._status(0, 0)
+    assert killed.status == "starting" and "evaluating" not in view_of(killed)._status(0, 0)
 
 
 def test_a_phase_without_a_logged_step_shows_its_clock():
@@ -229,7 +234,7 @@ def test_a_phase_without_a_logged_step_shows_its_clock():
 
     def status(m: RunModel, now: float) -> str:
         with patch("fbt_tui.widgets.run_view.time.time", return_value=now):
-            return RunView(SimpleNamespace(model=m))._status(0, 0).split("\n")[0]
+            return view_of(m)._status(0, 0).split("\n")[0]
 
     m = started("reduce-overhead")
     assert m.before_first_log(now=123.0) == 23.0 and m.eta_seconds(now=123.0) is None
@@ -296,7 +301,7 @@ def test_a_warning_reaches_the_log_pane_once():
 def test_a_warning_stays_on_the_status_line_and_is_a_toast_while_watched():
     """Its log line scrolls out of the pane in a minute: the run's warnings were easy to miss."""
     m = RunModel("r", status="running")
-    view = RunView(SimpleNamespace(model=m))
+    view = view_of(m)
     m.add_events([{"type": "run_started", "time": 0, "config": {}}])
     assert view.untold_warnings() == [] and "warning" not in view._status(0, 0)
     near = "the teacher trained with [teacher.recipe] scores 10.0% top-1, near chance (10.0%)"
@@ -306,7 +311,7 @@ def test_a_warning_stays_on_the_status_line_and_is_a_toast_while_watched():
     assert "⚠ 1 warning: the teacher trained with \\[teacher.recipe] scores 10.0% top-1, near chance (10.0…[/]" in second
     m.add_events([{"type": "warning", "time": 2.0, "message": "later"}, {"type": "run_finished", "time": 3.0}])
     assert view.untold_warnings() == [] and "⚠ 2 warnings: later" in view._status(0, 0)  # over: no toast
-    opened = RunView(SimpleNamespace(model=m))  # a run opened from History says its warnings, toasts none
+    opened = view_of(m)  # a run opened from History says its warnings, toasts none
     assert opened.untold_warnings() == [] and m.warnings == [near, "later"]
 
 
@@ -346,7 +351,7 @@ def test_a_teacher_trained_here_shows_its_latest_score_until_distillation():
     m = RunModel("r")
     m.add_events([{"type": "run_started", "time": 0, "config": {}},
                   {"type": "phase", "time": 1.0, "phase": TEACHER, "epochs": 3, "steps_per_epoch": 10, "from_step": 0}])
-    status = RunView(SimpleNamespace(model=m))._status
+    status = view_of(m)._status
     assert "teacher –" in status(0, 0)
     for epoch, top1 in ((1, 40.0), (2, 55.5), (3, 50.0)):
         m.add_events([{"type": "epoch", "time": 1.0 + epoch, "phase": TEACHER, "epoch": epoch, "step": 10 * epoch,
@@ -364,13 +369,24 @@ def test_a_run_that_ended_shows_no_speed():
                   {"type": "phase", "time": 1.0, "phase": DISTILL, "epochs": 1, "steps_per_epoch": 10, "from_step": 0},
                   {"type": "step", "time": 2.0, "phase": DISTILL, "step": 10, "epoch": 1, "loss": 1.0, "losses": {},
                    "img_s": 390.0}])
-    status = RunView(SimpleNamespace(model=m))._status
+    status = view_of(m)._status
     assert "390 img/s" in status(0, 0)
     m.add_events([{"type": "run_finished", "time": 3.0}])
     assert "img/s" not in status(0, 0)
 
 
 def test_the_status_line_says_what_the_curves_hold_and_how_many_are_drawn():
-    status = RunView(SimpleNamespace(model=RunModel("r")))._status
+    status = view_of(RunModel("r"))._status
     assert "curves: 1 point" in status(1, 1) and "curves: 39 points" in status(39, 39)
     assert "curves: 2,000 of 39,000 points drawn" in status(2000, 39000)  # a long run's, decimated
+
+
+def test_a_run_asked_to_stop_says_so_until_it_ends():
+    """Between s and the run's end (its step, its save, its exit: seconds) its tab said "running"."""
+    m = RunModel("r")
+    m.add_events([{"type": "run_started", "time": 0, "config": {}},
+                  {"type": "phase", "time": 1.0, "phase": DISTILL, "epochs": 2, "steps_per_epoch": 10, "from_step": 0}])
+    assert "stopping" not in view_of(m)._status(0, 0)
+    assert "stopping: it saves its step, then exits" in view_of(m, stop_requested=True)._status(0, 0)
+    m.add_events([{"type": "run_interrupted", "time": 2.0, "phase": DISTILL, "saved": True}])
+    assert "stopping" not in view_of(m, stop_requested=True)._status(0, 0)

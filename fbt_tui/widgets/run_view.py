@@ -263,6 +263,8 @@ class RunView(Vertical):
             phase = PHASE_LABEL.get(m.phase, m.phase or ("preparing" if m.status == "running"
                                                          else "waiting for the engine"))
             progress = [status_markup(m.status), f"[b]{phase}[/]"]
+            if self.handle.stop_requested and m.is_active:  # the step, its save and the exit take seconds
+                progress.insert(1, "[b $warning]stopping: it saves its step, then exits[/]")
             if m.evaluating is not None and m.status == "running":  # (starting: an earlier segment's)
                 progress.append("[b]evaluating the teacher[/]" if m.evaluating == 0
                                 else f"[b]evaluating epoch {m.evaluating}[/]")
