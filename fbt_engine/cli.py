@@ -548,6 +548,7 @@ def cmd_export(args) -> int:
 
 def cmd_presets(args) -> int:
     from fbt_engine.config.presets import SET_SOURCE, collect, is_error, list_presets, spoiled
+    from fbt_engine.data.catalog import download_note
 
     if args.presets_command == "keys":
         return _print_keys(args.filter)
@@ -567,8 +568,9 @@ def cmd_presets(args) -> int:
                 print(f"warning: {problem} (needed to run it on this machine)", file=sys.stderr)
             for doubt in resolved.doubts:
                 print(f"warning: {doubt}{with_preset if doubt.source == SET_SOURCE else ''}", file=sys.stderr)
-            if not errors and (note := _download_note(resolved.config)):
-                print(f"warning: {note}{with_preset}", file=sys.stderr)
+            data = resolved.config.data
+            if not errors and (note := download_note(data.name, data.root, data.download)):
+                print(f"warning: data.root: {note}{with_preset}", file=sys.stderr)
             if not errors:
                 print(f"ok: {resolved.source}" + (f" with {' '.join(args.sets)}" if args.sets else ""))
                 continue
@@ -594,7 +596,8 @@ def cmd_presets(args) -> int:
                      "epochs": shown("train.epochs", cfg.train.epochs),
                      "problems": [str(problem) for problem in errors],
                      "needs": [str(problem) for problem in resolved.problems if not is_error(problem)],
-                     "downloads": not errors and _download_note(cfg) is not None,
+                     "downloads": not errors and download_note(cfg.data.name, cfg.data.root, cfg.data.download)
+                     is not None,
                      "shadowed": ref.builtin and ref.name in yours})  # the name runs the user's preset
     if getattr(args, "json", False):
         print(json.dumps(rows, indent=1))
@@ -611,15 +614,6 @@ def cmd_presets(args) -> int:
                     "ok; downloads its data first" if r["downloads"] else "ok")]
                   for r in rows], right=frozenset({5}), flexible=frozenset({3, 6}), optional=(4, 1))
     return EXIT_OK
-
-
-def _download_note(cfg) -> str | None:
-    """What a run of `cfg` fetches before it trains (needing the internet), in words; None if nothing."""
-    from fbt_engine.data.catalog import download_target
-
-    target = download_target(cfg.data.name, cfg.data.root, cfg.data.download)
-    return None if target is None else (f"data.root: {cfg.data.name} is not in {target}: a run downloads it "
-                                        "there first (needs the internet)")
 
 
 def _print_keys(text: str) -> int:

@@ -9,7 +9,7 @@ import shutil
 from typing import Any
 
 from fbt_engine import paths
-from fbt_engine.data.catalog import DATASETS, download_target
+from fbt_engine.data.catalog import DATASETS, download_note
 from fbt_engine.data.idx import FASHION_MNIST_DEBIAN, FASHION_MNIST_FILES, IdxError, find_idx_file
 from fbt_engine.formats import counted
 
@@ -102,10 +102,9 @@ def check_preset(ref: str, sets: list[str]) -> tuple[list[dict[str, Any]], int]:
                 PresetError(resolved.problems).exit_code)
     checks = [_check("preset", "ok", resolved.source)]
     data = resolved.config.data
-    if (target := download_target(data.name, data.root, data.download)) is not None:
+    if (note := download_note(data.name, data.root, data.download)) is not None:
         # a check fetches nothing: the data, and so the models built for it, wait for the run
-        return checks + [_check("data", "warn", f"{data.name} is not in {target}: the run downloads it there first "
-                                                "(needs the internet); its models and teacher are checked once it is")], 0
+        return checks + [_check("data", "warn", f"{note}; its models and teacher are checked once it is")], 0
     from fbt_engine.train.engine import EngineError, prepare, select_device, teacher_accuracy
 
     try:

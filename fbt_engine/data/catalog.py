@@ -55,6 +55,12 @@ def download_target(name: str, root: str, download: bool) -> Path | None:
     return None if (target / info.folder).is_dir() else target
 
 
+def download_note(name: str, root: str, download: bool) -> str | None:
+    """What a run fetches before it trains (needing the internet), in words; None if nothing."""
+    target = download_target(name, root, download)
+    return None if target is None else f"{name} is not in {target}: a run downloads it there first (needs the internet)"
+
+
 def subset_val_images(subset: int) -> int:
     """How many validation images a `data.subset` run evaluates on (a fifth, stratified like the
     training slice), before the split's own size caps it."""
