@@ -382,7 +382,7 @@ def _runs_ls(store, args) -> int:
         print(f"no runs match {filters}" if filters and store.list(include_trashed=trash)
               else "the trash is empty" if trash else "no runs yet — try: fbt run presets/mlp_to_cnn.toml")
         return EXIT_OK
-    _print_table(["id", "name", "status", "method", "teacher → student", "data", "best top-1 @ep", "final",
+    _print_table(["id", "name", "status", "method", "teacher → student", "data", "best @ep", "final",
                   "duration", "tags", "started"],
                  [[r.id, r.name if r.name != r.id else "", r.status, r.method, r.pair, r.data,
                    best_at(r.best_top1, r.best_epoch), percent(r.final_top1), duration(r.elapsed(time.time())),
@@ -495,7 +495,7 @@ def cmd_compare(args) -> int:
         mark = " ★" if s.best_top1 is not None and s.best_top1 == best else ""
         rows.append([s.id, s.method, s.pair, s.status, f"{best_at(s.best_top1, s.best_epoch)}{mark}",
                      percent(s.final_top1), percent(s.fusion_top1), duration(s.elapsed(time.time()))])
-    _print_table(["id", "method", "teacher → student", "status", "best top-1 @ep", "final", "best fusion", "duration"],
+    _print_table(["id", "method", "teacher → student", "status", "best @ep", "final", "best fusion", "duration"],
                  rows, right=frozenset({4, 5, 6, 7}), flexible=frozenset({1, 2}), title="runs")
     if shown:
         print()

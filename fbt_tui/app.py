@@ -387,7 +387,8 @@ class FbtApp(App[int]):
                 self.notify(f"Stopping {rid}: it finishes its step, saves and exits.")
                 self.dashboard.run_updated(handle)  # its status line says so at once
 
-        self.push_screen(ConfirmDialog(f"Stop run {rid}?\nIt saves its last checkpoint; u in its tab resumes "
+        named = f"{handle.model.name} ({rid})" if handle.model.name else rid  # its name, as its tab shows it
+        self.push_screen(ConfirmDialog(f"Stop run {named}?\nIt saves its last checkpoint; u in its tab resumes "
                                        f"it (headless: fbt run --resume {rid})", yes="Stop"), answer)
 
 

@@ -293,6 +293,8 @@ def test_what_this_machine_lacks_is_a_warning_not_an_error(fbt_home):
         assert screen.problems and not screen.errors
         preview = str(screen.query_one("#preview").render())
         assert "✓ valid" in preview and "missing on this machine" in preview
+        # the status on the name's line; the folder under it (a whole path wrapped at 100 columns)
+        assert f"user, in {fbt_home / 'config' / 'presets'}\n" in preview and preview.startswith("elsewhere  ✓ valid")
         assert "no-such-folder" in str(screen.query_one("#other-problems").render())
         await pilot.press("enter")
         assert not app.manager.handles and app.current_mode == "presets"

@@ -383,6 +383,7 @@ def test_the_palettes_stop_asks_as_the_tabs_s_does(fbt_home):
         assert app.dashboard.current_view().handle.active
         await pilot.press("s")
         assert isinstance(app.screen, ConfirmDialog) and "It saves its last checkpoint" in app.screen.question
+        assert app.screen.question.startswith(f"Stop run live ({live})?")  # by its name, as its tab
         asked = app.screen.question
         await pilot.press("n")
         (stop,) = [c for c in app.get_system_commands(app.screen) if c.title.startswith("Stop run")]

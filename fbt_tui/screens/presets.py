@@ -476,7 +476,8 @@ class PresetsScreen(FbtScreen):
         # short lines, each a whole: beside the list, at 100 columns, the preview has some 66
         lines = [
             f"[b]{literal(self.ref.name)}[/]  {status}",
-            f"[dim]{source} · {literal(str(self.ref.path))}[/]",
+            # the folder alone: the name above is the rest of the path (a whole path wrapped at 100 columns)
+            f"[dim]{source}, in {literal(str(self.ref.path.parents[self.ref.name.count('/')]))}[/]",
             f"teacher  [b]{literal(teacher)}[/]   →   student  [b]{literal(cfg.student.model or '?')}[/]",
             f"method   {shown('method.name', cfg.method.name)}    data  {data}{download}",
             f"epochs   {epochs}",
