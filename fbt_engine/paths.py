@@ -24,8 +24,8 @@ def config_home() -> Path:
     return base / "config" if base else Path(platformdirs.user_config_dir(APP))
 
 
-def runs_dir() -> Path:
-    return data_home() / "runs"
+def runs_dir(home: Path | None = None) -> Path:
+    return (home or data_home()) / "runs"
 
 
 def trash_dir() -> Path:

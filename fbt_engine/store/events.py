@@ -117,11 +117,12 @@ def last_event_time(path: Path, tail_bytes: int = 65536) -> float | None:
     of life when it came after its last heartbeat (every few seconds)."""
     try:
         with open(path, "rb") as fh:
-            fh.seek(max(0, fh.seek(0, os.SEEK_END) - tail_bytes))
+            start = max(0, fh.seek(0, os.SEEK_END) - tail_bytes)
+            fh.seek(start)
             lines = fh.read().decode("utf-8", errors="replace").splitlines(keepends=True)
     except FileNotFoundError:
         return None
-    for line in reversed(lines[1:] if len(lines) > 1 else lines):  # the first may be cut by the seek
+    for line in reversed(lines[1:] if start else lines):  # past the file's start, the seek may cut the first
         events = list(parse_lines([line]))
         if events and isinstance(events[0].get("time"), (int, float)):
             return float(events[0]["time"])

@@ -131,7 +131,7 @@ def more_epochs_hint(run_dir: Path) -> str:
 class RunStore:
     def __init__(self, home: Path | None = None):
         self.home = home or paths.data_home()
-        self.runs_dir = self.home / "runs"
+        self.runs_dir = paths.runs_dir(self.home)
         self.trash_dir = self.home / "trash"
         self._index: RunIndex | None = None
 

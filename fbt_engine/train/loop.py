@@ -217,12 +217,11 @@ def recalibrate_batchnorm(phase: Phase, epoch: int) -> int:
     """PreciseBN: the BatchNorm statistics of the models evaluated, measured afresh (an equal-weight
     average, over every process's batches) on the first `phase.precise_bn` images of the epoch's
     training batches, un-mixed (mixed batches vary less than evaluation's images), with the
-    weights as they are now. The running averages follow the weights
-    with a lag of about ten steps, which early in a run, while the weights move fast, leaves them
-    far from what the layers see (FBT's student of mlp_to_cnn: 13.5% top-1 after its first epoch
-    on them, 54% on these). The random state is the same afterwards, so training does not depend
-    on it. Returns the number of batches each process ran (0 where no model has BatchNorm in
-    training)."""
+    weights as they are now. The running averages follow the weights with a lag of about ten
+    steps, which early in a run, while the weights move fast, leaves them far from what the layers
+    see (FBT's student of mlp_to_cnn: 13.5% top-1 after its first epoch on them, 54% on these).
+    The random state is the same afterwards, so training does not depend on it. Returns the number
+    of batches each process ran (0 where no model has BatchNorm in training)."""
     models = [phase.method] + ([phase.ema.module] if phase.ema is not None else [])
     modes = [m.training for m in models]
     for model in models:

@@ -8,7 +8,8 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.widgets import Static, TabbedContent, TabPane
 
-from fbt_engine.store.runs import RESUMABLE, RunStore, more_epochs_hint
+from fbt_engine import paths
+from fbt_engine.store.runs import RESUMABLE, more_epochs_hint
 
 from fbt_tui.format import STATUS_MARKS, literal
 from fbt_tui.runs import RunHandle
@@ -183,7 +184,7 @@ class DashboardScreen(FbtScreen):
         """u on a finished run's tab: its binding is hidden there, and the key said nothing."""
         view = self.current_view()
         if event.key == "u" and view is not None and not view.handle.live and view.model.status == "finished":
-            run_dir = RunStore(self.app.manager.home).runs_dir / view.handle.run_id
+            run_dir = paths.runs_dir(self.app.manager.home) / view.handle.run_id  # no store: it opens the index
             self.notify(f"a finished run does not resume; {more_epochs_hint(run_dir)}", markup=False, timeout=10)
 
     @staticmethod
