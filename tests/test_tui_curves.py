@@ -1,6 +1,8 @@
 """The dashboard's plots draw their curves straight onto their canvases (one frame per update, not
 two), so the canvases must follow the terminal's size and the theme on their own."""
 
+import re
+
 import numpy as np
 from textual.dom import DOMNode
 from textual.widgets import Log
@@ -161,5 +163,21 @@ def test_a_curve_of_one_point_is_drawn_as_a_whole_cell(fbt_home):
         canvas = plot.query_one("#plot", StyledCanvas)
         await wait_for(pilot, lambda: sum("".join(row).count("•") for row in canvas._buffer) == 3, 10,
                        "three marker cells")
+
+    run_app(scenario, start_mode="history")
+
+
+def test_step_and_epoch_axes_tick_whole_numbers_only(fbt_home):
+    """Early in a run the x axis spans a few steps: the numeric formatter ticked them 0.5 apart."""
+    fake_run(fbt_home, "early", top1=(50.0, 60.0), steps_per_epoch=2)
+
+    async def scenario(app, pilot):
+        view = await open_from_history(app, pilot)
+        await wait_for(pilot, lambda: view.up_to_date and view.model.status == "finished", 10, "the run read")
+        await pilot.pause(0.3)
+        for plot in view.plots():
+            axis = "".join("".join(row) for row in plot.query_one("#margin-bottom", StyledCanvas)._buffer)
+            ticks = re.findall(r"\d+(?:\.\d+)?", axis)
+            assert len(ticks) >= 2 and all("." not in t for t in ticks), (plot.id, axis.strip())
 
     run_app(scenario, start_mode="history")

@@ -28,7 +28,7 @@ from fbt_tui.widgets.keybar import KeyBar
 # the second plot's curves, one per run, that m cycles through: (plot group, curve label or the first, title);
 # first the one every method measures alike (a train loss sums each method's own terms: FBT's ~8× KD's)
 METRICS = (("CE", "val", "validation loss / step"), ("CE", "ce", "student CE × ce_weight / step"),
-           ("loss", None, "train loss (each method's own sum of terms) / step"))
+           ("loss", None, "train loss (each method's own sum) / step"))
 
 
 NAME_CLIP = 16  # a name's cells in the narrow summary's run column
@@ -143,16 +143,16 @@ class CompareScreen(FbtScreen):
         if self.data is None:
             return
         acc = self.query_one("#compare-acc", CurvePlot)
-        acc.show(*self._overlay("top1", acc.buckets, "student", "student top-1 % / epoch"))
+        acc.show(*self._overlay("top1", acc.buckets, "student", "student top-1 % / epoch"), legend_elsewhere=True)
         group, only, title = METRICS[self.metric % len(METRICS)]
         other = self.query_one("#compare-metric", CurvePlot)
-        other.show(*self._overlay(group, other.buckets, only, title))
+        other.show(*self._overlay(group, other.buckets, only, title), legend_elsewhere=True)
 
     def _overlay(self, group: str, buckets: int, only: str | None, title: str) -> tuple[Panel, dict[str, str]]:
         """One curve per run (its first curve of `group`, or the one labelled `only`)."""
         assert self.data is not None
         curves, styles = [], {}
-        for i, (label, model) in enumerate(zip(self.labels(), self.data.models)):
+        for i, (label, model) in enumerate(zip(self.labels(clip=self.compact), self.data.models)):
             panel = model.panel(group, buckets)
             for c in [c for c in panel.curves if only is None or c.label == only][:1]:
                 c.label = label

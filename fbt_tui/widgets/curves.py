@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import ExitStack
+from math import ceil, floor
 
 import numpy as np
 from rich.style import Style
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Grid
 from textual_hires_canvas import Canvas
-from textual_plot import HiResMode, PlotWidget
+from textual_plot import HiResMode, NumericAxisFormatter, PlotWidget
 from textual_plot.plot_widget import Legend, LinePlot, map_coordinate_to_hires_pixel
 
 from fbt_tui.format import count, literal
 from fbt_tui.model import Panel
 
+BORDER_CELLS = 4  # a border title's corner and padding cells: "╭─ " … " ╮"
 PALETTE = ("#4ea1ff", "#ff7b72", "#7ee787", "#d2a8ff", "#ffa657", "#79c0ff", "#f2cc60", "#ff9bce")
 # Unicode braille: the bit of each dot in a 4-row × 2-column cell
 _BRAILLE_BITS = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], dtype=np.int32)
@@ -54,6 +58,20 @@ def braille_line(px: np.ndarray, py: np.ndarray, width: int, height: int) -> np.
     filled = np.cumsum(dots, axis=0)[:-1] > 0
     cells = filled.reshape(height, 4, width, 2) * _BRAILLE_BITS[None, :, None, :]
     return cells.sum(axis=(1, 3))
+
+
+class CountFormatter(NumericAxisFormatter):
+    """Ticks for an axis that counts (steps, epochs): whole numbers only. Early in a run the
+    numeric formatter ticked steps 0 to 4 at 0.5 apart ("0.5 1.0 1.5"), steps no run has."""
+
+    def get_ticks(self, min_: float, max_: float, max_ticks: int = 8) -> list[float]:
+        ticks = super().get_ticks(min_, max_, max_ticks)
+        if len(ticks) < 2 or ticks[1] - ticks[0] >= 1:
+            return ticks
+        return [float(t) for t in range(ceil(min_), floor(max_) + 1)]
+
+    def get_labels_for_ticks(self, ticks: Sequence[float]) -> list[str]:
+        return [f"{t:.0f}" for t in ticks]
 
 
 class StyledCanvas(Canvas):
@@ -98,6 +116,7 @@ class CurvePlot(PlotWidget):
     def on_mount(self) -> None:
         self.canvases = list(self.query(StyledCanvas))
         self.margin_top, self.margin_bottom, self.margin_left = 0, 1, 7
+        self.set_x_formatter(CountFormatter())
         self.border_title = self.group
 
     @property
@@ -105,10 +124,13 @@ class CurvePlot(PlotWidget):
         """Braille packs two dots per cell column: one min/max pair per dot column is all it can show."""
         return max(8, (self.size.width - self.margin_left) * 2)
 
-    def show(self, panel: Panel, styles: dict[str, str] | None = None) -> None:
+    def show(self, panel: Panel, styles: dict[str, str] | None = None, legend_elsewhere: bool = False) -> None:
         """Draw `panel` onto the canvases now, so that only they are repainted. PlotWidget would
         repaint itself whole and draw the canvases while Textual renders that frame, which
-        repaints them again in the next one: two frames of the whole plot for every update."""
+        repaints them again in the next one: two frames of the whole plot for every update.
+        With `legend_elsewhere` (Compare's table has a colour swatch beside each run), a legend the
+        top border cannot hold is left out: the border cut it after the first curves, and a legend
+        that names some of them misleads."""
         self._drawing_here = True
         try:
             self.clear()
@@ -135,8 +157,10 @@ class CurvePlot(PlotWidget):
         self.shown, self.total = panel.shown, panel.total
         # A border change repaints the whole plot, so the subtitle changes only when the count
         # it rounds does; the status line has the exact counts.
-        self._set_borders(f"[b]{panel.title}[/]  " + "  ".join(legend) if legend else f"{panel.title} · no data yet",
-                          f"min/max per column of {count(panel.total)} points" if panel.shown < panel.total else "")
+        title = f"[b]{panel.title}[/]  " + "  ".join(legend) if legend else f"{panel.title} · no data yet"
+        if legend and legend_elsewhere and Text.from_markup(title).cell_len > self.size.width - BORDER_CELLS:
+            title = f"[b]{panel.title}[/]"
+        self._set_borders(title, f"min/max per column of {count(panel.total)} points" if panel.shown < panel.total else "")
 
     def _set_borders(self, title: str, subtitle: str) -> None:
         if (title, subtitle) != self._borders:
