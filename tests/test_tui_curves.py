@@ -1,12 +1,16 @@
 """The dashboard's plots draw their curves straight onto their canvases (one frame per update, not
 two), so the canvases must follow the terminal's size and the theme on their own."""
 
+import asyncio
 import re
 
 import numpy as np
+from rich.text import Text
+from textual.app import App
 from textual.dom import DOMNode
 from textual.widgets import Log
 
+from fbt_tui.model import Curve, Panel
 from fbt_tui.widgets.curves import CurvePlot, StyledCanvas, braille_line
 from fbt_tui.widgets.run_view import RunView
 
@@ -181,3 +185,29 @@ def test_step_and_epoch_axes_tick_whole_numbers_only(fbt_home):
             assert len(ticks) >= 2 and all("." not in t for t in ticks), (plot.id, axis.strip())
 
     run_app(scenario, start_mode="history")
+
+
+def test_a_legend_left_to_elsewhere_shows_whole_or_not_at_all():
+    """Compare's plots: a legend one cell too long for the border is left out, not cut."""
+    class OnePlot(App):
+        CSS = "CurvePlot { width: 50; height: 12; border: round white; }"
+
+        def compose(self):
+            yield CurvePlot("g", id="p")
+
+    async def scenario():
+        app = OnePlot()
+        async with app.run_test(size=(60, 14)) as pilot:
+            plot = app.query_one(CurvePlot)
+            await pilot.pause(0.1)
+            titles = []
+            for cells in (44, 45):  # 48 inside the border, 44 of them for the title
+                label = "a" * (cells - len("title  ━ "))
+                plot.show(Panel("title", [Curve(label, np.arange(3.0), np.arange(3.0), 3)]), legend_elsewhere=True)
+                titles.append(Text.from_markup(str(plot.border_title)).plain)
+                await pilot.pause(0.1)
+                top = "".join(segment.text for segment in app.screen._compositor.render_strips()[0])
+                assert titles[-1] in top  # on screen whole
+            assert titles == [f"title  ━ {'a' * 35}", "title"]
+
+    asyncio.run(scenario())

@@ -18,7 +18,7 @@ from textual_plot.plot_widget import Legend, LinePlot, map_coordinate_to_hires_p
 from fbt_tui.format import count, literal
 from fbt_tui.model import Panel
 
-BORDER_CELLS = 4  # a border title's corner and padding cells: "╭─ " … " ╮"
+BORDER_CELLS = 4  # of the width inside the border, what a title cannot use: "─ " before it, " ─" after
 PALETTE = ("#4ea1ff", "#ff7b72", "#7ee787", "#d2a8ff", "#ffa657", "#79c0ff", "#f2cc60", "#ff9bce")
 # Unicode braille: the bit of each dot in a 4-row × 2-column cell
 _BRAILLE_BITS = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], dtype=np.int32)
