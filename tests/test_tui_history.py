@@ -101,6 +101,12 @@ def type_at_once(app, text: str) -> None:
         app.post_message(events.Key(names.get(ch, ch), ch))
 
 
+def keys_at_once(app, *keys: str) -> None:
+    """Keys by name ("backspace", "a"), queued as type_at_once queues text."""
+    for key in keys:
+        app.post_message(events.Key(key, key if len(key) == 1 else None))
+
+
 def test_keys_typed_ahead_after_slash_go_into_the_filter(fbt_home):
     """Those after "/" reach the filter, not the table's bindings (they had opened the export dialog
     on "e" of "method"); a kept filter is replaced, as typing slowly does."""
@@ -115,6 +121,28 @@ def test_keys_typed_ahead_after_slash_go_into_the_filter(fbt_home):
             await pilot.pause(0.5)
             assert app.screen is app.get_screen("history")  # no dialog opened
             assert box.value == kept and table_ids(app) == rows and isinstance(app.focused, RunTable)
+
+    run_app(scenario, start_mode="history")
+
+
+def test_editing_keys_typed_fast_apply_in_order_in_the_filter_and_the_dialogs(fbt_home):
+    """An Input's own keys (backspace, ctrl+a, ctrl+k, enter) ran only once they had bubbled up to
+    the app, after the letters typed after them (Textual issue #6605): "cli", three backspaces and
+    "alpha" typed fast gave "clia" in the filter, and ctrl+a ctrl+k and a tag left the old text."""
+    runs = three_runs(fbt_home)
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 3)
+        await pilot.press("slash", *"cli")
+        box = app.screen.query_one("#history-filter", Input)
+        keys_at_once(app, "backspace", "backspace", "backspace", *"alpha", "enter")
+        await wait_for(pilot, lambda: table_ids(app) == [runs["alpha"]] and isinstance(app.focused, RunTable), 5,
+                       "the filter kept")
+        assert box.value == "alpha"
+        await pilot.press("t", *"old")
+        assert isinstance(app.screen, PromptDialog)
+        keys_at_once(app, "ctrl+a", "ctrl+k", *"keep", "enter")
+        await wait_for(pilot, lambda: RunStore(fbt_home).read_meta(runs["alpha"])["tags"] == ["keep"], 5, "the tag")
 
     run_app(scenario, start_mode="history")
 

@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from fbt_tui.widgets.typed import TypedInput
+
 
 class ErrorDialog(ModalScreen[None]):
     """Where every error the user should see ends up, instead of a traceback."""
@@ -111,7 +113,7 @@ class PromptDialog(ModalScreen[str | None]):
             yield Label(self.title_text, markup=False, classes="dialog-title")
             if self.help:
                 yield Static(self.help, classes="dialog-help", markup=False)
-            yield Input(self.value, placeholder=self.placeholder, id="prompt")
+            yield TypedInput(self.value, placeholder=self.placeholder, id="prompt")
             yield Static("", markup=False, id="prompt-problem")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("OK (enter)", variant="primary", id="ok")

@@ -17,6 +17,8 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 from fbt_engine.store.export import BEST_STEM, STUDENT_FILES, student_paths
 from fbt_engine.store.runs import RunNotFound, RunStore
 
+from fbt_tui.widgets.typed import TypedInput
+
 FILES_NOTE = " (.safetensors + sidecar .toml)"  # left out of an entry that says why it is off: one line holds that
 FORMATS = (("csv", "CSV: every logged step, each epoch's validation", ".csv"),
            ("json", "JSON: summary, config, steps, epochs, stages", ".json"),
@@ -119,7 +121,7 @@ class ExportDialog(ModalScreen[ExportRequest | None]):
                     yield RadioButton(label, value=key == self.format, name=key, disabled=bool(why))
             yield Label("to file", classes="dialog-help")
             # reached with tab from the formats: the cursor at the end, so that a key edits the path
-            yield Input(str(self.folder / f"{self._stem(self.format)}{SUFFIX[self.format]}"), id="export-path",
+            yield TypedInput(str(self.folder / f"{self._stem(self.format)}{SUFFIX[self.format]}"), id="export-path",
                         select_on_focus=False)
             yield Static("", id="export-error", markup=False)  # paths as typed
             with Horizontal(classes="dialog-buttons"):

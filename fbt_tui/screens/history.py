@@ -29,6 +29,7 @@ from fbt_tui.screens.export import STUDENT_WEIGHTS, ExportDialog, ExportRequest
 from fbt_tui.widgets.header import FbtHeader
 from fbt_tui.widgets.keybar import KeyBar
 from fbt_tui.widgets.run_table import RunTable, TableColumn
+from fbt_tui.widgets.typed import TypedInput
 
 REFRESH_S = 2.0  # a run started elsewhere shows as soon as its tab does (WATCH_S); active rows change
 MARK = TableColumn("mark", " ", width=1)
@@ -147,7 +148,7 @@ class HistoryScreen(FbtScreen):
     def compose(self) -> ComposeResult:
         yield FbtHeader("history")
         yield Static(id="history-title")
-        yield Input(placeholder="filter: words, status:crashed, tag:best, method:fbt — enter to keep, esc to clear",
+        yield TypedInput(placeholder="filter: words, status:crashed, tag:best, method:fbt — enter to keep, esc to clear",
                     id="history-filter")
         yield RunTable(id="history-table")
         yield Static(id="history-detail")

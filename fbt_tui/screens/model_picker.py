@@ -12,6 +12,8 @@ from textual.widgets.option_list import Option
 
 from fbt_engine.models.names import known_model_names, own_model_names
 
+from fbt_tui.widgets.typed import TypedInput
+
 MAX_SHOWN = 300
 
 
@@ -34,7 +36,7 @@ class ModelPicker(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box picker"):
             yield Label(f"Pick the {self.side} model", classes="dialog-title")
-            yield Input(placeholder="filter: e.g. resnet cifar", id="picker-filter")
+            yield TypedInput(placeholder="filter: e.g. resnet cifar", id="picker-filter")
             yield OptionList(id="picker-list")
             yield Label("", id="picker-count", classes="dialog-help")
 

@@ -44,6 +44,7 @@ from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
 from fbt_tui.screens.model_picker import ModelPicker
 from fbt_tui.widgets.header import FbtHeader
 from fbt_tui.widgets.keybar import KeyBar
+from fbt_tui.widgets.typed import BindingsAsTyped, TypedInput
 
 PRESET_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
 
@@ -142,29 +143,6 @@ class FormSelect(Select[str]):
 NOT_LAUNCHED = "Not launched"  # the title of a refused launch's toast, taken down by the next launch
 
 
-class BindingsAsTyped:
-    """A widget whose own bindings run as each key reaches it, in the order the keys were typed.
-
-    Textual runs a widget's binding only once its key has bubbled up to the app through each
-    container's message queue (Textual issue #6605). By then a printable key typed later has been
-    typed into an Input, and a priority binding typed later (this screen's tab) has run: typed
-    fast, `ctrl+a ctrl+k 42` put "42" in first and then erased it, and `down down tab` left the
-    preset list before it moved. What runs here is what the app would run, since the focused
-    widget's bindings come first there."""
-
-    async def _on_key(self, event: events.Key) -> None:
-        if event.is_printable:
-            return  # an Input's own handler types it; nothing else here binds one
-        for binding in self._bindings.key_to_bindings.get(event.key, ()):
-            if not binding.priority and await self.app.run_action(binding.action, self):
-                event.stop()  # the app does not run it again (an Input's own handler only restarts its blink)
-                return
-
-
-class FormInput(BindingsAsTyped, Input):
-    """An Input whose editing keys take effect in the order they were typed."""
-
-
 class PresetList(BindingsAsTyped, OptionList):
     """The presets, whose cursor keys take effect before a tab typed after them moves on."""
 
@@ -218,7 +196,7 @@ class PresetsScreen(FbtScreen):
                                 yield FormSelect(spec.choices, compact=True, id=field_id(spec.key))
                             else:
                                 suggester = SuggestFromList(names) if spec.kind == "model" else None
-                                yield FormInput(compact=True, id=field_id(spec.key), suggester=suggester)
+                                yield TypedInput(compact=True, id=field_id(spec.key), suggester=suggester)
                             if spec.kind == "model":
                                 pick = Button("pick", compact=True, classes="pick", name=spec.key)
                                 pick.can_focus = False  # ctrl+o picks from the keyboard; tab skips it
@@ -230,7 +208,7 @@ class PresetsScreen(FbtScreen):
                         extra.tooltip = ("any other setting, as key=value items apart by spaces (TOML values); "
                                          "`fbt presets keys` lists every key, its default and meaning")
                         yield extra
-                        yield FormInput(compact=True, id="f-extra",
+                        yield TypedInput(compact=True, id="f-extra",
                                         placeholder="key=value … e.g. train.ema=0.999 data.mixup=0.2")
                     yield Static(classes="field-error")
                 yield Static(id="other-problems")
