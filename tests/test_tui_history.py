@@ -237,19 +237,43 @@ def test_a_running_run_is_not_offered_to_the_trash(fbt_home):
 
 
 def test_s_sorts_only_by_the_columns_on_screen(fbt_home):
-    """Below WIDE columns the pair, duration and start are left out: s went through them too, and
-    said "sorted by duration" with no duration shown."""
+    """At 100 columns the start and the pair are left out: s went through them too, and said
+    "sorted by pair" with no pair shown."""
     three_runs(fbt_home)
 
     async def scenario(app, pilot):
         await history_loaded(app, pilot, 3)
+        assert app.screen.left_out == {"started", "pair"}
         keys = []
-        for _ in range(8):
+        for _ in range(9):
             await pilot.press("s")
             keys.append(app.screen.sort_key)
-        assert keys == ["id", "name", "method", "status", "best", "final", "tags", "id"]
+        assert keys == ["id", "name", "method", "status", "best", "final", "duration", "tags", "id"]
 
     run_app(scenario, size=(100, 30), start_mode="history")
+
+
+def test_the_table_leaves_columns_out_until_it_fits(fbt_home):
+    """At 120 columns every column was shown, whatever the runs' names and tags: a long name
+    pushed the scores half off the screen ("62." for 62.90) and the rest behind a sideways scroll."""
+    fake_run(fbt_home, "mlp_to_cnn_kd_baseline_long_name", top1=(50.0, 62.9), tags=("baseline", "long-tag-here"))
+    fake_run(fbt_home, "short", top1=(45.0,))
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 2)
+        table = app.screen.query_one(RunTable)
+        for size, left_out, compact in (((200, 40), set(), False), ((170, 40), {"started"}, False),
+                                        ((140, 40), {"started", "pair"}, False),
+                                        ((130, 40), {"started", "pair", "duration"}, False),
+                                        ((120, 40), {"started", "pair", "duration"}, True),
+                                        ((80, 24), {"started", "pair", "duration", "tags"}, True)):
+            await pilot.resize_terminal(*size)
+            await wait_for(pilot, lambda: app.screen.fitted_to == size[0] - 2, 5, f"the table at {size[0]} columns")
+            await pilot.pause(0.1)
+            assert (app.screen.left_out, app.screen.compact) == (left_out, compact), size
+            assert table.virtual_size.width <= table.scrollable_content_region.width, size
+
+    run_app(scenario, size=(200, 40), start_mode="history")
 
 
 def test_a_narrow_compare_keeps_every_score_in_view(fbt_home):

@@ -14,9 +14,9 @@ from fbt_tui.screens.help import HelpScreen
 from fbt_tui.screens.model_picker import ModelPicker
 from fbt_tui.widgets.curves import CurvePlot
 from fbt_tui.widgets.run_table import RunTable
-from fbt_tui.widgets.run_view import RunView
+from fbt_tui.widgets.run_view import AlignmentTable, RunView
 
-from test_tui_support import fake_run, run_app, wait_for
+from test_tui_support import fake_run, open_from_history, run_app, wait_for
 
 
 def visible(widget) -> bool:
@@ -160,3 +160,21 @@ def test_four_plots_are_two_by_two(fbt_home):
         assert len({p.region.x for p in plots}) == 2 and len({p.region.y for p in plots}) == 2
 
     run_app(scenario)
+
+
+def test_the_alignment_tables_history_takes_the_room_the_other_columns_leave(fbt_home):
+    """At 120 columns a twelve-epoch history pushed the norm column out of the half-width table."""
+    fake_run(fbt_home, "long", top1=tuple(40.0 + epoch for epoch in range(14)))
+
+    async def scenario(app, pilot):
+        view = await open_from_history(app, pilot)
+        table = view.query_one(AlignmentTable)
+        for width, spark in ((120, None), (200, 12)):
+            await pilot.resize_terminal(width, 40)
+            await wait_for(pilot, lambda: view.model.status == "finished" and table.row_count == 7, 10, "the table")
+            await pilot.pause(0.3)
+            assert table.virtual_size.width <= table.scrollable_content_region.width, width
+            history = {len(str(table.get_row_at(i)[2])) for i in range(table.row_count)}
+            assert history == {spark} if spark else max(history) < 12, (width, history)
+
+    run_app(scenario, size=(120, 40), start_mode="history")

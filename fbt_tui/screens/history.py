@@ -21,14 +21,14 @@ from fbt_engine.store.index import index_stamp
 from fbt_engine.store.runs import STATUSES, RunStore, tag_problem
 from fbt_engine.store.summary import RunSummary
 
-from fbt_tui.format import STATUS_MARKS, STATUS_STYLES, WIDE, best_at, counted, duration, literal, pct, when
+from fbt_tui.format import STATUS_MARKS, STATUS_STYLES, best_at, counted, duration, literal, pct, when
 from fbt_tui.screens.base import FbtScreen
 from fbt_tui.screens.compare import CompareScreen
 from fbt_tui.screens.dialogs import ConfirmDialog, PromptDialog
 from fbt_tui.screens.export import STUDENT_WEIGHTS, ExportDialog, ExportRequest
 from fbt_tui.widgets.header import FbtHeader
 from fbt_tui.widgets.keybar import KeyBar
-from fbt_tui.widgets.run_table import RunTable, TableColumn
+from fbt_tui.widgets.run_table import RunTable, TableColumn, column_widths, table_width
 from fbt_tui.widgets.typed import TypedInput
 
 REFRESH_S = 2.0  # a run started elsewhere shows as soon as its tab does (WATCH_S); active rows change
@@ -41,8 +41,7 @@ class Column:
     label: str
     sort: Callable[[RunSummary], Any]
     cell: Callable[[RunSummary], Any]
-    wide_only: bool = False  # left out below WIDE columns (the id already holds the start time)
-    max_width: int | None = None  # clipped beyond it, half of it below WIDE (the detail line has it whole)
+    max_width: int | None = None  # clipped beyond it, half of it when compact (the detail line has it whole)
     high_first: bool = False  # sorted highest (best, longest, newest) first when chosen
 
     def table_column(self, compact: bool) -> TableColumn:
@@ -59,7 +58,7 @@ def _status_cell(s: RunSummary) -> Text:
 COLUMNS = (
     Column("id", "id", lambda s: s.id, lambda s: s.id),
     Column("name", "name", lambda s: s.name, lambda s: s.name if s.name != s.id else "", max_width=32),
-    Column("pair", "teacher → student", lambda s: s.pair, lambda s: s.pair, wide_only=True),
+    Column("pair", "teacher → student", lambda s: s.pair, lambda s: s.pair),
     Column("method", "method", lambda s: s.method, lambda s: s.method),
     Column("status", "status", lambda s: s.status, _status_cell),
     Column("best", "best @ep", lambda s: s.best_top1,
@@ -68,10 +67,16 @@ COLUMNS = (
            high_first=True),
     Column("duration", "duration", lambda s: s.elapsed(time.time()),
            lambda s: Text(duration(s.elapsed(time.time())), justify="right"),
-           wide_only=True, high_first=True),
+           high_first=True),
     Column("tags", "tags", lambda s: ",".join(s.tags), lambda s: ",".join(s.tags), max_width=24),
-    Column("started", "started", lambda s: s.started, lambda s: when(s.started), wide_only=True, high_first=True),
+    Column("started", "started", lambda s: s.started, lambda s: when(s.started), high_first=True),
 )
+# The table's layouts (columns left out, compact), richest first: History shows the first that fits
+# its width. A column left out is whole in the detail line below the table (the id holds the start
+# time too); a compact layout also shortens the id to its time and suffix and halves the caps.
+_NARROW = frozenset({"started", "pair", "duration"})
+LAYOUTS = ((frozenset(), False), (frozenset({"started"}), False), (frozenset({"started", "pair"}), False),
+           (_NARROW, False), (_NARROW, True), (_NARROW | {"tags"}, True))
 BY_KEY = {c.key: c for c in COLUMNS}
 
 
@@ -139,7 +144,9 @@ class HistoryScreen(FbtScreen):
         self.marked: dict[str, None] = {}  # in marking order: the first one marked is the baseline
         self.sort_key, self.sort_reverse = "started", True
         self.trash_view = False
-        self.compact: bool | None = None
+        self.left_out: frozenset[str] = frozenset()
+        self.compact = False
+        self.fitted_to: int | None = None  # the table's room the layout was chosen for (_table_room)
         self._keep_cursor: str | None = None  # the cursor's run while a filter hides every row
         self._index_stamp: tuple[int, ...] = ()  # the index as last read (see _refresh_if_active)
         self.loaded = False  # the first read of the index is done
@@ -159,13 +166,33 @@ class HistoryScreen(FbtScreen):
         self.set_interval(REFRESH_S, self._refresh_if_active)
 
     def on_resize(self) -> None:
-        compact = self.size.width < WIDE
-        if compact != self.compact:
-            self.compact = compact
+        self.call_after_refresh(self._refit)  # once the table has its new size
+
+    def _refit(self) -> None:
+        if self._table_room() != self.fitted_to:
             self.populate()
 
+    def _table_room(self) -> int:
+        """The cells a row may take: the table's width less a vertical scrollbar's, which more rows
+        than fit would add."""
+        table = self.query_one(RunTable)
+        return max(0, table.content_region.width - table.styles.scrollbar_size_vertical)
+
     def columns(self) -> list[Column]:
-        return [c for c in COLUMNS if not (self.compact and c.wide_only)]
+        return [c for c in COLUMNS if c.key not in self.left_out]
+
+    def _layout(self, width: int) -> tuple[frozenset[str], bool]:
+        """The first of LAYOUTS whose table fits `width`, else the last. (A 120-column screen had
+        every column: a run's long name or tags pushed the scores half off it.)"""
+        widths: dict[bool, dict[str, int]] = {}
+        for left_out, compact in LAYOUTS:
+            if compact not in widths:
+                columns = [MARK, *(c.table_column(compact) for c in COLUMNS)]
+                widths[compact] = dict(zip([c.key for c in columns], column_widths(
+                    columns, (self._row(r, COLUMNS, compact) for r in self.shown))))
+            if table_width([w for key, w in widths[compact].items() if key not in left_out]) <= width:
+                return left_out, compact
+        return LAYOUTS[-1]
 
     def on_screen_resume(self) -> None:
         if self.app.started:
@@ -219,10 +246,13 @@ class HistoryScreen(FbtScreen):
         return sort_rows(rows, self.sort_key, self.sort_reverse)
 
     def _cells(self, r: RunSummary) -> list[Text]:
-        """The mark, then the columns' cells, each a Text: never markup, so a run named "[x]" keeps
-        its brackets."""
-        cells = [c.cell(r) for c in self.columns()]
-        if self.compact:
+        return self._row(r, self.columns(), self.compact)
+
+    def _row(self, r: RunSummary, columns: Iterable[Column], compact: bool) -> list[Text]:
+        """The mark, then the cells of `columns`, each a Text: never markup, so a run named "[x]"
+        keeps its brackets."""
+        cells = [c.cell(r) for c in columns]
+        if compact:
             cells[0] = r.id[9:]  # the date is in the detail line below; time and suffix stay unique
         return [Text("●" if r.id in self.marked else ""), *(c if isinstance(c, Text) else Text(c) for c in cells)]
 
@@ -241,8 +271,11 @@ class HistoryScreen(FbtScreen):
         table = self.query_one(RunTable)
         keep = cursor_key or table.cursor_key or self._keep_cursor
         self.shown = self._visible_rows()
-        table.show([MARK, *(c.table_column(bool(self.compact)) for c in self.columns())],
-                   [(r.id, self._cells(r)) for r in self.shown], cursor_key=keep)
+        self.fitted_to = self._table_room()
+        self.left_out, self.compact = self._layout(self.fitted_to)
+        columns = self.columns()
+        table.show([MARK, *(c.table_column(self.compact) for c in columns)],
+                   [(r.id, self._row(r, columns, self.compact)) for r in self.shown], cursor_key=keep)
         self._keep_cursor = None if self.shown else keep
         self._title()
         self._detail()
@@ -326,7 +359,7 @@ class HistoryScreen(FbtScreen):
         else:
             keys, shown = [c.key for c in COLUMNS], {c.key for c in self.columns()}
             here = keys.index(self.sort_key) + 1
-            # below WIDE, a column left out would sort by what no one sees
+            # a column left out (a narrow screen) would sort by what no one sees
             self.sort_key = next(key for key in keys[here:] + keys[:here] if key in shown)
             self.sort_reverse = BY_KEY[self.sort_key].high_first
         self.populate()

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -33,6 +34,25 @@ class TableColumn:
     label: str
     width: int | None = None  # the content's width; None: as wide as the widest of label and cells
     max_width: int | None = None  # for a width of None: clip wider cells with an ellipsis
+
+
+def _width(column: TableColumn, widest: int) -> int:
+    """The width of `column` whose widest label or cell is `widest` cells wide."""
+    if column.width is not None:
+        return column.width
+    return widest if column.max_width is None else min(widest, column.max_width)
+
+
+def column_widths(columns: Sequence[TableColumn], rows: Iterable[list[Text]]) -> list[int]:
+    widest = [cell_len(column.label) for column in columns]
+    for row in rows:
+        widest = [max(w, cell.cell_len) for w, cell in zip(widest, row)]
+    return [_width(column, w) for column, w in zip(columns, widest)]
+
+
+def table_width(widths: Sequence[int]) -> int:
+    """The cells a table of columns `widths` wide takes, padding included."""
+    return sum(w + 2 * PAD for w in widths)
 
 
 class RunTable(ScrollView, can_focus=True):
@@ -161,26 +181,18 @@ class RunTable(ScrollView, can_focus=True):
 
     def update_row(self, key: str, cells: list[Text]) -> None:
         self._cells[key] = cells
-        if any(self._width(column, cell.cell_len) > width
+        if any(_width(column, cell.cell_len) > width
                for column, cell, width in zip(self.columns, cells, self.widths)):
             self._measure()
         else:
             self._strips = {k: v for k, v in self._strips.items() if k[0] != key}
             self.refresh()
 
-    @staticmethod
-    def _width(column: TableColumn, widest: int) -> int:
-        """The width of `column` whose widest label or cell is `widest` cells wide."""
-        if column.width is not None:
-            return column.width
-        return widest if column.max_width is None else min(widest, column.max_width)
-
     def _measure(self) -> None:
         self._header = [Text(column.label) for column in self.columns]
-        self.widths = [self._width(column, max([label.cell_len, *(row[i].cell_len for row in self._cells.values())]))
-                       for i, (column, label) in enumerate(zip(self.columns, self._header))]
+        self.widths = column_widths(self.columns, self._cells.values())
         self._strips.clear()
-        self.virtual_size = Size(sum(w + 2 * PAD for w in self.widths), self.row_count + 1)
+        self.virtual_size = Size(table_width(self.widths), self.row_count + 1)
         self.refresh()
 
     # -- drawing ---------------------------------------------------------------------------------

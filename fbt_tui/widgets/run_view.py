@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
@@ -20,18 +21,23 @@ PLOTS = (("T–S", "ts"), ("T–F", "tf"), ("F–S", "fs"), ("CE", "ce"), ("loss
 PHASE_LABEL = {TEACHER: "teacher training", DISTILL: "distillation"}
 DRAW_INTERVAL_S = 0.25  # SPEC §7: curves redrawn at most ~4×/s
 WARNING_CHARS = 80  # of the last warning on the status line; the log and the toast hold it whole
+SPARK_CELLS, SPARK_MIN = 12, 4  # the alignment history's epochs, at most and at least
 FRAME_BUDGET_S = 0.010  # the UI thread's CPU one frame spends drawing plots; Textual then renders them
 NEXT_FRAME_S = 1 / 60  # Textual renders at most 60 frames a second
 
 
 class AlignmentTable(DataTable):
-    """METHOD.md §5: CKA per stage and the pooled pair stats, latest value, sparkline, trend."""
+    """METHOD.md §5: CKA per stage and the pooled pair stats, latest value, sparkline, trend. The
+    sparkline takes the room the other columns leave (up to SPARK_CELLS epochs): at its full length
+    it pushed the last column out of a half-width table."""
 
-    shown: list[AlignmentRow] = []
+    HEADERS = ("where", "CKA", "history", "trend", "cos", "retr. %", "norm")
+    shown: tuple[list[AlignmentRow], int] = ([], 0)
+    model: RunModel | None = None
 
     def on_mount(self) -> None:
         self.cursor_type = "none"
-        self.add_columns("where", "CKA", "history", "trend", "cos", "retr. %", "norm")
+        self.add_columns(*self.HEADERS)
         self.tooltip = ("CKA: linear CKA of the two models' features on the probe batch (1: the same up to a "
                         "rotation and scale)\ncos: mean cosine of a pair's features in its InfoNCE space\n"
                         "retr. %: how often the learner's feature finds its own image's source feature among "
@@ -39,16 +45,25 @@ class AlignmentTable(DataTable):
                         "the source's")
 
     def show(self, model: RunModel) -> None:
+        self.model = model
         rows = model.alignment()
-        if rows == self.shown:
+        cells = [(row.label, fixed(next((v for v in reversed(row.cka) if v is not None), None)), trend(row.cka),
+                  fixed(row.cos), fixed(None if row.retrieval is None else 100 * row.retrieval, 1),
+                  fixed(row.norm_ratio)) for row in rows]
+        others = [h for h in self.HEADERS if h != "history"]
+        taken = sum(max([cell_len(h), *(cell_len(str(c[i])) for c in cells)]) for i, h in enumerate(others))
+        room = self.scrollable_content_region.width - taken - 2 * self.cell_padding * len(self.HEADERS)
+        spark = max(SPARK_MIN, min(SPARK_CELLS, room))
+        if (rows, spark) == self.shown:
             return  # stages come once an epoch: most redraws have nothing new for this table
-        self.shown = rows
+        self.shown = rows, spark
         self.clear()
-        for row in rows:
-            last = next((v for v in reversed(row.cka) if v is not None), None)
-            self.add_row(row.label, fixed(last), Text(sparkline(row.cka), style="#7ee787"), trend(row.cka),
-                         fixed(row.cos), fixed(None if row.retrieval is None else 100 * row.retrieval, 1),
-                         fixed(row.norm_ratio))
+        for row, (label, cka, arrow, cos, retrieval, norm) in zip(rows, cells):
+            self.add_row(label, cka, Text(sparkline(row.cka, spark), style="#7ee787"), arrow, cos, retrieval, norm)
+
+    def on_resize(self) -> None:
+        if self.model is not None:
+            self.show(self.model)
 
 
 class RunView(Vertical):
