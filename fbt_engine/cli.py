@@ -493,10 +493,12 @@ def cmd_compare(args) -> int:
     rows = []
     for s in summaries:
         mark = " ★" if s.best_top1 is not None and s.best_top1 == best else ""
-        rows.append([s.id, s.method, s.pair, s.status, f"{best_at(s.best_top1, s.best_epoch)}{mark}",
-                     percent(s.final_top1), percent(s.fusion_top1), duration(s.elapsed(time.time()))])
-    _print_table(["id", "method", "teacher → student", "status", "best @ep", "final", "best fusion", "duration"],
-                 rows, right=frozenset({4, 5, 6, 7}), flexible=frozenset({1, 2}), title="runs")
+        status = f"{s.status} (trash)" if s.trashed else s.status  # compare reads the trash too
+        rows.append([s.id, s.name if s.name != s.id else "", s.method, s.pair, status,
+                     f"{best_at(s.best_top1, s.best_epoch)}{mark}", percent(s.final_top1), percent(s.fusion_top1),
+                     duration(s.elapsed(time.time()))])
+    _print_table(["id", "name", "method", "teacher → student", "status", "best @ep", "final", "best fusion",
+                  "duration"], rows, right=frozenset({5, 6, 7, 8}), flexible=frozenset({1, 2, 3}), title="runs")
     if shown:
         print()
         _print_table(["key", *(s.id[-6:] for s in summaries)],

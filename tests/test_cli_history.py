@@ -144,6 +144,9 @@ def test_compare_csv_has_only_the_differing_keys(history):
 def test_compare_table(history):
     result = cli(history, "compare", "alpha", "beta")
     assert result.returncode == 0
+    header, *rows = result.stdout.split("\n\n")[0].splitlines()[1:]
+    assert header.split()[:3] == ["id", "name", "method"]
+    assert [row.split()[:2] for row in rows] == [[history["ids"]["alpha"], "alpha"], [history["ids"]["beta"], "beta"]]
     for key in DIFFERING:
         assert key in result.stdout
     assert "train.epochs" not in result.stdout and "data.subset" not in result.stdout
@@ -339,6 +342,8 @@ def test_tag_note_rm_restore_purge(copied):
     assert [r["name"] for r in fbt_json("runs", "ls", "--json")] == ["beta"]
     assert rid in run_fbt("runs", "ls", "--trash").stdout
     assert run_fbt("export", rid, "--format", "csv").returncode == 0  # a trashed run can still be read
+    assert "finished (trash)" in next(line for line in run_fbt("compare", rid, "beta").stdout.splitlines()
+                                      if line.startswith(rid))  # and compared, which says where it is
     for command in (["runs", "note", "alpha", "x"], ["runs", "tag", rid, "x"], ["runs", "close", "alpha"]):
         in_trash = run_fbt(*command)  # the commands that change a run say where it is
         assert in_trash.returncode == 2 and f'run {rid} ("{command[2]}") is in the trash: fbt runs restore {rid}' \
