@@ -211,3 +211,26 @@ def test_a_legend_left_to_elsewhere_shows_whole_or_not_at_all():
             assert titles == [f"title  ━ {'a' * 35}", "title"]
 
     asyncio.run(scenario())
+
+
+def test_y_labels_are_evenly_spaced():
+    """Ticks closer than two rows shared rows and overwrote one another: "6.0 5.5 5.0 4.0 3.5 2.5"
+    down a plot eight rows high, a linear axis labelled as if it bent."""
+    class OnePlot(App):
+        CSS = "CurvePlot { width: 40; height: 11; border: round white; }"
+
+        def compose(self):
+            yield CurvePlot("g", id="p")
+
+    async def scenario():
+        app = OnePlot()
+        async with app.run_test(size=(50, 14)) as pilot:
+            plot = app.query_one(CurvePlot)
+            await pilot.pause(0.1)
+            plot.show(Panel("loss", [Curve("ts", np.arange(20.0), np.linspace(6.1, 2.3, 20), 20)]))
+            await pilot.pause(0.2)
+            rows = ["".join(row).strip() for row in plot.query_one("#margin-left", StyledCanvas)._buffer]
+            labels = [float(text) for text in rows if text]
+            assert len(labels) >= 2 and len(set(np.round(np.diff(labels), 6))) == 1, rows
+
+    asyncio.run(scenario())

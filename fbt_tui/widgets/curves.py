@@ -74,6 +74,27 @@ class CountFormatter(NumericAxisFormatter):
         return [f"{t:.0f}" for t in ticks]
 
 
+class SpacedFormatter(NumericAxisFormatter):
+    """Ticks for the y axis, two rows apart at least. The plot writes each label on the row nearest
+    its value, so ticks closer than that shared rows and overwrote one another ("6.0 5.5 5.0 4.0
+    3.5 2.5"): a linear axis labelled as if it bent. `rows`: the plot's height, set as it draws."""
+
+    rows = 8
+
+    def get_ticks(self, min_: float, max_: float, max_ticks: int = 8) -> list[float]:
+        ticks = super().get_ticks(min_, max_, max_ticks)
+        while len(ticks) > 2 and (ticks[1] - ticks[0]) * (self.rows - 1) < 2 * (max_ - min_):
+            step = _coarser(ticks[1] - ticks[0])
+            ticks = [float(t) for t in np.arange(ceil(min_ / step) * step, max_ + step / 2, step)]
+        return ticks
+
+
+def _coarser(step: float) -> float:
+    """The next step of the 1, 2, 5, 10… ladder the numeric formatter's steps are on."""
+    power = 10 ** floor(np.log10(step) + 1e-9)
+    return next(m * power for m in (2, 5, 10, 20) if m * power > step * (1 + 1e-9))
+
+
 class StyledCanvas(Canvas):
     """A Canvas that looks up its style once. The hires canvas asks for `rich_style` on every
     line it renders, and each time Textual walks the whole DOM above it: a quarter of a dashboard
@@ -117,6 +138,7 @@ class CurvePlot(PlotWidget):
         self.canvases = list(self.query(StyledCanvas))
         self.margin_top, self.margin_bottom, self.margin_left = 0, 1, 7
         self.set_x_formatter(CountFormatter())
+        self.set_y_formatter(SpacedFormatter())
         self.border_title = self.group
 
     @property
@@ -197,6 +219,10 @@ class CurvePlot(PlotWidget):
             elif axis in self._pinned:
                 limits(None, None)
                 self._pinned.discard(axis)
+
+    def _render_y_ticks(self) -> None:
+        self._y_formatter.rows = self.query_one("#plot", Canvas).size.height
+        super()._render_y_ticks()
 
     def _render_line_plot(self, dataset: LinePlot) -> None:
         """textual-plot rasterises every segment dot by dot in Python (tens of ms for one noisy
