@@ -166,13 +166,16 @@ class FbtApp(App[int]):
             for i, (handle, _) in enumerate(attached):
                 await self.dashboard.open_run(handle, activate=i == 0)
             self.notify(f"Re-attached to {counted(len(attached), 'running run')}.")
-        for handle, resumed in [] if startup else attached:  # beside the tab in view, which stays
+        elsewhere = [] if startup else attached
+        for handle, _ in elsewhere:  # beside the tab in view, which stays
             await self.dashboard.reopen_run(handle, activate=False)
-            self.notify(f"{literal(handle.model.name)} ({handle.run_id}) was "
-                        f"{'resumed' if resumed else 'started'} by another process: "
-                        f"{'its tab follows it' if resumed else 'it has a tab'} in the Dashboard.",
-                        title="Run on this machine")
-            self.say_shared_cpu(handle)
+        if elsewhere:  # one toast for the runs a sweep started at once, not one each
+            self.notify("\n".join(f"{literal(handle.model.name)} ({handle.run_id}) was "
+                                  f"{'resumed' if resumed else 'started'} by another process: "
+                                  f"{'its tab follows it' if resumed else 'it has a tab'} in the Dashboard."
+                                  for handle, resumed in elsewhere),
+                        title="Run on this machine" if len(elsewhere) == 1 else "Runs on this machine")
+            self.say_shared_cpu(elsewhere[-1][0])
         if retired := await self.dashboard.retire_unseen():
             self.notify(f"Closed the tabs of {counted(len(retired), 'ended run')} you had not looked at "
                         f"({literal(', '.join(retired))}): History has them.", title="Runs on this machine")
@@ -224,6 +227,7 @@ class FbtApp(App[int]):
         one starts (on a machine with a GPU, a run goes there; its CPU is the data's)."""
         others = [h for h in self.manager.active() if h is not started]
         if others and self.gpus == []:
+            self.dismiss_notifications("Shared CPU")  # the newest count says it: toasts piled up over the screen
             self.notify(f"{counted(len(others) + 1, 'run')} now share this {cpu_name()}: each goes slower than it "
                         "would alone", title="Shared CPU", severity="warning", timeout=8)
 

@@ -204,6 +204,9 @@ def test_two_runs_one_crashes_quit_stops_the_other(with_cached_teacher):
         # no GPU here: the second run shares the CPU with the first, each slower, which is said
         await wait_for(pilot, lambda: any(n.title == "Shared CPU" and "2 runs now share this CPU (" in n.message
                                           for n in app._notifications), 5, "the shared CPU note")
+        app.say_shared_cpu(survivor)  # said again, as a third run would have it: the newer toast replaces it
+        await pilot.pause(0.2)
+        assert sum(n.title == "Shared CPU" for n in app._notifications) == 1
         tabs = app.screen.query_one("TabbedContent")
         # named from the first frame as the engine names them (not after the preset until the first event)
         assert "doomed" in tabs.get_tab(f"run-{doomed.run_id}").label.plain
