@@ -62,7 +62,7 @@ def literal(text: str) -> str:
     return text.replace("[", r"\[")
 
 
-WIDE = 120  # columns: narrower, tables leave out what a detail line or another table has whole
+WIDE = 120  # columns: narrower, the dashboard shows one plot at a time and Presets narrows its side
 
 LOG_INDENT = " " * 9  # continuation lines start past the engine log's "HH:MM:SS " stamp
 LOG_MIN_WIDTH = 20  # narrower, the pane is not laid out yet (or hidden): lines go in unwrapped

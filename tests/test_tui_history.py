@@ -307,6 +307,28 @@ def test_a_narrow_compare_keeps_every_score_in_view(fbt_home):
     run_app(scenario, size=(100, 30), start_mode="history")
 
 
+def test_compare_lays_its_summary_out_by_what_fits(fbt_home):
+    """Three runs at 120 columns had the whole summary, its last column cut ("Δ fin", "+14.0")."""
+    t0 = time.time() - 100
+    for i, name in enumerate(("scratch_ref", "kd_baseline_run", "fbt_long_name_here")):
+        fake_run(fbt_home, name, top1=(50.0, 60.0 + i), started=t0 + i)
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 3)
+        await pilot.press("space", "space", "space", "c")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.data is not None, 20, "the comparison")
+        summary = screen.query_one("#compare-summary", DataTable)
+        for width, compact in ((120, True), (220, False)):
+            await pilot.resize_terminal(width, 40)
+            await wait_for(pilot, lambda: screen.compact == compact, 5, f"the layout at {width} columns")
+            await pilot.pause(0.2)
+            assert summary.virtual_size.width <= summary.region.width, width
+            assert ("id" in [str(c.label) for c in summary.columns.values()]) != compact
+
+    run_app(scenario, size=(120, 40), start_mode="history")
+
+
 def test_compare_shows_only_the_config_keys_that_differ(fbt_home):
     t0 = time.time() - 100
     a = fake_run(fbt_home, "base", top1=(50.0, 60.0), started=t0)

@@ -19,7 +19,7 @@ from fbt_engine.store.export import compare, flatten, load_config, method_own_ke
 from fbt_engine.store.runs import RunStore
 from fbt_engine.store.summary import RunSummary
 
-from fbt_tui.format import WIDE, best_at, counted, duration, pct
+from fbt_tui.format import best_at, counted, duration, pct
 from fbt_tui.model import Panel, RunModel
 from fbt_tui.screens.base import FbtScreen
 from fbt_tui.widgets.curves import PALETTE, CurvePlot
@@ -32,6 +32,7 @@ METRICS = (("CE", "val", "validation loss / step"), ("CE", "ce", "student CE × 
 
 
 NAME_CLIP = 16  # a name's cells in the narrow summary's run column
+WIDE_LEFT_OUT, NARROW_LEFT_OUT = ("run",), ("id", "name", "teacher → student", "duration")  # the summary's layouts
 
 
 @dataclass
@@ -67,7 +68,7 @@ class CompareScreen(FbtScreen):
         super().__init__()
         self.run_ids = run_ids
         self.data: Compared | None = None
-        self.compact = False  # the summary's columns as laid out below WIDE (see _summary)
+        self.compact = False  # the summary's narrow layout (see _summary)
         self.show_all = False
         self.metric = 0
 
@@ -110,32 +111,43 @@ class CompareScreen(FbtScreen):
         self.call_after_refresh(self._plots)
 
     def _summary(self) -> None:
-        """Below WIDE columns each run is named as its tab names it (its name, clipped, and the end
-        of its id), with no pair or duration (the config diff below has the models where they
-        differ), so the scores stay in view."""
+        """Where the whole table does not fit, each run is named as its tab names it (its name,
+        clipped, and the end of its id), with no pair or duration (the config diff below has the
+        models where they differ), so the scores stay in view."""
         assert self.data is not None
-        self.compact = self.size.width < WIDE
         table = self.query_one("#compare-summary", DataTable)
         table.clear(columns=True)
+        self.compact = not self._fits(self._rows(clip=False), WIDE_LEFT_OUT)
+        rows = self._rows(clip=self.compact)
+        left_out = NARROW_LEFT_OUT if self.compact else WIDE_LEFT_OUT
+        columns = [c for c in rows[0] if c not in left_out]
+        table.add_columns(*columns)
+        for row in rows:
+            table.add_row(*(row[c] for c in columns))
+
+    def _fits(self, rows: list[dict[str, Any]], left_out: tuple[str, ...]) -> bool:
+        """Whether the summary's columns, less `left_out`, fit the screen (DataTable pads a cell
+        by one on each side)."""
+        columns = [c for c in rows[0] if c not in left_out]
+        return sum(max(cell_len(c), *(cell_len(str(row[c])) for row in rows)) + 2 for c in columns) <= self.size.width
+
+    def _rows(self, clip: bool) -> list[dict[str, Any]]:
+        assert self.data is not None
         base = self.data.summaries[0]
-        rows = [{"": Text("━━", style=PALETTE[i % len(PALETTE)]), "id": s.id,
+        return [{"": Text("━━", style=PALETTE[i % len(PALETTE)]), "id": s.id,
                  "name": Text(s.name if s.name != s.id else ""), "run": Text(label), "method": s.method,
                  "teacher → student": Text(s.pair), "status": s.status,
                  "best @ep": best_at(s.best_top1, s.best_epoch),
                  "Δ best": _delta(s.best_top1, base.best_top1) if i else "", "final": pct(s.final_top1),
                  "Δ final": _delta(s.final_top1, base.final_top1) if i else "", "best fusion": pct(s.fusion_top1),
                  "duration": duration(s.elapsed(time.time()))}
-                for i, (s, label) in enumerate(zip(self.data.summaries, self.labels(clip=self.compact)))]
-        left_out = ("id", "name", "teacher → student", "duration") if self.compact else ("run",)
-        columns = [c for c in rows[0] if c not in left_out]
-        table.add_columns(*columns)
-        for row in rows:
-            table.add_row(*(row[c] for c in columns))
+                for i, (s, label) in enumerate(zip(self.data.summaries, self.labels(clip=clip)))]
 
     def on_resize(self) -> None:
         if self.data is not None:
-            if (self.size.width < WIDE) != self.compact:
-                self._summary()
+            compact = self.compact
+            self._summary()
+            if self.compact != compact:
                 self._diff()
             self._plots()
 

@@ -179,7 +179,7 @@ class PresetsScreen(FbtScreen):
         yield FbtHeader("presets")
         with Horizontal(id="presets-body"):
             with Vertical(id="preset-side"):
-                yield Label("Presets [dim]✎ yours • edited[/]", classes="section-title")
+                yield Label("Presets  [dim]✎=yours •=edited[/]", classes="section-title")
                 yield PresetList(id="preset-list")
             with VerticalScroll(id="preset-main", can_focus=False):  # tab goes straight to the fields
                 yield Static(id="preview")
