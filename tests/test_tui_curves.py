@@ -187,8 +187,10 @@ def test_step_and_epoch_axes_tick_whole_numbers_only(fbt_home):
     run_app(scenario, start_mode="history")
 
 
-def test_a_legend_left_to_elsewhere_shows_whole_or_not_at_all():
-    """Compare's plots: a legend one cell too long for the border is left out, not cut."""
+def test_a_legend_shows_whole_on_top_or_at_the_bottom_or_not_at_all():
+    """A legend one cell too long for the top border goes to the bottom one, not cut after its
+    first curves (the dashboard at 120 columns named two of a plot's three); one too long for
+    either is left out where the legend is elsewhere (Compare's table), else cut."""
     class OnePlot(App):
         CSS = "CurvePlot { width: 50; height: 12; border: round white; }"
 
@@ -200,15 +202,20 @@ def test_a_legend_left_to_elsewhere_shows_whole_or_not_at_all():
         async with app.run_test(size=(60, 14)) as pilot:
             plot = app.query_one(CurvePlot)
             await pilot.pause(0.1)
-            titles = []
-            for cells in (44, 45):  # 48 inside the border, 44 of them for the title
-                label = "a" * (cells - len("title  ━ "))
-                plot.show(Panel("title", [Curve(label, np.arange(3.0), np.arange(3.0), 3)]), legend_elsewhere=True)
-                titles.append(Text.from_markup(str(plot.border_title)).plain)
+            borders = []
+            # 48 cells inside the border, 44 of them for a title: "title  ━ " and the label
+            for label_cells, elsewhere in ((35, False), (36, False), (43, True), (43, False)):
+                label = "a" * label_cells
+                plot.show(Panel("title", [Curve(label, np.arange(3.0), np.arange(3.0), 3)]), legend_elsewhere=elsewhere)
+                borders.append((Text.from_markup(str(plot.border_title)).plain,
+                                Text.from_markup(str(plot.border_subtitle)).plain))
                 await pilot.pause(0.1)
-                top = "".join(segment.text for segment in app.screen._compositor.render_strips()[0])
-                assert titles[-1] in top  # on screen whole
-            assert titles == [f"title  ━ {'a' * 35}", "title"]
+                strips = app.screen._compositor.render_strips()
+                top, bottom = ("".join(segment.text for segment in strips[row]) for row in (0, 11))
+                if label_cells < 43:
+                    assert borders[-1][0] in top and borders[-1][1] in bottom  # on screen whole
+            assert borders == [(f"title  ━ {'a' * 35}", ""), ("title", f"━ {'a' * 36}"), ("title", ""),
+                               (f"title  ━ {'a' * 43}", "")]
 
     asyncio.run(scenario())
 

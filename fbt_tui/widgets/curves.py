@@ -150,9 +150,8 @@ class CurvePlot(PlotWidget):
         """Draw `panel` onto the canvases now, so that only they are repainted. PlotWidget would
         repaint itself whole and draw the canvases while Textual renders that frame, which
         repaints them again in the next one: two frames of the whole plot for every update.
-        With `legend_elsewhere` (Compare's table has a colour swatch beside each run), a legend the
-        top border cannot hold is left out: the border cut it after the first curves, and a legend
-        that names some of them misleads."""
+        `legend_elsewhere`: Compare's table has a colour swatch beside each run, so a legend that
+        neither border can hold is left out (see _titles)."""
         self._drawing_here = True
         try:
             self.clear()
@@ -179,10 +178,22 @@ class CurvePlot(PlotWidget):
         self.shown, self.total = panel.shown, panel.total
         # A border change repaints the whole plot, so the subtitle changes only when the count
         # it rounds does; the status line has the exact counts.
-        title = f"[b]{panel.title}[/]  " + "  ".join(legend) if legend else f"{panel.title} · no data yet"
-        if legend and legend_elsewhere and Text.from_markup(title).cell_len > self.size.width - BORDER_CELLS:
-            title = f"[b]{panel.title}[/]"
-        self._set_borders(title, f"min/max per column of {count(panel.total)} points" if panel.shown < panel.total else "")
+        self._set_borders(*self._titles(panel, "  ".join(legend), legend_elsewhere))
+
+    def _titles(self, panel: Panel, key: str, legend_elsewhere: bool) -> tuple[str, str]:
+        """The top and bottom borders' texts: the title and the legend (`key`) on top where they fit
+        there, else the legend at the bottom in place of the decimation note, else (only with
+        `legend_elsewhere`) no legend, else the legend cut. (Cut, it named only the first curves.)"""
+        note = f"min/max per column of {count(panel.total)} points" if panel.shown < panel.total else ""
+        if not key:
+            return f"{panel.title} · no data yet", note
+        room = self.size.width - BORDER_CELLS
+        head, whole = f"[b]{panel.title}[/]", f"[b]{panel.title}[/]  {key}"
+        if Text.from_markup(whole).cell_len <= room:
+            return whole, note
+        if Text.from_markup(key).cell_len <= room:
+            return head, key
+        return (head if legend_elsewhere else whole), note
 
     def _set_borders(self, title: str, subtitle: str) -> None:
         if (title, subtitle) != self._borders:
