@@ -187,18 +187,26 @@ def test_step_and_epoch_axes_tick_whole_numbers_only(fbt_home):
     run_app(scenario, start_mode="history")
 
 
+class OnePlot(App):
+    """A CurvePlot alone, `width` × `height` cells with its border."""
+
+    def __init__(self, width: int, height: int):
+        super().__init__()
+        self.plot_size = width, height
+
+    def compose(self):
+        plot = CurvePlot("g", id="p")
+        plot.styles.width, plot.styles.height = self.plot_size
+        plot.styles.border = ("round", "white")
+        yield plot
+
+
 def test_a_legend_shows_whole_on_top_or_at_the_bottom_or_not_at_all():
     """A legend one cell too long for the top border goes to the bottom one, not cut after its
     first curves (the dashboard at 120 columns named two of a plot's three); one too long for
     either is left out where the legend is elsewhere (Compare's table), else cut."""
-    class OnePlot(App):
-        CSS = "CurvePlot { width: 50; height: 12; border: round white; }"
-
-        def compose(self):
-            yield CurvePlot("g", id="p")
-
     async def scenario():
-        app = OnePlot()
+        app = OnePlot(50, 12)
         async with app.run_test(size=(60, 14)) as pilot:
             plot = app.query_one(CurvePlot)
             await pilot.pause(0.1)
@@ -223,14 +231,8 @@ def test_a_legend_shows_whole_on_top_or_at_the_bottom_or_not_at_all():
 def test_y_labels_are_evenly_spaced():
     """Ticks closer than two rows shared rows and overwrote one another: "6.0 5.5 5.0 4.0 3.5 2.5"
     down a plot eight rows high, a linear axis labelled as if it bent."""
-    class OnePlot(App):
-        CSS = "CurvePlot { width: 40; height: 11; border: round white; }"
-
-        def compose(self):
-            yield CurvePlot("g", id="p")
-
     async def scenario():
-        app = OnePlot()
+        app = OnePlot(40, 11)
         async with app.run_test(size=(50, 14)) as pilot:
             plot = app.query_one(CurvePlot)
             await pilot.pause(0.1)
