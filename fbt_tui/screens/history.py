@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult, SystemCommand
@@ -75,6 +76,7 @@ COLUMNS = (
 # its width. A column left out is whole in the detail line below the table (the id holds the start
 # time too); a compact layout also shortens the id to its time and suffix and halves the caps.
 _NARROW = frozenset({"started", "pair", "duration"})
+DATE_CELLS = len("20261207-")  # of a run's id
 LAYOUTS = ((frozenset(), False), (frozenset({"started"}), False), (frozenset({"started", "pair"}), False),
            (_NARROW, False), (_NARROW, True), (_NARROW | {"tags"}, True))
 BY_KEY = {c.key: c for c in COLUMNS}
@@ -181,16 +183,19 @@ class HistoryScreen(FbtScreen):
     def columns(self) -> list[Column]:
         return [c for c in COLUMNS if c.key not in self.left_out]
 
-    def _layout(self, width: int) -> tuple[frozenset[str], bool]:
-        """The first of LAYOUTS whose table fits `width`, else the last. (A 120-column screen had
-        every column: a run's long name or tags pushed the scores half off it.)"""
-        widths: dict[bool, dict[str, int]] = {}
+    @staticmethod
+    def _layout(full: list[list[Text]], width: int) -> tuple[frozenset[str], bool]:
+        """The first of LAYOUTS whose table fits `width`, else the last, measured on the rows'
+        cells in the full layout. (A 120-column screen had every column: a run's long name or tags
+        pushed the scores half off it.)"""
+        columns = [MARK, *(c.table_column(False) for c in COLUMNS)]
+        wide = dict(zip([c.key for c in columns], column_widths(columns, full)))
+        narrow = {c.key: w if c.max_width is None else min(w, c.max_width)
+                  for c, w in zip([MARK, *(c.table_column(True) for c in COLUMNS)], wide.values())}
+        narrow["id"] = max(cell_len("id"), wide["id"] - DATE_CELLS)
         for left_out, compact in LAYOUTS:
-            if compact not in widths:
-                columns = [MARK, *(c.table_column(compact) for c in COLUMNS)]
-                widths[compact] = dict(zip([c.key for c in columns], column_widths(
-                    columns, (self._row(r, COLUMNS, compact) for r in self.shown))))
-            if table_width([w for key, w in widths[compact].items() if key not in left_out]) <= width:
+            widths = narrow if compact else wide
+            if table_width([w for key, w in widths.items() if key not in left_out]) <= width:
                 return left_out, compact
         return LAYOUTS[-1]
 
@@ -253,7 +258,7 @@ class HistoryScreen(FbtScreen):
         keeps its brackets."""
         cells = [c.cell(r) for c in columns]
         if compact:
-            cells[0] = r.id[9:]  # the date is in the detail line below; time and suffix stay unique
+            cells[0] = r.id[DATE_CELLS:]  # the date is in the detail line below; time and suffix stay unique
         return [Text("●" if r.id in self.marked else ""), *(c if isinstance(c, Text) else Text(c) for c in cells)]
 
     def _update_changed(self, previous: list[RunSummary], running_too: bool = False) -> None:
@@ -272,10 +277,16 @@ class HistoryScreen(FbtScreen):
         keep = cursor_key or table.cursor_key or self._keep_cursor
         self.shown = self._visible_rows()
         self.fitted_to = self._table_room()
-        self.left_out, self.compact = self._layout(self.fitted_to)
+        full = [self._row(r, COLUMNS, compact=False) for r in self.shown]  # a thousand runs: built once
+        self.left_out, self.compact = self._layout(full, self.fitted_to)
         columns = self.columns()
+        if self.compact:
+            rows = [self._row(r, columns, compact=True) for r in self.shown]
+        else:
+            kept = [0, *(1 + i for i, c in enumerate(COLUMNS) if c.key not in self.left_out)]
+            rows = [[cells[i] for i in kept] for cells in full]
         table.show([MARK, *(c.table_column(self.compact) for c in columns)],
-                   [(r.id, self._row(r, columns, self.compact)) for r in self.shown], cursor_key=keep)
+                   list(zip([r.id for r in self.shown], rows)), cursor_key=keep)
         self._keep_cursor = None if self.shown else keep
         self._title()
         self._detail()
