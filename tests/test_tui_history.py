@@ -256,7 +256,7 @@ def test_s_sorts_only_by_the_columns_on_screen(fbt_home):
 def test_the_table_leaves_columns_out_until_it_fits(fbt_home):
     """At 120 columns every column was shown, whatever the runs' names and tags: a long name
     pushed the scores half off the screen ("62." for 62.90) and the rest behind a sideways scroll."""
-    fake_run(fbt_home, "mlp_to_cnn_kd_baseline_long_name", top1=(50.0, 62.9), tags=("baseline", "long-tag-here"))
+    long = fake_run(fbt_home, "mlp_to_cnn_kd_baseline_long_name", top1=(50.0, 62.9), tags=("baseline", "long-tag-here"))
     fake_run(fbt_home, "short", top1=(45.0,))
 
     async def scenario(app, pilot):
@@ -272,6 +272,23 @@ def test_the_table_leaves_columns_out_until_it_fits(fbt_home):
             await pilot.pause(0.1)
             assert (app.screen.left_out, app.screen.compact) == (left_out, compact), size
             assert table.virtual_size.width <= table.scrollable_content_region.width, size
+        await pilot.resize_terminal(140, 40)
+        await wait_for(pilot, lambda: app.screen.left_out == {"started", "pair"}, 5, "the layout at 140 columns")
+        await pilot.press("slash", *"short", "enter")  # the short run alone would fit every column: they stay
+        await wait_for(pilot, lambda: len(table_ids(app)) == 1, 5, "the filter")
+        assert app.screen.left_out == {"started", "pair"}
+        await pilot.press("slash", "escape")
+        await pilot.resize_terminal(135, 40)  # the long run's row fits with a cell to spare
+        await wait_for(pilot, lambda: app.screen.fitted_to == 133, 5, "the layout at 135 columns")
+        assert app.screen.left_out == {"started", "pair"}
+        store = RunStore(fbt_home)  # a tag added elsewhere widens a row: the table lays itself out again
+        store.update_meta(long, tags=["baseline", "long-tag-here", "and-another"])
+        store.refresh_index(long)
+        store.close()
+        await wait_for(pilot, lambda: any("and-another" in r.tags for r in app.screen.rows), 10, "the new tag")
+        await pilot.pause(0.2)
+        assert app.screen.left_out == {"started", "pair", "duration"}
+        assert table.virtual_size.width <= table.scrollable_content_region.width
 
     run_app(scenario, size=(200, 40), start_mode="history")
 
@@ -323,7 +340,7 @@ def test_compare_lays_its_summary_out_by_what_fits(fbt_home):
             await pilot.resize_terminal(width, 40)
             await wait_for(pilot, lambda: screen.compact == compact, 5, f"the layout at {width} columns")
             await pilot.pause(0.2)
-            assert summary.virtual_size.width <= summary.region.width, width
+            assert summary.virtual_size.width <= summary.scrollable_content_region.width, width
             assert ("id" in [str(c.label) for c in summary.columns.values()]) != compact
 
     run_app(scenario, size=(120, 40), start_mode="history")

@@ -169,7 +169,7 @@ def test_the_alignment_tables_history_takes_the_room_the_other_columns_leave(fbt
     async def scenario(app, pilot):
         view = await open_from_history(app, pilot)
         table = view.query_one(AlignmentTable)
-        for width, spark in ((120, None), (200, 12)):
+        for width, spark in ((120, None), (200, 12), (120, None)):  # and back: a column kept its widest width
             await pilot.resize_terminal(width, 40)
             await wait_for(pilot, lambda: view.model.status == "finished" and table.row_count == 7, 10, "the table")
             await pilot.pause(0.3)

@@ -126,10 +126,11 @@ class CompareScreen(FbtScreen):
             table.add_row(*(row[c] for c in columns))
 
     def _fits(self, rows: list[dict[str, Any]], left_out: tuple[str, ...]) -> bool:
-        """Whether the summary's columns, less `left_out`, fit the screen (DataTable pads a cell
-        by one on each side)."""
+        """Whether the summary's columns, less `left_out`, fit the screen less a vertical scrollbar,
+        which many runs add (DataTable pads a cell by one on each side)."""
         columns = [c for c in rows[0] if c not in left_out]
-        return sum(max(cell_len(c), *(cell_len(str(row[c])) for row in rows)) + 2 for c in columns) <= self.size.width
+        room = self.size.width - self.query_one("#compare-summary", DataTable).styles.scrollbar_size_vertical
+        return sum(max(cell_len(c), *(cell_len(str(row[c])) for row in rows)) + 2 for c in columns) <= room
 
     def _rows(self, clip: bool) -> list[dict[str, Any]]:
         assert self.data is not None

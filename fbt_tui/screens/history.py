@@ -267,6 +267,9 @@ class HistoryScreen(FbtScreen):
         for old, new in zip(previous, self.shown):
             if old != new or (running_too and new.status == "running"):
                 table.update_row(new.id, self._cells(new))
+        if self.fitted_to is not None and table_width(table.widths) > self.fitted_to:  # a tag added, a score come
+            self.populate()
+            return
         self._title()
         self._detail()
 
@@ -277,14 +280,16 @@ class HistoryScreen(FbtScreen):
         keep = cursor_key or table.cursor_key or self._keep_cursor
         self.shown = self._visible_rows()
         self.fitted_to = self._table_room()
-        full = [self._row(r, COLUMNS, compact=False) for r in self.shown]  # a thousand runs: built once
-        self.left_out, self.compact = self._layout(full, self.fitted_to)
+        # measured on every run of the view, not only those the filter shows: the columns stay put as
+        # the filter is typed; each row's cells are built once (a thousand runs)
+        full = {r.id: self._row(r, COLUMNS, compact=False) for r in self.rows if r.trashed == self.trash_view}
+        self.left_out, self.compact = self._layout(list(full.values()), self.fitted_to)
         columns = self.columns()
         if self.compact:
             rows = [self._row(r, columns, compact=True) for r in self.shown]
         else:
             kept = [0, *(1 + i for i, c in enumerate(COLUMNS) if c.key not in self.left_out)]
-            rows = [[cells[i] for i in kept] for cells in full]
+            rows = [[full[r.id][i] for i in kept] for r in self.shown]
         table.show([MARK, *(c.table_column(self.compact) for c in columns)],
                    list(zip([r.id for r in self.shown], rows)), cursor_key=keep)
         self._keep_cursor = None if self.shown else keep

@@ -177,13 +177,14 @@ class CurvePlot(PlotWidget):
             self._needs_rerender = False
         self.shown, self.total = panel.shown, panel.total
         # A border change repaints the whole plot, so the subtitle changes only when the count
-        # it rounds does; the status line has the exact counts.
+        # it rounds does; the dashboard's status line has the exact counts.
         self._set_borders(*self._titles(panel, "  ".join(legend), legend_elsewhere))
 
     def _titles(self, panel: Panel, key: str, legend_elsewhere: bool) -> tuple[str, str]:
         """The top and bottom borders' texts: the title and the legend (`key`) on top where they fit
-        there, else the legend at the bottom in place of the decimation note, else (only with
-        `legend_elsewhere`) no legend, else the legend cut. (Cut, it named only the first curves.)"""
+        there, else the legend at the bottom in place of the decimation note (the dashboard's
+        status line counts the points too), else (only with `legend_elsewhere`) no legend, else the
+        legend cut. (Cut, it named only the first curves.)"""
         note = f"min/max per column of {count(panel.total)} points" if panel.shown < panel.total else ""
         if not key:
             return f"{panel.title} · no data yet", note

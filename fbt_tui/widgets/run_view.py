@@ -21,15 +21,15 @@ PLOTS = (("T–S", "ts"), ("T–F", "tf"), ("F–S", "fs"), ("CE", "ce"), ("loss
 PHASE_LABEL = {TEACHER: "teacher training", DISTILL: "distillation"}
 DRAW_INTERVAL_S = 0.25  # SPEC §7: curves redrawn at most ~4×/s
 WARNING_CHARS = 80  # of the last warning on the status line; the log and the toast hold it whole
-SPARK_CELLS, SPARK_MIN = 12, 4  # the alignment history's epochs, at most and at least
+SPARK_CELLS = 12  # the alignment history's epochs, at most
 FRAME_BUDGET_S = 0.010  # the UI thread's CPU one frame spends drawing plots; Textual then renders them
 NEXT_FRAME_S = 1 / 60  # Textual renders at most 60 frames a second
 
 
 class AlignmentTable(DataTable):
     """METHOD.md §5: CKA per stage and the pooled pair stats, latest value, sparkline, trend. The
-    sparkline takes the room the other columns leave (up to SPARK_CELLS epochs): at its full length
-    it pushed the last column out of a half-width table."""
+    sparkline takes the room the other columns leave (up to SPARK_CELLS epochs, down to its
+    header's width): at its full length it pushed the last column out of a half-width table."""
 
     HEADERS = ("where", "CKA", "history", "trend", "cos", "retr. %", "norm")
     shown: tuple[list[AlignmentRow], int] = ([], 0)
@@ -53,11 +53,12 @@ class AlignmentTable(DataTable):
         others = [h for h in self.HEADERS if h != "history"]
         taken = sum(max([cell_len(h), *(cell_len(str(c[i])) for c in cells)]) for i, h in enumerate(others))
         room = self.scrollable_content_region.width - taken - 2 * self.cell_padding * len(self.HEADERS)
-        spark = max(SPARK_MIN, min(SPARK_CELLS, room))
+        spark = min(SPARK_CELLS, max(cell_len("history"), room))
         if (rows, spark) == self.shown:
             return  # stages come once an epoch: most redraws have nothing new for this table
         self.shown = rows, spark
-        self.clear()
+        self.clear(columns=True)  # a column keeps its widest width until it is made anew
+        self.add_columns(*self.HEADERS)
         for row, (label, cka, arrow, cos, retrieval, norm) in zip(rows, cells):
             self.add_row(label, cka, Text(sparkline(row.cka, spark), style="#7ee787"), arrow, cos, retrieval, norm)
 
