@@ -271,9 +271,11 @@ def _launch_problem(args) -> str | None:
     """What is wrong with the process flags, before torchrun would take them: it ran a single
     process for --nproc-per-node 0, ignored --node-rank without --nnodes, and waited for ever,
     silent, for machines given no place to meet."""
+    from fbt_engine.launch import several_machines
+
     if args.nproc_per_node < 1:
         return f"--nproc-per-node: at least 1 process, got {args.nproc_per_node}"
-    several = str(args.nnodes) != "1"
+    several = several_machines(args)
     if args.node_rank and not several:
         return f"--node-rank {args.node_rank}: a rank among several machines; give --nnodes too"
     if several and not args.rdzv_endpoint:

@@ -44,7 +44,7 @@ def torchrun_command(args, run_id: str | None) -> list[str]:
 def launch(args) -> int:
     store = RunStore()
     run_id = None if args.resume else (args.run_id or new_run_id())
-    if str(args.nnodes) != "1" and not args.quiet:  # torchrun says nothing until they have
+    if several_machines(args) and not args.quiet:  # torchrun says nothing until they have
         print(f"waiting at {args.rdzv_endpoint} for the {args.nnodes} machines to join", file=sys.stderr)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the ranks; this one stays to close up
     proc = subprocess.Popen(torchrun_command(args, run_id), stdin=subprocess.DEVNULL)
@@ -85,9 +85,12 @@ def close_if_abandoned(store: RunStore, run_id: str, code: int) -> int:
     return 1
 
 
+def several_machines(args) -> bool:
+    return str(args.nnodes) != "1"  # torchrun's --nnodes may be a range ("1:4")
+
+
 def is_launcher(args) -> bool:
     """True for the process that should start torchrun (not for the ranks it starts)."""
-    several = args.nproc_per_node > 1 or str(args.nnodes) != "1"
-    return several and "LOCAL_RANK" not in os.environ
+    return (args.nproc_per_node > 1 or several_machines(args)) and "LOCAL_RANK" not in os.environ
 
 

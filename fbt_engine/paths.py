@@ -28,8 +28,8 @@ def runs_dir(home: Path | None = None) -> Path:
     return (home or data_home()) / "runs"
 
 
-def trash_dir() -> Path:
-    return data_home() / "trash"
+def trash_dir(home: Path | None = None) -> Path:
+    return (home or data_home()) / "trash"
 
 
 def index_path(home: Path | None = None) -> Path:

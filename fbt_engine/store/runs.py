@@ -132,7 +132,7 @@ class RunStore:
     def __init__(self, home: Path | None = None):
         self.home = home or paths.data_home()
         self.runs_dir = paths.runs_dir(self.home)
-        self.trash_dir = self.home / "trash"
+        self.trash_dir = paths.trash_dir(self.home)
         self._index: RunIndex | None = None
 
     @property

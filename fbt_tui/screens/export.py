@@ -122,7 +122,7 @@ class ExportDialog(ModalScreen[ExportRequest | None]):
             yield Label("to file", classes="dialog-help")
             # reached with tab from the formats: the cursor at the end, so that a key edits the path
             yield TypedInput(str(self.folder / f"{self._stem(self.format)}{SUFFIX[self.format]}"), id="export-path",
-                        select_on_focus=False)
+                             select_on_focus=False)
             yield Static("", id="export-error", markup=False)  # paths as typed
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Export (enter)", variant="primary", id="ok")

@@ -158,7 +158,7 @@ class HistoryScreen(FbtScreen):
         yield FbtHeader("history")
         yield Static(id="history-title")
         yield TypedInput(placeholder="filter: words, status:crashed, tag:best, method:fbt — enter to keep, esc to clear",
-                    id="history-filter")
+                         id="history-filter")
         yield RunTable(id="history-table")
         yield Static(id="history-detail")
         yield KeyBar(id="keys")
@@ -245,9 +245,13 @@ class HistoryScreen(FbtScreen):
         arrived = newest_first and shown and previous and shown[0].id not in {r.id for r in previous}
         self.populate(shown[0].id if arrived and self.query_one(RunTable).cursor_row == 0 else None)
 
+    def in_view(self) -> list[RunSummary]:
+        """The runs of the view, the trash or the rest, before the filter."""
+        return [r for r in self.rows if r.trashed == self.trash_view]
+
     def _visible_rows(self) -> list[RunSummary]:
         query = self.query_one("#history-filter", Input).value
-        rows = [r for r in self.rows if r.trashed == self.trash_view and matches(r, query)]
+        rows = [r for r in self.in_view() if matches(r, query)]
         return sort_rows(rows, self.sort_key, self.sort_reverse)
 
     def _cells(self, r: RunSummary) -> list[Text]:
@@ -282,7 +286,7 @@ class HistoryScreen(FbtScreen):
         self.fitted_to = self._table_room()
         # measured on every run of the view, not only those the filter shows: the columns stay put as
         # the filter is typed; each row's cells are built once (a thousand runs)
-        full = {r.id: self._row(r, COLUMNS, compact=False) for r in self.rows if r.trashed == self.trash_view}
+        full = {r.id: self._row(r, COLUMNS, compact=False) for r in self.in_view()}
         self.left_out, self.compact = self._layout(list(full.values()), self.fitted_to)
         columns = self.columns()
         if self.compact:
@@ -300,7 +304,7 @@ class HistoryScreen(FbtScreen):
         arrow = "▼" if self.sort_reverse else "▲"
         view = "[b $warning]trash[/] (r restores)" if self.trash_view else "runs"
         query = self.query_one("#history-filter", Input).value
-        parts = [f"{view}: {len(self.shown)} of {sum(r.trashed == self.trash_view for r in self.rows)}",
+        parts = [f"{view}: {len(self.shown)} of {len(self.in_view())}",
                  f"sorted by {BY_KEY[self.sort_key].label} {arrow}"]
         if query:
             parts.append(f"filter “{literal(query)}”")

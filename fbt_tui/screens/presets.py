@@ -209,7 +209,7 @@ class PresetsScreen(FbtScreen):
                                          "`fbt presets keys` lists every key, its default and meaning")
                         yield extra
                         yield TypedInput(compact=True, id="f-extra",
-                                        placeholder="key=value … e.g. train.ema=0.999 data.mixup=0.2")
+                                         placeholder="key=value … e.g. train.ema=0.999 data.mixup=0.2")
                     yield Static(classes="field-error")
                 yield Static(id="other-problems")
                 with Horizontal(id="preset-buttons"):
