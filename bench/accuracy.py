@@ -106,9 +106,10 @@ def run_job(job: Job) -> dict:
 
 def _init_worker(home: str, threads: int) -> None:
     os.environ["FBT_HOME"] = home
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # the jobs have split the cores: no run's CpuShare splits them again
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads)  # torch may have started already, as the spawned worker imported this module
 
 
 def mean_std(values: list[float]) -> str:

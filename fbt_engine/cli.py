@@ -223,7 +223,14 @@ def _write(text: str, output: str) -> None:
 
 # -- commands -----------------------------------------------------------------------------------
 
+def _interrupt(signum, frame) -> NoReturn:
+    raise KeyboardInterrupt
+
+
 def cmd_run(args) -> int:
+    # Until the run's own handlers take over (StopFlag, or the launcher's), a SIGTERM ends it as
+    # Ctrl-C does, with 130 and nothing made; its default ended the process with 143, unsaid.
+    signal.signal(signal.SIGTERM, _interrupt)
     if args.resume is None and args.preset is None:
         raise CliError("fbt run: give a preset (a file or a preset name) or --resume RUN")
     if args.run_id is not None and (error := _store().fresh_id_error(args.run_id)):
@@ -686,10 +693,22 @@ def main(argv: list[str] | None = None, *, ends_process: bool = False) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except OSError as exc:  # the data home or a file it holds cannot be read or written as it is
-        print(f"error: {os_error(exc)}", file=sys.stderr)
+        print(f"error: {os_error(exc)}{_in_data_home(exc)}", file=sys.stderr)
         return EXIT_ENV
     except KeyboardInterrupt:
         return 130
+
+
+def _in_data_home(exc: OSError) -> str:
+    """Where the failing path is fbt's data home or in it, a word saying so and where it was set:
+    "/tmp/x: File exists" did not say that FBT_HOME named a file."""
+    from fbt_engine import paths
+
+    home = paths.data_home()
+    if not exc.filename or not Path(os.fsdecode(exc.filename)).is_relative_to(home):
+        return ""
+    return f" (fbt's data home is {home}, from FBT_HOME)" if os.environ.get("FBT_HOME") else \
+        f" (fbt's data home is {home}; FBT_HOME chooses another)"
 
 
 def exit_process(code: int) -> NoReturn:

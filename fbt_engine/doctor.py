@@ -6,12 +6,14 @@ import importlib.metadata
 import os
 import platform
 import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from fbt_engine import paths
 from fbt_engine.data.catalog import DATASETS, download_note
 from fbt_engine.data.idx import FASHION_MNIST_DEBIAN, FASHION_MNIST_FILES, IdxError, find_idx_file
-from fbt_engine.formats import counted
+from fbt_engine.formats import counted, os_error
 
 
 def _check(name: str, state: str, detail: str) -> dict[str, Any]:
@@ -34,10 +36,8 @@ def report() -> list[dict[str, Any]]:
     checks += _device_checks()
     checks += _dataset_checks()
     home = paths.data_home()
-    existing = next(p for p in (home, *home.parents) if p.exists())  # a fresh machine lacks ~/.local/share too
-    writable = os.access(existing, os.W_OK)  # where fbt would create its folders
-    checks.append(_check("data home", "ok" if writable else "missing",
-                         f"{home}{'' if writable else ' (not writable)'}" + (" (FBT_HOME)" if os.environ.get("FBT_HOME") else "")))
+    checks.append(_home_check(home))
+    existing = next(p for p in (home, *home.parents) if p.exists())
     runs = paths.runs_dir()
     count = sum(1 for p in runs.iterdir() if (p / "meta.json").is_file()) if runs.is_dir() else 0
     checks.append(_check("runs", "ok", f"{count} in {runs}"))
@@ -51,6 +51,20 @@ def report() -> list[dict[str, Any]]:
     free = shutil.disk_usage(existing).free / 2**30
     checks.append(_check("disk", "ok" if free > 2 else "warn", f"{free:.1f} GiB free"))
     return checks
+
+
+def _home_check(home: Path) -> dict[str, Any]:
+    """Whether fbt can keep its data in `home`, tried: created as a run would create it (a fresh
+    machine lacks ~/.local/share too) and a file written there. Access bits said yes to a path
+    under /proc and to a regular file."""
+    where = f"{home}" + (" (FBT_HOME)" if os.environ.get("FBT_HOME") else "")
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=home):
+            pass
+    except OSError as exc:
+        return _check("data home", "missing", f"{where}: {os_error(exc)}")
+    return _check("data home", "ok", where)
 
 
 def _device_checks() -> list[dict[str, Any]]:

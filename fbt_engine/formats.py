@@ -14,12 +14,13 @@ def to_devnull(stream) -> None:
         os.dup2(devnull.fileno(), stream.fileno())
 
 
-def cpu_name(threads: int | None = None) -> str:
-    """A CPU by its logical cores, and by the threads a run computes with when those are fewer
-    (torch takes one per physical core): the TUI's header names the idle machine and the run alike."""
-    cores = os.cpu_count()
-    shown = f"{cores} cores" if cores else "cores unknown"
-    return f"CPU ({shown})" if threads is None or threads == cores else f"CPU ({shown}, {threads} threads)"
+def cpu_name(threads: int | None = None, cores: int | None = None) -> str:
+    """A CPU by its logical cores (this machine's unless given), and by the threads a run computes
+    with when those are fewer (torch takes one per physical core; runs sharing a CPU split them):
+    the TUI's header names the idle machine and the run alike."""
+    cores = cores or os.cpu_count()
+    shown = counted(cores, "core") if cores else "cores unknown"
+    return f"CPU ({shown})" if threads is None or threads == cores else f"CPU ({shown}, {counted(threads, 'thread')})"
 
 
 def counted(n: int, noun: str) -> str:

@@ -20,7 +20,7 @@ RANK_ERRORS = "rank-*.error.json"  # written by failing ranks other than 0 (see 
 
 
 def torchrun_command(args, run_id: str | None) -> list[str]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={args.nproc_per_node}",
+    cmd = [sys.executable, "-m", "fbt_engine.torchrun", f"--nproc-per-node={args.nproc_per_node}",
            f"--nnodes={args.nnodes}", f"--node-rank={args.node_rank}"]
     if args.rdzv_endpoint:
         cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={args.rdzv_endpoint}"]
@@ -47,7 +47,10 @@ def launch(args) -> int:
     if several_machines(args) and not args.quiet:  # torchrun says nothing until they have
         print(f"waiting at {args.rdzv_endpoint} for the {args.nnodes} machines to join", file=sys.stderr)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the ranks; this one stays to close up
-    proc = subprocess.Popen(torchrun_command(args, run_id), stdin=subprocess.DEVNULL)
+    # the cores split between this machine's ranks, unless the user chose (torchrun's default is 1
+    # thread, with a banner saying so)
+    env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // args.nproc_per_node)), **os.environ}
+    proc = subprocess.Popen(torchrun_command(args, run_id), stdin=subprocess.DEVNULL, env=env)
     # a kill reaches torchrun too, which stops its ranks: it was left waiting for machines
     previous_term = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:

@@ -228,8 +228,9 @@ class FbtApp(App[int]):
         others = [h for h in self.manager.active() if h is not started]
         if others and self.gpus == []:
             self.dismiss_notifications("Shared CPU")  # the newest count says it: toasts piled up over the screen
-            self.notify(f"{counted(len(others) + 1, 'run')} now share this {cpu_name()}: each goes slower than it "
-                        "would alone", title="Shared CPU", severity="warning", timeout=8)
+            self.notify(f"{counted(len(others) + 1, 'run')} now share this {cpu_name()}: they split its cores "
+                        "between them, each slower than it would go alone", title="Shared CPU", severity="warning",
+                        timeout=8)
 
     async def resume(self, run_id: str) -> None:
         """`fbt run --resume` in a subprocess, in a fresh tab that tails the run from its start."""
@@ -256,7 +257,7 @@ class FbtApp(App[int]):
     def refresh_header(self) -> None:
         active = self.manager.active()
         self.active_runs = len(active)
-        named = [h.model.device.get("name") for h in active if h.model.device.get("name")]
+        named = [name for h in active if (name := h.model.device_name())]
         self.device_label = named[0] if named else self.machine
 
     @while_running
@@ -300,8 +301,8 @@ class FbtApp(App[int]):
     # -- modes, help, quit -----------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("mode", "help") and isinstance(self.screen, ModalScreen):
-            return False  # a dialog is answered first
+        if action in ("mode", "help", "command_palette") and isinstance(self.screen, ModalScreen):
+            return False  # a dialog is answered first (a launch from a palette over it piled a second on it)
         return True
 
     async def action_mode(self, mode: str) -> None:
@@ -356,7 +357,10 @@ class FbtApp(App[int]):
     # -- command palette -------------------------------------------------------------------------
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            # Textual's own keys panel lists none of fbt's screens' keys, and esc does not close it
+            yield SystemCommand("Keys", "every key of every screen (?)", self.action_help) \
+                if command.title == "Keys" else command
         for mode, text in (("presets", "pick, edit and launch presets"), ("dashboard", "live runs"),
                            ("history", "every run: compare, export, tag, trash")):
             yield SystemCommand(f"Go to {mode}", text, partial(self.action_mode, mode))

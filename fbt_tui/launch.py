@@ -8,6 +8,10 @@ import sys
 def main(argv: list[str] | None = None, *, ends_process: bool = False) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):  # piped or in a job: it drew escape codes and waited
+            print("error: the app needs a terminal (stdin and stdout); `fbt --help` lists the commands that "
+                  "run without one", file=sys.stderr)
+            return 2
         from fbt_tui.app import run_app
 
         return run_app()

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from fbt_engine.formats import cpu_name
+
 DISTILL, TEACHER, EVAL = "distillation", "teacher_training", "eval"
 FINAL_EVENTS = {"run_finished": "finished", "run_failed": "failed", "run_interrupted": "interrupted"}
 WHO = ("student", "teacher", "fusion")
@@ -171,8 +173,10 @@ class RunModel:
     img_s: float | None = None
     lr: float | None = None
     loss: float | None = None  # the total, from the latest step event
+    stepped_at: float | None = None  # that event's time
     outcome: dict[str, Any] = field(default_factory=dict)  # the final event, once there is one
     gpu_mem_gb: float | None = None
+    threads: int | None = None  # a CPU run's, as its last step said: fewer while other runs share the CPU
     warnings: list[str] = field(default_factory=list)  # the run's warning events' messages, in order
     broken_events: bool = False
     version: int = 0
@@ -239,7 +243,7 @@ class RunModel:
             self.step = int(ev.get("from_step") or 0)
             spe = int(ev.get("steps_per_epoch") or 0)
             self.epoch = max(1, -(-self.step // spe)) if spe else 0
-            self.loss = self.lr = self.img_s = None  # the last phase's, until this one logs a step
+            self.loss = self.lr = self.img_s = self.stepped_at = None  # the last phase's, until this one logs a step
         elif kind == "step":
             x = float(ev["step"])
             self._series(self._losses, (phase, "loss")).append(x, ev.get("loss"))
@@ -247,9 +251,12 @@ class RunModel:
                 self._series(self._losses, (phase, term)).append(x, value)
             self.phase, self.step, self.epoch = phase, int(ev["step"]), int(ev.get("epoch") or self.epoch)
             self.img_s, self.lr, self.loss = ev.get("img_s"), ev.get("lr"), ev.get("loss")
+            self.stepped_at = ev.get("time")
             self.gpu_mem_gb = ev.get("gpu_mem_gb", self.gpu_mem_gb)  # the engine's peak, on CUDA
+            self.threads = ev.get("threads", self.threads)
         elif kind == "epoch":
             epoch = int(ev.get("epoch") or 0)
+            self.threads = ev.get("threads", self.threads)
             if ev.get("val_loss") is not None or "val_loss" in (ev.get("nonfinite") or []):
                 self._series(self._val_loss, phase).append(float(ev.get("step") or 0), ev.get("val_loss"))
             for who in WHO:
@@ -265,6 +272,7 @@ class RunModel:
         elif kind == "resume":
             self._supersede(phase, int(ev.get("from_step") or 0))
             self.device = ev.get("device") or self.device  # where this segment runs (older engines: unsaid)
+            self.threads = None  # the segment's device says them until its first step
             if ev.get("segment") == self.resuming:
                 self.resuming = None
             self.status = "running" if self.resuming is None else "starting"
@@ -417,7 +425,9 @@ class RunModel:
         return int((self.config.get("train") or {}).get("log_every") or 0)
 
     def eta_seconds(self, now: float | None = None) -> float | None:
-        """Remaining time of the current phase, from its pace so far (evaluation included)."""
+        """Remaining time of the current phase at its pace to its last logged step (evaluations
+        included), counted down since that step: paced to now, it grew while no step came (an
+        evaluation, the app closed and opened again), 0:45 becoming 5:09 one step after a resume."""
         with self.lock:
             info = self.phases.get(self.phase)
             if not self.is_active or self.resuming is not None or info is None or not info.total_steps:
@@ -425,10 +435,10 @@ class RunModel:
             if self.evaluating is not None and self.step >= info.total_steps:
                 return None  # only the last evaluation is left, whose length the pace does not tell
             done = self.step - info.from_step
-            if done <= 0:
+            if done <= 0 or self.stepped_at is None:
                 return None
-            elapsed = (now or time.time()) - info.started
-            return max(0.0, elapsed * (info.total_steps - self.step) / done)
+            pace = (self.stepped_at - info.started) / done
+            return max(0.0, pace * (info.total_steps - self.step) - ((now or time.time()) - self.stepped_at))
 
     @property
     def epochs_total(self) -> int:
@@ -439,6 +449,18 @@ class RunModel:
     def steps_total(self) -> int:
         info = self.phases.get(self.phase)
         return info.total_steps if info else 0
+
+    def steps_per_epoch(self) -> int:
+        """The steps of an epoch of the phase the curves show (0 where no phase said)."""
+        with self.lock:
+            info = self.phases.get(self.view_phase)
+            return info.steps_per_epoch if info else 0
+
+    def device_name(self) -> str:
+        """The device the run computes on, with a CPU run's threads as its last step said."""
+        if self.device.get("type") == "cpu" and self.threads is not None:
+            return cpu_name(self.threads, self.device.get("cores"))
+        return str(self.device.get("name", ""))
 
     def pair_label(self) -> str:
         teacher = (self.config.get("teacher") or {}).get("model", "")

@@ -4,11 +4,13 @@ per problem naming the file, dotted key or path with a "did you mean" — and no
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import PRESETS, run_fbt
+from conftest import PRESETS, REPO, run_fbt
 from fbt_engine.models.pretrained import PROXY_VARIABLES
 from helpers_engine import MLP_TO_CNN, assert_clean_error, run_dirs
 
@@ -140,6 +142,18 @@ def test_doctor_downloads_nothing(fbt_home, tmp_path):
     assert str(root) in line and not (tmp_path / "data").exists()
 
 
+def test_a_data_home_fbt_cannot_use_is_named_as_one(tmp_path):
+    """FBT_HOME naming a file: doctor ticked it, and `runs ls` said "File exists" of a path the
+    user had to recognise as FBT_HOME."""
+    home = tmp_path / "a-file"
+    home.write_text("")
+    doctor = run_fbt("doctor", home=home)
+    assert f"✗ data home              {home} (FBT_HOME): {home}: File exists" in doctor.stdout.splitlines()
+    listed = run_fbt("runs", "ls", home=home)
+    assert listed.returncode == 3
+    assert listed.stderr == f"error: {home}: File exists (fbt's data home is {home}, from FBT_HOME)\n"
+
+
 def test_a_preset_name_runs_the_built_in_one_and_user_presets_shadow_it(fbt_home, tmp_path):
     user = fbt_home / "config" / "presets"
     user.mkdir(parents=True)
@@ -225,3 +239,11 @@ def test_pretrained_weights_neither_cached_nor_reachable_exit_3_at_once(fbt_home
 def test_a_bad_model_keyword_names_the_dotted_key(fbt_home):
     result = run_fbt("run", MLP_TO_CNN, "--set", "student.kwargs.bogus=1")
     assert_clean_error(result, 2, "student.kwargs", "bogus", home=fbt_home)
+
+
+def test_the_app_without_a_terminal_says_so_and_exits(fbt_home):
+    """`fbt < /dev/null > out`: the app drew its escape codes into the file and waited for ever."""
+    result = subprocess.run([sys.executable, "-m", "fbt_tui.launch"], capture_output=True, text=True, timeout=60,
+                            stdin=subprocess.DEVNULL, cwd=REPO)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith("error: the app needs a terminal (stdin and stdout)")

@@ -92,6 +92,22 @@ def test_a_run_gives_back_ctrl_c_unless_its_process_ends_with_it(with_cached_tea
     assert result.stdout.strip().split(maxsplit=1) == ["0", handler], result.stderr
 
 
+def test_a_sigterm_while_a_run_starts_ends_it_as_ctrl_c_does(fbt_home):
+    """Before the run's own handlers (importing torch, loading the data), a job scheduler's kill
+    ended `fbt run` with 143 and not a word; it is 130, as the README says of SIGINT and SIGTERM."""
+    proc = subprocess.Popen([sys.executable, "-m", "fbt_engine", "run", MLP_TO_CNN], cwd=REPO, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    # torch's library mapped: `fbt run` is past its arguments, importing the engine
+    while "libtorch" not in open(f"/proc/{proc.pid}/maps").read():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert not (fbt_home / "runs").exists() or not any((fbt_home / "runs").iterdir())
+
+
 def test_a_settled_stop_flag_ignores_further_signals():
     from fbt_engine.train.loop import StopFlag
 

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from conftest import REPO, run_fbt, tiny_sets
+from conftest import REPO, run_fbt, tiny_sets, warnings_of
 from fbt_engine.store.events import effective
 from helpers_engine import MLP_TO_CNN, file_events, meta, only_run, steps
 
@@ -85,19 +86,45 @@ def test_two_process_run_writes_one_history_and_ends_in_sync(with_cached_teacher
     assert _score(run_dir) == pytest.approx((last_epoch["student"]["top1"], last_epoch["val_loss"]), rel=1e-6)
 
 
+def stop(proc: subprocess.Popen) -> str:
+    """Ctrl-C in the terminal: the whole launch's process group. Its stderr, which is fbt's own
+    lines (torchrun's traceback of the signal it got too followed them)."""
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert "Traceback" not in stderr and "OMP_NUM_THREADS" not in stderr, stderr
+    return stderr
+
+
 def test_a_stopped_distributed_run_resumes_at_the_exact_step(with_cached_teacher):
+    """In as many processes as it trained in, and, said, in another number of them."""
     home = with_cached_teacher
     proc = start(home, MLP_TO_CNN, *tiny_sets("train.epochs=2"), *DDP, "--name", "ddp-stop")
     run_dir = wait_for_step(home, 2, proc)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
-    proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    stop(proc)
     assert meta(run_dir)["status"] == "interrupted" and (run_dir / "checkpoints" / "last.pt").is_file()
-    resumed = run_fbt("run", "--resume", "ddp-stop", *DDP, home=home)
+    proc = start(home, "--resume", "ddp-stop", *DDP)
+    wait_for_step(home, STEPS_PER_EPOCH + 2, proc)
+    stop(proc)
+    resumed = run_fbt("run", "--resume", "ddp-stop", home=home)  # one process
     assert resumed.returncode == 0, resumed.stderr
     history = steps(effective(file_events(run_dir)))
     assert history == sorted(set(history)) and history[-1] == 2 * STEPS_PER_EPOCH
-    assert meta(run_dir)["segments"] == 2 and file_events(run_dir)[-1]["ranks_in_sync"] is True
+    assert meta(run_dir)["segments"] == 3 and file_events(run_dir)[-1]["ranks_in_sync"] is True
+    assert warnings_of(file_events(run_dir)) == [
+        "the run trained in 2 processes and goes on in 1: the global batch stays 64, each process's batch and "
+        "BatchNorm's statistics change (--nproc-per-node 2 goes on as it trained)"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the ranks' refusal is of a machine without CUDA")
+def test_a_refusal_on_every_rank_is_said_once_a_rank_with_its_code(fbt_home):
+    """No CUDA: each rank says so and exits 3, as one process does; torchrun's traceback of the
+    failed ranks followed, and the launch exited 1."""
+    result = run_fbt("run", MLP_TO_CNN, *tiny_sets(), "--device", "cuda", *DDP)
+    assert result.returncode == 3
+    assert sorted(result.stderr.splitlines()) == [
+        f"error: run.device: cuda:{rank}: CUDA is not available on this machine (--device cpu runs on the CPU)"
+        for rank in (0, 1)]
 
 
 def _descends_from(pid: int, ancestor: int) -> bool:

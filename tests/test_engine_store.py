@@ -108,6 +108,9 @@ def test_run_references_resolve_by_id_prefix_name_and_last(store):
     store.trash(d)
     with pytest.raises(RunNotFound, match=f'run {d} \\("gone"\\) is in the trash: fbt runs restore {d}'):
         store.resolve("gone")
+    # `runs restore` of a run that is not in the trash said "the trash is empty" or "no run matches"
+    with pytest.raises(RunNotFound, match=f'run {b} \\("aabbbb"\\) is not in the trash'):
+        store.resolve("aabbbb", trashed_only=True)
     with pytest.raises(RunNotFound, match='"20250101" matches 2 runs: '):  # not "the trashed one", which a
         store.resolve("20250101")                                        # prefix of two live runs also names
 

@@ -150,3 +150,29 @@ def test_precise_bn_changes_what_is_evaluated_and_not_how_the_student_trains(fbt
     statistics = {k for k in averages if "running" in k}
     assert statistics and all(torch.equal(averages[k], measured[k]) for k in averages if k not in statistics)
     assert not any(torch.equal(averages[k], measured[k]) for k in statistics)
+
+
+def test_a_fusion_model_that_stays_at_chance_is_warned_of_once(fbt_home):
+    """FBT's student learns from the fusion model: at chance after its first epochs, it teaches
+    nothing while the student's own CE falls, and the run looks healthy."""
+    from fbt_engine.train.loop import _fusion_check
+    from fbt_engine.train.report import HumanOutput, Reporter
+
+    store = RunStore()
+    rid = store.create(config={}, preset_raw=b"", preset_source="p.toml", name="", tags=[],
+                       extra_meta={"segments": 1}).name
+    reporter = Reporter(store, rid, json_stdout=False, human=HumanOutput(quiet=True))
+
+    def warnings() -> list[str]:
+        return [e["message"] for e in store.events(rid) if e["type"] == "warning"]
+
+    at = {"fusion": {"top1": 9.0}, "teacher": {"top1": 32.0}}
+    _fusion_check(reporter, 39, at, classes=10)  # its first steps: it may not have left chance yet
+    _fusion_check(reporter, 117, {"fusion": {"top1": 53.0}, "teacher": {"top1": 32.0}}, classes=10)
+    assert warnings() == []
+    _fusion_check(reporter, 117, at, classes=10)
+    _fusion_check(reporter, 156, at, classes=10)
+    assert warnings() == ["the fusion model scores 9.0% top-1 after 117 steps, near chance (10.0%): the student "
+                          "learns little from it. A weak teacher (32.0%) or too high a learning rate can keep it "
+                          "there"]
+    reporter.finish("finished", 0)

@@ -12,7 +12,7 @@ import torch
 
 from conftest import PRESETS, run_fbt, tiny_sets
 from fbt_engine.models.factory import create_model
-from fbt_engine.train.engine import near_chance
+from fbt_engine.train.metrics import near_chance
 from fbt_engine.train.teacher import TeacherError, cache_key, load_weights
 
 

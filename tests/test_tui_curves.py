@@ -243,3 +243,37 @@ def test_y_labels_are_evenly_spaced():
             assert len(labels) >= 2 and len(set(np.round(np.diff(labels), 6))) == 1, rows
 
     asyncio.run(scenario())
+
+
+def test_a_lone_point_beside_longer_curves_is_drawn_at_the_axis_ends():
+    """Compare: a one-epoch run, the best, beside a two-epoch one. Its point, at the y maximum, is
+    a whole-cell marker, which textual-plot places past the canvas at an axis's far end: the axes
+    are padded wherever a marker is drawn, not only where every curve is a lone point."""
+    async def scenario():
+        app = OnePlot(50, 14)
+        async with app.run_test(size=(60, 16)) as pilot:
+            plot = app.query_one(CurvePlot)
+            await pilot.pause(0.1)
+            plot.show(Panel("top-1", [Curve("best", np.array([1.0]), np.array([48.9]), 1),
+                                      Curve("two", np.array([1.0, 2.0]), np.array([20.0, 27.5]), 2),
+                                      Curve("low", np.array([1.0]), np.array([10.0]), 1)]))
+            await pilot.pause(0.2)
+            canvas = plot.query_one("#plot", StyledCanvas)
+            assert sum("".join(row).count("•") for row in canvas._buffer) == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_plot_of_nothing_but_non_finite_values_says_so():
+    """A run that failed on a NaN loss at its first log step: its pair plots were empty boxes."""
+    async def scenario():
+        app = OnePlot(70, 12)
+        async with app.run_test(size=(80, 14)) as pilot:
+            plot = app.query_one(CurvePlot)
+            await pilot.pause(0.1)
+            plot.show(Panel("T–S / step", [Curve("nce_ts", np.array([2.0, 4.0]), np.array([np.nan, np.inf]), 2)]))
+            assert Text.from_markup(str(plot.border_title)).plain == "T–S / step · no finite values  ━ nce_ts"
+            plot.show(Panel("T–S / step", [Curve("nce_ts", np.array([2.0, 4.0]), np.array([np.nan, 1.0]), 2)]))
+            assert Text.from_markup(str(plot.border_title)).plain == "T–S / step  ━ nce_ts"
+
+    asyncio.run(scenario())

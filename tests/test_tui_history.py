@@ -206,6 +206,11 @@ def test_tag_note_trash_and_restore(fbt_home):
 
         await pilot.press("v")  # the trash view
         assert table_ids(app) == [runs["gamma"]]
+        for key in "tn":  # as the CLI, which refuses to change a run in the trash
+            await pilot.press(key)
+            assert not isinstance(app.screen, PromptDialog)
+        assert sum("cannot be tagged" in str(n.message) or "cannot take a note" in str(n.message)
+                   for n in app._notifications) == 2
         await pilot.press("r")
         await wait_for(pilot, lambda: (fbt_home / "runs" / runs["gamma"]).is_dir(), 10, "the restore")
         await wait_for(pilot, lambda: table_ids(app) == [], 10, "an empty trash")
@@ -316,12 +321,32 @@ def test_a_narrow_compare_keeps_every_score_in_view(fbt_home):
         plots = [screen.query_one(f"#compare-{p}", CurvePlot) for p in ("acc", "metric")]
         await wait_for(pilot, lambda: all(p.total for p in plots), 10, "overlaid curves")
         assert [Text.from_markup(str(p.border_title)).plain for p in plots] == [
-            "student top-1 % / epoch", "validation loss / step"]
+            "student top-1 % / epoch", "validation loss / epoch"]
         await pilot.resize_terminal(200, 50)  # room for the whole legend, names unclipped
         names = [f"base {a[-6:]}", f"a name far longer than a column should grow {b[-6:]}"]
         await wait_for(pilot, lambda: all(n in str(p.border_title) for p in plots for n in names), 5, "legends")
 
     run_app(scenario, size=(100, 30), start_mode="history")
+
+
+def test_compare_lays_losses_out_by_epoch(fbt_home):
+    """A run on twice the data has twice the steps an epoch: by step, its epoch 1 lay at the
+    other's epoch 2."""
+    t0 = time.time() - 100
+    fake_run(fbt_home, "small", top1=(50.0, 60.0), started=t0, steps_per_epoch=4)
+    fake_run(fbt_home, "large", top1=(55.0, 66.5), started=t0 + 10, steps_per_epoch=8)
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 2)
+        await pilot.press("space", "space", "c")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.data is not None, 20, "the comparison")
+        for group, only in (("CE", "val"), ("CE", "ce"), ("loss", None)):
+            panel, _ = screen._overlay(group, 200, only, "t")
+            assert panel.title == "t / epoch" and [float(c.x[-1]) for c in panel.curves] == [2.0, 2.0], group
+        assert [list(c.x) for c in screen._overlay("top1", 200, "student", "t")[0].curves] == [[1.0, 2.0]] * 2
+
+    run_app(scenario, start_mode="history")
 
 
 def test_compare_lays_its_summary_out_by_what_fits(fbt_home):

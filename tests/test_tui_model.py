@@ -137,6 +137,13 @@ def test_eta_from_the_phase_pace():
                   {"type": "step", "time": 110.0, "phase": DISTILL, "step": 5, "epoch": 1, "loss": 1.0,
                    "losses": {}}])
     assert m.eta_seconds(now=110.0) == 30.0  # 5 of 20 steps in 10 s
+    # counted down until the next step: paced to now, it grew while an evaluation ran or the app
+    # was closed, and an ETA of 0:45 read 5:09 on re-opening the app one step after a resume
+    assert m.eta_seconds(now=116.0) == 24.0
+    assert m.eta_seconds(now=150.0) == 0.0
+    m.add_events([{"type": "step", "time": 130.0, "phase": DISTILL, "step": 10, "epoch": 1, "loss": 1.0,
+                   "losses": {}}])
+    assert m.eta_seconds(now=130.0) == 30.0  # 10 steps in 30 s, 10 to go
     m.add_events([{"type": "run_finished", "time": 120.0}])
     assert m.eta_seconds(now=120.0) is None
 
@@ -287,6 +294,20 @@ def test_device_from_nvidia_smi_and_gpu_memory_from_the_events(tmp_path, monkeyp
     assert model.device["name"] == "H200"  # a resume may go on elsewhere
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
     assert gpu_names() == [] and machine_device([]).startswith("CPU (")
+
+
+def test_a_cpu_runs_threads_follow_its_steps():
+    """Runs that share a CPU split its cores as they come and go (cpushare.py): the device the run
+    names is the one its last step computed on, on the run's machine (its cores, not this one's)."""
+    model = RunModel("r")
+    model.add_events([{"type": "run_started", "time": 0, "device": {"type": "cpu", "name": "CPU (64 cores)",
+                                                                     "cores": 64, "threads": 64}}])
+    assert model.device_name() == "CPU (64 cores)"
+    model.add_events([{"type": "step", "time": 1, "phase": "distillation", "step": 1, "epoch": 1, "losses": {},
+                       "threads": 32}])
+    assert model.device_name() == "CPU (64 cores, 32 threads)"
+    model.add_events([{"type": "epoch", "time": 2, "phase": "distillation", "epoch": 1, "step": 2, "threads": 1}])
+    assert model.device_name() == "CPU (64 cores, 1 thread)"
 
 def test_a_warning_reaches_the_log_pane_once():
     """The engine writes a warning both as an event and into stdout.log, which the pane tails."""

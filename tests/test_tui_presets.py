@@ -519,3 +519,19 @@ def test_a_preset_saved_over_an_edited_one_shows_as_written(fbt_home):
         assert screen.overrides() == []  # as written: lr 0.01, and not the old draft's 9 epochs
 
     run_app(scenario)
+
+
+def test_your_presets_go_by_their_name_as_given(fbt_home):
+    """A built-in's "_to_" reads as the arrow of its pair; yours need not name theirs
+    ("cnn_to_mlp_custom", saved with a ViT student, read "cnn → mlp_custom")."""
+    user_preset(fbt_home, "cnn_to_mlp_custom", 'name = "fashion_mnist_5k"')
+
+    async def scenario(app, pilot):
+        screen = await loaded(app, pilot)
+        options = screen.query_one("#preset-list", OptionList)
+        prompts = [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+        assert any("✎ cnn_to_mlp_custom" in p for p in prompts) and not any("mlp_custom" in p and "→" in p
+                                                                          for p in prompts)
+        assert "mlp → cnn" in prompts
+
+    run_app(scenario)

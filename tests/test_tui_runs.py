@@ -396,3 +396,29 @@ def test_the_palettes_stop_asks_as_the_tabs_s_does(fbt_home):
         await pilot.press("n")
 
     run_app(scenario, start_mode="dashboard")
+
+
+def test_the_palette_waits_for_a_dialog_and_its_keys_command_is_the_apps(fbt_home):
+    """A palette opened over a launch's question launched a second one, and the first stayed on
+    screen after the answer; its "Keys" opened Textual's panel (none of fbt's keys, deaf to esc)."""
+    from textual.command import CommandPalette
+
+    from fbt_tui.screens.help import HelpScreen
+
+    async def scenario(app, pilot):
+        app.confirm_launch(MLP_TO_CNN, "mlp_to_cnn")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the launch question")
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, ConfirmDialog) and not CommandPalette.is_open(app)
+        await pilot.press("n")
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: CommandPalette.is_open(app), 5, "the palette")
+        await pilot.press(*"Keys")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), 5, "the app's keys")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, HelpScreen), 5, "the keys closed")
+
+    run_app(scenario)

@@ -334,17 +334,19 @@ class RunStore:
     def resolve(self, ref: str, include_trashed: bool = False, trashed_only: bool = False) -> str:
         """A run id from an id, a unique id prefix, its end as the app shows it, a name (its latest
         run) or `last`. Where the trash is not searched, a run that only the trash holds is named,
-        with how to restore it."""
+        with how to restore it; where only the trash is, a run outside it is named as such."""
         try:
             return self._resolve(ref, include_trashed, trashed_only)
         except RunNotFound as missing:
-            if isinstance(missing, AmbiguousRun) or include_trashed or trashed_only:
+            if isinstance(missing, AmbiguousRun) or include_trashed:
                 raise
             try:
-                trashed = self._resolve(ref, trashed_only=True)
+                elsewhere = self._resolve(ref, trashed_only=not trashed_only)
             except RunNotFound:
                 raise missing from None
-            raise RunNotFound(f'run {trashed} ("{ref}") is in the trash: fbt runs restore {trashed}') from None
+            if trashed_only:  # "the trash is empty" did not say that the run is fine where it is
+                raise RunNotFound(f'run {elsewhere} ("{ref}") is not in the trash') from None
+            raise RunNotFound(f'run {elsewhere} ("{ref}") is in the trash: fbt runs restore {elsewhere}') from None
 
     def _resolve(self, ref: str, include_trashed: bool = False, trashed_only: bool = False) -> str:
         runs = self.list(include_trashed=include_trashed or trashed_only)

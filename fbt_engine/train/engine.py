@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 run failed, 2 usage or config error, 3 environment, 130 inte
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -41,24 +42,18 @@ from fbt_engine.store.events import effective, read_events, training_phase
 from fbt_engine.store.export import STUDENT_FILES
 from fbt_engine.store.runs import RunStore, process_start_ticks, write_text_atomic
 from fbt_engine.train import checkpoint, distributed, teacher as teacher_mod
+from fbt_engine.train.cpushare import CpuShare
 from fbt_engine.train.distributed import DistInfo
 from fbt_engine.train.loop import (
     Interrupted, LoopState, NonFiniteLoss, Phase, StopFlag, autocast_for, evaluate, fit_channels, run_phase, uses_bf16,
 )
+from fbt_engine.train.metrics import near_chance
 from fbt_engine.train.optim import OptimSpec, ScheduleSpec, build_optimizer, build_scheduler
 from fbt_engine.train.report import HumanOutput, Reporter, SilentReporter
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENV, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 RESUMABLE_SETTINGS = ("train.epochs",)  # what --set may change when resuming
 PROBE_IMAGES = 256
-
-
-def near_chance(top1: float, classes: int) -> bool:
-    """Whether a teacher's top-1 (%) is near chance: below twice chance, or, with few classes (where
-    that is most of the way to 100 %), a tenth of the way from chance to 100 %. A loaded teacher
-    that is gets refused, a trained one warned of."""
-    chance = 100.0 / classes
-    return top1 < min(2 * chance, chance + (100.0 - chance) / 10)
 
 
 class EngineError(Exception):
@@ -94,6 +89,7 @@ class Prepared:
     memory_format: torch.memory_format = torch.contiguous_format  # the models' and their input's
     ema: Any = None  # set by the distillation phase when train.ema is on
     teacher_acc: dict[str, float] | None = None  # the frozen teacher's validation top-1/top-5
+    cpu_share: CpuShare | None = None  # this run's part of a CPU other runs compute on too
 
 
 def select_device(requested: str, info: DistInfo = DistInfo()) -> torch.device:
@@ -121,7 +117,8 @@ def describe_device(device: torch.device, train: TrainSection, fmt: torch.memory
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         return {"type": "cuda", "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1), **common}
-    return {"type": "cpu", "name": cpu_name(torch.get_num_threads()), **common}
+    threads = torch.get_num_threads()
+    return {"type": "cpu", "name": cpu_name(threads), "cores": os.cpu_count(), "threads": threads, **common}
 
 
 def versions() -> dict[str, str]:
@@ -316,7 +313,7 @@ def _phase(name: str, method: Distiller, p: Prepared, epochs: int, optim: OptimS
                  run_dir, prefix, evaluated_as, memory_format=p.memory_format,
                  compile_mode=compile_mode(cfg.train, p.device, p.dist.world),
                  train_module=train_module, world=p.dist.world, is_main=p.dist.is_main,
-                 precise_bn=cfg.train.precise_bn)
+                 precise_bn=cfg.train.precise_bn, cpu_share=p.cpu_share)
 
 
 def on_cuda_when_auto(setting: str, device: torch.device) -> bool:
@@ -534,24 +531,26 @@ def run(options: RunOptions) -> int:
     info = distributed.from_env()
     human = HumanOutput(quiet=options.quiet or not info.is_main)
     store = RunStore()
-    try:
-        resolved, resume_id, resume_from = _attempt(lambda: _resolve(options, store))
-        device = _attempt(lambda: select_device(resolved.config.run.device, info))
-        distributed.init(info, device)
-        prepared = _attempt(lambda: prepare(resolved, device, info, _resumed_teacher(store, resume_id, resume_from)))
-        run_id, segment = distributed.broadcast(
-            _attempt(lambda: _open_run(prepared, options, store, resume_id, launched) if info.is_main else None))
-    except Refusal as exc:
-        print(exc.message, file=sys.stderr)
-        distributed.shutdown()
-        return exc.code
-    try:
+    with contextlib.ExitStack() as held:
+        try:
+            resolved, resume_id, resume_from = _attempt(lambda: _resolve(options, store))
+            device = _attempt(lambda: select_device(resolved.config.run.device, info))
+            distributed.init(info, device)
+            held.callback(distributed.shutdown)
+            share = CpuShare.claim(device, info.world, compile_mode(resolved.config.train, device, info.world) is not None)
+            if share is not None:
+                held.callback(share.close)
+            prepared = _attempt(lambda: prepare(resolved, device, info, _resumed_teacher(store, resume_id, resume_from)))
+            prepared.cpu_share = share
+            run_id, segment = distributed.broadcast(
+                _attempt(lambda: _open_run(prepared, options, store, resume_id, launched) if info.is_main else None))
+        except Refusal as exc:
+            print(exc.message, file=sys.stderr)
+            return exc.code
         reporter = (Reporter(store, run_id, options.json, human) if info.is_main
                     else SilentReporter(store.runs_dir / run_id, run_id, human, info.rank))
         with StopFlag(options.ends_process) as stop:
             return execute(prepared, run_id, segment, resume_from, reporter, stop, launched)
-    finally:
-        distributed.shutdown()
 
 
 def execute(p: Prepared, run_id: str, segment: int, resume_from: tuple[int, str] | None, reporter: Reporter,
@@ -565,11 +564,17 @@ def execute(p: Prepared, run_id: str, segment: int, resume_from: tuple[int, str]
         device = describe_device(p.device, cfg.train, p.memory_format, p.dist.world)
         if resume_from is not None:
             from_step, phase_name = resume_from
+            before = _processes_before(reporter.dir)
             # the device may not be the one the run started on: a resume's stream says where it goes on
             reporter.emit("resume", run_id=run_id, segment=segment, phase=phase_name, from_step=from_step,
                           changed=p.resolved.changed, device=device, processes=p.dist.world, launched=launched)
             reporter.log(f"resuming {run_id} as segment {segment} from {phase_name} step {from_step} "
                          f"({device['name']})")
+            if before != p.dist.world:
+                processes = f"{before} process{'es' * (before != 1)}"
+                reporter.warn(f"the run trained in {processes} and goes on in {p.dist.world}: the global batch "
+                              f"stays {cfg.data.batch_size}, each process's batch and BatchNorm's statistics change "
+                              f"(--nproc-per-node {before} goes on as it trained)")
         else:
             reporter.emit("run_started", run_id=run_id, segment=segment, config=to_config_table(cfg), device=device,
                           params=param_counts(p), data=p.data.describe(), uses_teacher=p.teacher is not None,
@@ -620,6 +625,12 @@ def execute(p: Prepared, run_id: str, segment: int, resume_from: tuple[int, str]
                       phase=phase_name, rank=p.dist.rank)
         reporter.finish("failed", EXIT_FAILED, f"failed: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
+
+
+def _processes_before(run_dir: Path) -> int:
+    """The processes the run's last segment trained in (older runs: unsaid, one)."""
+    said = [e.get("processes") for e in read_events(run_dir / "events.jsonl") if e["type"] in ("run_started", "resume")]
+    return int(said[-1] or 1) if said else 1
 
 
 def _saved_point(run_dir: Path) -> str:

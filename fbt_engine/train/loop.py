@@ -26,7 +26,8 @@ from fbt_engine.data.sources import DataBundle
 from fbt_engine.methods.base import PAIRS, Distiller
 from fbt_engine.models.adapters import evaluating
 from fbt_engine.train import checkpoint, distributed
-from fbt_engine.train.metrics import linear_cka, mean_cosine, norm_ratio, retrieval_top1, topk_correct
+from fbt_engine.train.cpushare import CpuShare
+from fbt_engine.train.metrics import linear_cka, mean_cosine, near_chance, norm_ratio, retrieval_top1, topk_correct
 from fbt_engine.train.optim import group_layout, legacy_layout, regrouped
 from fbt_engine.train.report import Reporter
 
@@ -158,6 +159,7 @@ class Phase:
     world: int = 1  # processes training together; batches are per process
     is_main: bool = True  # the one process that writes checkpoints
     precise_bn: int = 0  # training images BatchNorm's statistics are measured on before each evaluation
+    cpu_share: CpuShare | None = None  # on a CPU other runs use too: this run's threads follow their count
 
     @property
     def global_batch(self) -> int:
@@ -431,6 +433,8 @@ def run_phase(phase: Phase, state: LoopState, reporter: Reporter, stop: StopFlag
         finite: list[torch.Tensor] = []
         interval_start, interval_t = state.step, time.perf_counter()
         for x, y in phase.data.train.epoch(epoch, state.step_in_epoch):
+            if phase.cpu_share is not None and (changed := phase.cpu_share.recount()):
+                reporter.log(changed)
             step = train_step(x, y)
             if phase.grad_clip:
                 torch.nn.utils.clip_grad_norm_(method.parameters(), phase.grad_clip)
@@ -477,18 +481,38 @@ def _log_interval(phase: Phase, reporter: Reporter, step: int, epoch: int, lr: f
     elapsed = time.perf_counter() - interval_t  # after the read-back: the device has finished the interval
     reporter.emit("step", phase=phase.name, step=step, epoch=epoch + 1, lr=lr, loss=means[0],
                   losses=dict(zip(terms, means[1:])), img_s=n * phase.global_batch / elapsed if elapsed > 0 else None,
-                  **gpu_memory(interval.device))
+                  **device_load(interval.device))
     # the interval's step event first, so a NaN still shows on the curves it broke
     _check_finite(reduced[len(interval):] == 0, interval_start, terms, reduced[:len(interval)])
     reporter.human.advance(step, f"epoch {epoch + 1}/{phase.epochs} loss {means[0]:.4f}")
     return [mean * n for mean in means]  # the interval's sums (averaged over processes)
 
 
-def gpu_memory(device: torch.device) -> dict[str, float]:
-    """{"gpu_mem_gb": peak memory the allocator reserved} on CUDA (no sync); nothing on CPU."""
+def device_load(device: torch.device) -> dict[str, float]:
+    """{"gpu_mem_gb": peak memory the allocator reserved} on CUDA (no sync); on a CPU, {"threads":
+    the threads the run computes with}, fewer while other runs share it (cpushare.py)."""
     if device.type != "cuda":
-        return {}
+        return {"threads": torch.get_num_threads()}
     return {"gpu_mem_gb": round(torch.cuda.max_memory_reserved(device) / 2**30, 2)}
+
+
+# A fusion model that learns leaves chance within its first few dozen steps: 53 % after
+# mlp_to_cnn's first epoch of 39 (a teacher of 8 epochs); one of a 1-epoch, 32 % teacher stayed there.
+FUSION_GRACE_STEPS = 100
+
+
+def _fusion_check(reporter: Reporter, step: int, payload: dict[str, Any], classes: int) -> None:
+    """FBT's student learns the fusion model's features and logits: a fusion model at chance gives
+    it nothing to learn, while the run looks healthy (the student's own CE falls)."""
+    top1 = payload["fusion"]["top1"]
+    if step < FUSION_GRACE_STEPS or not near_chance(top1, classes):
+        return
+    teacher = (payload.get("teacher") or {}).get("top1")
+    reporter.warn_once("fusion_near_chance", (
+        f"the fusion model scores {top1:.1f}% top-1 after {step} steps, near chance ({100.0 / classes:.1f}%): "
+        "the student learns little from it. "
+        + (f"A weak teacher ({teacher:.1f}%) or too" if teacher is not None else "Too")
+        + " high a learning rate can keep it there"))
 
 
 def _check_finite(finite: torch.Tensor, interval_start: int, terms: list[str], sums: torch.Tensor) -> None:
@@ -511,7 +535,7 @@ def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: 
         "img_s": steps_timed * phase.global_batch / epoch_time if steps_timed else None,
         # a resume split the epoch: its time and speed are of the steps after it alone
         **({"timed_steps": steps_timed} if steps_timed < phase.steps_per_epoch else {}),
-        **gpu_memory(next(phase.method.parameters()).device),
+        **device_load(next(phase.method.parameters()).device),
     }
     is_eval = epoch % phase.eval_every == 0 or epoch == phase.epochs
     if is_eval:
@@ -558,5 +582,7 @@ def _end_epoch(phase: Phase, state: LoopState, reporter: Reporter, train_means: 
             if steps_timed < phase.steps_per_epoch else ""
         line += f" ({epoch_time:.1f}s, {payload['img_s']:.0f} img/s{split})"
     reporter.log(line)
+    if is_eval and "fusion" in payload:
+        _fusion_check(reporter, state.step, payload, phase.data.num_classes)
     reporter.human.advance(state.step, f"epoch {epoch}/{phase.epochs} loss {payload['train_loss']:.4f}")
     reporter.checkpoint_index()

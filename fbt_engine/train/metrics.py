@@ -8,6 +8,14 @@ import torch.nn.functional as F
 from fbt_engine.models.layouts import per_image
 
 
+def near_chance(top1: float, classes: int) -> bool:
+    """Whether a top-1 (%) is near chance: below twice chance, or, with few classes (where that is
+    most of the way to 100 %), a tenth of the way from chance to 100 %. A loaded teacher that is
+    gets refused, a trained one warned of, and so is a fusion model that stays there."""
+    chance = 100.0 / classes
+    return top1 < min(2 * chance, chance + (100.0 - chance) / 10)
+
+
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> list[torch.Tensor]:
     """Number of images whose label is among the top-k logits, for each k (on the device)."""
     kmax = min(max(ks), logits.shape[-1])

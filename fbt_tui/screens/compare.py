@@ -27,8 +27,8 @@ from fbt_tui.widgets.keybar import KeyBar
 
 # the second plot's curves, one per run, that m cycles through: (plot group, curve label or the first, title);
 # first the one every method measures alike (a train loss sums each method's own terms: FBT's ~8× KD's)
-METRICS = (("CE", "val", "validation loss / step"), ("CE", "ce", "student CE × ce_weight / step"),
-           ("loss", None, "train loss (each method's own sum) / step"))
+METRICS = (("CE", "val", "validation loss"), ("CE", "ce", "student CE × ce_weight"),
+           ("loss", None, "train loss (each method's own sum)"))
 
 
 NAME_CLIP = 16  # a name's cells in the narrow summary's run column
@@ -162,16 +162,23 @@ class CompareScreen(FbtScreen):
         other.show(*self._overlay(group, other.buckets, only, title), legend_elsewhere=True)
 
     def _overlay(self, group: str, buckets: int, only: str | None, title: str) -> tuple[Panel, dict[str, str]]:
-        """One curve per run (its first curve of `group`, or the one labelled `only`)."""
+        """One curve per run (its first curve of `group`, or the one labelled `only`). Losses go by
+        epoch, as the accuracies do, where every run says its epoch's steps: by step, runs of other
+        data sizes or batches lay their epochs at other places on one axis."""
         assert self.data is not None
         curves, styles = [], {}
+        per_epoch = [model.steps_per_epoch() for model in self.data.models]
+        by_epoch = group != "top1" and all(per_epoch)
         for i, (label, model) in enumerate(zip(self.labels(clip=self.compact), self.data.models)):
             panel = model.panel(group, buckets)
             for c in [c for c in panel.curves if only is None or c.label == only][:1]:
                 c.label = label
+                if by_epoch:
+                    c.x = c.x / per_epoch[i]
                 styles[c.label] = PALETTE[i % len(PALETTE)]
                 curves.append(c)
-        return Panel(title, curves), styles
+        unit = "" if group == "top1" else " / epoch" if by_epoch else " / step"
+        return Panel(title + unit, curves), styles
 
     def labels(self, clip: bool = False) -> list[str]:
         """Each run as its dashboard tab names it: its name (`clip`: to NAME_CLIP cells) and the

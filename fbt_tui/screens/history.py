@@ -474,7 +474,15 @@ class HistoryScreen(FbtScreen):
             store.close()
         self.app.call_from_thread(partial(self.notify, message, title="Exported", markup=False))  # paths as typed
 
+    def refused_in_trash(self, verb: str) -> bool:
+        """A run in the trash is not changed, as the CLI refuses to: said, with the way out."""
+        if self.trash_view:
+            self.notify(f"A run in the trash cannot {verb}: r restores it first.", severity="warning")
+        return self.trash_view
+
     def action_tag(self) -> None:
+        if self.refused_in_trash("be tagged"):
+            return
         ids = self.targets("tag")
         if not ids:
             return
@@ -496,6 +504,8 @@ class HistoryScreen(FbtScreen):
             self.store_op(lambda store: [store.add_tag(rid, tag) for rid in ids], f"tagged {literal(tag)}")
 
     def action_note(self) -> None:
+        if self.refused_in_trash("take a note"):
+            return
         rid = self.cursor_id()
         row = next((r for r in self.shown if r.id == rid), None)
         if row is not None:

@@ -233,8 +233,9 @@ class PresetsScreen(FbtScreen):
 
     def reload_list(self, select: str | None = None) -> None:
         """Presets by folder: a folder's name is a heading once, its presets go by their own name,
-        with "_to_" shown as an arrow so a long pair wraps between teacher and student (the
-        preview above the form shows the exact name)."""
+        a built-in one's "_to_" shown as an arrow so a long pair wraps between teacher and student
+        (the preview above the form shows the exact name). Yours go by their name as given: it
+        need not name their pair ("cnn_to_mlp_custom" read "cnn → mlp_custom" with a ViT student)."""
         # yours first, then the built-in top level, then each folder under its heading
         self.refs = sorted(list_presets(), key=lambda r: (r.builtin, "/" in r.name, r.name))
         options = self.query_one("#preset-list", OptionList)
@@ -254,8 +255,8 @@ class PresetsScreen(FbtScreen):
 
     def _label(self, ref: PresetRef) -> str:
         """Its name, "✎" where it is yours, and "•" where the form holds edits of it."""
-        shown = literal(ref.name.rpartition("/")[2].replace("_to_", " → "))
-        label = shown if ref.builtin else f"[b $accent]✎ {shown}[/]"
+        name = ref.name.rpartition("/")[2]
+        label = literal(name.replace("_to_", " → ")) if ref.builtin else f"[b $accent]✎ {literal(name)}[/]"
         return f"{label} [$warning]•[/]" if ref.path in self.drafts else label
 
     def _relabel(self, ref: PresetRef) -> None:

@@ -188,8 +188,10 @@ class CurvePlot(PlotWidget):
         note = f"min/max per column of {count(panel.total)} points" if panel.shown < panel.total else ""
         if not key:
             return f"{panel.title} · no data yet", note
+        title = panel.title if any(np.isfinite(c.y).any() for c in panel.curves) else \
+            f"{panel.title} · no finite values"  # a run that failed on a NaN loss at its first log step
         room = self.size.width - BORDER_CELLS
-        head, whole = f"[b]{panel.title}[/]", f"[b]{panel.title}[/]  {key}"
+        head, whole = f"[b]{title}[/]", f"[b]{title}[/]  {key}"
         if Text.from_markup(whole).cell_len <= room:
             return whole, note
         if Text.from_markup(key).cell_len <= room:
@@ -210,10 +212,12 @@ class CurvePlot(PlotWidget):
 
     def _fit_flat_data(self, panel: Panel) -> None:
         """Autoscaling a constant curve (one epoch, a frozen teacher) gives a zero-width axis
-        with ticks like 0.9999990 1.0000000; give that axis ±1 instead. Lone points (every curve's
-        first epoch) are whole-cell markers, which textual-plot places outside the canvas at an
-        axis's far end: a tenth of the range is added at both ends. No data: the axes start afresh."""
-        lone = all(len(c.x) <= 1 for c in panel.curves)
+        with ticks like 0.9999990 1.0000000; give that axis ±1 instead. A lone point (every curve's
+        first epoch, a one-epoch run in Compare) is a whole-cell marker, which textual-plot places
+        outside the canvas at an axis's far end: where there is one, a tenth of the range is added
+        at both ends (Compare lost a one-epoch run's point, the best, beside a longer run's curve).
+        No data: the axes start afresh."""
+        lone = any(len(c.x) == 1 for c in panel.curves)
         for axis in "xy":
             values = np.concatenate([getattr(c, axis) for c in panel.curves]) if panel.curves else np.empty(0)
             values = values[np.isfinite(values)]

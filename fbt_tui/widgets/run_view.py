@@ -315,7 +315,7 @@ class RunView(Vertical):
             sizes = [f"{who} {count(params[who])}" for who in ("teacher", "student", "fusion") if who in params]
             context = [literal(m.pair_label()), literal((m.config.get("method") or {}).get("name", "")),
                        literal(m.data.get("name", "")), ", ".join(sizes)]
-            device = literal(m.device.get("name", ""))
+            device = literal(m.device_name())
             if m.device.get("type") == "cuda":
                 used = f"{m.gpu_mem_gb:.1f}" if m.gpu_mem_gb is not None else "–"
                 total_gb = m.device.get("memory_gb")

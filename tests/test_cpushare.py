@@ -1,0 +1,114 @@
+"""CPU runs of one machine split its cores: real processes signed in to a real folder, and a real
+`fbt run` that takes its share."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fbt_engine import paths
+from fbt_engine.store.runs import process_start_ticks
+from fbt_engine.train.cpushare import CpuShare
+from tests.conftest import PRESETS, run_fbt, tiny_sets
+
+
+@pytest.fixture
+def threads():
+    """torch's threads in this process, put back afterwards (the suite runs each test process on one)."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def other_run():
+    """A live process signed in as a CPU run, and a way to sign it in to a folder."""
+    proc = subprocess.Popen(["sleep", "120"])
+
+    def sign_in(folder: Path, host: str = socket.gethostname()) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        entry = folder / f"{proc.pid}-{process_start_ticks(proc.pid)}@{host}"
+        entry.touch()
+        return entry
+
+    yield proc, sign_in
+    proc.kill()
+    proc.wait()
+
+
+def test_a_second_run_halves_the_threads_and_its_end_gives_them_back(tmp_path, threads, other_run):
+    proc, sign_in = other_run
+    share = CpuShare(tmp_path / "share", alone=2)
+    assert torch.get_num_threads() == 2 and share.runs() == 1
+    entry = sign_in(tmp_path / "share")
+    assert share.take() == "2 fbt runs share the CPU: computing with 1 thread of 2"
+    assert torch.get_num_threads() == 1
+    assert share.take() is None  # nothing changed
+    proc.kill()
+    proc.wait()
+    assert share.take() == "alone on the CPU again: computing with 2 threads"
+    assert torch.get_num_threads() == 2
+    assert not entry.exists()  # a dead run's entry is cleared by whoever counts next
+    share.close()
+    assert not any((tmp_path / "share").iterdir())
+
+
+def test_runs_of_other_hosts_and_stray_files_are_not_counted(tmp_path, threads, other_run):
+    _, sign_in = other_run
+    folder = tmp_path / "share"
+    sign_in(folder, host="another-node")  # a home on a disk that nodes share
+    (folder / "notes.txt").write_text("")
+    share = CpuShare(folder, alone=4)
+    assert share.runs() == 1 and torch.get_num_threads() == 4
+
+
+def test_recount_asks_the_folder_every_few_seconds_only(tmp_path, threads, other_run, monkeypatch):
+    _, sign_in = other_run
+    clock = [100.0]
+    monkeypatch.setattr("fbt_engine.train.cpushare.time.monotonic", lambda: clock[0])
+    share = CpuShare(tmp_path / "share", alone=2)
+    assert share.recount() is None  # alone, as it started
+    sign_in(tmp_path / "share")
+    clock[0] += 1.0
+    assert share.recount() is None and torch.get_num_threads() == 2  # within RECOUNT_S of the last count
+    clock[0] += 1.5
+    assert share.recount() is not None and torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("device, world, compiled, env", [
+    ("cuda", 1, False, {}),  # the CPU feeds the GPU: its threads are not the run's compute
+    ("cpu", 2, False, {}),  # torchrun's processes: their threads are set per process
+    ("cpu", 1, True, {}),  # torch.compile's CPU kernels fix their threads when generated
+    ("cpu", 1, False, {"OMP_NUM_THREADS": "2"}),  # the user's choice
+])
+def test_no_share_where_the_threads_are_not_fbts_to_change(device, world, compiled, env, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert CpuShare.claim(torch.device(device), world, compiled) is None
+    assert not paths.cpu_share_dir().exists()
+
+
+def test_a_run_started_beside_another_takes_half_the_cores(fbt_home, other_run, monkeypatch):
+    """A real `fbt run` with its threads left to it (OMP_NUM_THREADS unset), while another CPU run
+    is signed in: it starts on its share, says so in every step, and signs out at its end."""
+    _, sign_in = other_run
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    alone = int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                               capture_output=True, text=True, check=True).stdout)
+    entry = sign_in(paths.cpu_share_dir())
+    result = run_fbt("run", str(PRESETS / "mlp_to_cnn.toml"), *tiny_sets("method.name='scratch'"), "--device", "cpu",
+                     "--json", "--quiet")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    started = next(e for e in events if e["type"] == "run_started")
+    assert started["device"]["threads"] == max(1, alone // 2)
+    steps = [e for e in events if e["type"] == "step"]
+    assert steps and all(e["threads"] == max(1, alone // 2) for e in steps)
+    assert [p.name for p in paths.cpu_share_dir().iterdir()] == [entry.name]
