@@ -229,8 +229,16 @@ def _interrupt(signum, frame) -> NoReturn:
 
 def cmd_run(args) -> int:
     # Until the run's own handlers take over (StopFlag, or the launcher's), a SIGTERM ends it as
-    # Ctrl-C does, with 130 and nothing made; its default ended the process with 143, unsaid.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C does, with 130 and nothing made (its default ended the process with 143, unsaid); a
+    # caller of main gets its own handler back.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args) -> int:
     if args.resume is None and args.preset is None:
         raise CliError("fbt run: give a preset (a file or a preset name) or --resume RUN")
     if args.run_id is not None and (error := _store().fresh_id_error(args.run_id)):
@@ -415,7 +423,9 @@ def _runs_show(store, args) -> int:
     from rich.text import Text
 
     out.print(Text.assemble((s.id, "bold"), "  ", s.name if s.name != s.id else ""))
-    for label, value in (("status", s.status + (f" (exit {meta.get('exit_code')})" if meta.get("exit_code") else "")),
+    status = s.status + (f" (exit {meta.get('exit_code')})" if meta.get("exit_code") else "") + \
+        (f"; in the trash (fbt runs restore {rid})" if s.trashed else "")  # only its folder's path said so
+    for label, value in (("status", status),
                          ("method", s.method), ("pair", s.pair), ("data", _data_text(s.dataset, events)),
                          ("best top-1", percent(s.best_top1) + (f" (epoch {s.best_epoch})" if s.best_epoch else "")),
                          ("final top-1", percent(s.final_top1)), ("teacher top-1", percent(s.teacher_top1)),
@@ -547,7 +557,7 @@ def cmd_export(args) -> int:
             weights, sidecar = export_student(store, ids[0], target, which)
         except ExportError as exc:
             raise CliError(str(exc), EXIT_ENV) from None
-        print(f"wrote {weights} and {sidecar}")
+        print(f"wrote {weights} and {sidecar}", file=sys.stderr)  # as the metrics' exports say it: stdout is data
         return EXIT_OK
     if args.weights:
         raise CliError("export: --weights chooses the student's weights: give --student FILE.safetensors too")
@@ -716,8 +726,9 @@ def exit_process(code: int) -> NoReturn:
     say) has ended and recorded how, so a late Ctrl-C must neither cut the exit short with a
     traceback nor change its code. A run starts ignoring it as it returns (StopFlag), which leaves
     no gap before this. Only a process's own end ignores it: a caller of `main` in its own process
-    keeps its Ctrl-C."""
+    keeps its Ctrl-C (and its SIGTERM, which `fbt run` takes for one while it starts)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(code)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from fbt_engine import paths
 from fbt_engine.data.catalog import DATASETS, download_note
 from fbt_engine.data.idx import FASHION_MNIST_DEBIAN, FASHION_MNIST_FILES, IdxError, find_idx_file
-from fbt_engine.formats import counted, os_error
+from fbt_engine.formats import counted, usable_cores
 
 
 def _check(name: str, state: str, detail: str) -> dict[str, Any]:
@@ -54,17 +54,19 @@ def report() -> list[dict[str, Any]]:
 
 
 def _home_check(home: Path) -> dict[str, Any]:
-    """Whether fbt can keep its data in `home`, tried: created as a run would create it (a fresh
-    machine lacks ~/.local/share too) and a file written there. Access bits said yes to a path
-    under /proc and to a regular file."""
+    """Whether fbt can keep its data in `home`, tried without making it: a folder made and removed
+    where it is or, where it is not yet (a fresh machine lacks ~/.local/share too), in the nearest
+    folder above it. Access bits said yes to a path under /proc and to a regular file."""
     where = f"{home}" + (" (FBT_HOME)" if os.environ.get("FBT_HOME") else "")
+    existing = next(p for p in (home, *home.parents) if p.exists())
+    if not existing.is_dir():
+        return _check("data home", "missing", f"{where}: {existing} is not a folder")
     try:
-        home.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=home):
+        with tempfile.TemporaryDirectory(dir=existing):
             pass
     except OSError as exc:
-        return _check("data home", "missing", f"{where}: {os_error(exc)}")
-    return _check("data home", "ok", where)
+        return _check("data home", "missing", f"{where}: cannot make a folder in {existing}: {exc.strerror}")
+    return _check("data home", "ok", where + ("" if existing == home else " (made by the first run)"))
 
 
 def _device_checks() -> list[dict[str, Any]]:
@@ -72,7 +74,7 @@ def _device_checks() -> list[dict[str, Any]]:
         import torch
     except ImportError:
         return [_check("device", "missing", "torch is not installed")]
-    out = [_check("cpu", "ok", f"{os.cpu_count()} cores, torch uses {torch.get_num_threads()} threads")]
+    out = [_check("cpu", "ok", f"{usable_cores()} cores, torch uses {torch.get_num_threads()} threads")]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)

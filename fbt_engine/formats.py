@@ -14,11 +14,17 @@ def to_devnull(stream) -> None:
         os.dup2(devnull.fileno(), stream.fileno())
 
 
+def usable_cores() -> int | None:
+    """The logical cores this process may run on: a cgroup's or a scheduler's CPU set (a Slurm
+    job's 4 of a node's 128), where the platform says; else the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 def cpu_name(threads: int | None = None, cores: int | None = None) -> str:
-    """A CPU by its logical cores (this machine's unless given), and by the threads a run computes
+    """A CPU by its logical cores (this process's unless given), and by the threads a run computes
     with when those are fewer (torch takes one per physical core; runs sharing a CPU split them):
     the TUI's header names the idle machine and the run alike."""
-    cores = cores or os.cpu_count()
+    cores = cores or usable_cores()
     shown = counted(cores, "core") if cores else "cores unknown"
     return f"CPU ({shown})" if threads is None or threads == cores else f"CPU ({shown}, {counted(threads, 'thread')})"
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+from fbt_engine.formats import usable_cores
 from fbt_engine.store.events import EventWriter
 from fbt_engine.store.runs import RunStore, new_run_id
 
@@ -49,7 +50,7 @@ def launch(args) -> int:
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the ranks; this one stays to close up
     # the cores split between this machine's ranks, unless the user chose (torchrun's default is 1
     # thread, with a banner saying so)
-    env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // args.nproc_per_node)), **os.environ}
+    env = {"OMP_NUM_THREADS": str(max(1, (usable_cores() or 1) // args.nproc_per_node)), **os.environ}
     proc = subprocess.Popen(torchrun_command(args, run_id), stdin=subprocess.DEVNULL, env=env)
     # a kill reaches torchrun too, which stops its ranks: it was left waiting for machines
     previous_term = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())

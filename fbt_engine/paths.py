@@ -36,10 +36,10 @@ def index_path(home: Path | None = None) -> Path:
     return (home or data_home()) / "index.sqlite"
 
 
-def cpu_share_dir() -> Path:
+def cpu_share_dir(home: Path | None = None) -> Path:
     """Where the CPU runs of a machine sign in to split its cores (fbt_engine/train/cpushare.py):
     one folder for every run of this fbt home; entries name their host, for a home on a shared disk."""
-    return data_home() / "cpu-share"
+    return (home or data_home()) / "cpu-share"
 
 
 def teacher_cache_dir() -> Path:

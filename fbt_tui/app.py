@@ -228,9 +228,8 @@ class FbtApp(App[int]):
         others = [h for h in self.manager.active() if h is not started]
         if others and self.gpus == []:
             self.dismiss_notifications("Shared CPU")  # the newest count says it: toasts piled up over the screen
-            self.notify(f"{counted(len(others) + 1, 'run')} now share this {cpu_name()}: they split its cores "
-                        "between them, each slower than it would go alone", title="Shared CPU", severity="warning",
-                        timeout=8)
+            self.notify(f"{counted(len(others) + 1, 'run')} now share this {cpu_name()}: each goes slower than it "
+                        "would alone", title="Shared CPU", severity="warning", timeout=8)
 
     async def resume(self, run_id: str) -> None:
         """`fbt run --resume` in a subprocess, in a fresh tab that tails the run from its start."""

@@ -8,7 +8,8 @@ import sys
 def main(argv: list[str] | None = None, *, ends_process: bool = False) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
-        if not (sys.stdin.isatty() and sys.stdout.isatty()):  # piped or in a job: it drew escape codes and waited
+        # piped, closed or in a job: it drew escape codes and waited
+        if not all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stdout)):
             print("error: the app needs a terminal (stdin and stdout); `fbt --help` lists the commands that "
                   "run without one", file=sys.stderr)
             return 2

@@ -427,7 +427,8 @@ class RunModel:
     def eta_seconds(self, now: float | None = None) -> float | None:
         """Remaining time of the current phase at its pace to its last logged step (evaluations
         included), counted down since that step: paced to now, it grew while no step came (an
-        evaluation, the app closed and opened again), 0:45 becoming 5:09 one step after a resume."""
+        evaluation, the app closed and opened again), 0:45 becoming 5:09 one step after a resume.
+        None once the countdown has run out: the run goes slower than its pace said."""
         with self.lock:
             info = self.phases.get(self.phase)
             if not self.is_active or self.resuming is not None or info is None or not info.total_steps:
@@ -438,7 +439,8 @@ class RunModel:
             if done <= 0 or self.stepped_at is None:
                 return None
             pace = (self.stepped_at - info.started) / done
-            return max(0.0, pace * (info.total_steps - self.step) - ((now or time.time()) - self.stepped_at))
+            left = pace * (info.total_steps - self.step) - ((now or time.time()) - self.stepped_at)
+            return left if left >= 0 else None
 
     @property
     def epochs_total(self) -> int:

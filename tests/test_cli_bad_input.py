@@ -148,7 +148,11 @@ def test_a_data_home_fbt_cannot_use_is_named_as_one(tmp_path):
     home = tmp_path / "a-file"
     home.write_text("")
     doctor = run_fbt("doctor", home=home)
-    assert f"✗ data home              {home} (FBT_HOME): {home}: File exists" in doctor.stdout.splitlines()
+    assert f"✗ data home              {home} (FBT_HOME): {home} is not a folder" in doctor.stdout.splitlines()
+    later = tmp_path / "not" / "yet"  # a first run makes it: a check does not
+    doctor = run_fbt("doctor", home=later)
+    assert f"✓ data home              {later} (FBT_HOME) (made by the first run)" in doctor.stdout.splitlines()
+    assert not (tmp_path / "not").exists()
     listed = run_fbt("runs", "ls", home=home)
     assert listed.returncode == 3
     assert listed.stderr == f"error: {home}: File exists (fbt's data home is {home}, from FBT_HOME)\n"

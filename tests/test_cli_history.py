@@ -252,6 +252,8 @@ def test_export_student_loads_into_timm(history, tmp_path):
     target.parent.mkdir()
     result = cli(history, "export", "alpha", "--student", str(target))
     assert result.returncode == 0, result.stderr
+    # said on stderr, as the metrics' exports say it: stdout is data (-o -)
+    assert (result.stdout, result.stderr) == ("", f"wrote {target} and {target.with_suffix('.toml')}\n")
     sidecar = tomllib.loads(target.with_suffix(".toml").read_text())
     assert sidecar["model"]["name"] == "resnet10_cifar" and sidecar["model"]["num_classes"] == 10
     assert sidecar["model"]["img_size"] == 28 and sidecar["source"]["run"] == history["ids"]["alpha"]
@@ -348,8 +350,10 @@ def test_tag_note_rm_restore_purge(copied):
         in_trash = run_fbt(*command)  # the commands that change a run say where it is
         assert in_trash.returncode == 2 and f'run {rid} ("{command[2]}") is in the trash: fbt runs restore {rid}' \
             in in_trash.stderr, in_trash.stderr
-    not_trashed = run_fbt("runs", "restore", "beta")
-    assert not_trashed.returncode == 2 and 'no run in the trash matches "beta"' in not_trashed.stderr
+    assert f"status         finished; in the trash (fbt runs restore {rid})" in run_fbt("runs", "show", rid).stdout
+    beta = fbt_json("runs", "show", "beta", "--json")["summary"]["id"]
+    not_trashed = run_fbt("runs", "restore", "beta")  # it said "no run in the trash matches"
+    assert not_trashed.returncode == 2 and f'run {beta} ("beta") is not in the trash' in not_trashed.stderr
     assert "Traceback" not in not_trashed.stderr
     assert run_fbt("runs", "restore", "last").returncode == 0 and (copied / "runs" / rid).is_dir()  # newest trashed
     assert len(fbt_json("runs", "ls", "--json")) == 2

@@ -74,9 +74,10 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_was_saved(with_cached_teach
 _IN_PROCESS_RUN = """
 import signal, sys
 from fbt_engine.cli import main
-before = signal.getsignal(signal.SIGINT)
+before, term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
 code = main(["run", *sys.argv[2:]], ends_process=sys.argv[1] == "ends")
 after = signal.getsignal(signal.SIGINT)
+assert signal.getsignal(signal.SIGTERM) is term  # `fbt run` took it while starting, and gave it back
 print(code, "caller's" if after is before else "ignored" if after == signal.SIG_IGN else after)
 """
 

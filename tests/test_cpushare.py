@@ -15,7 +15,7 @@ import torch
 from fbt_engine import paths
 from fbt_engine.store.runs import process_start_ticks
 from fbt_engine.train.cpushare import CpuShare
-from tests.conftest import PRESETS, run_fbt, tiny_sets
+from conftest import PRESETS, run_fbt, tiny_sets
 
 
 @pytest.fixture
@@ -59,11 +59,24 @@ def test_a_second_run_halves_the_threads_and_its_end_gives_them_back(tmp_path, t
     assert not any((tmp_path / "share").iterdir())
 
 
+def test_signing_out_gives_every_thread_back(tmp_path, threads, other_run):
+    """A caller of the engine in its own process goes on with the threads it had: the next run it
+    starts takes them as its own."""
+    _, sign_in = other_run
+    sign_in(tmp_path / "share")
+    torch.set_num_threads(2)
+    share = CpuShare(tmp_path / "share", alone=2)
+    assert share.joined == "2 fbt runs share the CPU: computing with 1 thread of 2" and torch.get_num_threads() == 1
+    share.close()
+    assert torch.get_num_threads() == 2
+
+
 def test_runs_of_other_hosts_and_stray_files_are_not_counted(tmp_path, threads, other_run):
     _, sign_in = other_run
     folder = tmp_path / "share"
     sign_in(folder, host="another-node")  # a home on a disk that nodes share
     (folder / "notes.txt").write_text("")
+    (folder / f"²-1@{socket.gethostname()}").write_text("")  # digits to str.isdigit, not to int()
     share = CpuShare(folder, alone=4)
     assert share.runs() == 1 and torch.get_num_threads() == 4
 
@@ -112,3 +125,6 @@ def test_a_run_started_beside_another_takes_half_the_cores(fbt_home, other_run, 
     steps = [e for e in events if e["type"] == "step"]
     assert steps and all(e["threads"] == max(1, alone // 2) for e in steps)
     assert [p.name for p in paths.cpu_share_dir().iterdir()] == [entry.name]
+    log = next((fbt_home / "runs").iterdir()) / "stdout.log"
+    if alone > 1:  # a run started second says so as it starts
+        assert f"2 fbt runs share the CPU: computing with 1 thread of {alone}" in log.read_text()

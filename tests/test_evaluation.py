@@ -176,3 +176,26 @@ def test_a_fusion_model_that_stays_at_chance_is_warned_of_once(fbt_home):
                           "learns little from it. A weak teacher (32.0%) or too high a learning rate can keep it "
                           "there"]
     reporter.finish("finished", 0)
+
+
+@pytest.mark.parametrize("method", ["fbt", "kd"])
+def test_the_fusion_check_runs_at_each_evaluation_of_a_method_with_a_fusion_model(with_cached_teacher, monkeypatch,
+                                                                                  method):
+    """Its wiring, on a real run: every fusion model taken for one at chance, from the first step."""
+    import fbt_engine.train.loop as loop
+
+    monkeypatch.setattr(loop, "near_chance", lambda top1, classes: classes == 10)
+    monkeypatch.setattr(loop, "FUSION_GRACE_STEPS", 1)
+    assert run(RunOptions(preset=str(PRESETS / "mlp_to_cnn.toml"), sets=[*TINY, f'method.name="{method}"'],
+                          quiet=True)) == 0
+    store = RunStore()
+    events = store.events(store.resolve("last"))
+    fusion = [e for e in events if e["type"] == "epoch"][-1].get("fusion")
+    warned = [e["message"] for e in events if e.get("kind") == "fusion_near_chance"]
+    if method == "kd":  # no fusion model, nothing to say
+        assert fusion is None and warned == []
+    else:
+        teacher = [e for e in events if e["type"] == "epoch"][-1]["teacher"]["top1"]
+        assert warned == [f"the fusion model scores {fusion['top1']:.1f}% top-1 after 7 steps, near chance (10.0%): "
+                          f"the student learns little from it. A weak teacher ({teacher:.1f}%) or too high a "
+                          "learning rate can keep it there"]

@@ -277,3 +277,19 @@ def test_a_plot_of_nothing_but_non_finite_values_says_so():
             assert Text.from_markup(str(plot.border_title)).plain == "T–S / step  ━ nce_ts"
 
     asyncio.run(scenario())
+
+
+def test_esc_lets_go_of_a_plot_focused_for_zooming(fbt_home):
+    """Focused, a plot takes the arrows and the key bar shows its zoom keys; esc gave it no way out."""
+    fake_run(fbt_home, "zoomed", top1=(50.0, 60.0))
+
+    async def scenario(app, pilot):
+        view = await open_from_history(app, pilot)
+        plot = view.query_one("#plot-top1", CurvePlot)
+        plot.focus()
+        await pilot.pause()
+        assert app.focused is plot and "Zoom in" in str(app.screen.query_one("#keys").render())
+        await pilot.press("escape")
+        assert app.focused is None and "Zoom in" not in str(app.screen.query_one("#keys").render())
+
+    run_app(scenario, start_mode="history")

@@ -429,6 +429,8 @@ def test_marked_runs_that_the_filter_hides_are_left_out_of_the_actions(fbt_home)
         assert not isinstance(app.screen, CompareScreen)
         await pilot.press("slash", "escape")  # the filter cleared: both marked runs count again
         assert app.screen.selected_ids() == [runs["gamma"], runs["beta"]]
+        await pilot.press("escape")  # no filter left: the marks go (one space a run, before)
+        assert not app.screen.marked and "marked" not in str(app.screen.query_one("#history-title").render())
 
     run_app(scenario, start_mode="history")
 

@@ -140,7 +140,7 @@ def test_eta_from_the_phase_pace():
     # counted down until the next step: paced to now, it grew while an evaluation ran or the app
     # was closed, and an ETA of 0:45 read 5:09 on re-opening the app one step after a resume
     assert m.eta_seconds(now=116.0) == 24.0
-    assert m.eta_seconds(now=150.0) == 0.0
+    assert m.eta_seconds(now=150.0) is None  # overdue: no 0:00 for as long as the run is late
     m.add_events([{"type": "step", "time": 130.0, "phase": DISTILL, "step": 10, "epoch": 1, "loss": 1.0,
                    "losses": {}}])
     assert m.eta_seconds(now=130.0) == 30.0  # 10 steps in 30 s, 10 to go
@@ -208,7 +208,7 @@ def test_an_evaluation_shows_on_the_status_line_until_the_event_that_ends_it():
     m.add_events([{"type": "phase", "time": 4.0, "phase": EVAL, "during": DISTILL, "epoch": 1, "step": 10,
                    "images": 200}])
     assert m.phase == DISTILL and DISTILL in m.phases and EVAL not in m.phases  # training goes on after it
-    assert "evaluating epoch 1" in view._status(0, 0) and m.eta_seconds(now=5.0) is not None
+    assert "evaluating epoch 1" in view._status(0, 0) and m.eta_seconds(now=3.5) is not None
     m.add_events([{"type": "epoch", "time": 5.0, "phase": DISTILL, "epoch": 1, "step": 10, "val_loss": 1.0,
                    "student": {"top1": 30.0}}])
     assert m.evaluating is None
@@ -364,6 +364,9 @@ def test_a_crashed_run_resuming_from_the_app_keeps_no_stale_end_or_pace():
                   {"type": "step", "time": 5.0, "phase": DISTILL, "step": 5, "epoch": 1, "loss": 1.0, "losses": {}},
                   {"type": "run_failed", "time": 6.0, "error": "X", "message": "y", "phase": DISTILL}])
     assert m.status == "starting" and m.outcome == {} and m.eta_seconds(now=7.0) is None
+    m.add_events([{"type": "step", "time": 5.5, "phase": DISTILL, "step": 6, "epoch": 1, "loss": 1.0, "losses": {},
+                   "img_s": 754.0}])  # (an older segment's, read after the app asked for the resume)
+    assert "img/s" not in view_of(m)._status(0, 0)  # the stopped segment's speed is no speed of the resume
 
 
 def test_a_teacher_trained_here_shows_its_latest_score_until_distillation():

@@ -35,6 +35,8 @@ def test_every_screen_renders(fbt_home, size):
         screen = app.screen
         await wait_for(pilot, lambda: screen.ref is not None, 10, "the presets")
         assert visible(screen.query_one("#preview")) and visible(screen.query_one("#preset-list"))
+        heading = screen.query_one("#preset-main .section-title")
+        assert str(heading.render_line(0).text).rstrip().endswith("…" if small else "enter launches)")
         await pilot.press("ctrl+o")
         assert isinstance(app.screen, ModelPicker)
         await pilot.press(*"resnet cifar")

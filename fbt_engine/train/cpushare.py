@@ -1,13 +1,15 @@
 """Runs on one CPU split its cores between them. torch gives each process a thread per core, and
-two runs that each take every core wait on one another's threads: this test suite, two processes
-on two cores, took 12 min 55 s with two threads each and 7 min 31 s with one (docs/PERF.md). A
-CPU run left to choose its threads (OMP_NUM_THREADS unset) signs in to a folder that the CPU runs
-of this machine share, and computes with its threads ÷ the runs signed in, counted again every few
-seconds as runs come and go."""
+runs that each take every core wait on one another's threads: two `mlp_to_cnn` runs at once on
+two cores took 114 s with two threads each, 33 s with one (bench/cpu_share.sh, docs/PERF.md). A CPU run
+left to choose its threads (OMP_NUM_THREADS unset, not compiled, one process) signs in to a folder
+of its fbt home, and while it trains computes with its threads ÷ the runs signed in, counted again
+every few seconds as runs come and go. Runs whose threads are set otherwise neither sign in nor
+are counted."""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ from fbt_engine.formats import counted
 from fbt_engine.store.runs import process_alive, process_start_ticks
 
 RECOUNT_S = 2.0  # how often a run counts the others: a second run's start is felt within this
+ENTRY = re.compile(r"(\d+)-(\d+|None)@(.+)", re.ASCII)  # pid-start ticks@host
 
 
 class CpuShare:
@@ -33,13 +36,17 @@ class CpuShare:
         self.entry = folder / f"{pid}-{process_start_ticks(pid)}@{self.host}"
         self.entry.touch()
         self._next_count = 0.0
-        self.take()
+        try:
+            self.joined = self.take()  # said once the run has a log: a run started second takes its share at once
+        except OSError:
+            self.close()  # not counted by others for a share it did not take
+            raise
 
     @classmethod
     def claim(cls, device: torch.device, world: int, compiled: bool) -> "CpuShare | None":
         """A share for a run on `device`, or None where its threads are not fbt's to change: set by
         the user (OMP_NUM_THREADS; torchrun sets it too), or fixed in the kernels torch.compile
-        generated for a CPU. A folder that cannot be written leaves the run every thread, as before."""
+        generated for a CPU. A folder that cannot be written leaves the run every thread."""
         if device.type != "cpu" or world > 1 or compiled or "OMP_NUM_THREADS" in os.environ:
             return None
         try:
@@ -51,11 +58,10 @@ class CpuShare:
         """The CPU runs signed in on this host, this one included; a killed run's entry is removed."""
         count = 0
         for entry in self.folder.iterdir():
-            ident, _, host = entry.name.rpartition("@")
-            pid, _, ticks = ident.partition("-")
-            if host != self.host or not pid.isdigit():
+            signed = ENTRY.fullmatch(entry.name)
+            if signed is None or signed[3] != self.host:
                 continue
-            if process_alive(int(pid), int(ticks) if ticks.isdigit() else None):
+            if process_alive(int(signed[1]), None if signed[2] == "None" else int(signed[2])):
                 count += 1
             else:
                 entry.unlink(missing_ok=True)
@@ -84,4 +90,7 @@ class CpuShare:
             return None
 
     def close(self) -> None:
+        """Signed out, with every thread back: a caller of the engine in its own process goes on
+        with the threads it had."""
         self.entry.unlink(missing_ok=True)
+        torch.set_num_threads(self.alone)

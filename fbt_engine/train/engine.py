@@ -31,7 +31,7 @@ from fbt_engine.config.fields import to_table
 from fbt_engine.config.presets import PresetError, Resolved, collect, command_line_sets, resolve
 from fbt_engine.config.schema import Config, TrainSection
 from fbt_engine.data.sources import DataBundle, DataError, load_data
-from fbt_engine.formats import counted, cpu_name, os_error
+from fbt_engine.formats import counted, cpu_name, os_error, usable_cores
 from fbt_engine.methods.base import Distiller, build_method
 from fbt_engine.methods.baselines import Scratch
 from fbt_engine.methods.params import ScratchParams
@@ -118,7 +118,7 @@ def describe_device(device: torch.device, train: TrainSection, fmt: torch.memory
         props = torch.cuda.get_device_properties(device)
         return {"type": "cuda", "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1), **common}
     threads = torch.get_num_threads()
-    return {"type": "cpu", "name": cpu_name(threads), "cores": os.cpu_count(), "threads": threads, **common}
+    return {"type": "cpu", "name": cpu_name(threads), "cores": usable_cores(), "threads": threads, **common}
 
 
 def versions() -> dict[str, str]:
@@ -537,10 +537,11 @@ def run(options: RunOptions) -> int:
             device = _attempt(lambda: select_device(resolved.config.run.device, info))
             distributed.init(info, device)
             held.callback(distributed.shutdown)
+            prepared = _attempt(lambda: prepare(resolved, device, info, _resumed_teacher(store, resume_id, resume_from)))
+            # after the preparation: a download or a hub's weights do not compute
             share = CpuShare.claim(device, info.world, compile_mode(resolved.config.train, device, info.world) is not None)
             if share is not None:
                 held.callback(share.close)
-            prepared = _attempt(lambda: prepare(resolved, device, info, _resumed_teacher(store, resume_id, resume_from)))
             prepared.cpu_share = share
             run_id, segment = distributed.broadcast(
                 _attempt(lambda: _open_run(prepared, options, store, resume_id, launched) if info.is_main else None))
@@ -564,7 +565,7 @@ def execute(p: Prepared, run_id: str, segment: int, resume_from: tuple[int, str]
         device = describe_device(p.device, cfg.train, p.memory_format, p.dist.world)
         if resume_from is not None:
             from_step, phase_name = resume_from
-            before = _processes_before(reporter.dir)
+            before = _processes_before(reporter.dir) if p.dist.is_main else p.dist.world  # rank 0 reports
             # the device may not be the one the run started on: a resume's stream says where it goes on
             reporter.emit("resume", run_id=run_id, segment=segment, phase=phase_name, from_step=from_step,
                           changed=p.resolved.changed, device=device, processes=p.dist.world, launched=launched)
@@ -588,6 +589,8 @@ def execute(p: Prepared, run_id: str, segment: int, resume_from: tuple[int, str]
                              "(no scaling rule)")
             for doubt in p.resolved.doubts:
                 reporter.warn(str(doubt))
+        if p.cpu_share is not None and p.cpu_share.joined:
+            reporter.log(p.cpu_share.joined)
         if p.teacher is not None:
             phase_name = "teacher_training"
             teacher_phase(p, reporter, stop, resuming)

@@ -136,7 +136,7 @@ class HistoryScreen(FbtScreen):
         Binding("x", "trash", "Trash"),
         Binding("r", "restore", "Restore"),
         Binding("v", "toggle_trash", "Trash view"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("escape", "clear_filter", "Clear the filter, else the marks", show=False),
     ]
 
     def __init__(self) -> None:
@@ -409,7 +409,10 @@ class HistoryScreen(FbtScreen):
         self.query_one(RunTable).focus()
 
     def action_clear_filter(self) -> None:
+        """Esc: the filter, and where there is none, the marks (unmarked one by one, before)."""
         box = self.query_one("#history-filter", Input)
+        if not (box.value or box.display) and self.marked:
+            self.marked.clear()
         box.value = ""
         box.display = False
         self.query_one(RunTable).focus()

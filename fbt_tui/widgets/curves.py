@@ -10,6 +10,7 @@ import numpy as np
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Grid
 from textual_hires_canvas import Canvas
 from textual_plot import HiResMode, NumericAxisFormatter, PlotWidget
@@ -117,6 +118,9 @@ class StyledCanvas(Canvas):
 class CurvePlot(PlotWidget):
     """One panel of curves, redrawn whole: the model hands it at most a few points per column."""
 
+    # a plot focused for its zoom and pan keys holds the arrows and the key bar until let go
+    BINDINGS = [Binding("escape", "let_go", "Done", show=False)]
+
     def __init__(self, group: str, *, markers: bool = False, id: str | None = None):
         super().__init__(id=id, classes="curve")
         self.group = group
@@ -133,6 +137,9 @@ class CurvePlot(PlotWidget):
             for part in ("margin-top", "margin-left", "plot", "margin-bottom"):
                 yield StyledCanvas(1, 1, id=part)
         yield Legend(id="legend")
+
+    def action_let_go(self) -> None:
+        self.screen.set_focus(None)
 
     def on_mount(self) -> None:
         self.canvases = list(self.query(StyledCanvas))

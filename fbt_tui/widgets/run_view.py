@@ -306,7 +306,7 @@ class RunView(Vertical):
                 progress.append(f"step loss {number(m.loss)}")
             if m.lr is not None:
                 progress.append(f"lr {m.lr:.3g}")
-            if m.img_s and m.is_active:  # a run that ended goes at no speed
+            if m.img_s and m.is_active and m.resuming is None:  # ended, or not yet resumed: at no speed
                 progress.append(f"{m.img_s:,.0f} img/s")
             if m.outcome.get("type") == "run_failed":
                 progress.append(f"[b $error]{literal(str(m.outcome.get('error')))}: "
