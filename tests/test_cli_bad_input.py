@@ -105,11 +105,16 @@ def test_every_problem_of_a_preset_at_once(fbt_home, tmp_path):
 def test_a_preset_that_is_not_toml(fbt_home, tmp_path):
     preset = _preset(tmp_path, "[run\nname = 'x'\n")
     assert_clean_error(run_fbt("run", preset), 2, f"{preset}: preset: not valid TOML", "line 1", home=fbt_home)
+    with_bom = tmp_path / "bom.toml"  # saved by an editor that starts UTF-8 with a byte-order mark
+    with_bom.write_bytes(b"\xef\xbb\xbf" + PRESET_TEXT.encode())
+    assert_clean_error(run_fbt("run", str(with_bom)), 2, "the file starts with a byte-order mark, which TOML does not "
+                       "allow: save it as UTF-8 without one", home=fbt_home)
 
 
 @pytest.mark.parametrize("ref,needles", [
     ("nope.toml", ["nope.toml: preset: no such file or preset"]),
     ("mlp_to_cnx", ['mlp_to_cnx: preset: no such file or preset (did you mean "mlp_to_cnn"?)']),
+    ("presets", ["presets: preset: a folder, not a preset: give a .toml file or a preset's name (fbt presets ls)"]),
 ])
 def test_a_missing_preset(fbt_home, ref, needles):
     """A mistyped preset is a usage error (2), not something this machine lacks (3)."""

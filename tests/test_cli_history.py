@@ -395,6 +395,11 @@ def test_reindex_names_the_run_folders_it_leaves_out(copied):
     result = run_fbt("runs", "reindex")
     assert result.returncode == 0 and "indexed 1 run" in result.stdout
     assert f"warning: left out {broken}: Expecting property name" in result.stderr
+    shown = run_fbt("runs", "show", broken.parent.name)  # by its full id, it said "no run matches"
+    assert shown.returncode == 2 and f"{broken.parent}: a run folder without a readable meta.json" in shown.stderr
+    broken.unlink()  # a meta.json gone left the folder out of reindex's list too
+    result = run_fbt("runs", "reindex")
+    assert f"warning: left out {broken.parent}: a run folder without a meta.json" in result.stderr
 
 
 def test_an_index_that_cannot_be_opened_is_an_error_not_a_fresh_start(copied):

@@ -31,10 +31,11 @@ def other_run():
     """A live process signed in as a CPU run, and a way to sign it in to a folder."""
     proc = subprocess.Popen(["sleep", "120"])
 
-    def sign_in(folder: Path, host: str = socket.gethostname()) -> Path:
+    def sign_in(folder: Path, host: str = socket.gethostname(), holds: int | None = None) -> Path:
+        """As a run that shares, or one that `holds` threads set otherwise."""
         folder.mkdir(parents=True, exist_ok=True)
         entry = folder / f"{proc.pid}-{process_start_ticks(proc.pid)}@{host}"
-        entry.touch()
+        entry.write_text("" if holds is None else str(holds))
         return entry
 
     yield proc, sign_in
@@ -45,7 +46,7 @@ def other_run():
 def test_a_second_run_halves_the_threads_and_its_end_gives_them_back(tmp_path, threads, other_run):
     proc, sign_in = other_run
     share = CpuShare(tmp_path / "share", alone=2)
-    assert torch.get_num_threads() == 2 and share.runs() == 1
+    assert torch.get_num_threads() == 2 and share.census().runs == 1
     entry = sign_in(tmp_path / "share")
     assert share.take() == "2 fbt runs share the CPU: computing with 1 thread of 2"
     assert torch.get_num_threads() == 1
@@ -78,7 +79,7 @@ def test_runs_of_other_hosts_and_stray_files_are_not_counted(tmp_path, threads, 
     (folder / "notes.txt").write_text("")
     (folder / f"²-1@{socket.gethostname()}").write_text("")  # digits to str.isdigit, not to int()
     share = CpuShare(folder, alone=4)
-    assert share.runs() == 1 and torch.get_num_threads() == 4
+    assert share.census().runs == 1 and torch.get_num_threads() == 4
 
 
 def test_recount_asks_the_folder_every_few_seconds_only(tmp_path, threads, other_run, monkeypatch):
@@ -94,18 +95,43 @@ def test_recount_asks_the_folder_every_few_seconds_only(tmp_path, threads, other
     assert share.recount() is not None and torch.get_num_threads() == 1
 
 
-@pytest.mark.parametrize("device, world, compiled, env", [
-    ("cuda", 1, False, {}),  # the CPU feeds the GPU: its threads are not the run's compute
-    ("cpu", 2, False, {}),  # torchrun's processes: their threads are set per process
-    ("cpu", 1, True, {}),  # torch.compile's CPU kernels fix their threads when generated
-    ("cpu", 1, False, {"OMP_NUM_THREADS": "2"}),  # the user's choice
+def test_no_share_for_a_run_on_a_gpu(monkeypatch):
+    """The CPU feeds the GPU there: its threads are not the run's compute."""
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert CpuShare.claim(torch.device("cuda"), 1, False) is None
+    assert not paths.cpu_share_dir().exists()
+
+
+@pytest.mark.parametrize("world, compiled, env", [
+    (2, False, {}),  # torchrun's processes: their threads are set per process
+    (1, True, {}),  # torch.compile's CPU kernels fix their threads when generated
+    (1, False, {"OMP_NUM_THREADS": "2"}),  # the user's choice
 ])
-def test_no_share_where_the_threads_are_not_fbts_to_change(device, world, compiled, env, monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+def test_a_run_whose_threads_are_set_keeps_them_and_signs_in_with_them(world, compiled, env, monkeypatch, threads,
+                                                                       other_run):
+    """It signs in with the threads it holds, for the runs that share to count them."""
+    monkeypatch.delenv("OMP_NUM_THREADS")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    assert CpuShare.claim(torch.device(device), world, compiled) is None
-    assert not paths.cpu_share_dir().exists()
+    _, sign_in = other_run
+    torch.set_num_threads(3)
+    fixed = CpuShare.claim(torch.device("cpu"), world, compiled)
+    assert fixed is not None and fixed.fixed and fixed.joined is None and torch.get_num_threads() == 3
+    assert fixed.entry.read_text() == "3"  # what the runs that share read
+    sign_in(paths.cpu_share_dir())  # another that shares
+    assert fixed.recount() is None and torch.get_num_threads() == 3  # whatever the others do
+    fixed.close()
+    assert not fixed.entry.exists()
+
+
+def test_a_run_that_shares_takes_what_runs_with_set_threads_leave(tmp_path, threads, other_run):
+    _, sign_in = other_run
+    sign_in(tmp_path / "share", holds=3)  # OMP_NUM_THREADS=3, say
+    share = CpuShare(tmp_path / "share", alone=8)
+    assert share.joined == "2 fbt runs share the CPU: computing with 5 threads of 8"
+    (tmp_path / "share" / "x").write_text("")  # (not a run's)
+    sign_in(tmp_path / "share", holds=8)  # more than there is: one thread is left
+    assert share.take() == "2 fbt runs share the CPU: computing with 1 thread of 8"
 
 
 def test_a_run_started_beside_another_takes_half_the_cores(fbt_home, other_run, monkeypatch):

@@ -349,6 +349,22 @@ def test_compare_lays_losses_out_by_epoch(fbt_home):
     run_app(scenario, start_mode="history")
 
 
+def test_compare_says_why_a_baseline_gives_no_deltas(fbt_home):
+    """An interrupted run with no evaluation, marked first: every Δ cell was blank, unexplained."""
+    t0 = time.time() - 100
+    fake_run(fbt_home, "scored", top1=(50.0, 60.0), started=t0)
+    fake_run(fbt_home, "stopped early", top1=(), status="interrupted", started=t0 + 10)
+
+    async def scenario(app, pilot):
+        await history_loaded(app, pilot, 2)
+        await pilot.press("space", "space", "c")  # the newest first: the baseline
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.data is not None, 20, "the comparison")
+        assert "the baseline for Δ, has no score yet: no Δ" in str(screen.query_one("#compare-title").render())
+
+    run_app(scenario, start_mode="history")
+
+
 def test_compare_lays_its_summary_out_by_what_fits(fbt_home):
     """Three runs at 120 columns had the whole summary, its last column cut ("Δ fin", "+14.0")."""
     t0 = time.time() - 100

@@ -58,6 +58,9 @@ def test_every_screen_renders(fbt_home, size):
         await wait_for(pilot, lambda: app.screen.data is not None, 10, "the comparison")
         await pilot.pause(0.3)
         assert visible(app.screen.query_one("#compare-diff")) and visible(app.screen.query_one("#compare-acc"))
+        summary = app.screen.query_one("#compare-summary")
+        assert summary.virtual_size.width <= summary.region.width  # every column whole ("best fusion" read "b")
+        assert "best @ep" in [str(c.label) for c in summary.columns.values()]
         await pilot.press("escape")
 
         await pilot.press("enter")  # the cursor stayed on the older run: open it in the dashboard

@@ -7,6 +7,7 @@ collected, so `fbt presets validate` can report every one at once.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import functools
 import json
@@ -84,6 +85,9 @@ def find_preset(ref: str) -> Path:
     for p in known:
         if p.name == name:
             return p.path
+    if candidate.is_dir():  # "no such file or preset" of a folder that is there
+        raise PresetError([Problem(ref, "preset", "a folder, not a preset: give a .toml file or a preset's name "
+                                   "(fbt presets ls)")])
     raise PresetError([Problem(ref, "preset", "no such file or preset"
                                + did_you_mean(name, [p.name for p in known]))])
 
@@ -160,7 +164,10 @@ def read_preset(path: Path) -> tuple[bytes, dict[str, Any], list[Problem]]:
     try:
         return raw, tomllib.loads(raw.decode("utf-8")), []
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        return raw, {}, [Problem(str(path), "preset", f"not valid TOML: {exc}")]
+        # Notepad's UTF-8 starts with one; TOML's parser says only "Invalid statement (at line 1, column 1)"
+        bom = "; the file starts with a byte-order mark, which TOML does not allow: save it as UTF-8 without one" \
+            if raw.startswith(codecs.BOM_UTF8) else ""
+        return raw, {}, [Problem(str(path), "preset", f"not valid TOML: {exc}{bom}")]
 
 
 # --- building and checking ----------------------------------------------------------------------

@@ -281,6 +281,9 @@ class RunStore:
                 continue
             summaries.append(summarize(meta, read_events(folder / "events.jsonl"),
                                        trashed=folder.parent == self.trash_dir))
+        skipped += [f"{folder}: a run folder without a meta.json" for base in (self.runs_dir, self.trash_dir)
+                    if base.is_dir() for folder in sorted(base.iterdir())
+                    if RUN_ID.match(folder.name) and folder.is_dir() and not (folder / "meta.json").exists()]
         self.index.replace_all(summaries)
         return len(summaries), skipped
 
@@ -375,6 +378,10 @@ class RunStore:
         if len(several := prefixed if len(prefixed) > 1 else ended) > 1:
             raise AmbiguousRun(f'"{ref}" matches {len(several)} runs: {", ".join(several[:5])}'
                                + (", …" if len(several) > 5 else ""))
+        if RUN_ID.match(ref) and (folder := next((f / ref for f in (self.runs_dir, self.trash_dir)
+                                                  if (f / ref).is_dir()), None)):
+            raise RunNotFound(f"{folder}: a run folder without a readable meta.json, so nothing lists it (its events "
+                              "and checkpoints are still there)")
         raise RunNotFound(f'no run{where} matches "{ref}" (an id, a unique id prefix, its last part, a name, '
                           'or "last")')
 

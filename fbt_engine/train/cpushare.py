@@ -1,10 +1,10 @@
 """Runs on one CPU split its cores between them. torch gives each process a thread per core, and
 runs that each take every core wait on one another's threads: two `mlp_to_cnn` runs at once on
-two cores took 114 s with two threads each, 33 s with one (bench/cpu_share.sh, docs/PERF.md). A CPU run
-left to choose its threads (OMP_NUM_THREADS unset, not compiled, one process) signs in to a folder
-of its fbt home, and while it trains computes with its threads ÷ the runs signed in, counted again
-every few seconds as runs come and go. Runs whose threads are set otherwise neither sign in nor
-are counted."""
+two cores took 114 s with two threads each, 33 s with one (bench/cpu_share.sh, docs/PERF.md).
+Every CPU run signs in to a folder of its fbt home. One left to choose its threads (OMP_NUM_THREADS
+unset, not compiled, one process) trains with the threads the others leave ÷ the runs that share,
+counted again every few seconds as runs come and go; one whose threads are set otherwise keeps
+them, and its entry says how many it holds."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,64 +25,84 @@ RECOUNT_S = 2.0  # how often a run counts the others: a second run's start is fe
 ENTRY = re.compile(r"(\d+)-(\d+|None)@(.+)", re.ASCII)  # pid-start ticks@host
 
 
-class CpuShare:
-    """This process's place among the CPU runs of its machine; `alone` is the threads it takes
-    when no other run is signed in."""
+@dataclass(frozen=True)
+class Census:
+    sharing: int  # the runs that split what is left, this one included
+    fixed_runs: int  # the runs whose threads are set otherwise
+    fixed_threads: int  # and the threads those hold
 
-    def __init__(self, folder: Path, alone: int):
-        self.folder, self.alone = folder, alone
+    @property
+    def runs(self) -> int:
+        return self.sharing + self.fixed_runs
+
+
+class CpuShare:
+    """This process's place among the CPU runs of its machine: `alone`, the threads it takes when
+    no other run is signed in; `fixed`, whether it keeps them whatever the others do."""
+
+    def __init__(self, folder: Path, alone: int, fixed: bool = False):
+        self.folder, self.alone, self.fixed = folder, alone, fixed
         folder.mkdir(parents=True, exist_ok=True)
         self.host = socket.gethostname()
         pid = os.getpid()
         self.entry = folder / f"{pid}-{process_start_ticks(pid)}@{self.host}"
-        self.entry.touch()
+        self.entry.write_text(str(alone) if fixed else "")
         self._next_count = 0.0
         try:
-            self.joined = self.take()  # said once the run has a log: a run started second takes its share at once
+            # said once the run has a log: a run started second takes its share at once
+            self.joined = None if fixed else self.take()
         except OSError:
             self.close()  # not counted by others for a share it did not take
             raise
 
     @classmethod
     def claim(cls, device: torch.device, world: int, compiled: bool) -> "CpuShare | None":
-        """A share for a run on `device`, or None where its threads are not fbt's to change: set by
-        the user (OMP_NUM_THREADS; torchrun sets it too), or fixed in the kernels torch.compile
-        generated for a CPU. A folder that cannot be written leaves the run every thread."""
-        if device.type != "cpu" or world > 1 or compiled or "OMP_NUM_THREADS" in os.environ:
+        """This run's share where it runs on a CPU. Its threads are fbt's to change unless set by
+        the user (OMP_NUM_THREADS; the launcher sets it for torchrun's processes) or fixed in the
+        kernels torch.compile generated for a CPU. A folder that cannot be written: no share."""
+        if device.type != "cpu":
             return None
+        fixed = world > 1 or compiled or "OMP_NUM_THREADS" in os.environ
         try:
-            return cls(paths.cpu_share_dir(), torch.get_num_threads())
+            return cls(paths.cpu_share_dir(), torch.get_num_threads(), fixed)
         except OSError:
             return None
 
-    def runs(self) -> int:
+    def census(self) -> Census:
         """The CPU runs signed in on this host, this one included; a killed run's entry is removed."""
-        count = 0
+        sharing = fixed_runs = fixed_threads = 0
         for entry in self.folder.iterdir():
             signed = ENTRY.fullmatch(entry.name)
-            if signed is None or signed[3] != self.host:
+            if signed is None or signed[3] != self.host or entry == self.entry:
                 continue
-            if process_alive(int(signed[1]), None if signed[2] == "None" else int(signed[2])):
-                count += 1
-            else:
+            if not process_alive(int(signed[1]), None if signed[2] == "None" else int(signed[2])):
                 entry.unlink(missing_ok=True)
-        return max(1, count)  # this run's own entry, even if someone removed the file
+                continue
+            try:
+                held = entry.read_text().strip()
+            except FileNotFoundError:  # it signed out since the listing
+                continue
+            if held.isascii() and held.isdigit():
+                fixed_runs, fixed_threads = fixed_runs + 1, fixed_threads + int(held)
+            else:
+                sharing += 1
+        return Census(sharing + (not self.fixed), fixed_runs + self.fixed, fixed_threads + self.alone * self.fixed)
 
     def take(self) -> str | None:
         """Take this run's share of the cores now; what changed, in words, or None."""
-        runs = self.runs()
-        threads = max(1, self.alone // runs)
+        census = self.census()
+        threads = max(1, (self.alone - census.fixed_threads) // census.sharing)
         if threads == torch.get_num_threads():
             return None
         torch.set_num_threads(threads)  # the calling thread's: this is called where the run computes
-        if runs == 1:
+        if census.runs == 1:
             return f"alone on the CPU again: computing with {counted(threads, 'thread')}"
-        return f"{runs} fbt runs share the CPU: computing with {counted(threads, 'thread')} of {self.alone}"
+        return f"{census.runs} fbt runs share the CPU: computing with {counted(threads, 'thread')} of {self.alone}"
 
     def recount(self) -> str | None:
         """`take()` every RECOUNT_S seconds; cheap enough to ask at every step."""
         now = time.monotonic()
-        if now < self._next_count:
+        if self.fixed or now < self._next_count:
             return None
         self._next_count = now + RECOUNT_S
         try:

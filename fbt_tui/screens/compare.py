@@ -32,7 +32,11 @@ METRICS = (("CE", "val", "validation loss"), ("CE", "ce", "student CE × ce_weig
 
 
 NAME_CLIP = 16  # a name's cells in the narrow summary's run column
-WIDE_LEFT_OUT, NARROW_LEFT_OUT = ("run",), ("id", "name", "teacher → student", "duration")  # the summary's layouts
+# the summary's layouts: the first that fits is taken, else the last. Narrow, each run goes by its tab's name, then
+# the status and the fusion's score give way (History has them): at 80 columns "best fusion" was cut to "b"
+WIDE_LEFT_OUT = ("run",)
+NARROW_LEFT_OUTS = tuple(("id", "name", "teacher → student", "duration") + more
+                         for more in ((), ("status",), ("status", "best fusion")))
 
 
 @dataclass
@@ -106,6 +110,10 @@ class CompareScreen(FbtScreen):
 
     def _loaded(self, data: Compared) -> None:
         self.data = data
+        if data.summaries[0].best_top1 is None:  # its Δ cells all blank, unexplained
+            self.query_one("#compare-title", Static).update(
+                f" Compare {len(self.run_ids)} runs [dim](the first, the baseline for Δ, has no score yet: no Δ · "
+                "esc back)[/]")
         self._summary()
         self._diff()
         self.call_after_refresh(self._plots)
@@ -119,7 +127,8 @@ class CompareScreen(FbtScreen):
         table.clear(columns=True)
         self.compact = not self._fits(self._rows(clip=False), WIDE_LEFT_OUT)
         rows = self._rows(clip=self.compact)
-        left_out = NARROW_LEFT_OUT if self.compact else WIDE_LEFT_OUT
+        left_out = next((lo for lo in NARROW_LEFT_OUTS if self._fits(rows, lo)), NARROW_LEFT_OUTS[-1]) \
+            if self.compact else WIDE_LEFT_OUT
         columns = [c for c in rows[0] if c not in left_out]
         table.add_columns(*columns)
         for row in rows:
