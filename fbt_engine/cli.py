@@ -235,7 +235,8 @@ def cmd_run(args) -> int:
     try:
         return _run(args)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if not args.ends_process:  # else ignored from the run's end on (StopFlag, exit_process): its code stands
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args) -> int:
@@ -726,7 +727,8 @@ def exit_process(code: int) -> NoReturn:
     say) has ended and recorded how, so a late Ctrl-C must neither cut the exit short with a
     traceback nor change its code. A run starts ignoring it as it returns (StopFlag), which leaves
     no gap before this. Only a process's own end ignores it: a caller of `main` in its own process
-    keeps its Ctrl-C (and its SIGTERM, which `fbt run` takes for one while it starts)."""
+    keeps its Ctrl-C (and its SIGTERM, which `fbt run` takes for one while it starts). What is
+    left of the exit, Python's own, is short: a process that hung there would need SIGKILL."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(code)

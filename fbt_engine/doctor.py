@@ -36,8 +36,8 @@ def report() -> list[dict[str, Any]]:
     checks += _device_checks()
     checks += _dataset_checks()
     home = paths.data_home()
-    checks.append(_home_check(home))
-    existing = next(p for p in (home, *home.parents) if p.exists())
+    existing = _nearest_existing(home)
+    checks.append(_home_check(home, existing))
     runs = paths.runs_dir()
     count = sum(1 for p in runs.iterdir() if (p / "meta.json").is_file()) if runs.is_dir() else 0
     checks.append(_check("runs", "ok", f"{count} in {runs}"))
@@ -48,17 +48,31 @@ def report() -> list[dict[str, Any]]:
     compiled = paths.compile_cache_dir()
     size = sum(p.stat().st_size for p in compiled.rglob("*") if p.is_file()) / 2**20 if compiled.is_dir() else 0.0
     checks.append(_check("compile cache", "ok", f"{size:.1f} MiB in {compiled} (torch.compile's; safe to delete)"))
-    free = shutil.disk_usage(existing).free / 2**30
-    checks.append(_check("disk", "ok" if free > 2 else "warn", f"{free:.1f} GiB free"))
+    if isinstance(existing, Path):
+        free = shutil.disk_usage(existing).free / 2**30
+        checks.append(_check("disk", "ok" if free > 2 else "warn", f"{free:.1f} GiB free"))
     return checks
 
 
-def _home_check(home: Path) -> dict[str, Any]:
+def _nearest_existing(path: Path) -> Path | str:
+    """`path` or the nearest folder above it that exists; where one cannot be looked in, why."""
+    for candidate in (path, *path.parents):
+        try:
+            if candidate.exists():
+                return candidate
+        except OSError as exc:  # a parent that denies a look
+            return f"cannot look in {candidate.parent}: {exc.strerror}"
+    return f"none of {path}'s folders exists"
+
+
+def _home_check(home: Path, existing: Path | str) -> dict[str, Any]:
     """Whether fbt can keep its data in `home`, tried without making it: a folder made and removed
     where it is or, where it is not yet (a fresh machine lacks ~/.local/share too), in the nearest
-    folder above it. Access bits said yes to a path under /proc and to a regular file."""
+    folder above it (`existing`, or why there is none). Access bits said yes to a path under /proc
+    and to a regular file."""
     where = f"{home}" + (" (FBT_HOME)" if os.environ.get("FBT_HOME") else "")
-    existing = next(p for p in (home, *home.parents) if p.exists())
+    if isinstance(existing, str):
+        return _check("data home", "missing", f"{where}: {existing}")
     if not existing.is_dir():
         return _check("data home", "missing", f"{where}: {existing} is not a folder")
     try:

@@ -15,8 +15,9 @@ def to_devnull(stream) -> None:
 
 
 def usable_cores() -> int | None:
-    """The logical cores this process may run on: a cgroup's or a scheduler's CPU set (a Slurm
-    job's 4 of a node's 128), where the platform says; else the machine's."""
+    """The logical cores this process may run on: its CPU set (taskset, a cgroup's cpuset, a Slurm
+    job's 4 of a node's 128), where the platform says; else the machine's. (A CPU quota, as
+    `docker --cpus=2`, is no CPU set: not seen.)"""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 

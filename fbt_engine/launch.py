@@ -56,9 +56,9 @@ def launch(args) -> int:
     previous_term = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
     try:
         code = proc.wait()
-    finally:  # a process that ends with this run keeps ignoring Ctrl-C (see StopFlag)
+    finally:  # a process that ends with this run keeps ignoring them while it closes up (see StopFlag)
         signal.signal(signal.SIGINT, signal.SIG_IGN if args.ends_process else previous)
-        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN if args.ends_process else previous_term)
     if args.node_rank != 0:
         return code
     rid = run_id or store.resolve(args.resume)

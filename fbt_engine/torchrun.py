@@ -12,6 +12,14 @@ import sys
 QUIET = ("torch.distributed.elastic.multiprocessing", "torch.distributed.elastic.agent.server.api")
 
 
+def signal_name(number: int) -> str:
+    """"SIGKILL"; a real-time signal has no name ("signal 40")."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def main(argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -28,7 +36,7 @@ def main(argv: list[str]) -> int:
     except ChildFailedError as exc:
         for rank, ended in sorted(exc.failures.items()):
             if ended.exitcode < 0:  # by a signal, with no word of its own
-                name = signal.Signals(-ended.exitcode).name
+                name = signal_name(-ended.exitcode)
                 print(f"error: rank {rank} was ended by {name}" + (" (out of memory?)" if name == "SIGKILL" else ""),
                       file=sys.stderr)
         _, failure = exc.get_first_failure()

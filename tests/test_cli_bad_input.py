@@ -256,3 +256,21 @@ def test_the_app_without_a_terminal_says_so_and_exits(fbt_home):
                             stdin=subprocess.DEVNULL, cwd=REPO)
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.startswith("error: the app needs a terminal (stdin and stdout)")
+
+
+def test_doctor_says_which_folder_denies_a_look(tmp_path, monkeypatch):
+    """A parent of the data home that denies a look (Path.exists raises there, as Python 3.11's
+    does on EACCES) stopped the whole report with one error line."""
+    from fbt_engine.doctor import _home_check, _nearest_existing
+
+    closed = tmp_path / "closed"
+    real_exists = Path.exists
+
+    def exists(path: Path) -> bool:
+        if path.parent == closed:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_exists(path)
+
+    monkeypatch.setattr(Path, "exists", exists)
+    home = closed / "fbt" / "home"
+    assert _home_check(home, _nearest_existing(home))["detail"].endswith(f"cannot look in {closed}: Permission denied")

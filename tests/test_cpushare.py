@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from fbt_engine import paths
+from fbt_engine.formats import counted
 from fbt_engine.store.runs import process_start_ticks
 from fbt_engine.train.cpushare import CpuShare
 from conftest import PRESETS, run_fbt, tiny_sets
@@ -34,7 +35,7 @@ def other_run():
     def sign_in(folder: Path, host: str = socket.gethostname(), holds: int | None = None) -> Path:
         """As a run that shares, or one that `holds` threads set otherwise."""
         folder.mkdir(parents=True, exist_ok=True)
-        entry = folder / f"{proc.pid}-{process_start_ticks(proc.pid)}@{host}"
+        entry = folder / f"{proc.pid}-{process_start_ticks(proc.pid)}-0@{host}"
         entry.write_text("" if holds is None else str(holds))
         return entry
 
@@ -60,6 +61,32 @@ def test_a_second_run_halves_the_threads_and_its_end_gives_them_back(tmp_path, t
     assert not any((tmp_path / "share").iterdir())
 
 
+def test_an_entry_that_is_no_number_counts_as_a_run_that_shares(tmp_path, threads, other_run):
+    """Bytes that are no UTF-8 raised from the census, mid-training."""
+    _, sign_in = other_run
+    sign_in(tmp_path / "share").write_bytes(b"\xff")
+    share = CpuShare(tmp_path / "share", alone=2)
+    assert share.census().runs == 2 and torch.get_num_threads() == 1
+
+
+def test_an_entry_removed_is_made_again(tmp_path, threads):
+    """Else the others, no longer counting this run, took its cores for the rest of it."""
+    share = CpuShare(tmp_path / "share", alone=2)
+    share.entry.unlink()
+    assert share.take() is None and share.entry.exists()
+    share.close()
+
+
+def test_two_shares_of_one_process_are_two_entries(tmp_path, threads):
+    """A caller of the engine may run two at once: the first's end took the second's entry away."""
+    torch.set_num_threads(2)
+    first, second = CpuShare(tmp_path / "share", alone=2), CpuShare(tmp_path / "share", alone=2)
+    assert first.entry != second.entry and second.joined == "2 fbt runs share the CPU: computing with 1 thread of 2"
+    first.close()
+    assert second.entry.exists() and second.census().runs == 1
+    second.close()
+
+
 def test_signing_out_gives_every_thread_back(tmp_path, threads, other_run):
     """A caller of the engine in its own process goes on with the threads it had: the next run it
     starts takes them as its own."""
@@ -77,7 +104,9 @@ def test_runs_of_other_hosts_and_stray_files_are_not_counted(tmp_path, threads, 
     folder = tmp_path / "share"
     sign_in(folder, host="another-node")  # a home on a disk that nodes share
     (folder / "notes.txt").write_text("")
-    (folder / f"²-1@{socket.gethostname()}").write_text("")  # digits to str.isdigit, not to int()
+    (folder / f"²-1-0@{socket.gethostname()}").write_text("")  # digits to str.isdigit, not to int()
+    (folder / f"1-None-0@{socket.gethostname()}").mkdir()  # a folder named as an entry of a live process
+    (folder / f"999999999-1-0@{socket.gethostname()}").mkdir()  # and of a dead one
     share = CpuShare(folder, alone=4)
     assert share.census().runs == 1 and torch.get_num_threads() == 4
 
@@ -153,4 +182,4 @@ def test_a_run_started_beside_another_takes_half_the_cores(fbt_home, other_run, 
     assert [p.name for p in paths.cpu_share_dir().iterdir()] == [entry.name]
     log = next((fbt_home / "runs").iterdir()) / "stdout.log"
     if alone > 1:  # a run started second says so as it starts
-        assert f"2 fbt runs share the CPU: computing with 1 thread of {alone}" in log.read_text()
+        assert f"2 fbt runs share the CPU: computing with {counted(alone // 2, 'thread')} of {alone}" in log.read_text()

@@ -178,3 +178,10 @@ def test_a_kill_of_the_launcher_stops_torchrun_and_its_ranks(with_cached_teacher
     assert proc.returncode == 130  # the ranks stopped as asked, saving their step
     assert meta(run_dir)["status"] == "interrupted" and (run_dir / "checkpoints" / "last.pt").is_file()
     assert not [pid for pid in ranks if Path(f"/proc/{pid}").exists()]
+
+
+def test_a_rank_ended_by_a_signal_without_a_name_is_said_by_number():
+    """Real-time signals have no name: naming one raised, a traceback instead of the rank's end."""
+    from fbt_engine.torchrun import signal_name
+
+    assert (signal_name(9), signal_name(signal.SIGRTMIN + 6)) == ("SIGKILL", f"signal {signal.SIGRTMIN + 6}")

@@ -115,6 +115,21 @@ def test_run_references_resolve_by_id_prefix_name_and_last(store):
         store.resolve("20250101")                                        # prefix of two live runs also names
 
 
+def test_a_run_folder_no_list_shows_is_named_as_one(store, fbt_home):
+    """"no run matches" (or "there are no runs yet") of a folder that is there, by its full id."""
+    lone = make_run(store, "20250101-000000-aaaaaa")
+    (fbt_home / "runs" / lone / "meta.json").unlink()
+    assert store.reindex() == (0, [f"{fbt_home / 'runs' / lone}: a run folder without a meta.json"])
+    with pytest.raises(RunNotFound, match="a run folder without a readable meta.json"):
+        store.resolve(lone)  # the only folder: "there are no runs yet" came first
+    kept = make_run(store, "20250102-000000-bbbbbb")
+    copied = make_run(store, "20250103-000000-cccccc")
+    store.index.db.execute("DELETE FROM runs WHERE id = ?", (copied,))  # as one copied in since the index was built
+    with pytest.raises(RunNotFound, match="a run the index does not hold yet: fbt runs reindex adds it"):
+        store.resolve(copied)
+    assert store.resolve(kept) == kept
+
+
 def test_last_and_names_prefer_runs_out_of_the_trash(store):
     """What `fbt runs ls` shows first: `runs show last` after `runs rm` of the newest run must not
     show the trashed one (nor `export last` export it); an id still reaches a trashed run."""

@@ -360,7 +360,7 @@ def test_compare_says_why_a_baseline_gives_no_deltas(fbt_home):
         await pilot.press("space", "space", "c")  # the newest first: the baseline
         screen = app.screen
         await wait_for(pilot, lambda: screen.data is not None, 20, "the comparison")
-        assert "the baseline for Δ, has no score yet: no Δ" in str(screen.query_one("#compare-title").render())
+        assert "the baseline for Δ, has no top-1 score: no Δ" in str(screen.query_one("#compare-title").render())
 
     run_app(scenario, start_mode="history")
 

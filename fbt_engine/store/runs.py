@@ -357,6 +357,7 @@ class RunStore:
         if trashed_only:
             runs = [r for r in runs if r.trashed]
         if not runs:
+            self._unlisted(ref)
             raise RunNotFound("the trash is empty" if trashed_only else "there are no runs yet")
         # `last` and a name mean what `fbt runs ls` shows first: a run in the trash only when no
         # other will do (an id or an id prefix names one run wherever it is)
@@ -378,12 +379,26 @@ class RunStore:
         if len(several := prefixed if len(prefixed) > 1 else ended) > 1:
             raise AmbiguousRun(f'"{ref}" matches {len(several)} runs: {", ".join(several[:5])}'
                                + (", …" if len(several) > 5 else ""))
-        if RUN_ID.match(ref) and (folder := next((f / ref for f in (self.runs_dir, self.trash_dir)
-                                                  if (f / ref).is_dir()), None)):
-            raise RunNotFound(f"{folder}: a run folder without a readable meta.json, so nothing lists it (its events "
-                              "and checkpoints are still there)")
+        self._unlisted(ref)
         raise RunNotFound(f'no run{where} matches "{ref}" (an id, a unique id prefix, its last part, a name, '
                           'or "last")')
+
+    def _unlisted(self, ref: str) -> None:
+        """Where `ref` is the id of a run folder that no list shows, why, as the refusal to name it:
+        "no run matches" of a folder that is there."""
+        folder = next((f / ref for f in (self.runs_dir, self.trash_dir) if RUN_ID.match(ref) and (f / ref).is_dir()),
+                      None)
+        if folder is None:
+            return
+        try:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = None
+        readable = isinstance(meta, dict) and "id" in meta
+        if readable:  # copied in, say, since the index was built
+            raise RunNotFound(f"{folder}: a run the index does not hold yet: fbt runs reindex adds it")
+        raise RunNotFound(f"{folder}: a run folder without a readable meta.json, so nothing lists it (its events "
+                          "and checkpoints are still there; fbt runs reindex says what is wrong)")
 
     def running_problem(self, run_id: str) -> str | None:
         """Why `run_id` cannot be moved now (its process is alive), or None."""

@@ -8,6 +8,8 @@ them, and its entry says how many it holds."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import re
 import socket
@@ -22,7 +24,8 @@ from fbt_engine.formats import counted
 from fbt_engine.store.runs import process_alive, process_start_ticks
 
 RECOUNT_S = 2.0  # how often a run counts the others: a second run's start is felt within this
-ENTRY = re.compile(r"(\d+)-(\d+|None)@(.+)", re.ASCII)  # pid-start ticks@host
+ENTRY = re.compile(r"(\d+)-(\d+|None)-\d+@(.+)", re.ASCII)  # pid-start ticks-serial@host
+_serials = itertools.count()  # a caller of the engine may hold two shares in one process
 
 
 @dataclass(frozen=True)
@@ -42,18 +45,24 @@ class CpuShare:
 
     def __init__(self, folder: Path, alone: int, fixed: bool = False):
         self.folder, self.alone, self.fixed = folder, alone, fixed
-        folder.mkdir(parents=True, exist_ok=True)
         self.host = socket.gethostname()
         pid = os.getpid()
-        self.entry = folder / f"{pid}-{process_start_ticks(pid)}@{self.host}"
-        self.entry.write_text(str(alone) if fixed else "")
+        self.entry = folder / f"{pid}-{process_start_ticks(pid)}-{next(_serials)}@{self.host}"
+        self._sign_in()
         self._next_count = 0.0
         try:
             # said once the run has a log: a run started second takes its share at once
             self.joined = None if fixed else self.take()
-        except OSError:
-            self.close()  # not counted by others for a share it did not take
+        except BaseException:  # an unreadable folder, a Ctrl-C: not counted by others for a share it did not take
+            self.close()
             raise
+
+    def _sign_in(self) -> None:
+        """The entry, whole at once: half-written, a run that holds its threads read as one that shares."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{self.entry.name}.tmp"
+        tmp.write_text(str(self.alone) if self.fixed else "")
+        os.replace(tmp, self.entry)
 
     @classmethod
     def claim(cls, device: torch.device, world: int, compiled: bool) -> "CpuShare | None":
@@ -76,20 +85,24 @@ class CpuShare:
             if signed is None or signed[3] != self.host or entry == self.entry:
                 continue
             if not process_alive(int(signed[1]), None if signed[2] == "None" else int(signed[2])):
-                entry.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # removed meanwhile by another run's census, or no file
+                    entry.unlink()
                 continue
             try:
-                held = entry.read_text().strip()
-            except FileNotFoundError:  # it signed out since the listing
+                held = entry.read_bytes().strip()
+            except OSError:  # signed out since the listing, or no entry of a run's (a folder)
                 continue
-            if held.isascii() and held.isdigit():
+            if held.isdigit():  # bytes: ASCII digits only
                 fixed_runs, fixed_threads = fixed_runs + 1, fixed_threads + int(held)
             else:
                 sharing += 1
         return Census(sharing + (not self.fixed), fixed_runs + self.fixed, fixed_threads + self.alone * self.fixed)
 
     def take(self) -> str | None:
-        """Take this run's share of the cores now; what changed, in words, or None."""
+        """Take this run's share of the cores now; what changed, in words, or None. An entry that
+        someone removed is made again: the others would take this run's cores as well."""
+        if not self.entry.exists():
+            self._sign_in()
         census = self.census()
         threads = max(1, (self.alone - census.fixed_threads) // census.sharing)
         if threads == torch.get_num_threads():

@@ -61,8 +61,8 @@ class Interrupted(Exception):
 class StopFlag:
     """While installed (a context manager), SIGINT/SIGTERM ask the loop to stop after the current
     step; a second SIGINT stops at once, until `settle()`. The previous handlers come back on exit,
-    except SIGINT's where the run `ends_process`: its end is recorded, and a Ctrl-C between here and
-    the process's exit would only print a traceback and change the exit code."""
+    except where the run `ends_process`: its end is recorded, and a Ctrl-C or a SIGTERM between here
+    and the process's exit would only print a traceback and change the exit code."""
 
     def __init__(self, ends_process: bool = False) -> None:
         self.requested = False
@@ -77,7 +77,7 @@ class StopFlag:
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
-            signal.signal(sig, signal.SIG_IGN if self._ends_process and sig == signal.SIGINT else handler)
+            signal.signal(sig, signal.SIG_IGN if self._ends_process else handler)
 
     def _handle(self, signum, frame) -> None:
         if self.requested and signum == signal.SIGINT and not self._settled:

@@ -112,7 +112,7 @@ class CompareScreen(FbtScreen):
         self.data = data
         if data.summaries[0].best_top1 is None:  # its Δ cells all blank, unexplained
             self.query_one("#compare-title", Static).update(
-                f" Compare {len(self.run_ids)} runs [dim](the first, the baseline for Δ, has no score yet: no Δ · "
+                f" Compare {len(self.run_ids)} runs [dim](the first, the baseline for Δ, has no top-1 score: no Δ · "
                 "esc back)[/]")
         self._summary()
         self._diff()
