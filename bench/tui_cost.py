@@ -222,7 +222,9 @@ async def measure_run(home: Path, run: Trial, pairs: int, window: int, settle: f
     still reports its complete pairs)."""
     before = run_folders(home)
     with engine(run) as proc:
-        epochs = Epochs(await run_folder(home, proc, before) / "events.jsonl", proc)
+        folder = await run_folder(home, proc, before)
+        print(f"engine pid {proc.pid}: run folder {folder}", file=sys.stderr)  # where to look if it stalls
+        epochs = Epochs(folder / "events.jsonl", proc)
         await epochs.next()  # the first distillation epoch: warm-up (and, on a GPU, compilation)
         print("first distillation epoch done; measuring", file=sys.stderr)
         pacer.measuring()

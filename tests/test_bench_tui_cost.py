@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 from conftest import REPO
 
@@ -55,12 +56,27 @@ def test_an_interrupted_bench_reports_its_complete_pairs():
         proc.wait(timeout=60)  # its table is a few lines: the stdout pipe holds it
         out = proc.stdout.read()
     except queue.Empty:
-        raise AssertionError(f"no third window within 240 s; the bench said:\n{''.join(seen)}") from None
+        raise AssertionError(f"no third window within 240 s; the bench said:\n{''.join(seen)}{_stall(seen)}") from None
     finally:
         proc.kill()
     assert proc.returncode == 0
     assert "one run, 2 windows of 1 distillation epoch(s) (interrupted after 1 of 3 pairs)" in out
     assert "cost of the TUI" in out
+
+
+def _stall(said: list[str]) -> str:
+    """Where a stalled bench's engine was: its process's state and kernel wait, and its log's end
+    (a CI run saw the bench silent for 240 s: not even its run's first epoch; alone it takes ~20 s)."""
+    found = next((re.match(r"engine pid (\d+): run folder (.+)", line) for line in said if line.startswith("engine")),
+                 None)
+    if found is None:
+        return "\n(no run folder yet)"
+    proc, folder = Path(f"/proc/{found[1]}"), Path(found[2].strip())
+    state = [line for line in (proc / "status").read_text().splitlines() if line.startswith("State")] \
+        if proc.exists() else ["gone"]
+    wchan = (proc / "wchan").read_text() if proc.exists() else ""
+    log = (folder / "stdout.log").read_text().splitlines()[-10:] if (folder / "stdout.log").exists() else []
+    return f"\nengine {found[1]}: {state} wchan {wchan!r}\n" + "\n".join(log)
 
 
 def test_a_time_limit_ends_the_bench_at_a_pairs_end():
