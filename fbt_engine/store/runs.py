@@ -207,11 +207,13 @@ class RunStore:
         return summarize(self.read_meta(run_id), read_events(folder / "events.jsonl"),
                          trashed=folder.parent == self.trash_dir)
 
-    def _folders(self, include_trashed: bool) -> Iterator[Path]:
+    def _folders(self, include_trashed: bool, with_meta: bool = True) -> Iterator[Path]:
+        """The run folders (`with_meta`: those that hold a meta.json)."""
         for folder in (self.runs_dir, self.trash_dir) if include_trashed else (self.runs_dir,):
             if folder.is_dir():
                 # ".<id>.tmp" is a run still being created (or one whose creation crashed): not a run
-                yield from (p for p in folder.iterdir() if RUN_ID.match(p.name) and (p / "meta.json").is_file())
+                yield from (p for p in folder.iterdir() if RUN_ID.match(p.name)
+                            and ((p / "meta.json").is_file() if with_meta else p.is_dir()))
 
     # -- changing ------------------------------------------------------------------------------
 
@@ -270,9 +272,12 @@ class RunStore:
         """Rebuild index.sqlite from the run folders alone: (runs indexed, why each folder it left
         out was; one unreadable meta.json must not take the whole history down)."""
         summaries, skipped = [], []
-        for folder in self._folders(include_trashed=True):
+        for folder in self._folders(include_trashed=True, with_meta=False):
             try:
                 meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                skipped.append(f"{folder}: a run folder without a meta.json")
+                continue
             except (OSError, ValueError) as exc:
                 skipped.append(f"{folder / 'meta.json'}: {exc.strerror if isinstance(exc, OSError) else exc}")
                 continue
@@ -281,9 +286,6 @@ class RunStore:
                 continue
             summaries.append(summarize(meta, read_events(folder / "events.jsonl"),
                                        trashed=folder.parent == self.trash_dir))
-        skipped += [f"{folder}: a run folder without a meta.json" for base in (self.runs_dir, self.trash_dir)
-                    if base.is_dir() for folder in sorted(base.iterdir())
-                    if RUN_ID.match(folder.name) and folder.is_dir() and not (folder / "meta.json").exists()]
         self.index.replace_all(summaries)
         return len(summaries), skipped
 
@@ -386,8 +388,9 @@ class RunStore:
     def _unlisted(self, ref: str) -> None:
         """Where `ref` is the id of a run folder that no list shows, why, as the refusal to name it:
         "no run matches" of a folder that is there."""
-        folder = next((f / ref for f in (self.runs_dir, self.trash_dir) if RUN_ID.match(ref) and (f / ref).is_dir()),
-                      None)
+        if not RUN_ID.match(ref):
+            return
+        folder = next((f / ref for f in (self.runs_dir, self.trash_dir) if (f / ref).is_dir()), None)
         if folder is None:
             return
         try:

@@ -78,7 +78,8 @@ class CpuShare:
             return None
 
     def census(self) -> Census:
-        """The CPU runs signed in on this host, this one included; a killed run's entry is removed."""
+        """The CPU runs signed in on this host, this one among those that share (only they count);
+        a killed run's entry is removed."""
         sharing = fixed_runs = fixed_threads = 0
         for entry in self.folder.iterdir():
             signed = ENTRY.fullmatch(entry.name)
@@ -96,7 +97,7 @@ class CpuShare:
                 fixed_runs, fixed_threads = fixed_runs + 1, fixed_threads + int(held)
             else:
                 sharing += 1
-        return Census(sharing + (not self.fixed), fixed_runs + self.fixed, fixed_threads + self.alone * self.fixed)
+        return Census(sharing + 1, fixed_runs, fixed_threads)
 
     def take(self) -> str | None:
         """Take this run's share of the cores now; what changed, in words, or None. An entry that

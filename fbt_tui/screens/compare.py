@@ -77,8 +77,7 @@ class CompareScreen(FbtScreen):
         self.metric = 0
 
     def compose(self) -> ComposeResult:
-        yield Static(f" Compare {len(self.run_ids)} runs [dim](first = baseline for Δ · esc back)[/]",
-                     id="compare-title")
+        yield Static(self._title("first = baseline for Δ"), id="compare-title")
         with Vertical(id="compare-body"):
             yield DataTable(id="compare-summary", cursor_type="none")
             with Horizontal(id="compare-plots"):
@@ -108,12 +107,14 @@ class CompareScreen(FbtScreen):
             store.close()
         self.app.call_from_thread(self._loaded, Compared(summaries, diff, everything, models))
 
+    def _title(self, baseline: str) -> str:
+        return f" Compare {len(self.run_ids)} runs [dim]({baseline} · esc back)[/]"
+
     def _loaded(self, data: Compared) -> None:
         self.data = data
         if data.summaries[0].best_top1 is None:  # its Δ cells all blank, unexplained
             self.query_one("#compare-title", Static).update(
-                f" Compare {len(self.run_ids)} runs [dim](the first, the baseline for Δ, has no top-1 score: no Δ · "
-                "esc back)[/]")
+                self._title("the first, the baseline for Δ, has no top-1 score: no Δ"))
         self._summary()
         self._diff()
         self.call_after_refresh(self._plots)
